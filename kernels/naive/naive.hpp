@@ -1,0 +1,25 @@
+// Naive GPU MoBA: the plain, obviously-right GPU reference for shapes too large for the CPU.
+// fp32 math on CUDA cores, one warp per (query, head) for the forward and dq, one warp per
+// (key, kv head) for dk/dv (gathering, no atomics, so every output is deterministic).
+// Any head dim up to 256, any Hq/Hkv ratio, varlen batches; inputs fp32, fp16 or bf16.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/kernel_api.hpp"
+
+namespace moba::naive {
+
+constexpr int kMaxHeadDim = 256;
+
+Support can_implement(const Problem& problem);
+
+std::size_t gating_workspace_bytes(const Problem& problem);
+std::size_t attention_workspace_bytes(const Problem& problem);
+
+// Each launches on args.stream and checks the launch (throws moba::CudaError on failure).
+void gating(const GatingArgs& args);
+void forward(const AttentionArgs& args);   // writes out, lse
+void backward(const AttentionArgs& args);  // reads out, lse, dout; writes dq, dk, dv
+
+}  // namespace moba::naive

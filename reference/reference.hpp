@@ -1,0 +1,60 @@
+// The float64 CPU reference (the truth) and the same-precision baseline (the yardstick).
+// Shares no code with the kernels: masks, gating and softmax are computed here in their
+// own plain way. Semantics: reference/SEMANTICS.md.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "harness/problem.hpp"
+#include "harness/tensors.hpp"
+
+namespace moba::ref {
+
+// ---- Gating (SPEC §2) in float64 ----------------------------------------------------------
+struct GatingResult {
+    Selection selection;  // [total, Hq, slots]
+    // Per (query token, query head) [total, Hq]: score of the k-th selected block minus
+    // score of the best unselected eligible (finite-score) block; +inf when there is no
+    // such competitor or the k-th is the forced own block.
+    std::vector<double> boundary_gap;
+    // Per (query token, query head) [total, Hq]: max over the two blocks at the boundary of
+    // sum_d |q_d| * mean_t |k_td|, the magnitude that bounds an fp32 score's rounding error.
+    // 0 where boundary_gap is +inf.
+    std::vector<double> boundary_magnitude;
+};
+GatingResult gating(const Problem& problem, const HostInputs& inputs);
+
+// Every block up to the query's own one (what k >= n selects): MoBA's zero-sparsity selection.
+Selection full_selection(const Problem& problem);
+
+// ---- Attention given a selection, float64 ------------------------------------------------
+struct Forward {
+    std::vector<double> out;  // [total, Hq, D]
+    std::vector<double> lse;  // [Hq, total]
+};
+struct Gradients {
+    std::vector<double> dq;  // [total, Hq, D]
+    std::vector<double> dk;  // [total, Hkv, D] summed over the group's query heads
+    std::vector<double> dv;  // [total, Hkv, D]
+};
+Forward attention_forward(const Problem& problem, const HostInputs& inputs, const Selection& sel);
+Gradients attention_backward(const Problem& problem, const HostInputs& inputs,
+                             const Selection& sel);
+
+// ---- Full causal attention, float64, written independently of the selection path ---------
+Forward full_attention_forward(const Problem& problem, const HostInputs& inputs);
+Gradients full_attention_backward(const Problem& problem, const HostInputs& inputs);
+
+// ---- Same-precision baseline (SPEC §5) ---------------------------------------------------
+// What a plain low-precision implementation computes: fp32 scores from the rounded inputs,
+// probabilities rounded to the dtype before the product with V, outputs rounded to the dtype.
+// For DType::f32 no rounding is applied beyond fp32 arithmetic.
+ForwardOutput baseline_forward(const Problem& problem, const HostInputs& inputs,
+                               const Selection& sel);
+GradientOutput baseline_backward(const Problem& problem, const HostInputs& inputs,
+                                 const Selection& sel);
+// Gating as a plain fp32 implementation computes it (fp32 block means and scores).
+Selection baseline_gating(const Problem& problem, const HostInputs& inputs);
+
+}  // namespace moba::ref
