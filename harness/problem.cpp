@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace moba {
 
@@ -50,7 +52,7 @@ void Problem::validate() const {
     if (!(softmax_scale >= 0.0) || !std::isfinite(softmax_scale))
         throw std::invalid_argument(fmt::format("softmax scale {} must be finite and >= 0 (0 = 1/sqrt(D))", softmax_scale));
     const std::int64_t total = total_tokens();
-    if (total > std::int64_t{1} << 31)
+    if (total > std::numeric_limits<std::int32_t>::max())
         throw std::invalid_argument(fmt::format("total tokens {} exceed the int32 range of cu_seqlens", total));
 }
 
@@ -85,10 +87,8 @@ double Problem::dense_pairs() const {
 }
 
 std::string Problem::flags() const {
-    std::string lens;
-    for (std::size_t i = 0; i < seqlens.size(); ++i) lens += (i ? "," : "") + std::to_string(seqlens[i]);
     std::string s = fmt::format("--seqlens {} --heads {} --kv-heads {} --head-dim {} --block {} --topk {} --dtype {}",
-                                lens, heads_q, heads_kv, head_dim, block, topk, to_string(dtype));
+                                fmt::join(seqlens, ","), heads_q, heads_kv, head_dim, block, topk, to_string(dtype));
     if (softmax_scale > 0.0) s += fmt::format(" --scale {}", softmax_scale);
     return s;
 }

@@ -20,7 +20,8 @@ struct GatingResult {
     std::vector<double> boundary_gap;
     // Per (query token, query head) [total, Hq]: max over the two blocks at the boundary of
     // sum_d |q_d| * mean_t |k_td|, the magnitude that bounds an fp32 score's rounding error.
-    // 0 where boundary_gap is +inf.
+    // 0 where boundary_gap is +inf. A (token, head) is a near tie, whose fp32 selection may
+    // differ, when boundary_gap <= 2 (D + Bs + 1) 2^-24 boundary_magnitude (SEMANTICS.md).
     std::vector<double> boundary_magnitude;
 };
 GatingResult gating(const Problem& problem, const HostInputs& inputs);

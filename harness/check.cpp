@@ -1,0 +1,314 @@
+#include "harness/check.hpp"
+
+#include <cmath>
+#include <exception>
+#include <optional>
+#include <span>
+
+#include <fmt/format.h>
+
+#include "harness/compare.hpp"
+#include "harness/cuda_check.hpp"
+#include "harness/gpu_run.hpp"
+#include "harness/inputs.hpp"
+#include "harness/naive_truth.hpp"
+#include "reference/reference.hpp"
+
+namespace moba {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kBaselineName = "cpu_baseline";
+
+// The truth for one (problem, selection) and the same-precision baseline beside it.
+struct Truth {
+    std::vector<double> out, lse, dq, dk, dv;
+    std::vector<float> base_out, base_lse, base_dq, base_dk, base_dv;
+};
+
+std::string_view reference_name(ReferenceKind r) { return r == ReferenceKind::cpu ? "cpu" : "naive"; }
+
+json config_json(const CheckCase& c) {
+    const Problem& p = c.problem;
+    return {{"seqlens", p.seqlens},         {"heads_q", p.heads_q},
+            {"heads_kv", p.heads_kv},       {"layout", head_layout(p.heads_q, p.heads_kv)},
+            {"head_dim", p.head_dim},       {"block", p.block},
+            {"topk", p.topk},               {"dtype", to_string(p.dtype)},
+            {"scale", p.scale()},           {"seed", c.seed},
+            {"total_tokens", p.total_tokens()}, {"zero_sparsity", p.zero_sparsity()}};
+}
+
+json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+
+json base_record(const CheckCase& c, const std::string& impl, const std::string& check,
+                 const std::string& tensor, ReferenceKind ref) {
+    return {{"kind", "check"},  {"config", config_json(c)}, {"impl", impl},
+            {"check", check},   {"tensor", tensor},         {"reference", reference_name(ref)},
+            {"command", reproduce_command(c, impl, ref)}};
+}
+
+json tensor_record(const CheckCase& c, const std::string& impl, const std::string& check,
+                   ReferenceKind ref, const TensorCheck& t) {
+    json r = base_record(c, impl, check, t.tensor, ref);
+    r["max_abs_err"] = finite_or_null(t.max_abs_err);
+    r["rel_l2_err"] = finite_or_null(t.rel_l2_err);
+    r["baseline_max_abs_err"] = finite_or_null(t.baseline_max_abs_err);
+    r["baseline_rel_l2_err"] = finite_or_null(t.baseline_rel_l2_err);
+    r["bound"] = finite_or_null(t.bound);
+    r["ratio"] = finite_or_null(t.ratio);
+    r["nonfinite"] = t.nonfinite;
+    r["outcome"] = to_string(t.outcome);
+    r["reason"] = t.reason;
+    return r;
+}
+
+json gating_record(const CheckCase& c, const std::string& impl, ReferenceKind ref,
+                   const GatingCheck& g) {
+    json r = base_record(c, impl, "gating", "selection", ref);
+    r["pairs"] = g.pairs;
+    r["mismatches"] = g.mismatches;
+    r["near_ties"] = g.near_ties;
+    r["near_tie_mismatches"] = g.near_tie_mismatches;
+    r["invalid"] = g.invalid;
+    r["outcome"] = to_string(g.outcome);
+    r["reason"] = g.reason;
+    return r;
+}
+
+json outcome_record(const CheckCase& c, const std::string& impl, const std::string& check,
+                    ReferenceKind ref, Outcome outcome, const std::string& reason) {
+    json r = base_record(c, impl, check, "", ref);
+    r["outcome"] = to_string(outcome);
+    r["reason"] = reason;
+    return r;
+}
+
+template <class T>
+std::vector<double> widen(const std::vector<T>& x) {
+    return std::vector<double>(x.begin(), x.end());
+}
+
+Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full) {
+    Truth t;
+    ref::Forward f = full ? ref::full_attention_forward(p, in) : ref::attention_forward(p, in, sel);
+    ref::Gradients g = full ? ref::full_attention_backward(p, in) : ref::attention_backward(p, in, sel);
+    t.out = std::move(f.out);
+    t.lse = std::move(f.lse);
+    t.dq = std::move(g.dq);
+    t.dk = std::move(g.dk);
+    t.dv = std::move(g.dv);
+    ForwardOutput bf = ref::baseline_forward(p, in, sel);
+    GradientOutput bg = ref::baseline_backward(p, in, sel);
+    t.base_out = std::move(bf.out);
+    t.base_lse = std::move(bf.lse);
+    t.base_dq = std::move(bg.dq);
+    t.base_dk = std::move(bg.dk);
+    t.base_dv = std::move(bg.dv);
+    return t;
+}
+
+Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel) {
+    NaiveTruth n = naive_truth(p, in, sel);
+    Truth t;
+    t.out = widen(n.truth.forward.out);
+    t.lse = widen(n.truth.forward.lse);
+    t.dq = widen(n.truth.gradients.dq);
+    t.dk = widen(n.truth.gradients.dk);
+    t.dv = widen(n.truth.gradients.dv);
+    t.base_out = std::move(n.baseline.forward.out);
+    t.base_lse = std::move(n.baseline.forward.lse);
+    t.base_dq = std::move(n.baseline.gradients.dq);
+    t.base_dk = std::move(n.baseline.gradients.dk);
+    t.base_dv = std::move(n.baseline.gradients.dv);
+    return t;
+}
+
+// Records for out, lse (and dq, dk, dv when gradients were computed) of one run.
+void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind ref,
+                     const std::string& fwd_check, const std::string& bwd_check,
+                     const ForwardOutput& f, const GradientOutput* g, const Truth& t,
+                     std::vector<json>& records) {
+    const double atol = tensor_atol(c.problem.dtype);
+    records.push_back(tensor_record(c, impl, fwd_check, ref,
+                                    compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol)));
+    records.push_back(tensor_record(c, impl, fwd_check, ref,
+                                    compare_tensor("lse", f.lse, t.lse, t.base_lse, kForwardFactor, kLseAtol)));
+    if (!g) return;
+    records.push_back(tensor_record(c, impl, bwd_check, ref,
+                                    compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol)));
+    records.push_back(tensor_record(c, impl, bwd_check, ref,
+                                    compare_tensor("dk", g->dk, t.dk, t.base_dk, kGradientFactor, atol)));
+    records.push_back(tensor_record(c, impl, bwd_check, ref,
+                                    compare_tensor("dv", g->dv, t.dv, t.base_dv, kGradientFactor, atol)));
+}
+
+// Without a GPU the baseline itself is judged: its error against float64 must stay within
+// what its dtype's rounding explains (rel L2 <= 4 u, u the unit roundoff; 1e-5 for fp32).
+// This catches a broken rounding emulation; it is not a kernel check.
+void judge_baseline(const CheckCase& c, const std::string& fwd_check, const std::string& bwd_check,
+                    const Truth& t, std::vector<json>& records) {
+    const double u = c.problem.dtype == DType::bf16 ? std::ldexp(1.0, -8)
+                     : c.problem.dtype == DType::f16 ? std::ldexp(1.0, -11)
+                                                     : 2.5e-6;
+    const double limit = 4 * u;
+    auto one = [&](const std::string& check, const char* name, std::span<const float> base,
+                   const std::vector<double>& truth) {
+        TensorCheck tc = compare_tensor(name, base, truth, base, 1.0, 0.0);
+        tc.bound = limit;
+        tc.ratio = tc.rel_l2_err / limit;
+        if (tc.outcome == Outcome::passed && !(tc.rel_l2_err <= limit)) {
+            tc.outcome = Outcome::incorrect;
+            tc.reason = fmt::format("baseline relative L2 error {:.3e} exceeds 4u = {:.3e}", tc.rel_l2_err, limit);
+        }
+        json r = tensor_record(c, kBaselineName, check, ReferenceKind::cpu, tc);
+        r["bound_kind"] = "rel_l2 <= 4u";
+        records.push_back(std::move(r));
+    };
+    one(fwd_check, "out", t.base_out, t.out);
+    one(fwd_check, "lse", t.base_lse, t.lse);
+    one(bwd_check, "dq", t.base_dq, t.dq);
+    one(bwd_check, "dk", t.base_dk, t.dk);
+    one(bwd_check, "dv", t.base_dv, t.dv);
+}
+
+void check_implementation(const CheckCase& c, const Implementation& impl, const CheckOptions& o,
+                          const HostInputs& in, const ref::GatingResult* gate,
+                          const Selection& sel, const Truth& truth, const std::string& fwd_check,
+                          const std::string& bwd_check, std::vector<json>& records) {
+    const Problem& p = c.problem;
+    const Support s = impl.supports(p);
+    if (!s.ok) {
+        records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::not_supported, s.reason));
+        return;
+    }
+    try {
+        DeviceInputs din(impl, p, in);
+        if (impl.has_gating() && gate) {
+            const Selection got = run_gating(impl, din);
+            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, *gate)));
+        }
+        const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
+        judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
+                        impl.has_backward() ? &run.gradients : nullptr, truth, records);
+    } catch (const std::exception& e) {
+        records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::failed, e.what()));
+    }
+}
+
+// Flat index of the first NaN/Inf of x, or -1.
+std::int64_t first_nonfinite(const std::vector<float>& x) {
+    for (std::size_t i = 0; i < x.size(); ++i)
+        if (!std::isfinite(x[i])) return static_cast<std::int64_t>(i);
+    return -1;
+}
+
+// Attended pairs x D of the problem's selection (dense pairs when zero sparsity): the work of
+// one float64 forward pass, up to a constant.
+double reference_work(const Problem& p) {
+    double pairs = 0;
+    for (int len : p.seqlens) {
+        const double keys_per_query = std::min<double>(len, static_cast<double>(p.topk) * p.block);
+        pairs += std::min(0.5 * len * (len + 1.0), len * keys_per_query);
+    }
+    return pairs * p.heads_q * p.head_dim;
+}
+
+// Reasons not to start: bad inputs, a truth too costly for the CPU. Empty when fine.
+std::string refusal(const CheckCase& c, const HostInputs& in, const CheckOptions& o) {
+    const std::pair<const char*, const std::vector<float>*> tensors[] = {
+        {"q", &in.q}, {"k", &in.k}, {"v", &in.v}, {"dout", &in.dout}};
+    for (const auto& [name, values] : tensors) {
+        const std::int64_t bad = first_nonfinite(*values);
+        if (bad >= 0) return fmt::format("input {} holds {} at flat index {}", name, (*values)[bad], bad);
+    }
+    const Problem& p = c.problem;
+    if (in.q.size() != static_cast<std::size_t>(p.q_elems()) || in.k.size() != static_cast<std::size_t>(p.kv_elems()) ||
+        in.v.size() != in.k.size() || in.dout.size() != in.q.size())
+        return "input sizes do not match the problem";
+    const double work = reference_work(p) * (p.zero_sparsity() ? 1.0 : 2.0);
+    if (o.reference == ReferenceKind::cpu && work > kMaxCpuReferenceWork)
+        return fmt::format("the float64 CPU reference would take about {:.1e} pair x D operations (limit {:.1e}); "
+                           "use --reference naive on a GPU for this size", work, kMaxCpuReferenceWork);
+    return {};
+}
+
+// All checks of one problem whose selection is the reference gating's (or all blocks).
+void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions& o,
+                   std::vector<json>& records) {
+    const Problem& p = c.problem;
+    const bool zero = p.zero_sparsity();
+    const std::string fwd_check = zero ? "zero_sparsity" : "forward";
+    const std::string bwd_check = zero ? "zero_sparsity" : "backward";
+    if (const std::string why = refusal(c, in, o); !why.empty()) {
+        records.push_back(outcome_record(c, "reference", fwd_check, o.reference, Outcome::failed, why));
+        return;
+    }
+    // Refuse implementations whose run would not fit in free device memory before spending
+    // time on the truth.
+    std::vector<const Implementation*> impls;
+    for (const Implementation* impl : o.gpu ? o.impls : std::vector<const Implementation*>{}) {
+        try {
+            if (impl->supports(p).ok) require_device_memory(device_bytes_needed(*impl, p), impl->name);
+            impls.push_back(impl);
+        } catch (const std::exception& e) {
+            records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::failed, e.what()));
+        }
+    }
+    if (o.gpu && impls.empty()) return;
+
+    // With --reference cpu the selection is the float64 gating's; with --reference naive it
+    // is the naive GPU gating's in fp32 (no gating check then: the truth is that gating).
+    std::optional<ref::GatingResult> gate;
+    Selection sel;
+    if (o.reference == ReferenceKind::cpu) {
+        gate = ref::gating(p, in);
+        sel = zero ? ref::full_selection(p) : gate->selection;
+    } else {
+        sel = zero ? ref::full_selection(p) : naive_selection(p, in);
+    }
+    const Truth truth = o.reference == ReferenceKind::cpu ? cpu_truth(p, in, sel, zero)
+                                                          : gpu_truth(p, in, sel);
+    if (!o.gpu) {
+        if (gate) records.push_back(gating_record(c, kBaselineName, o.reference,
+                                                  compare_gating(p, ref::baseline_gating(p, in), *gate)));
+        judge_baseline(c, fwd_check, bwd_check, truth, records);
+        return;
+    }
+    for (const Implementation* impl : impls)
+        check_implementation(c, *impl, o, in, gate ? &*gate : nullptr, sel, truth, fwd_check,
+                             bwd_check, records);
+}
+
+}  // namespace
+
+void PrintTo(const CheckCase& c, std::ostream* os) { *os << c.problem.flags() << " --seed " << c.seed; }
+
+std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref) {
+    std::string cmd = fmt::format("moba check {} --seed {}", c.problem.flags(), c.seed);
+    if (impl != kBaselineName) cmd += " --impl " + impl;
+    if (ref == ReferenceKind::naive) cmd += " --reference naive";
+    return cmd;
+}
+
+std::vector<json> run_checks(const CheckCase& c, const CheckOptions& o) {
+    return run_checks_on(c, make_inputs(c.problem, c.seed), o);
+}
+
+std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const CheckOptions& o) {
+    std::vector<json> records;
+    try {
+        check_problem(c, in, o, records);
+        if (o.add_zero_sparsity && !c.problem.zero_sparsity()) {
+            CheckCase full = c;
+            full.problem.topk = c.problem.max_blocks();
+            check_problem(full, in, o, records);
+        }
+    } catch (const std::exception& e) {
+        // The truth itself could not be computed (e.g. out of host or device memory).
+        records.push_back(outcome_record(c, "reference", "reference", o.reference, Outcome::failed, e.what()));
+    }
+    return records;
+}
+
+}  // namespace moba

@@ -1,0 +1,53 @@
+// `moba check`: the agreement checks of SPEC §5 for chosen implementations on one problem.
+//   gating         the implementation's block sets against the float64 reference's
+//   forward        out, lse with the reference's selection fed to every implementation
+//   backward       dq, dk, dv likewise
+//   zero_sparsity  k >= n: out, lse, dq, dk, dv against float64 full causal attention
+// One record (JSON) per (implementation, check, tensor), figures kept whatever the outcome.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/problem.hpp"
+#include "harness/registry.hpp"
+#include "harness/tensors.hpp"
+
+namespace moba {
+
+enum class ReferenceKind { cpu, naive };
+
+struct CheckOptions {
+    std::vector<const Implementation*> impls;  // empty with no GPU: the baseline is checked
+    ReferenceKind reference = ReferenceKind::cpu;
+    // Also check the zero-sparsity equivalence (topk raised to n) when the problem is sparse.
+    bool add_zero_sparsity = true;
+    bool gpu = true;  // false: no GPU present; only the CPU baseline is judged
+};
+
+struct CheckCase {
+    Problem problem;
+    std::uint64_t seed = 0;
+};
+// For GoogleTest's messages: the flags and seed that reproduce the case.
+void PrintTo(const CheckCase& c, std::ostream* os);
+
+// Never throws for a failing implementation: errors become records with outcome "failed".
+// Draws the inputs from c.seed.
+std::vector<nlohmann::json> run_checks(const CheckCase& c, const CheckOptions& options);
+// The same on given inputs (NaN or Inf in them is reported as a failed "inputs" record).
+std::vector<nlohmann::json> run_checks_on(const CheckCase& c, const HostInputs& inputs,
+                                          const CheckOptions& options);
+
+// Largest problem the float64 CPU reference takes on: attended pairs x D (about a minute on
+// 16 cores). Larger problems are refused with a pointer to --reference naive.
+inline constexpr double kMaxCpuReferenceWork = 4e11;
+
+// The command line that reproduces one record: "moba check <problem flags> --impl X --seed N".
+std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref);
+
+}  // namespace moba

@@ -1,0 +1,194 @@
+#include "harness/cli/check_command.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "harness/cli/parse.hpp"
+#include "harness/device.hpp"
+#include "harness/report.hpp"
+#include "harness/suite.hpp"
+
+namespace moba::cli {
+
+CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
+    CLI::App* cmd = app.add_subcommand("check", "Check implementations against the float64 reference (SPEC §5)");
+    cmd->add_option("--seqlens", f.seqlens, "Sequence lengths of the packed batch, e.g. 4096,1000,17 or 8K");
+    cmd->add_option("--heads", f.heads, "Query heads")->capture_default_str();
+    cmd->add_option("--kv-heads", f.kv_heads, "KV heads (default: --heads, i.e. MHA)");
+    cmd->add_option("--head-dim", f.head_dim, "Head dimension D")->capture_default_str();
+    cmd->add_option("--block", f.block, "MoBA block size")->capture_default_str();
+    cmd->add_option("--topk", f.topk, "Blocks per query, own block included")->capture_default_str();
+    cmd->add_option("--dtype", f.dtype, "bf16, fp16 or fp32")->capture_default_str();
+    cmd->add_option("--scale", f.scale, "Softmax scale (default 1/sqrt(D))");
+    cmd->add_option("--impl", f.impl, "Comma list of implementations, or all")->capture_default_str();
+    cmd->add_option("--seed", f.seed, "Seed of the random inputs (suites: seed of case 0)")->capture_default_str();
+    cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick or long");
+    cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32)")->capture_default_str();
+    cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
+    return cmd;
+}
+
+CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
+    CheckPlan plan;
+    if (f.reference == "cpu") {
+        plan.options.reference = ReferenceKind::cpu;
+    } else if (f.reference == "naive") {
+        plan.options.reference = ReferenceKind::naive;
+        if (!gpu_present)
+            throw std::invalid_argument("--reference naive needs a GPU, and none was found");
+    } else {
+        throw std::invalid_argument(fmt::format("--reference '{}' is not cpu or naive", f.reference));
+    }
+    plan.options.gpu = gpu_present;
+    for (const auto& name : parse_impl_list(f.impl)) plan.options.impls.push_back(find_implementation(name));
+
+    if (!f.suite.empty()) {
+        if (!f.seqlens.empty()) throw std::invalid_argument("give either --suite or --seqlens, not both");
+        plan.cases = named_suite(f.suite, f.seed);
+        plan.options.add_zero_sparsity = false;  // the suites hold k >= n cases of every shape
+        return plan;
+    }
+    if (f.seqlens.empty()) throw std::invalid_argument("give --seqlens (one configuration) or --suite quick");
+    Problem p;
+    p.seqlens = parse_lengths(f.seqlens, "--seqlens");
+    p.heads_q = f.heads;
+    p.heads_kv = f.kv_heads == 0 ? f.heads : f.kv_heads;
+    p.head_dim = f.head_dim;
+    p.block = f.block;
+    p.topk = f.topk;
+    p.dtype = parse_dtype(f.dtype);
+    p.softmax_scale = f.scale;
+    p.validate();
+    plan.cases.push_back({p, f.seed});
+    return plan;
+}
+
+namespace {
+
+std::string describe(const CheckCase& c) {
+    const Problem& p = c.problem;
+    std::string lens;
+    for (std::size_t i = 0; i < p.seqlens.size() && i < 4; ++i) lens += (i ? "," : "") + std::to_string(p.seqlens[i]);
+    if (p.seqlens.size() > 4) lens += ",...";
+    return fmt::format("{} {}x{} {} D{} L={} Bs={} k={}", head_layout(p.heads_q, p.heads_kv), p.heads_q,
+                       p.heads_kv, to_string(p.dtype), p.head_dim, lens, p.block, p.topk);
+}
+
+double worst_ratio(const std::vector<nlohmann::json>& records) {
+    double worst = 0;
+    for (const auto& r : records)
+        if (r.contains("ratio") && r["ratio"].is_number()) worst = std::max(worst, r["ratio"].get<double>());
+    return worst;
+}
+
+std::string worst_outcome(const std::vector<nlohmann::json>& records) {
+    std::string worst = "passed";
+    for (const auto& r : records) {
+        const auto o = parse_outcome(r["outcome"].get<std::string>());
+        if (is_failure(o)) return std::string(to_string(o));
+        if (o != Outcome::passed) worst = std::string(to_string(o));
+    }
+    return worst;
+}
+
+std::string fmt_err(const nlohmann::json& r, const char* key) {
+    return r.contains(key) && r[key].is_number() ? fmt::format("{:.2e}", r[key].get<double>()) : "-";
+}
+
+void print_record_table(const nlohmann::json& records) {
+    fmt::print("{:<14} {:<14} {:<10} {:>10} {:>10} {:>10} {:>7}  {}\n", "impl", "check", "tensor",
+               "max_err", "bound", "rel_l2", "ratio", "outcome");
+    for (const auto& r : records) {
+        std::string extra;
+        if (r["check"] == "gating")
+            extra = fmt::format("  ({} pairs, {} near-ties, {} near-tie mismatches)", r.value("pairs", 0),
+                                r.value("near_ties", 0), r.value("near_tie_mismatches", 0));
+        fmt::print("{:<14} {:<14} {:<10} {:>10} {:>10} {:>10} {:>7}  {}{}\n", r["impl"].get<std::string>(),
+                   r["check"].get<std::string>(), r["tensor"].get<std::string>(), fmt_err(r, "max_abs_err"),
+                   fmt_err(r, "bound"), fmt_err(r, "rel_l2_err"),
+                   r.contains("ratio") && r["ratio"].is_number() ? fmt::format("{:.3f}", r["ratio"].get<double>()) : "-",
+                   r["outcome"].get<std::string>(), extra);
+    }
+}
+
+// Per (impl, check, tensor): how many records, how many failed, the worst ratio.
+void print_summary_table(const nlohmann::json& records) {
+    struct Row { int n = 0, bad = 0, other = 0; double worst = 0; std::int64_t near_ties = 0; };
+    std::map<std::string, Row> rows;
+    for (const auto& r : records) {
+        Row& row = rows[fmt::format("{:<14} {:<14} {:<10}", r["impl"].get<std::string>(),
+                                    r["check"].get<std::string>(), r["tensor"].get<std::string>())];
+        ++row.n;
+        const auto o = parse_outcome(r["outcome"].get<std::string>());
+        row.bad += is_failure(o);
+        row.other += (!is_failure(o) && o != Outcome::passed);
+        if (r.contains("ratio") && r["ratio"].is_number()) row.worst = std::max(row.worst, r["ratio"].get<double>());
+        row.near_ties += r.value("near_ties", std::int64_t{0});
+    }
+    fmt::print("\n{:<14} {:<14} {:<10} {:>6} {:>8} {:>8} {:>10}\n", "impl", "check", "tensor", "cases",
+               "failing", "skipped", "worst");
+    for (const auto& [key, row] : rows)
+        fmt::print("{} {:>6} {:>8} {:>8} {:>10}\n", key, row.n, row.bad, row.other,
+                   row.near_ties > 0 ? fmt::format("{} ties", row.near_ties) : fmt::format("{:.3f}", row.worst));
+}
+
+}  // namespace
+
+int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
+    const DeviceInfo& dev = device_info();
+    const CheckPlan plan = plan_check(flags, dev.present);
+    if (dev.present)
+        fmt::print("GPU: {} ({} SMs, {:.0f} GiB)\n", dev.name, dev.sms,
+                   static_cast<double>(dev.memory_bytes) / (1u << 30));
+    else
+        fmt::print("No GPU found ({}).\nChecking the same-precision CPU baseline against the float64 "
+                   "reference only; GPU implementations are not run.\n", dev.reason);
+
+    ReportWriter report(flags.out, "check", argv);
+    const bool tty = isatty(fileno(stdout));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < plan.cases.size(); ++i) {
+        const auto& c = plan.cases[i];
+        const auto t_case = std::chrono::steady_clock::now();
+        auto records = run_checks(c, plan.options);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case).count();
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(plan.cases.size() - i - 1);
+        fmt::print("[{:>3}/{}] {:<44} worst ratio {:.3f}  {:<13} {:5.1f}s  ETA {:.0f}s\n", i + 1,
+                   plan.cases.size(), describe(c), worst_ratio(records), worst_outcome(records), secs, eta);
+        if (tty) std::fflush(stdout);
+        for (auto& r : records) report.add(std::move(r));
+        report.flush();
+    }
+    report.finish();
+
+    const auto& records = report.document()["records"];
+    if (plan.cases.size() == 1) {
+        fmt::print("\n");
+        print_record_table(records);
+    } else {
+        print_summary_table(records);
+    }
+    int failing = 0;
+    for (const auto& r : records)
+        if (is_failure(parse_outcome(r["outcome"].get<std::string>()))) {
+            if (failing++ < 20)
+                fmt::print("FAIL {} {} {} {}: {}\n    reproduce: {}\n", r["impl"].get<std::string>(),
+                           r["check"].get<std::string>(), r["tensor"].get<std::string>(),
+                           r["outcome"].get<std::string>(), r["reason"].get<std::string>(),
+                           r["command"].get<std::string>());
+        }
+    const auto& s = report.document()["summary"];
+    fmt::print("\n{} records: {} passed, {} incorrect, {} failed, {} not supported, {} skipped\nreport: {}\n",
+               s["records"].get<int>(), s["passed"].get<int>(), s["incorrect"].get<int>(), s["failed"].get<int>(),
+               s["not supported"].get<int>(), s["skipped"].get<int>(), flags.out);
+    return failing > 0 ? 1 : 0;
+}
+
+}  // namespace moba::cli

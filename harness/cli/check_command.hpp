@@ -1,0 +1,43 @@
+// `moba check`: flags, validation and the run (table on stdout, JSON report on disk).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "harness/check.hpp"
+
+namespace moba::cli {
+
+struct CheckFlags {
+    std::string seqlens;
+    int heads = 4;
+    int kv_heads = 0;  // 0: same as heads (MHA)
+    int head_dim = 128;
+    int block = 128;
+    int topk = 3;
+    std::string dtype = "bf16";
+    double scale = 0.0;
+    std::string impl = "all";
+    std::uint64_t seed = 1;
+    std::string suite;
+    std::string reference = "cpu";
+    std::string out = "reports/check.json";
+};
+
+CLI::App* add_check_command(CLI::App& app, CheckFlags& flags);
+
+// What the flags ask for, validated. Throws std::invalid_argument naming the bad value.
+struct CheckPlan {
+    std::vector<CheckCase> cases;
+    CheckOptions options;
+};
+CheckPlan plan_check(const CheckFlags& flags, bool gpu_present);
+
+// Runs the plan, prints progress and the table, writes the report. Returns the exit status:
+// 0 when nothing is incorrect or failed, 1 otherwise.
+int run_check(const CheckFlags& flags, const std::vector<std::string>& argv);
+
+}  // namespace moba::cli

@@ -1,0 +1,39 @@
+// moba: the command line of the MoBA correctness and benchmarking harness.
+#include <exception>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "harness/cli/check_command.hpp"
+#include "harness/version.hpp"
+
+int main(int argc, char** argv) {
+    const std::vector<std::string> args(argv, argv + argc);
+    CLI::App app{"MoBA correctness and benchmarking harness"};
+    app.set_version_flag("--version", std::string(moba::project_version()) + " (" + moba::git_sha() + ")");
+    app.require_subcommand(1);
+    moba::cli::CheckFlags check_flags;
+    CLI::App* check = moba::cli::add_check_command(app, check_flags);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 2;  // usage error
+    }
+    try {
+        if (check->parsed()) return moba::cli::run_check(check_flags, args);
+    } catch (const std::invalid_argument& e) {
+        fmt::print(stderr, "moba: error: {}\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "moba: failed: {}\n", e.what());
+        return 1;
+    }
+    return 2;
+}

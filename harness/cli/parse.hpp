@@ -1,0 +1,16 @@
+// Parsing of command-line values, with errors that name the bad text.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moba::cli {
+
+// "4096,1000,17" or "8K,32K,1M" (K = 1024, M = 1024*1024). Throws std::invalid_argument naming
+// the bad element for empty elements, non-numbers, zero/negative values or overflow.
+std::vector<int> parse_lengths(std::string_view text, std::string_view what);
+// "naive,wgmma" -> names; "all" -> every registered implementation. Unknown names throw.
+std::vector<std::string> parse_impl_list(std::string_view text);
+
+}  // namespace moba::cli

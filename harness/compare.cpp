@@ -1,0 +1,170 @@
+#include "harness/compare.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace moba {
+
+double tensor_atol(DType dtype) {
+    switch (dtype) {
+        case DType::bf16: return std::ldexp(1.0, -9);
+        case DType::f16: return std::ldexp(1.0, -12);
+        case DType::f32: return std::ldexp(1.0, -25);
+    }
+    return 0.0;
+}
+
+TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
+                           std::span<const double> ref, std::span<const float> base,
+                           double factor, double atol) {
+    TensorCheck c;
+    c.tensor = std::move(tensor);
+    if (got.size() != ref.size() || base.size() != ref.size()) {
+        c.outcome = Outcome::failed;
+        c.reason = fmt::format("size mismatch: got {}, reference {}, baseline {}", got.size(),
+                               ref.size(), base.size());
+        return c;
+    }
+    double err2 = 0, ref2 = 0, base_err2 = 0;
+    std::int64_t ref_nonfinite = 0, base_nonfinite = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const double r = ref[i];
+        if (!std::isfinite(r)) {
+            ++ref_nonfinite;
+            continue;
+        }
+        ref2 += r * r;
+        const double b = base[i];
+        if (!std::isfinite(b)) {
+            ++base_nonfinite;
+        } else {
+            const double be = std::abs(b - r);
+            c.baseline_max_abs_err = std::max(c.baseline_max_abs_err, be);
+            base_err2 += be * be;
+        }
+        const double g = got[i];
+        if (!std::isfinite(g)) {
+            if (c.nonfinite == 0) c.worst_index = static_cast<std::int64_t>(i);
+            ++c.nonfinite;
+            continue;
+        }
+        const double e = std::abs(g - r);
+        if (e > c.max_abs_err && c.nonfinite == 0) c.worst_index = static_cast<std::int64_t>(i);
+        c.max_abs_err = std::max(c.max_abs_err, e);
+        err2 += e * e;
+    }
+    const double ref_norm = std::sqrt(ref2);
+    c.rel_l2_err = ref_norm > 0 ? std::sqrt(err2) / ref_norm : std::sqrt(err2);
+    c.baseline_rel_l2_err = ref_norm > 0 ? std::sqrt(base_err2) / ref_norm : std::sqrt(base_err2);
+    c.bound = factor * c.baseline_max_abs_err + atol;
+    c.ratio = c.bound > 0 ? c.max_abs_err / c.bound : std::numeric_limits<double>::infinity();
+
+    if (ref_nonfinite > 0 || base_nonfinite > 0) {
+        c.outcome = Outcome::failed;
+        c.reason = fmt::format("the reference has {} and the baseline {} non-finite values",
+                               ref_nonfinite, base_nonfinite);
+    } else if (c.nonfinite > 0) {
+        c.outcome = Outcome::failed;
+        c.reason = fmt::format("{} NaN/Inf values (first at flat index {}); unwritten outputs "
+                               "are poisoned with NaN",
+                               c.nonfinite, c.worst_index);
+    } else if (!(c.max_abs_err <= c.bound)) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("max error {:.3e} at flat index {} exceeds the bound {:.3e}",
+                               c.max_abs_err, c.worst_index, c.bound);
+    }
+    return c;
+}
+
+double gating_margin(const Problem& problem, double boundary_magnitude) {
+    return 2.0 * (problem.block + problem.head_dim + 1) * std::ldexp(1.0, -24) * boundary_magnitude;
+}
+
+namespace {
+
+// Structural validity of one pair's slots: ascending distinct in-range past-or-own blocks,
+// own block present, -1 only as trailing padding, exactly min(topk, own+1) entries.
+bool valid_slots(const std::int32_t* s, int slots, int own_block, int topk) {
+    int count = 0;
+    bool padding = false, has_own = false;
+    int prev = -1;
+    for (int t = 0; t < slots; ++t) {
+        const int b = s[t];
+        if (b == -1) {
+            padding = true;
+            continue;
+        }
+        if (padding || b < 0 || b > own_block || b <= prev) return false;
+        has_own = has_own || b == own_block;
+        prev = b;
+        ++count;
+    }
+    return has_own && count == std::min(topk, own_block + 1);
+}
+
+}  // namespace
+
+GatingCheck compare_gating(const Problem& problem, const Selection& got,
+                           const ref::GatingResult& ref) {
+    GatingCheck c;
+    const int slots = problem.sel_slots();
+    const auto& want = ref.selection;
+    if (got.slots != slots || want.slots != slots ||
+        got.blocks.size() != want.blocks.size()) {
+        c.outcome = Outcome::failed;
+        c.reason = fmt::format("selection shape mismatch: got {} slots x {} entries, reference "
+                               "{} slots x {} entries",
+                               got.slots, got.blocks.size(), want.slots, want.blocks.size());
+        return c;
+    }
+    c.min_gap_over_margin = std::numeric_limits<double>::infinity();
+    const auto cu = problem.cu_seqlens();
+    for (int b = 0; b < problem.batch(); ++b) {
+        for (std::int64_t t = cu[b]; t < cu[b + 1]; ++t) {
+            const int own = static_cast<int>((t - cu[b]) / problem.block);
+            for (int h = 0; h < problem.heads_q; ++h) {
+                const std::int64_t pair = t * problem.heads_q + h;
+                const std::int32_t* g = got.blocks.data() + pair * slots;
+                const std::int32_t* w = want.blocks.data() + pair * slots;
+                ++c.pairs;
+                const double gap = ref.boundary_gap[pair];
+                const double margin = gating_margin(problem, ref.boundary_magnitude[pair]);
+                const bool near_tie = std::isfinite(gap) && gap < margin;
+                c.near_ties += near_tie;
+                if (!valid_slots(g, slots, own, problem.topk)) {
+                    ++c.invalid;
+                    if (c.first_bad_pair < 0) c.first_bad_pair = pair;
+                    continue;
+                }
+                if (std::equal(g, g + slots, w)) continue;
+                if (near_tie) {
+                    ++c.near_tie_mismatches;
+                } else {
+                    ++c.mismatches;
+                    if (c.first_bad_pair < 0) c.first_bad_pair = pair;
+                    if (margin > 0) c.min_gap_over_margin = std::min(c.min_gap_over_margin, gap / margin);
+                }
+            }
+        }
+    }
+    if (c.invalid > 0) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("{} pairs have an invalid block list (first: token {}, head {})",
+                               c.invalid, c.first_bad_pair / problem.heads_q,
+                               c.first_bad_pair % problem.heads_q);
+    } else if (c.mismatches > 0) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("{} of {} pairs select other blocks than the reference away from "
+                               "any near-tie (first: token {}, head {})",
+                               c.mismatches, c.pairs, c.first_bad_pair / problem.heads_q,
+                               c.first_bad_pair % problem.heads_q);
+    }
+    if (!std::isfinite(c.min_gap_over_margin)) c.min_gap_over_margin = 0;
+    return c;
+}
+
+}  // namespace moba

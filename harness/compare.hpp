@@ -1,0 +1,63 @@
+// The agreement rules of SPEC §5, applied to one tensor or one selection.
+//   forward:   max|x - ref| <= 2 * max|x_base - ref| + atol
+//   gradients: max|dx - ref| <= 3 * max|dx_base - ref| + atol
+// atol is the rounding step of the dtype near 0.3 (FlashAttention's choice): 2^-9 for bf16,
+// 2^-12 for fp16, 2^-25 for fp32; for the fp32 lse it is 1e-5.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "harness/outcome.hpp"
+#include "harness/problem.hpp"
+#include "harness/tensors.hpp"
+#include "reference/reference.hpp"
+
+namespace moba {
+
+inline constexpr double kForwardFactor = 2.0;
+inline constexpr double kGradientFactor = 3.0;
+double tensor_atol(DType dtype);
+inline constexpr double kLseAtol = 1e-5;
+
+struct TensorCheck {
+    std::string tensor;
+    double max_abs_err = 0;        // max |x - ref|
+    double rel_l2_err = 0;         // ||x - ref|| / ||ref||
+    double baseline_max_abs_err = 0;
+    double baseline_rel_l2_err = 0;
+    double bound = 0;              // factor * baseline_max_abs_err + atol
+    double ratio = 0;              // max_abs_err / bound (<= 1 passes)
+    std::int64_t nonfinite = 0;    // NaN/Inf count in x (an unwritten, poisoned element is NaN)
+    std::int64_t worst_index = -1; // flat index of max |x - ref|
+    Outcome outcome = Outcome::passed;
+    std::string reason;
+};
+
+// `got` is the implementation's tensor, `ref` the truth, `base` the same-precision baseline.
+TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
+                           std::span<const double> ref, std::span<const float> base,
+                           double factor, double atol);
+
+struct GatingCheck {
+    std::int64_t pairs = 0;                // (query token, query head) pairs compared
+    std::int64_t mismatches = 0;           // sets differ and the reference has no near-tie there
+    std::int64_t near_ties = 0;            // reference boundary gap below the margin
+    std::int64_t near_tie_mismatches = 0;  // sets differ at a near-tie (counted, not an error)
+    std::int64_t invalid = 0;              // out-of-range, unsorted, missing own block, future
+    double min_gap_over_margin = 0;        // smallest gap/margin among mismatches (diagnostic)
+    std::int64_t first_bad_pair = -1;
+    Outcome outcome = Outcome::passed;
+    std::string reason;
+};
+
+// Near-tie margin for one pair: the first-order worst-case fp32 rounding of a block mean over
+// Bs tokens and a dot product over D terms, in any summation order (reference/SEMANTICS.md):
+// 2 * (D + Bs + 1) * 2^-24 * sum_d |q_d| mean_t |k_td|.
+double gating_margin(const Problem& problem, double boundary_magnitude);
+
+GatingCheck compare_gating(const Problem& problem, const Selection& got,
+                           const ref::GatingResult& ref);
+
+}  // namespace moba

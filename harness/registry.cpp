@@ -1,0 +1,52 @@
+#include "harness/registry.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "kernels/naive/naive.hpp"
+
+namespace moba {
+
+Support Implementation::supports(const Problem& problem) const {
+    if (std::find(dtypes.begin(), dtypes.end(), problem.dtype) == dtypes.end())
+        return Support::no(fmt::format("{} does not implement dtype {}", name, to_string(problem.dtype)));
+    if (problem.head_dim > max_head_dim)
+        return Support::no(fmt::format("{} implements head dims up to {}, not {}", name,
+                                       max_head_dim, problem.head_dim));
+    return can_implement ? can_implement(problem) : Support::yes();
+}
+
+const std::vector<Implementation>& registry() {
+    static const std::vector<Implementation> entries = [] {
+        std::vector<Implementation> list;
+        list.push_back(Implementation{
+            .name = "naive",
+            .technique = "fp32 CUDA cores, one warp per (query, head); gathered dk/dv, no atomics",
+            .dtypes = {DType::bf16, DType::f16, DType::f32},
+            .max_head_dim = naive::kMaxHeadDim,
+            .can_implement = naive::can_implement,
+            .gating_workspace_bytes = naive::gating_workspace_bytes,
+            .attention_workspace_bytes = naive::attention_workspace_bytes,
+            .gating = naive::gating,
+            .forward = naive::forward,
+            .backward = naive::backward,
+        });
+        return list;
+    }();
+    return entries;
+}
+
+const Implementation* find_implementation(std::string_view name) {
+    for (const auto& impl : registry())
+        if (impl.name == name) return &impl;
+    return nullptr;
+}
+
+std::string implementation_names() {
+    std::string names;
+    for (const auto& impl : registry()) names += (names.empty() ? "" : ", ") + impl.name;
+    return names;
+}
+
+}  // namespace moba

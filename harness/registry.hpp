@@ -1,0 +1,42 @@
+// The one table of GPU implementations that the tests, the benchmarks and the command line
+// iterate over. A new kernel is one new entry in registry.cpp; nothing else changes.
+// The float64 CPU reference and the same-precision baseline are not entries: they are the
+// truth and the yardstick every entry is judged by (reference/).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/kernel_api.hpp"
+
+namespace moba {
+
+struct Implementation {
+    std::string name;       // by technique: "naive", "tiled_mma", "wgmma_tma", ...
+    std::string technique;  // one line: what it does
+    std::vector<DType> dtypes;
+    int max_head_dim = 0;
+    // can_implement: shapes outside what the kernel implements are refused with a reason.
+    std::function<Support(const Problem&)> can_implement;
+    std::function<std::size_t(const Problem&)> gating_workspace_bytes;
+    std::function<std::size_t(const Problem&)> attention_workspace_bytes;
+    std::function<void(const GatingArgs&)> gating;       // empty: no gating of its own
+    std::function<void(const AttentionArgs&)> forward;
+    std::function<void(const AttentionArgs&)> backward;  // empty: forward only
+
+    bool has_gating() const { return static_cast<bool>(gating); }
+    bool has_backward() const { return static_cast<bool>(backward); }
+    // can_implement plus the dtype and head-dim lists, with a reason naming the value.
+    Support supports(const Problem& problem) const;
+};
+
+const std::vector<Implementation>& registry();
+// nullptr when no entry has that name.
+const Implementation* find_implementation(std::string_view name);
+// "naive, ..." for messages.
+std::string implementation_names();
+
+}  // namespace moba

@@ -1,0 +1,116 @@
+#include "harness/report.hpp"
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "harness/version.hpp"
+
+namespace moba {
+
+std::string shell_join(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& arg : argv) {
+        if (!out.empty()) out += ' ';
+        const bool plain = !arg.empty() && arg.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,/:=+@%") == std::string::npos;
+        if (plain) {
+            out += arg;
+        } else {
+            out += '\'';
+            for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+            out += '\'';
+        }
+    }
+    return out;
+}
+
+std::string iso_time_now() {
+    const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+nlohmann::json device_json(const DeviceInfo& d) {
+    if (!d.present) return {{"present", false}, {"name", "no GPU"}, {"reason", d.reason}};
+    return {{"present", true},
+            {"name", d.name},
+            {"ordinal", d.ordinal},
+            {"compute_capability", fmt::format("{}.{}", d.cc_major, d.cc_minor)},
+            {"sms", d.sms},
+            {"memory_bytes", d.memory_bytes},
+            {"sm_clock_mhz", d.sm_clock_mhz},
+            {"memory_clock_mhz", d.memory_clock_mhz},
+            {"driver_version", d.driver_version},
+            {"runtime_version", d.runtime_version}};
+}
+
+nlohmann::json meta_json(const std::string& tool, const std::vector<std::string>& argv) {
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    return {{"tool", tool},
+            {"argv", argv},
+            {"command", shell_join(argv)},
+            {"git_sha", git_sha()},
+            {"git_dirty", git_dirty()},
+            {"version", project_version()},
+            {"host", host},
+            {"started", iso_time_now()}};
+}
+
+ReportWriter::ReportWriter(std::filesystem::path path, const std::string& tool,
+                           const std::vector<std::string>& argv)
+    : path_(std::move(path)) {
+    doc_ = {{"format", kReportFormat},
+            {"format_version", kReportFormatVersion},
+            {"complete", false},
+            {"meta", meta_json(tool, argv)},
+            {"device", device_json(device_info())},
+            {"records", nlohmann::json::array()},
+            {"summary", outcome_summary(nlohmann::json::array())}};
+    if (!path_.empty()) write();  // fail early on an unwritable path, before any work
+}
+
+void ReportWriter::add(nlohmann::json record) { doc_["records"].push_back(std::move(record)); }
+
+void ReportWriter::flush() {
+    doc_["summary"] = outcome_summary(doc_["records"]);
+    if (!path_.empty()) write();
+}
+
+void ReportWriter::finish() {
+    doc_["complete"] = true;
+    doc_["meta"]["finished"] = iso_time_now();
+    flush();
+}
+
+void ReportWriter::write() {
+    if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path());
+    const std::filesystem::path tmp = path_.string() + ".partial";
+    {
+        std::ofstream out(tmp);
+        if (!out) throw std::runtime_error(fmt::format("cannot write report '{}'", tmp.string()));
+        out << doc_.dump(1) << '\n';
+        if (!out) throw std::runtime_error(fmt::format("writing report '{}' failed", tmp.string()));
+    }
+    std::filesystem::rename(tmp, path_);
+}
+
+nlohmann::json outcome_summary(const nlohmann::json& records) {
+    nlohmann::json s = {{"records", records.size()}};
+    for (Outcome o : {Outcome::passed, Outcome::incorrect, Outcome::failed, Outcome::not_supported,
+                      Outcome::skipped})
+        s[std::string(to_string(o))] = 0;
+    for (const auto& r : records)
+        if (r.contains("outcome")) s[r["outcome"].get<std::string>()] = s[r["outcome"].get<std::string>()].get<int>() + 1;
+    return s;
+}
+
+}  // namespace moba

@@ -1,0 +1,52 @@
+// The project's report format ("moba-report", versioned; schema in reports/), shared by
+// `moba check`, `moba bench` and sweeps:
+//   { format, format_version, complete, meta{...}, device{...}, records[...], summary{...} }
+// The file is rewritten atomically (temporary file + rename) after every flush, with
+// "complete": false until finish(), so an interrupted run loses nothing already flushed and
+// never leaves a file that looks complete.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/device.hpp"
+#include "harness/outcome.hpp"
+
+namespace moba {
+
+inline constexpr const char* kReportFormat = "moba-report";
+inline constexpr int kReportFormatVersion = 1;
+
+// "moba check --seqlens 1,2" from argv, quoting what a shell would need quoted.
+std::string shell_join(const std::vector<std::string>& argv);
+std::string iso_time_now();
+
+nlohmann::json device_json(const DeviceInfo& info);
+nlohmann::json meta_json(const std::string& tool, const std::vector<std::string>& argv);
+
+class ReportWriter {
+public:
+    // An empty path keeps the report in memory only.
+    ReportWriter(std::filesystem::path path, const std::string& tool,
+                 const std::vector<std::string>& argv);
+
+    void add(nlohmann::json record);
+    void flush();   // atomic rewrite with complete = false
+    void finish();  // atomic rewrite with complete = true and the finish time
+
+    const nlohmann::json& document() const { return doc_; }
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    void write();
+    std::filesystem::path path_;
+    nlohmann::json doc_;
+};
+
+// Count of records per outcome: {"passed": n, "incorrect": n, ...}.
+nlohmann::json outcome_summary(const nlohmann::json& records);
+
+}  // namespace moba

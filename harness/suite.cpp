@@ -1,0 +1,56 @@
+#include "harness/suite.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace moba {
+namespace {
+
+struct Lengths {
+    std::vector<int> seqlens;
+    int block;
+};
+
+std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::vector<int>& topks,
+                              const std::vector<int>& head_dims, int heads_q,
+                              const std::vector<int>& kv_heads, std::uint64_t base_seed) {
+    std::vector<CheckCase> cases;
+    for (int hkv : kv_heads)
+        for (DType dtype : {DType::bf16, DType::f16})
+            for (int d : head_dims)
+                for (const auto& len : lengths)
+                    for (int k : topks) {
+                        Problem p;
+                        p.seqlens = len.seqlens;
+                        p.heads_q = heads_q;
+                        p.heads_kv = hkv;
+                        p.head_dim = d;
+                        p.block = len.block;
+                        p.dtype = dtype;
+                        p.topk = k > 0 ? k : p.max_blocks();  // k <= 0 means "k >= n"
+                        cases.push_back({p, base_seed + cases.size()});
+                    }
+    return cases;
+}
+
+}  // namespace
+
+std::vector<CheckCase> quick_suite(std::uint64_t base_seed) {
+    const std::vector<Lengths> lengths = {
+        {{1}, 16}, {{113}, 32}, {{1023}, 128}, {{4097}, 256}, {{1000, 17, 2049, 1}, 128}};
+    return matrix(lengths, {1, 3, 0}, {64, 128}, 4, {4, 2, 1}, base_seed);
+}
+
+std::vector<CheckCase> long_suite(std::uint64_t base_seed) {
+    const std::vector<Lengths> lengths = {
+        {{16384}, 512}, {{65536}, 1024}, {{40000, 1, 8191, 16385}, 512}};
+    return matrix(lengths, {3, 8, 0}, {128}, 8, {8, 2, 1}, base_seed);
+}
+
+std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed) {
+    if (name == "quick") return quick_suite(base_seed);
+    if (name == "long") return long_suite(base_seed);
+    throw std::invalid_argument("unknown suite '" + std::string(name) + "' (expected quick or long)");
+}
+
+}  // namespace moba

@@ -1,0 +1,22 @@
+// Built-in matrices of problems for `moba check --suite` and the GPU tests.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "harness/check.hpp"
+
+namespace moba {
+
+// quick: MHA, GQA, MQA (4 query heads; 4, 2, 1 kv heads) x bf16, fp16 x D 64, 128 x lengths
+// 1, 113, 1023, 4097 and a mixed batch {1000, 17, 2049, 1} x k in {1, 3, >= n}.
+// Block size per length so every length has several blocks: 16, 32, 128, 256, 128.
+// Seeds are base_seed + index, so each case is reproducible on its own.
+std::vector<CheckCase> quick_suite(std::uint64_t base_seed);
+// long: lengths up to 64K for --reference naive (GPU truth).
+std::vector<CheckCase> long_suite(std::uint64_t base_seed);
+
+// Throws std::invalid_argument naming the suite when it is unknown.
+std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed);
+
+}  // namespace moba

@@ -1,0 +1,228 @@
+// Private helpers of the naive kernels: the parameter structs, dtype conversion, per-lane row
+// registers and warp dot products, sequence lookup, the grid-stride warp loop and the
+// (dtype, head dim) dispatch. Every kernel here runs one warp per work item with the lanes
+// splitting the head dim: lane l owns elements d = l + 32 * r for r < kSteps.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "harness/problem.hpp"
+#include "kernels/kernel_api.hpp"
+
+namespace moba::naive::detail {
+
+constexpr int kWarp = 32;
+constexpr int kWarpsPerBlock = 8;
+constexpr int kThreadsPerBlock = kWarp * kWarpsPerBlock;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Throws std::invalid_argument with can_implement's reason when the problem is refused.
+void check_problem(const Problem& problem);
+
+// The shape as the device code reads it (a plain copy of what Problem derives).
+struct Shape {
+    std::int64_t total;  // packed tokens
+    int batch;
+    int heads_q;
+    int heads_kv;
+    int group;  // query heads per kv head
+    int head_dim;
+    int block;  // MoBA block size Bs
+    int topk;
+    int slots;  // width of a selection row
+    float scale;
+};
+
+inline Shape make_shape(const Problem& problem) {
+    return {problem.total_tokens(), problem.batch(),
+            problem.heads_q,        problem.heads_kv,
+            problem.group(),        problem.head_dim,
+            problem.block,          problem.topk,
+            problem.sel_slots(),    static_cast<float>(problem.scale())};
+}
+
+// Forward and backward read the same tensors; each kernel uses the pointers it needs.
+template <typename T>
+struct AttentionParams {
+    Shape shape;
+    const std::int32_t* cu;   // [B+1]
+    const T* q;               // [total, Hq, D]
+    const T* k;               // [total, Hkv, D]
+    const T* v;               // [total, Hkv, D]
+    const std::int32_t* sel;  // [total, Hq, slots]
+    T* out;                   // [total, Hq, D]  written by forward, read by backward
+    float* lse;               // [Hq, total]     written by forward, read by backward
+    const T* dout;            // [total, Hq, D]
+    T* dq;                    // [total, Hq, D]
+    T* dk;                    // [total, Hkv, D]
+    T* dv;                    // [total, Hkv, D]
+    float* delta;             // [Hq, total]     backward workspace: rowsum(dout * out)
+};
+
+template <typename T>
+AttentionParams<T> make_attention_params(const AttentionArgs& args) {
+    return {make_shape(args.problem),           args.cu_seqlens,
+            static_cast<const T*>(args.q),      static_cast<const T*>(args.k),
+            static_cast<const T*>(args.v),      args.sel,
+            static_cast<T*>(args.out),          args.lse,
+            static_cast<const T*>(args.dout),   static_cast<T*>(args.dq),
+            static_cast<T*>(args.dk),           static_cast<T*>(args.dv),
+            static_cast<float*>(args.workspace)};
+}
+
+// ---- dtype conversion: all math in fp32, stores round to nearest even ---------------------
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+    return x;
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) {
+    return __float2half_rn(x);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+
+// ---- one row of D elements spread over the lanes of a warp ---------------------------------
+// Elements past D read as 0, so dot products over the padded row are exact.
+template <int kSteps, typename T>
+__device__ __forceinline__ void load_row(const T* row, int head_dim, int lane, float (&x)[kSteps]) {
+#pragma unroll
+    for (int r = 0; r < kSteps; ++r) {
+        const int d = lane + kWarp * r;
+        x[r] = d < head_dim ? to_float(row[d]) : 0.0f;
+    }
+}
+
+template <int kSteps, typename T>
+__device__ __forceinline__ void store_row(T* row, int head_dim, int lane,
+                                          const float (&x)[kSteps]) {
+#pragma unroll
+    for (int r = 0; r < kSteps; ++r) {
+        const int d = lane + kWarp * r;
+        if (d < head_dim) row[d] = from_float<T>(x[r]);
+    }
+}
+
+// Butterfly sum: every lane ends with the same bits (IEEE addition is commutative, so lanes
+// l and l^offset compute the same sum at every step), which keeps branches on it warp-uniform.
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int offset = kWarp / 2; offset > 0; offset /= 2)
+        x += __shfl_xor_sync(kFullMask, x, offset);
+    return x;
+}
+
+// fp32 dot product of two lane-distributed rows; explicit fmaf so that the same inputs give
+// the same bits wherever it is inlined (gating rescores blocks and must rank them identically).
+template <int kSteps>
+__device__ __forceinline__ float warp_dot(const float (&a)[kSteps], const float (&b)[kSteps]) {
+    float partial = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kSteps; ++r) partial = __fmaf_rn(a[r], b[r], partial);
+    return warp_sum(partial);
+}
+
+// ---- sequence lookup ----------------------------------------------------------------------
+// Largest b in [0, n) with key(b) <= x, for key nondecreasing in b and key(0) <= x.
+template <typename Key>
+__device__ __forceinline__ int last_at_most(int n, std::int64_t x, Key key) {
+    int lo = 0;
+    int hi = n - 1;  // invariant: the answer lies in [lo, hi]
+    while (lo < hi) {
+        const int mid = lo + (hi - lo + 1) / 2;
+        if (key(mid) <= x) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return lo;
+}
+
+// Sequence b holding packed token t: cu[b] <= t < cu[b+1].
+__device__ __forceinline__ int find_sequence(const std::int32_t* cu, int batch, std::int64_t t) {
+    return last_at_most(batch, t, [cu](int b) { return static_cast<std::int64_t>(cu[b]); });
+}
+
+// Block means live in kbar [kbar_slots, Hkv, D] fp32, block j of sequence b at slot
+// kbar_base(b) + j with kbar_base(b) = cu[b] / Bs + b. The ranges do not overlap:
+// kbar_base(b+1) - kbar_base(b) = floor(cu[b+1]/Bs) - floor(cu[b]/Bs) + 1
+//                                 >= floor(L_b/Bs) + 1 >= ceil(L_b/Bs),
+// and kbar_base(B) = total/Bs + B bounds them all, so no per-sequence offsets are stored.
+__host__ __device__ __forceinline__ std::int64_t kbar_slots(std::int64_t total, int block,
+                                                            int batch) {
+    return total / block + batch;
+}
+
+__device__ __forceinline__ std::int64_t kbar_base(const std::int32_t* cu, int b, int block) {
+    return static_cast<std::int64_t>(cu[b] / block) + b;
+}
+
+__device__ __forceinline__ std::int64_t min64(std::int64_t a, std::int64_t b) {
+    return a < b ? a : b;
+}
+
+// ---- grid-stride loops --------------------------------------------------------------------
+// Work counts can exceed the grid's 2^31-1 blocks (total * Hq warps), so kernels loop.
+__device__ __forceinline__ std::int64_t first_warp() {
+    return static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+}
+__device__ __forceinline__ std::int64_t warp_stride() {
+    return static_cast<std::int64_t>(gridDim.x) * kWarpsPerBlock;
+}
+
+inline unsigned grid_blocks(std::int64_t items, int items_per_block) {
+    const std::int64_t blocks = (items + items_per_block - 1) / items_per_block;
+    return static_cast<unsigned>(blocks < INT_MAX ? blocks : INT_MAX);
+}
+
+// ---- runtime (dtype, head dim) -> compile-time (T, kSteps) --------------------------------
+template <typename T>
+struct TypeTag {
+    using type = T;
+};
+template <int N>
+using Steps = std::integral_constant<int, N>;
+
+// Calls f(TypeTag<T>{}, Steps<kSteps>{}) with kSteps = 32-element row chunks per lane
+// (1, 2, 4 or 8). head_dim <= kMaxHeadDim is checked by check_problem before any launch.
+template <typename F>
+void dispatch(DType dtype, int head_dim, F&& f) {
+    auto with_steps = [&](auto tag) {
+        if (head_dim <= 32) {
+            f(tag, Steps<1>{});
+        } else if (head_dim <= 64) {
+            f(tag, Steps<2>{});
+        } else if (head_dim <= 128) {
+            f(tag, Steps<4>{});
+        } else {
+            f(tag, Steps<8>{});
+        }
+    };
+    switch (dtype) {
+        case DType::f32:
+            with_steps(TypeTag<float>{});
+            break;
+        case DType::f16:
+            with_steps(TypeTag<__half>{});
+            break;
+        case DType::bf16:
+            with_steps(TypeTag<__nv_bfloat16>{});
+            break;
+    }
+}
+
+}  // namespace moba::naive::detail

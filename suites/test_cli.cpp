@@ -1,0 +1,188 @@
+// Command-line parsing and every bad input of the foundation issue: a clear message naming
+// the bad value and a non-zero exit, never a crash or a wrong answer.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/check_command.hpp"
+#include "harness/cli/parse.hpp"
+#include "harness/registry.hpp"
+
+namespace moba::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Expects `fn` to throw std::invalid_argument whose message contains `needle`.
+template <class F>
+void expect_error(F&& fn, const std::string& needle) {
+    try {
+        fn();
+        ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+}
+
+TEST(ParseLengths, AcceptsListsAndSuffixes) {
+    EXPECT_EQ(parse_lengths("4096,1000,17", "x"), (std::vector<int>{4096, 1000, 17}));
+    EXPECT_EQ(parse_lengths("8K,1M,3", "x"), (std::vector<int>{8192, 1048576, 3}));
+}
+
+TEST(ParseLengths, RejectsMalformedNamingTheElement) {
+    expect_error([] { parse_lengths("", "--seqlens"); }, "--seqlens is empty");
+    expect_error([] { parse_lengths("1,,2", "--seqlens"); }, "'' is not a length");
+    expect_error([] { parse_lengths("12a", "--seqlens"); }, "'12a'");
+    expect_error([] { parse_lengths("4096,-5", "--seqlens"); }, "'-5'");
+    expect_error([] { parse_lengths("0", "--seqlens"); }, "'0' must be positive");
+    expect_error([] { parse_lengths("99999999999", "--seqlens"); }, "too large");
+    expect_error([] { parse_lengths("3000M", "--seqlens"); }, "too large");
+    expect_error([] { parse_lengths("K", "--seqlens"); }, "'K'");
+}
+
+TEST(ParseImpls, KnownUnknownAndAll) {
+    EXPECT_EQ(parse_impl_list("naive"), std::vector<std::string>{"naive"});
+    EXPECT_EQ(parse_impl_list("all").size(), registry().size());
+    expect_error([] { parse_impl_list("fastest"); }, "unknown implementation 'fastest'");
+}
+
+CheckFlags one_config() {
+    CheckFlags f;
+    f.seqlens = "100";
+    f.heads = 4;
+    f.kv_heads = 2;
+    f.head_dim = 64;
+    f.block = 16;
+    f.topk = 2;
+    return f;
+}
+
+TEST(PlanCheck, BuildsTheProblem) {
+    const CheckPlan plan = plan_check(one_config(), false);
+    ASSERT_EQ(plan.cases.size(), 1u);
+    const Problem& p = plan.cases[0].problem;
+    EXPECT_EQ(p.seqlens, std::vector<int>{100});
+    EXPECT_EQ(p.heads_q, 4);
+    EXPECT_EQ(p.heads_kv, 2);
+    EXPECT_EQ(p.dtype, DType::bf16);
+    EXPECT_TRUE(plan.options.add_zero_sparsity);
+    EXPECT_FALSE(plan.options.gpu);
+}
+
+TEST(PlanCheck, EveryBadInputNamesTheValue) {
+    auto with = [](auto change) {
+        CheckFlags f = one_config();
+        change(f);
+        return f;
+    };
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.heads = 6; f.kv_heads = 4; }), false); },
+                 "query heads 6 are not divisible by kv heads 4");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.heads = 0; }), false); }, "query heads 0");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.kv_heads = -2; }), false); }, "kv heads -2");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.head_dim = 0; }), false); }, "head dim 0");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.block = 0; }), false); }, "block size 0");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.block = -64; }), false); }, "block size -64");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.topk = 0; }), false); }, "top-k 0");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.topk = -1; }), false); }, "top-k -1");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.dtype = "int8"; }), false); }, "unknown dtype 'int8'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.seqlens = "4096,x"; }), false); }, "'x'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.seqlens = ""; }), false); }, "--seqlens");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.impl = "nope"; }), false); }, "'nope'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "huge"; f.seqlens.clear(); }), false); },
+                 "unknown suite 'huge'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "quick"; }), false); }, "not both");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "'gpu'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "needs a GPU");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.scale = -1; }), false); }, "softmax scale -1");
+}
+
+TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
+    CheckFlags f;
+    f.suite = "quick";
+    const CheckPlan plan = plan_check(f, false);
+    // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k
+    EXPECT_EQ(plan.cases.size(), 180u);
+    EXPECT_FALSE(plan.options.add_zero_sparsity);
+    int zero = 0, mqa = 0, varlen = 0, odd = 0;
+    for (const auto& c : plan.cases) {
+        EXPECT_NO_THROW(c.problem.validate());
+        zero += c.problem.zero_sparsity();
+        mqa += c.problem.heads_kv == 1;
+        varlen += c.problem.batch() > 1;
+        odd += c.problem.seqlens[0] == 113 || c.problem.seqlens[0] == 4097;
+    }
+    EXPECT_GE(zero, 60);
+    EXPECT_EQ(mqa, 60);
+    EXPECT_EQ(varlen, 36);
+    EXPECT_EQ(odd, 72);
+}
+
+TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
+    const Implementation* naive = find_implementation("naive");
+    ASSERT_NE(naive, nullptr);
+    Problem p;
+    p.seqlens = {64};
+    p.heads_q = p.heads_kv = 1;
+    p.head_dim = 512;
+    p.block = 16;
+    p.topk = 2;
+    const Support s = naive->supports(p);
+    EXPECT_FALSE(s.ok);
+    EXPECT_NE(s.reason.find("512"), std::string::npos) << s.reason;
+    p.head_dim = 96;  // any D up to 256
+    EXPECT_TRUE(naive->supports(p).ok) << naive->supports(p).reason;
+}
+
+// The binary itself: exit status 2 and a message on stderr for bad input, nothing written.
+struct MobaRun {
+    int status;
+    std::string output;
+};
+MobaRun run_moba(const std::string& args) {
+    const fs::path log = fs::temp_directory_path() / "moba_cli_test.log";
+    const std::string cmd = std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+    const int raw = std::system(cmd.c_str());
+    std::ifstream in(log);
+    std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, output};
+}
+
+TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
+    const fs::path out = fs::temp_directory_path() / "moba_cli_bad.json";
+    fs::remove(out);
+    const MobaRun r = run_moba("check --seqlens 128 --heads 6 --kv-heads 4 --out " + out.string());
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("query heads 6 are not divisible by kv heads 4"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << "a refused run must not leave a report";
+    const MobaRun bad_flag = run_moba("check --seqlens 128 --heads four");
+    EXPECT_EQ(bad_flag.status, 2) << bad_flag.output;
+    const MobaRun no_cmd = run_moba("");
+    EXPECT_EQ(no_cmd.status, 2) << no_cmd.output;
+}
+
+TEST(Binary, SmallCheckWritesACompleteReport) {
+    const fs::path out = fs::temp_directory_path() / "moba_cli_small.json";
+    fs::remove(out);
+    const MobaRun r = run_moba("check --seqlens 70,5 --heads 2 --kv-heads 1 --head-dim 16 --block 8 --topk 2 --out " +
+                           out.string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::ifstream in(out);
+    const auto doc = nlohmann::json::parse(in);
+    EXPECT_TRUE(doc["complete"].get<bool>());
+    EXPECT_GT(doc["records"].size(), 0u);
+    EXPECT_EQ(doc["summary"]["incorrect"], 0);
+    EXPECT_EQ(doc["summary"]["failed"], 0);
+    for (const auto& rec : doc["records"]) {
+        EXPECT_TRUE(rec.contains("command"));
+        EXPECT_TRUE(rec.contains("outcome"));
+    }
+}
+
+}  // namespace
+}  // namespace moba::cli

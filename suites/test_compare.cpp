@@ -1,0 +1,150 @@
+// The agreement rules of SPEC §5 as harness/compare.cpp applies them: planted errors must be
+// caught, NaN must fail, near-ties must be counted rather than called mismatches.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "harness/compare.hpp"
+
+namespace moba {
+namespace {
+
+TEST(CompareTensor, PassesWithinTwiceTheBaselineError) {
+    const std::vector<double> ref = {1.0, -2.0, 0.5, 0.25};
+    const std::vector<float> base = {1.01f, -2.0f, 0.5f, 0.25f};  // baseline error 0.01
+    const std::vector<float> got = {1.0f, -2.015f, 0.5f, 0.25f};  // error 0.015 <= 0.02 + atol
+    const TensorCheck c = compare_tensor("out", got, ref, base, kForwardFactor, 1e-4);
+    EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
+    EXPECT_NEAR(c.max_abs_err, 0.015, 1e-6);
+    EXPECT_NEAR(c.baseline_max_abs_err, 0.01, 1e-6);
+    EXPECT_NEAR(c.bound, 0.0201, 1e-6);
+    EXPECT_EQ(c.worst_index, 1);
+    EXPECT_GT(c.rel_l2_err, 0.0);
+}
+
+TEST(CompareTensor, PlantedErrorIsIncorrect) {
+    const std::vector<double> ref = {1.0, -2.0, 0.5, 0.25};
+    const std::vector<float> base = {1.01f, -2.0f, 0.5f, 0.25f};
+    const std::vector<float> got = {1.0f, -2.0f, 0.5f, 0.30f};  // 0.05 > 0.0201
+    const TensorCheck c = compare_tensor("out", got, ref, base, kForwardFactor, 1e-4);
+    EXPECT_EQ(c.outcome, Outcome::incorrect);
+    EXPECT_EQ(c.worst_index, 3);
+    EXPECT_GT(c.ratio, 1.0);
+}
+
+TEST(CompareTensor, NaNAndInfFail) {
+    const std::vector<double> ref = {1.0, 2.0, 3.0};
+    const std::vector<float> base = {1.0f, 2.0f, 3.0f};
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+        const std::vector<float> got = {1.0f, bad, 3.0f};
+        const TensorCheck c = compare_tensor("dq", got, ref, base, kGradientFactor, 1e-3);
+        EXPECT_EQ(c.outcome, Outcome::failed);
+        EXPECT_EQ(c.nonfinite, 1);
+        EXPECT_EQ(c.worst_index, 1);
+    }
+}
+
+TEST(CompareTensor, NonFiniteReferenceFails) {
+    const std::vector<double> ref = {1.0, std::numeric_limits<double>::quiet_NaN()};
+    const std::vector<float> v = {1.0f, 1.0f};
+    EXPECT_EQ(compare_tensor("out", v, ref, v, 2, 0).outcome, Outcome::failed);
+}
+
+TEST(CompareTensor, SizeMismatchFails) {
+    const std::vector<double> ref = {1.0, 2.0};
+    const std::vector<float> got = {1.0f};
+    const std::vector<float> base = {1.0f, 2.0f};
+    EXPECT_EQ(compare_tensor("out", got, ref, base, 2, 0).outcome, Outcome::failed);
+}
+
+TEST(Atol, RoundingStepNearPointThree) {
+    EXPECT_EQ(tensor_atol(DType::bf16), std::ldexp(1.0, -9));
+    EXPECT_EQ(tensor_atol(DType::f16), std::ldexp(1.0, -12));
+}
+
+// One sequence of 3 blocks (Bs 2, L 6), one head, top-2: pairs of the last block choose one
+// of blocks 0, 1.
+struct GatingFixture {
+    Problem p;
+    ref::GatingResult ref;
+    GatingFixture() {
+        p.seqlens = {6};
+        p.heads_q = p.heads_kv = 1;
+        p.head_dim = 4;
+        p.block = 2;
+        p.topk = 2;
+        ref.selection.slots = 2;
+        // tokens 0,1: {0,-1}; tokens 2,3: {0,1}; tokens 4,5: {1,2} (block 1 beat block 0)
+        ref.selection.blocks = {0, -1, 0, -1, 0, 1, 0, 1, 1, 2, 1, 2};
+        const double inf = std::numeric_limits<double>::infinity();
+        ref.boundary_gap = {inf, inf, inf, inf, 0.5, 0.5};
+        ref.boundary_magnitude = {0, 0, 0, 0, 1.0, 1.0};
+    }
+};
+
+TEST(CompareGating, EqualSetsPass) {
+    GatingFixture f;
+    const GatingCheck c = compare_gating(f.p, f.ref.selection, f.ref);
+    EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
+    EXPECT_EQ(c.pairs, 6);
+    EXPECT_EQ(c.mismatches, 0);
+    EXPECT_EQ(c.near_ties, 0);
+}
+
+TEST(CompareGating, MismatchAwayFromTiesIsIncorrect) {
+    GatingFixture f;
+    Selection got = f.ref.selection;
+    got.blocks[8] = 0;  // token 4 picks block 0 although block 1 scored 0.5 higher
+    got.blocks[9] = 2;
+    const GatingCheck c = compare_gating(f.p, got, f.ref);
+    EXPECT_EQ(c.outcome, Outcome::incorrect);
+    EXPECT_EQ(c.mismatches, 1);
+    EXPECT_EQ(c.first_bad_pair, 4);
+}
+
+TEST(CompareGating, MismatchAtNearTieIsCountedNotFailed) {
+    GatingFixture f;
+    f.ref.boundary_gap[4] = 1e-9;  // far below the fp32 margin
+    Selection got = f.ref.selection;
+    got.blocks[8] = 0;
+    got.blocks[9] = 2;
+    const GatingCheck c = compare_gating(f.p, got, f.ref);
+    EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
+    EXPECT_EQ(c.near_ties, 1);
+    EXPECT_EQ(c.near_tie_mismatches, 1);
+    EXPECT_EQ(c.mismatches, 0);
+}
+
+TEST(CompareGating, InvalidListsAreIncorrect) {
+    GatingFixture f;
+    // (token, its two slots): each list breaks one structural rule.
+    const struct { int token; std::int32_t a, b; const char* what; } cases[] = {
+        {0, 0, 1, "future block"},
+        {2, 0, -1, "own block missing"},
+        {4, 2, -1, "one block where two are due"},
+        {4, 2, 1, "not ascending"},
+        {4, -1, 2, "padding before a block"},
+        {4, 1, 7, "out of range"},
+    };
+    for (const auto& bad : cases) {
+        Selection got = f.ref.selection;
+        got.blocks[2 * bad.token] = bad.a;
+        got.blocks[2 * bad.token + 1] = bad.b;
+        const GatingCheck c = compare_gating(f.p, got, f.ref);
+        EXPECT_EQ(c.outcome, Outcome::incorrect) << bad.what;
+        EXPECT_EQ(c.invalid, 1) << bad.what;
+    }
+}
+
+TEST(CompareGating, MarginScalesWithBlockAndHeadDim) {
+    Problem p;
+    p.block = 64;
+    p.head_dim = 64;
+    EXPECT_DOUBLE_EQ(gating_margin(p, 1.0), 2.0 * 129 * std::ldexp(1.0, -24));
+    EXPECT_DOUBLE_EQ(gating_margin(p, 0.0), 0.0);
+}
+
+}  // namespace
+}  // namespace moba

@@ -1,0 +1,185 @@
+// The naive GPU implementation against the float64 reference across the quick matrix, plus
+// the harness's own guarantees on the GPU: poisoned outputs are caught, the forward and the
+// gathered backward are bitwise deterministic, bad shapes are refused. Skips without a GPU.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gpu_test_util.hpp"
+#include "harness/check.hpp"
+#include "harness/compare.hpp"
+#include "harness/cuda_check.hpp"
+#include "harness/gpu_run.hpp"
+#include "harness/inputs.hpp"
+#include "harness/suite.hpp"
+#include "reference/reference.hpp"
+
+namespace moba {
+namespace {
+
+const Implementation& naive() { return *find_implementation("naive"); }
+
+// ---- naive across the quick matrix ------------------------------------------------------
+class NaiveQuickMatrix : public ::testing::TestWithParam<CheckCase> {};
+
+TEST_P(NaiveQuickMatrix, AgreesWithFloat64Reference) {
+    MOBA_REQUIRE_GPU();
+    CheckOptions options;
+    options.impls = {&naive()};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks(GetParam(), options);
+    // gating + out + lse + dq + dk + dv
+    EXPECT_EQ(records.size(), 6u);
+    for (const auto& r : records) {
+        EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+        EXPECT_EQ(r["impl"], "naive") << r.dump(1);
+    }
+}
+
+std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
+    const Problem& p = info.param.problem;
+    return fmt::format("{}_{}_D{}_L{}_k{}_{}", head_layout(p.heads_q, p.heads_kv), to_string(p.dtype),
+                       p.head_dim, fmt::join(p.seqlens, "_"), p.topk, info.index);
+}
+
+INSTANTIATE_TEST_SUITE_P(Quick, NaiveQuickMatrix, ::testing::ValuesIn(quick_suite(1000)), case_name);
+
+// ---- harness guarantees on the GPU ---------------------------------------------------------
+Problem small_problem(DType dtype = DType::bf16) {
+    Problem p;
+    p.seqlens = {300, 45, 1};
+    p.heads_q = 4;
+    p.heads_kv = 2;
+    p.head_dim = 64;
+    p.block = 32;
+    p.topk = 3;
+    p.dtype = dtype;
+    return p;
+}
+
+// An implementation that writes only the first half of its output: the poisoned second half
+// must be reported as failed, not read as whatever was in memory.
+TEST(NaiveGpu, PoisonedOutputsAreCaught) {
+    MOBA_REQUIRE_GPU();
+    const Problem p = small_problem();
+    const HostInputs in = make_inputs(p, 7);
+    Implementation half = naive();
+    half.name = "half_writer";
+    half.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        const std::size_t half_bytes = static_cast<std::size_t>(a.problem.q_elems()) * 2 / 2;
+        MOBA_CUDA_CALL(cudaMemset(static_cast<char*>(a.out) + half_bytes, 0xFF, half_bytes));
+    };
+    DeviceInputs din(half, p, in);
+    const Selection sel = ref::gating(p, in).selection;
+    const AttentionRun run = run_attention(half, din, sel, false);
+    const auto truth = ref::attention_forward(p, in, sel);
+    const auto base = ref::baseline_forward(p, in, sel);
+    const TensorCheck c = compare_tensor("out", run.forward.out, truth.out, base.out, kForwardFactor,
+                                         tensor_atol(p.dtype));
+    EXPECT_EQ(c.outcome, Outcome::failed);
+    EXPECT_EQ(c.nonfinite, p.q_elems() / 2);
+}
+
+// An implementation that writes nothing: every output element stays poisoned.
+TEST(NaiveGpu, UnwrittenOutputsFail) {
+    MOBA_REQUIRE_GPU();
+    const Problem p = small_problem(DType::f16);
+    const HostInputs in = make_inputs(p, 8);
+    Implementation idle = naive();
+    idle.name = "idle";
+    idle.forward = [](const AttentionArgs&) {};
+    DeviceInputs din(idle, p, in);
+    const Selection sel = ref::gating(p, in).selection;
+    const AttentionRun run = run_attention(idle, din, sel, false);
+    for (float x : run.forward.out) ASSERT_TRUE(std::isnan(x));
+    for (float x : run.forward.lse) ASSERT_TRUE(std::isnan(x));
+}
+
+TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {
+    MOBA_REQUIRE_GPU();
+    for (DType dtype : {DType::bf16, DType::f16, DType::f32}) {
+        const Problem p = small_problem(dtype);
+        const HostInputs in = make_inputs(p, 9);
+        DeviceInputs din(naive(), p, in);
+        const Selection sel = run_gating(naive(), din);
+        EXPECT_EQ(run_gating(naive(), din).blocks, sel.blocks);
+        const AttentionRun first = run_attention(naive(), din, sel, true);
+        for (int repeat = 0; repeat < 5; ++repeat) {
+            const AttentionRun again = run_attention(naive(), din, sel, true);
+            // Compare bit patterns: NaN != NaN would hide nothing here, all values are finite.
+            EXPECT_EQ(0, std::memcmp(again.forward.out.data(), first.forward.out.data(), first.forward.out.size() * 4));
+            EXPECT_EQ(0, std::memcmp(again.forward.lse.data(), first.forward.lse.data(), first.forward.lse.size() * 4));
+            EXPECT_EQ(0, std::memcmp(again.gradients.dq.data(), first.gradients.dq.data(), first.gradients.dq.size() * 4));
+            EXPECT_EQ(0, std::memcmp(again.gradients.dk.data(), first.gradients.dk.data(), first.gradients.dk.size() * 4));
+            EXPECT_EQ(0, std::memcmp(again.gradients.dv.data(), first.gradients.dv.data(), first.gradients.dv.size() * 4));
+        }
+    }
+}
+
+TEST(NaiveGpu, Fp32InputsAgreeWithReference) {
+    MOBA_REQUIRE_GPU();
+    CheckOptions options;
+    options.impls = {&naive()};
+    for (int d : {32, 96, 256}) {  // any head dim up to 256
+        Problem p = small_problem(DType::f32);
+        p.head_dim = d;
+        for (const auto& r : run_checks({p, 11}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+    }
+}
+
+TEST(NaiveGpu, UnsupportedHeadDimIsReportedNotRun) {
+    MOBA_REQUIRE_GPU();
+    Problem p = small_problem();
+    p.head_dim = 320;
+    CheckOptions options;
+    options.impls = {&naive()};
+    const auto records = run_checks({p, 12}, options);
+    ASSERT_FALSE(records.empty());
+    for (const auto& r : records) {
+        EXPECT_EQ(r["outcome"], "not supported") << r.dump(1);
+        EXPECT_NE(r["reason"].get<std::string>().find("320"), std::string::npos);
+    }
+}
+
+TEST(NaiveGpu, LargerThanDeviceMemoryIsRefusedBeforeAllocating) {
+    MOBA_REQUIRE_GPU();
+    Problem p;
+    p.seqlens = {1 << 30};  // 1G tokens x 64 heads x 256: terabytes
+    p.heads_q = p.heads_kv = 64;
+    p.head_dim = 256;
+    p.block = 4096;
+    p.topk = 4;
+    const std::size_t before = device_memory().free_bytes;
+    try {
+        HostInputs none;  // never needed: the refusal comes first
+        DeviceInputs din(naive(), p, none);
+        ADD_FAILURE() << "no refusal";
+    } catch (const OutOfDeviceMemory& e) {
+        EXPECT_NE(std::string(e.what()).find("GiB"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(device_memory().free_bytes, before);
+}
+
+TEST(NaiveGpu, NaNInputsAreReportedAsFailed) {
+    MOBA_REQUIRE_GPU();
+    const Problem p = small_problem();
+    HostInputs in = make_inputs(p, 13);
+    in.k[17] = std::numeric_limits<float>::quiet_NaN();
+    CheckOptions options;
+    options.impls = {&naive()};
+    const auto records = run_checks_on({p, 13}, in, options);
+    ASSERT_FALSE(records.empty());
+    for (const auto& r : records) EXPECT_EQ(r["outcome"], "failed") << r.dump(1);
+    EXPECT_NE(records[0]["reason"].get<std::string>().find("input k"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moba
