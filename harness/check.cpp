@@ -177,7 +177,10 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
                           const Selection& sel, const Truth& truth, const std::string& fwd_check,
                           const std::string& bwd_check, std::vector<json>& records) {
     const Problem& p = c.problem;
-    const Support s = impl.supports(p);
+    Support s = impl.supports(p);
+    if (s.ok && impl.dense && !p.zero_sparsity())
+        s = Support::no("a dense implementation computes full causal attention; it is checked at zero "
+                        "sparsity (k >= n) only");
     if (!s.ok) {
         records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::not_supported, s.reason));
         return;

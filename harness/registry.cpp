@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
 
 namespace moba {
@@ -31,6 +32,33 @@ const std::vector<Implementation>& registry() {
             .gating = naive::gating,
             .forward = naive::forward,
             .backward = naive::backward,
+        });
+        list.push_back(Implementation{
+            .name = "naive_dense",
+            .technique = "full causal attention through the naive kernels (one block per sequence)",
+            .dtypes = {DType::bf16, DType::f16, DType::f32},
+            .max_head_dim = naive::kMaxHeadDim,
+            .dense = true,
+            .can_implement = naive::can_implement,
+            .gating_workspace_bytes = {},
+            .attention_workspace_bytes = naive::dense_workspace_bytes,
+            .gating = {},
+            .forward = naive::dense_forward,
+            .backward = naive::dense_backward,
+        });
+        list.push_back(Implementation{
+            .name = "dense_cublas",
+            .technique = "full causal attention: cuBLAS batched GEMMs (tensor cores) with a "
+                         "softmax kernel between; ignores the selection",
+            .dtypes = {DType::bf16, DType::f16},
+            .max_head_dim = dense_cublas::kMaxHeadDim,
+            .dense = true,
+            .can_implement = dense_cublas::can_implement,
+            .gating_workspace_bytes = {},
+            .attention_workspace_bytes = dense_cublas::workspace_bytes,
+            .gating = {},
+            .forward = dense_cublas::forward,
+            .backward = dense_cublas::backward,
         });
         return list;
     }();

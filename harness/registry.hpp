@@ -19,6 +19,9 @@ struct Implementation {
     std::string technique;  // one line: what it does
     std::vector<DType> dtypes;
     int max_head_dim = 0;
+    // Computes full causal attention whatever the selection: the dense baselines of the
+    // speedup tables. Checked only at zero sparsity (k >= n), where MoBA equals it.
+    bool dense = false;
     // can_implement: shapes outside what the kernel implements are refused with a reason.
     std::function<Support(const Problem&)> can_implement;
     std::function<std::size_t(const Problem&)> gating_workspace_bytes;

@@ -66,6 +66,31 @@ inline void check_inputs(const Problem& problem, const HostInputs& inputs, bool 
     if (with_dout) check_size("dout", inputs.dout.size(), problem.q_elems());
 }
 
+// One selection row of (token t, head h), own block `own`: strictly ascending local block
+// indices <= own, then -1 padding, the own block present.
+inline void check_selection_row(const Shape& shape, const std::int32_t* row, std::int64_t t, int h,
+                                std::int32_t own) {
+    std::int32_t last = -1;
+    bool padding = false;
+    for (int slot = 0; slot < shape.slots; ++slot) {
+        const std::int32_t b = row[slot];
+        const bool ok = padding ? b == -1 : (b == -1 || (b > last && b <= own));
+        if (!ok) {
+            throw std::invalid_argument(
+                "selection of token " + std::to_string(t) + ", head " + std::to_string(h) +
+                " is not ascending blocks <= own block " + std::to_string(own) +
+                " then -1 padding (slot " + std::to_string(slot) + " = " + std::to_string(b) + ")");
+        }
+        padding = b == -1;
+        if (!padding) last = b;
+    }
+    if (last != own) {
+        throw std::invalid_argument("selection of token " + std::to_string(t) + ", head " +
+                                    std::to_string(h) + " lacks its own block " +
+                                    std::to_string(own));
+    }
+}
+
 // A selection must be what gating produces: per (token, head) strictly ascending local block
 // indices, then -1 padding; the own block present, no future block.
 inline void check_selection(const Shape& shape, const Selection& sel) {
@@ -78,27 +103,7 @@ inline void check_selection(const Shape& shape, const Selection& sel) {
         for (std::int64_t t = shape.cu[s]; t < shape.cu[s + 1]; ++t) {
             const std::int32_t own = static_cast<std::int32_t>((t - shape.cu[s]) / shape.block);
             for (int h = 0; h < shape.heads_q; ++h) {
-                const std::int32_t* row = sel.blocks.data() + shape.sel_row(t, h);
-                std::int32_t last = -1;
-                bool padding = false;
-                for (int slot = 0; slot < shape.slots; ++slot) {
-                    const std::int32_t b = row[slot];
-                    const bool ok = padding ? b == -1 : (b == -1 || (b > last && b <= own));
-                    if (!ok) {
-                        throw std::invalid_argument(
-                            "selection of token " + std::to_string(t) + ", head " +
-                            std::to_string(h) + " is not ascending blocks <= own block " +
-                            std::to_string(own) + " then -1 padding (slot " + std::to_string(slot) +
-                            " = " + std::to_string(b) + ")");
-                    }
-                    padding = b == -1;
-                    if (!padding) last = b;
-                }
-                if (last != own) {
-                    throw std::invalid_argument("selection of token " + std::to_string(t) +
-                                                ", head " + std::to_string(h) +
-                                                " lacks its own block " + std::to_string(own));
-                }
+                check_selection_row(shape, sel.blocks.data() + shape.sel_row(t, h), t, h, own);
             }
         }
     }

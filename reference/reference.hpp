@@ -47,6 +47,26 @@ Gradients attention_backward(const Problem& problem, const HostInputs& inputs,
 Forward full_attention_forward(const Problem& problem, const HostInputs& inputs);
 Gradients full_attention_backward(const Problem& problem, const HostInputs& inputs);
 
+// ---- Forward of a subset of query rows (benchmarks too large for a full pass) -------------
+// Query tokens (global packed indices, any order, no duplicates required) whose rows are
+// computed, with their inputs: q_rows [T, Hq, D] holds q of exactly those tokens; k, v are the
+// full [total, Hkv, D] tensors; sel_rows [T, Hq, slots] the selection rows of those tokens, or
+// empty (slots == 0) for full causal attention.
+struct RowInputs {
+    std::vector<std::int64_t> tokens;
+    std::vector<float> q_rows;
+    const std::vector<float>* k = nullptr;
+    const std::vector<float>* v = nullptr;
+    Selection sel_rows;
+};
+// float64: out [T, Hq, D], lse [Hq, T] (same conventions as attention_forward /
+// full_attention_forward).
+// Row r equals row tokens[r] of attention_forward (bitwise) or, when sel_rows is empty, of
+// full_attention_forward (to rounding). Throws std::invalid_argument on a size mismatch, a
+// token outside [0, total), a null k / v, or a malformed selection row (as attention_forward).
+// Cost: the rows' attended keys times D; k, v are read in place.
+Forward forward_rows(const Problem& problem, const RowInputs& rows);
+
 // ---- Same-precision baseline (SPEC §5) ---------------------------------------------------
 // What a plain low-precision implementation computes: fp32 scores from the rounded inputs,
 // probabilities rounded to the dtype before the product with V, outputs rounded to the dtype.
@@ -55,6 +75,10 @@ ForwardOutput baseline_forward(const Problem& problem, const HostInputs& inputs,
                                const Selection& sel);
 GradientOutput baseline_backward(const Problem& problem, const HostInputs& inputs,
                                  const Selection& sel);
+// The same-precision baseline of those rows (as baseline_forward, with the full-causal case
+// when sel_rows is empty): bitwise the rows of baseline_forward given the same selection
+// (full_selection for the full-causal case). out [T, Hq, D], lse [Hq, T].
+ForwardOutput baseline_forward_rows(const Problem& problem, const RowInputs& rows);
 // Gating as a plain fp32 implementation computes it (fp32 block means and scores).
 Selection baseline_gating(const Problem& problem, const HostInputs& inputs);
 

@@ -6,7 +6,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "harness/cli/bench_command.hpp"
 #include "harness/cli/check_command.hpp"
+#include "harness/cli/compare_command.hpp"
+#include "harness/cli/export_command.hpp"
+#include "harness/cli/paper_command.hpp"
 #include "harness/version.hpp"
 
 int main(int argc, char** argv) {
@@ -16,6 +20,14 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     moba::cli::CheckFlags check_flags;
     CLI::App* check = moba::cli::add_check_command(app, check_flags);
+    moba::cli::BenchFlags bench_flags;
+    CLI::App* bench = moba::cli::add_bench_command(app, bench_flags);
+    moba::cli::PaperFlags paper_flags;
+    CLI::App* paper = moba::cli::add_paper_command(app, paper_flags);
+    moba::cli::CompareFlags compare_flags;
+    CLI::App* compare = moba::cli::add_compare_command(app, compare_flags);
+    moba::cli::ExportFlags export_flags;
+    CLI::App* export_cmd = moba::cli::add_export_command(app, export_flags);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -28,6 +40,10 @@ int main(int argc, char** argv) {
     }
     try {
         if (check->parsed()) return moba::cli::run_check(check_flags, args);
+        if (bench->parsed()) return moba::cli::run_bench_command(bench_flags, args);
+        if (paper->parsed()) return moba::cli::run_paper(paper_flags, args);
+        if (compare->parsed()) return moba::cli::run_compare(compare_flags);
+        if (export_cmd->parsed()) return moba::cli::run_export(export_flags);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;

@@ -22,4 +22,9 @@ void gating(const GatingArgs& args);
 void forward(const AttentionArgs& args);   // writes out, lse
 void backward(const AttentionArgs& args);  // reads out, lse, dout; writes dq, dk, dv
 
+// naive_dense (dense.cu): full causal attention whatever args.sel holds (ignored).
+std::size_t dense_workspace_bytes(const Problem& problem);
+void dense_forward(const AttentionArgs& args);
+void dense_backward(const AttentionArgs& args);
+
 }  // namespace moba::naive

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The first points of the project's history, on a GPU machine, in one go: GPU tests, a sweep
+# over lengths 8K-128K x MHA/GQA/MQA for the naive and dense implementations, the PyTorch
+# anchors on the same grid, and moba paper --figure 2a up to the lengths the implementations
+# reach. Reports go to ${OUT:-out}/; each step has its own time limit so one slow step does
+# not cost the others. Prints a short summary last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-out}
+mkdir -p "$out"
+export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1} PYTHONUNBUFFERED=1
+source ci/deps.sh
+logs=$(mktemp -d)  # per-step logs; all of them are gathered into $out/log.txt
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  { echo "=== $name (exit $rc)"; cat "$logs/$name.log"; } >>"$out/log.txt"
+  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
+}
+step build 240 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"'
+moba=build/release/harness/cli/moba
+grid=(--heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 --dtype bf16)
+step ctest_gpu 200 ctest --preset release -L gpu -j 3
+step sweep_short 120 $moba bench --seqlen 8K,32K "${grid[@]}" --impl naive,naive_dense,dense_cublas \
+  --phase fwd --max-seconds 3 --out "$out/sweep.json"
+# At 128K the naive dense path takes ~15 s a call: the dense baselines there are cuBLAS (when
+# it fits) and the anchors.
+step sweep_128k 120 $moba bench --seqlen 128K "${grid[@]}" --impl naive,dense_cublas \
+  --phase fwd --max-seconds 3 --resume --out "$out/sweep.json"
+step anchors 200 python3 reports/anchors.py --seqlen 8K,32K,128K --heads 16 --kv-heads 16,4,1 \
+  --head-dim 128 --block 512 --topk 8 --dtype bf16 --impl all --phase fwd --max-seconds 3 --out "$out/anchors.json"
+step paper_2a 150 $moba paper --figure 2a --lengths 8K,32K,128K --max-run-seconds 5 --max-seconds 3 \
+  --out "$out/paper-2a.json" --markdown "$out/paper-2a.md"
+grep -E "tests passed|FAILED|Skipped|Failed" "$logs/ctest_gpu.log"
+tail -4 "$logs/sweep_128k.log"
+tail -12 "$logs/paper_2a.log"
+tail -14 "$logs/anchors.log"
+cat "$out/summary.txt"

@@ -1,0 +1,48 @@
+// `moba bench`: times registered implementations on one configuration after checking their
+// forward output on sampled query rows against the float64 reference (SPEC §5 rules, restricted
+// to those rows). Inputs are drawn on the device. Every record carries the command line that
+// reproduces it. Speed is counted per SPEC §6 (harness/flops.hpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/check.hpp"
+#include "harness/flops.hpp"
+#include "harness/timer.hpp"
+
+namespace moba {
+
+enum class GatingMode { included, separate };
+std::string_view to_string(GatingMode mode);
+GatingMode parse_gating_mode(std::string_view text);
+
+struct BenchOptions {
+    std::vector<const Implementation*> impls;
+    std::vector<Phase> phases = {Phase::fwd};
+    GatingMode gating = GatingMode::separate;
+    TimingOptions timing;
+    int check_rows = 32;  // sampled query tokens for the forward check (fewer for huge rows)
+};
+
+// One record per (implementation, phase). Failures become records (outcome failed, with the
+// reason); nothing throws for one implementation's sake.
+std::vector<nlohmann::json> run_bench(const CheckCase& state, const BenchOptions& options);
+
+// A record of that state with every field but the measurements: outcome "skipped" until set.
+nlohmann::json bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
+                                     GatingMode gating);
+
+// What a record's "gating" says: none for implementations without gating and for the
+// backward phase alone, else the mode.
+std::string gating_label(const Implementation& impl, Phase phase, GatingMode gating);
+
+// The axis values of a state, as records hold them under "config".
+nlohmann::json bench_state_config(const CheckCase& state);
+
+std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating);
+
+}  // namespace moba

@@ -1,0 +1,275 @@
+#include "harness/cli/bench_command.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include "harness/cli/parse.hpp"
+#include "harness/device.hpp"
+#include "harness/report.hpp"
+
+namespace moba::cli {
+
+CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
+    CLI::App* cmd = app.add_subcommand("bench", "Time implementations (after a forward check) on one configuration or a sweep");
+    cmd->add_option("--seqlens", f.seqlens, "One packed varlen batch, e.g. 4096,1000,17");
+    cmd->add_option("--seqlen", f.seqlen, "Sweep axis: single-sequence lengths, e.g. 8K,32K,128K");
+    cmd->add_option("--batch", f.batch, "With --seqlen: sequences per batch")->capture_default_str();
+    cmd->add_option("--heads", f.heads, "Axis: query heads")->capture_default_str();
+    cmd->add_option("--kv-heads", f.kv_heads, "Axis: kv heads (default: --heads)");
+    cmd->add_option("--head-dim", f.head_dim, "Axis: head dims")->capture_default_str();
+    cmd->add_option("--block", f.block, "Axis: MoBA block sizes")->capture_default_str();
+    cmd->add_option("--topk", f.topk, "Axis: top-k")->capture_default_str();
+    cmd->add_option("--dtype", f.dtype, "Axis: bf16, fp16, fp32")->capture_default_str();
+    cmd->add_option("--impl", f.impl, "Implementations (comma list or all)")->capture_default_str();
+    cmd->add_option("--phase", f.phase, "Phases: fwd, bwd, fwdbwd (comma list)")->capture_default_str();
+    cmd->add_option("--gating", f.gating, "included: gating inside the timed region; separate: timed on its own")
+        ->capture_default_str();
+    cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
+    cmd->add_option("--grid", f.grid, "JSON grid file of axes (overrides the axis flags it names)");
+    cmd->add_flag("--resume", f.resume, "Skip states already in --out, keep its records");
+    cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time limit per state")->capture_default_str();
+    cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
+    cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
+    cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
+    cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the forward check")->capture_default_str();
+    return cmd;
+}
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& text, const char* what) {
+    if (text.empty()) throw std::invalid_argument(fmt::format("{} is empty", what));
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t comma = text.find(',', start);
+        parts.push_back(text.substr(start, comma == std::string::npos ? comma : comma - start));
+        if (parts.back().empty()) throw std::invalid_argument(fmt::format("{}: empty element in '{}'", what, text));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return parts;
+}
+
+std::vector<int> int_list(const std::string& text, const char* what) { return parse_lengths(text, what); }
+
+// A grid value: a string, a number or a list of them, turned into the flags' comma form.
+std::string grid_value(const nlohmann::json& v, const std::string& key) {
+    auto scalar = [&](const nlohmann::json& x) -> std::string {
+        if (x.is_string()) return x.get<std::string>();
+        if (x.is_number_integer()) return std::to_string(x.get<std::int64_t>());
+        throw std::invalid_argument(fmt::format("grid key '{}': {} is not a string or an integer", key, x.dump()));
+    };
+    if (!v.is_array()) return scalar(v);
+    if (v.empty()) throw std::invalid_argument(fmt::format("grid key '{}' is an empty list", key));
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : ",") + scalar(x);
+    return out;
+}
+
+}  // namespace
+
+void apply_grid_file(const std::string& path, BenchFlags& f) {
+    std::ifstream in(path);
+    if (!in) throw std::invalid_argument(fmt::format("cannot read grid file '{}'", path));
+    nlohmann::json grid;
+    try {
+        grid = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+        throw std::invalid_argument(fmt::format("grid file '{}' is not valid JSON: {}", path, e.what()));
+    }
+    if (!grid.is_object()) throw std::invalid_argument(fmt::format("grid file '{}' must hold a JSON object", path));
+    for (const auto& [key, value] : grid.items()) {
+        const std::string v = grid_value(value, key);
+        if (key == "seqlen") f.seqlen = v;
+        else if (key == "seqlens") f.seqlens = v;
+        else if (key == "batch") f.batch = parse_lengths(v, "grid key 'batch'").at(0);
+        else if (key == "heads") f.heads = v;
+        else if (key == "kv_heads") f.kv_heads = v;
+        else if (key == "head_dim") f.head_dim = v;
+        else if (key == "block") f.block = v;
+        else if (key == "topk") f.topk = v;
+        else if (key == "dtype") f.dtype = v;
+        else if (key == "impl") f.impl = v;
+        else if (key == "phase") f.phase = v;
+        else if (key == "gating") f.gating = v;
+        else if (key == "seed") f.seed = static_cast<std::uint64_t>(parse_lengths(v, "grid key 'seed'").at(0));
+        else
+            throw std::invalid_argument(fmt::format(
+                "grid file '{}': unknown key '{}' (known: seqlen, seqlens, batch, heads, kv_heads, head_dim, block, "
+                "topk, dtype, impl, phase, gating, seed)", path, key));
+    }
+}
+
+BenchPlan plan_bench(const BenchFlags& given) {
+    BenchFlags f = given;
+    if (!f.grid.empty()) apply_grid_file(f.grid, f);
+    BenchPlan plan;
+    for (const auto& name : parse_impl_list(f.impl)) plan.options.impls.push_back(find_implementation(name));
+    plan.options.phases.clear();  // replace the default
+    for (const auto& ph : split_list(f.phase, "--phase")) plan.options.phases.push_back(parse_phase(ph));
+    plan.options.gating = parse_gating_mode(f.gating);
+    if (f.max_seconds <= 0) throw std::invalid_argument(fmt::format("--max-seconds {} must be positive", f.max_seconds));
+    if (f.min_samples < 1 || f.max_samples < f.min_samples)
+        throw std::invalid_argument(fmt::format("samples: need 1 <= --min-samples ({}) <= --max-samples ({})",
+                                                f.min_samples, f.max_samples));
+    if (f.check_rows < 1) throw std::invalid_argument(fmt::format("--check-rows {} must be positive", f.check_rows));
+    if (f.batch < 1) throw std::invalid_argument(fmt::format("--batch {} must be positive", f.batch));
+    plan.options.timing.max_seconds = f.max_seconds;
+    plan.options.timing.min_samples = f.min_samples;
+    plan.options.timing.max_samples = f.max_samples;
+    plan.options.timing.target_rel_stddev = f.rel_stddev;
+    plan.options.check_rows = f.check_rows;
+
+    std::vector<std::vector<int>> batches;
+    if (!f.seqlens.empty() && !f.seqlen.empty()) throw std::invalid_argument("give --seqlens (one batch) or --seqlen (axis), not both");
+    if (!f.seqlens.empty()) batches.push_back(parse_lengths(f.seqlens, "--seqlens"));
+    else if (!f.seqlen.empty())
+        for (int len : int_list(f.seqlen, "--seqlen")) batches.emplace_back(static_cast<std::size_t>(f.batch), len);
+    else throw std::invalid_argument("give --seqlen (sweep axis), --seqlens (one batch) or --grid");
+
+    const auto heads = int_list(f.heads, "--heads");
+    const auto kv_list = f.kv_heads.empty() ? std::vector<int>{0} : int_list(f.kv_heads, "--kv-heads");
+    for (const auto& lens : batches)
+        for (int hq : heads)
+            for (int hkv : kv_list)
+                for (int d : int_list(f.head_dim, "--head-dim"))
+                    for (int bs : int_list(f.block, "--block"))
+                        for (int k : int_list(f.topk, "--topk"))
+                            for (const auto& dt : split_list(f.dtype, "--dtype")) {
+                                Problem p;
+                                p.seqlens = lens;
+                                p.heads_q = hq;
+                                p.heads_kv = hkv == 0 ? hq : hkv;
+                                p.head_dim = d;
+                                p.block = bs;
+                                p.topk = k;
+                                p.dtype = parse_dtype(dt);
+                                p.validate();
+                                plan.states.push_back({p, f.seed});
+                            }
+    return plan;
+}
+
+std::string state_key(const nlohmann::json& r) {
+    nlohmann::json c = r["config"];
+    return c.dump() + "|" + r["impl"].get<std::string>() + "|" + r["phase"].get<std::string>() + "|" +
+           r.value("gating", std::string());
+}
+
+namespace {
+
+std::string describe(const Problem& p) {
+    return fmt::format("{} {}x{} {} D{} L={}{} Bs={} k={}", head_layout(p.heads_q, p.heads_kv), p.heads_q, p.heads_kv,
+                       to_string(p.dtype), p.head_dim, p.seqlens.front(), p.batch() > 1 ? fmt::format("x{}", p.batch()) : "",
+                       p.block, p.topk);
+}
+
+std::string fmt_duration(double secs) {
+    if (secs < 90) return fmt::format("{:.0f}s", secs);
+    return fmt::format("{:.0f}m{:02.0f}s", std::floor(secs / 60), std::fmod(secs, 60));
+}
+
+void print_line(const nlohmann::json& r) {
+    const std::string outcome = r["outcome"].get<std::string>();
+    if (outcome != "passed") {
+        fmt::print("  {:<13} {:<6} {:<13} {}\n", r["impl"].get<std::string>(), r["phase"].get<std::string>(), outcome,
+                   r["reason"].get<std::string>().substr(0, 160));
+        return;
+    }
+    const auto& t = r["timing"];
+    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}\n",
+               r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),
+               100 * t["rel_stddev"].get<double>(), r["tflops"].get<double>(),
+               r["speedup_vs_dense"].is_number() ? fmt::format("{:.2f}", r["speedup_vs_dense"].get<double>()) : "-",
+               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "");
+}
+
+}  // namespace
+
+int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& argv) {
+    const BenchPlan plan = plan_bench(flags);
+    const DeviceInfo& dev = device_info();
+    if (!dev.present) {
+        fmt::print(stderr, "moba bench: no GPU found ({}); nothing can be timed.\n", dev.reason);
+        return 1;
+    }
+    // --resume: keep the records of the previous run and skip its states.
+    std::vector<nlohmann::json> previous;
+    std::set<std::string> done;
+    if (flags.resume && std::filesystem::exists(flags.out)) {
+        std::ifstream in(flags.out);
+        nlohmann::json old;
+        try {
+            old = nlohmann::json::parse(in);
+        } catch (const std::exception& e) {
+            throw std::invalid_argument(fmt::format("--resume: '{}' is not a readable report: {}", flags.out, e.what()));
+        }
+        if (old.value("format", "") != kReportFormat)
+            throw std::invalid_argument(fmt::format("--resume: '{}' is not a {} file", flags.out, kReportFormat));
+        for (const auto& r : old["records"]) {
+            if (r.value("kind", "") != "bench") continue;
+            previous.push_back(r);
+            if (r["outcome"] != "failed") done.insert(state_key(r));  // failed states are retried
+        }
+    }
+    ReportWriter report(flags.out, "bench", argv);
+    for (auto& r : previous)
+        if (r["outcome"] != "failed") report.add(r);
+    report.flush();
+
+    fmt::print("GPU: {} ({} SMs), {} states x {} implementations x {} phases -> {}\n", dev.name, dev.sms,
+               plan.states.size(), plan.options.impls.size(), plan.options.phases.size(), flags.out);
+    const bool tty = isatty(fileno(stdout));
+    const auto t0 = std::chrono::steady_clock::now();
+    int failures = 0, timed = 0;
+    for (std::size_t i = 0; i < plan.states.size(); ++i) {
+        const CheckCase& s = plan.states[i];
+        BenchOptions options = plan.options;
+        // --resume: skip implementations whose every phase of this state is already measured.
+        std::vector<const Implementation*> impls;
+        for (const Implementation* impl : options.impls) {
+            bool all_done = !done.empty();
+            for (Phase ph : options.phases) {
+                const nlohmann::json probe = {{"config", bench_state_config(s)},
+                                              {"impl", impl->name},
+                                              {"phase", to_string(ph)},
+                                              {"gating", gating_label(*impl, ph, options.gating)}};
+                all_done = all_done && done.count(state_key(probe));
+            }
+            if (!all_done) impls.push_back(impl);
+        }
+        if (impls.empty()) continue;
+        options.impls = impls;
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::string eta = i == 0 ? "?" : fmt_duration(elapsed / static_cast<double>(i) * static_cast<double>(plan.states.size() - i));
+        const std::string head = fmt::format("[{}/{}] {:3.0f}% {}  ETA {}", i + 1, plan.states.size(),
+                                             100.0 * static_cast<double>(i) / static_cast<double>(plan.states.size()),
+                                             describe(s.problem), eta);
+        if (tty) fmt::print("\r\033[K{}", head);
+        else fmt::print("{}\n", head);
+        std::fflush(stdout);
+        auto records = run_bench(s, options);
+        if (tty) fmt::print("\r\033[K{}\n", head);
+        for (auto& r : records) {
+            print_line(r);
+            failures += r["outcome"] == "failed";
+            timed += r["outcome"] == "passed";
+            report.add(std::move(r));
+        }
+        report.flush();  // every finished state is on disk before the next one starts
+    }
+    report.finish();
+    fmt::print("{} timed, {} failed; report: {}\n", timed, failures, flags.out);
+    return failures > 0 ? 1 : 0;
+}
+
+}  // namespace moba::cli

@@ -1,0 +1,60 @@
+// `moba bench`: one configuration or a sweep over axes given as comma lists on the command
+// line or in a JSON grid file. Each finished record is written to the report at once; a failed
+// configuration becomes a record with its reason and the sweep goes on; --resume skips the
+// (configuration, implementation, phase) states already in the output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "harness/bench.hpp"
+
+namespace moba::cli {
+
+struct BenchFlags {
+    std::string seqlens;      // one packed batch "4096,1000,17" (not an axis)
+    std::string seqlen;       // axis: single-sequence lengths "8K,32K,128K"
+    int batch = 1;            // with --seqlen: sequences of that length per batch
+    std::string heads = "16";
+    std::string kv_heads;     // default: same as heads
+    std::string head_dim = "128";
+    std::string block = "512";
+    std::string topk = "8";
+    std::string dtype = "bf16";
+    std::string impl = "all";
+    std::string phase = "fwd";
+    std::string gating = "separate";
+    std::uint64_t seed = 1;
+    std::string grid;
+    bool resume = false;
+    std::string out = "reports/bench.json";
+    double max_seconds = 10.0;
+    int min_samples = 5;
+    int max_samples = 100;
+    double rel_stddev = 0.02;
+    int check_rows = 32;
+};
+
+CLI::App* add_bench_command(CLI::App& app, BenchFlags& flags);
+
+struct BenchPlan {
+    std::vector<CheckCase> states;
+    BenchOptions options;
+};
+// Validates everything before any work; throws std::invalid_argument naming the bad value
+// (unknown grid keys included).
+BenchPlan plan_bench(const BenchFlags& flags);
+// Reads a grid file into flags (keys: seqlen, seqlens, batch, heads, kv_heads, head_dim, block,
+// topk, dtype, impl, phase, gating, seed); values are strings, numbers or lists of them.
+void apply_grid_file(const std::string& path, BenchFlags& flags);
+
+int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& argv);
+
+// Key of a bench record's state for --resume: config (seed included), impl, phase, gating.
+std::string state_key(const nlohmann::json& record);
+
+}  // namespace moba::cli

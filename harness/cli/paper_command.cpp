@@ -1,0 +1,179 @@
+#include "harness/cli/paper_command.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "harness/bench.hpp"
+#include "harness/cli/parse.hpp"
+#include "harness/device.hpp"
+#include "harness/report.hpp"
+
+namespace moba::cli {
+
+std::vector<PublishedPoint> published_points(const std::string& figure) {
+    constexpr int K = 1024, M = 1024 * 1024;
+    if (figure == "2a")
+        return {{8 * K, 0.26, 0.26, 1.0},      {32 * K, 1.25, 1.25, 1.0},    {128 * K, 14.3, 12.0, 1.19},
+                {256 * K, 57.7, 27.4, 2.11},   {512 * K, 236.1, 60.6, 3.90}, {1 * M, 944, 144.3, 6.54}};
+    if (figure == "2b")
+        return {{8 * K, 0.25, 0.25, 1.0},         {32 * K, 1.24, 1.24, 1.0},     {128 * K, 13.5, 4.04, 3.34},
+                {256 * K, 55.4, 9.46, 5.85},      {512 * K, 225, 24.7, 9.11},    {1 * M, 902, 77.4, 11.65},
+                {4 * M, 14550, 1030, 14.15},      {10 * M, 90900, 5860, 15.5}};
+    throw std::invalid_argument(fmt::format("--figure '{}' is not 2a or 2b", figure));
+}
+
+CLI::App* add_paper_command(CLI::App& app, PaperFlags& f) {
+    CLI::App* cmd = app.add_subcommand("paper", "Reproduce Figure 2 of the MoBA report (forward time, MoBA vs dense)");
+    cmd->add_option("--figure", f.figure, "2a (block 4096, top-k 12) or 2b (64 blocks, top-k 3)")->required();
+    cmd->add_option("--lengths", f.lengths, "Override the figure's lengths, e.g. 8K,32K,128K");
+    cmd->add_option("--heads", f.heads, "Query heads")->capture_default_str();
+    cmd->add_option("--kv-heads", f.kv_heads, "KV heads")->capture_default_str();
+    cmd->add_option("--head-dim", f.head_dim, "Head dim")->capture_default_str();
+    cmd->add_option("--impl", f.impl, "Implementations (MoBA and dense) to run")->capture_default_str();
+    cmd->add_option("--max-run-seconds", f.max_run_seconds,
+                    "Do not run an implementation predicted (from its rate at the previous length) to take longer per call")
+        ->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time per state")->capture_default_str();
+    cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
+    cmd->add_option("--out", f.out, "JSON report (default reports/paper-<figure>.json)");
+    cmd->add_option("--markdown", f.markdown, "Markdown table (default: the report path with .md)");
+    return cmd;
+}
+
+namespace {
+
+struct Row {
+    PublishedPoint published;
+    std::optional<double> dense_ms, moba_ms, speedup;
+    std::string dense_impl, moba_impl, note;
+    double ideal = 0;
+};
+
+std::string ms(const std::optional<double>& x) { return x ? fmt::format("{:.3f}", *x) : "not run"; }
+
+std::string table(const std::vector<Row>& rows, const std::string& figure, bool markdown) {
+    std::string out;
+    const auto line = [&](const std::vector<std::string>& cells) {
+        if (markdown) {
+            out += "|";
+            for (const auto& c : cells) out += " " + c + " |";
+        } else {
+            out += fmt::format("{:>7} {:>14} {:>14} {:>10} {:>8} | {:>9} {:>9} {:>8} | {}", cells[0], cells[1], cells[2],
+                               cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]);
+        }
+        out += "\n";
+    };
+    line({"length", "dense ms (ours)", "MoBA ms (ours)", "speedup", "ideal", "FA ms", "MoBA ms", "speedup", "note"});
+    if (markdown) out += "|---|---|---|---|---|---|---|---|---|\n";
+    for (const Row& r : rows) {
+        const int len = r.published.length;
+        const std::string name = len >= 1024 * 1024 ? fmt::format("{}M", len / (1024 * 1024)) : fmt::format("{}K", len / 1024);
+        line({name, ms(r.dense_ms) + (r.dense_impl.empty() ? "" : " " + r.dense_impl),
+              ms(r.moba_ms) + (r.moba_impl.empty() ? "" : " " + r.moba_impl),
+              r.speedup ? fmt::format("{:.2f}", *r.speedup) : "-", fmt::format("{:.2f}", r.ideal),
+              fmt::format("{}", r.published.dense_ms), fmt::format("{}", r.published.moba_ms),
+              fmt::format("{}", r.published.speedup), r.note});
+    }
+    return fmt::format("Figure {} (ours: this GPU, measured in one process; published: MoBA report, read off the plot)\n", figure) + out;
+}
+
+}  // namespace
+
+int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
+    const auto points = published_points(flags.figure);
+    std::vector<PublishedPoint> wanted = points;
+    if (!flags.lengths.empty()) {
+        wanted.clear();
+        for (int len : parse_lengths(flags.lengths, "--lengths")) {
+            const auto it = std::find_if(points.begin(), points.end(), [&](const auto& p) { return p.length == len; });
+            if (it == points.end())
+                throw std::invalid_argument(fmt::format("--lengths: {} is not a length of figure {}", len, flags.figure));
+            wanted.push_back(*it);
+        }
+    }
+    std::vector<const Implementation*> impls;
+    for (const auto& name : parse_impl_list(flags.impl)) impls.push_back(find_implementation(name));
+    const DeviceInfo& dev = device_info();
+    if (!dev.present) {
+        fmt::print(stderr, "moba paper: no GPU found ({}); nothing can be timed.\n", dev.reason);
+        return 1;
+    }
+    const std::string out = flags.out.empty() ? "reports/paper-" + flags.figure + ".json" : flags.out;
+    std::string md = flags.markdown;
+    if (md.empty()) md = (out.size() > 5 && out.ends_with(".json") ? out.substr(0, out.size() - 5) : out) + ".md";
+    ReportWriter report(out, "paper", argv);
+
+    std::map<std::string, double> ms_per_pair;  // each implementation's rate at the last length it ran
+    std::vector<Row> rows;
+    for (const PublishedPoint& pt : wanted) {
+        Problem p;
+        p.seqlens = {pt.length};
+        p.heads_q = flags.heads;
+        p.heads_kv = flags.kv_heads;
+        p.head_dim = flags.head_dim;
+        p.block = flags.figure == "2a" ? 4096 : pt.length / 64;
+        p.topk = flags.figure == "2a" ? 12 : 3;
+        p.dtype = DType::bf16;
+        p.validate();
+        const CheckCase state{p, flags.seed};
+        BenchOptions options;
+        options.gating = GatingMode::included;
+        options.timing.max_seconds = flags.max_seconds;
+        std::vector<nlohmann::json> records;
+        for (const Implementation* impl : impls) {
+            const double pairs = impl->dense ? p.dense_pairs() : moba_pairs(p);
+            const auto rate = ms_per_pair.find(impl->name);
+            if (rate != ms_per_pair.end() && rate->second * pairs > 1000 * flags.max_run_seconds) {
+                nlohmann::json r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating);
+                r["reason"] = fmt::format("not run: {:.1f} s per call predicted from its rate at the previous length "
+                                          "exceeds --max-run-seconds {}", rate->second * pairs / 1000, flags.max_run_seconds);
+                records.push_back(std::move(r));
+            } else {
+                options.impls.push_back(impl);
+            }
+        }
+        fmt::print("L={} block={} topk={}: running {} implementations\n", pt.length, p.block, p.topk, options.impls.size());
+        std::fflush(stdout);
+        if (!options.impls.empty()) {
+            auto measured = run_bench(state, options);
+            records.insert(records.end(), measured.begin(), measured.end());
+        }
+        Row row{pt, {}, {}, {}, "", "", "", p.dense_pairs() / moba_pairs(p)};
+        for (auto& r : records) {
+            r["published"] = {{"figure", flags.figure}, {"dense_ms", pt.dense_ms}, {"moba_ms", pt.moba_ms}, {"speedup", pt.speedup}};
+            const std::string name = r["impl"].get<std::string>();
+            if (r["outcome"] == "passed") {
+                const double m = r["timing"]["median_ms"].get<double>();
+                ms_per_pair[name] = m / static_cast<double>(r["pairs"].get<std::int64_t>());
+                auto& best = r["dense"].get<bool>() ? row.dense_ms : row.moba_ms;
+                auto& best_name = r["dense"].get<bool>() ? row.dense_impl : row.moba_impl;
+                if (!best || m < *best) {
+                    best = m;
+                    best_name = name;
+                }
+            } else {
+                row.note += (row.note.empty() ? "" : "; ") + name + ": " + r["reason"].get<std::string>().substr(0, 100);
+            }
+            fmt::print("  {:<13} {:<9} {}\n", name, r["outcome"].get<std::string>(),
+                       r["outcome"] == "passed" ? fmt::format("{:.3f} ms", r["timing"]["median_ms"].get<double>())
+                                                : r["reason"].get<std::string>());
+            report.add(r);
+        }
+        if (row.dense_ms && row.moba_ms) row.speedup = *row.dense_ms / *row.moba_ms;
+        rows.push_back(row);
+        report.flush();
+    }
+    report.finish();
+    const std::string text = table(rows, flags.figure, false);
+    fmt::print("\n{}", text);
+    std::ofstream(md) << table(rows, flags.figure, true);
+    fmt::print("report: {}\nmarkdown: {}\n", out, md);
+    return 0;
+}
+
+}  // namespace moba::cli

@@ -1,0 +1,91 @@
+#include "harness/timer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "harness/cuda_check.hpp"
+
+namespace moba {
+namespace {
+
+class Event {
+public:
+    Event() { MOBA_CUDA_CALL(cudaEventCreate(&event_)); }
+    ~Event() { cudaEventDestroy(event_); }
+    Event(const Event&) = delete;
+    Event& operator=(const Event&) = delete;
+    cudaEvent_t get() const { return event_; }
+
+private:
+    cudaEvent_t event_{};
+};
+
+}  // namespace
+
+Timing summarize(std::vector<double> samples) {
+    Timing t;
+    t.samples_ms = samples;
+    if (samples.empty()) return t;
+    std::sort(samples.begin(), samples.end());
+    const std::size_t n = samples.size();
+    t.median_ms = n % 2 ? samples[n / 2] : 0.5 * (samples[n / 2 - 1] + samples[n / 2]);
+    t.min_ms = samples.front();
+    t.max_ms = samples.back();
+    t.mean_ms = std::accumulate(samples.begin(), samples.end(), 0.0) / static_cast<double>(n);
+    double var = 0;
+    for (double s : samples) var += (s - t.mean_ms) * (s - t.mean_ms);
+    var = n > 1 ? var / static_cast<double>(n - 1) : 0.0;
+    t.rel_stddev = t.mean_ms > 0 ? std::sqrt(var) / t.mean_ms : 0.0;
+    return t;
+}
+
+Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream, const TimingOptions& o,
+               const std::function<void(cudaStream_t)>& before_each) {
+    Event start, stop;
+    auto run_once = [&]() -> double {
+        if (before_each) before_each(stream);
+        MOBA_CUDA_CALL(cudaEventRecord(start.get(), stream));
+        body(stream);
+        MOBA_CUDA_CALL(cudaEventRecord(stop.get(), stream));
+        MOBA_CUDA_CALL(cudaEventSynchronize(stop.get()));
+        float ms = 0;
+        MOBA_CUDA_CALL(cudaEventElapsedTime(&ms, start.get(), stop.get()));
+        return ms;
+    };
+    int warmup = 0;
+    for (int i = 0; i < o.warmup; ++i) {
+        const double ms = run_once();
+        ++warmup;
+        if (ms > o.warmup_long_ms) break;  // one long run is warm-up enough
+    }
+    std::vector<double> samples;
+    std::string why = "max_samples";
+    const auto t0 = std::chrono::steady_clock::now();
+    while (static_cast<int>(samples.size()) < o.max_samples) {
+        samples.push_back(run_once());
+        if (static_cast<int>(samples.size()) >= o.min_samples &&
+            summarize(samples).rel_stddev <= o.target_rel_stddev) {
+            why = "converged";
+            break;
+        }
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (elapsed > o.max_seconds) {
+            why = "max_time";
+            break;
+        }
+    }
+    Timing t = summarize(samples);
+    t.warmup = warmup;
+    t.stop = why;
+    return t;
+}
+
+nlohmann::json timing_json(const Timing& t) {
+    return {{"samples", t.samples_ms.size()}, {"median_ms", t.median_ms}, {"min_ms", t.min_ms},
+            {"max_ms", t.max_ms},             {"mean_ms", t.mean_ms},     {"rel_stddev", t.rel_stddev},
+            {"warmup", t.warmup},             {"stop", t.stop}};
+}
+
+}  // namespace moba

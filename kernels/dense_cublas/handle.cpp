@@ -1,0 +1,41 @@
+#include "kernels/dense_cublas/handle.hpp"
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "harness/cuda_check.hpp"
+#include "kernels/dense_cublas/cublas_check.hpp"
+
+namespace moba::dense_cublas {
+namespace {
+
+// Owns one handle; destroyed at exit (a failure then is ignored: the runtime may be gone).
+class Handle {
+public:
+    Handle() { MOBA_CUBLAS_CALL(cublasCreate(&handle_)); }
+    ~Handle() { (void)cublasDestroy(handle_); }
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    cublasHandle_t get() const { return handle_; }
+
+private:
+    cublasHandle_t handle_ = nullptr;
+};
+
+}  // namespace
+
+cublasHandle_t cublas_handle(cudaStream_t stream) {
+    static std::mutex mutex;
+    static std::vector<std::unique_ptr<Handle>> handles;  // indexed by device
+    int device = 0;
+    MOBA_CUDA_CALL(cudaGetDevice(&device));
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (handles.size() <= static_cast<std::size_t>(device)) handles.resize(device + 1);
+    auto& slot = handles[device];
+    if (!slot) slot = std::make_unique<Handle>();
+    MOBA_CUBLAS_CALL(cublasSetStream(slot->get(), stream));
+    return slot->get();
+}
+
+}  // namespace moba::dense_cublas

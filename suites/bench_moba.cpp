@@ -1,0 +1,120 @@
+// Google Benchmark suite: every registered implementation on a fixed set of configurations,
+// timed with CUDA events (manual time) and reported with TFLOP/s counters, so its JSON output
+// works with Google Benchmark's own tools/compare.py. Correctness is moba check's job and the
+// forward check of moba bench; here each implementation still runs its forward once and the
+// benchmark errors out if the output holds NaN or Inf.
+//   build/release/suites/bench_moba --benchmark_out=gbench.json --benchmark_out_format=json
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include "harness/cuda_check.hpp"
+#include "harness/device.hpp"
+#include "harness/flops.hpp"
+#include "harness/gpu_run.hpp"
+#include "harness/inputs.hpp"
+#include "harness/registry.hpp"
+
+namespace moba {
+namespace {
+
+std::vector<Problem> configurations() {
+    std::vector<Problem> list;
+    for (int len : {8192, 32768})
+        for (int hkv : {16, 4, 1}) {
+            Problem p;
+            p.seqlens = {len};
+            p.heads_q = 16;
+            p.heads_kv = hkv;
+            p.head_dim = 128;
+            p.block = 512;
+            p.topk = 8;
+            p.dtype = DType::bf16;
+            list.push_back(p);
+        }
+    return list;
+}
+
+void run_forward(benchmark::State& state, const Implementation& impl, const Problem& p) {
+    if (!device_info().present) {
+        state.SkipWithError(("no GPU: " + device_info().reason).c_str());
+        return;
+    }
+    const Support s = impl.supports(p);
+    if (!s.ok) {
+        state.SkipWithError(("not supported: " + s.reason).c_str());
+        return;
+    }
+    try {
+        const HostInputs in = make_inputs(p, 1);
+        DeviceInputs din(impl, p, in);
+        const Implementation* gate = impl.has_gating() ? &impl : find_implementation("naive");
+        const Selection sel = run_gating(*gate, din);
+        DeviceBuffer d_sel(sel.blocks.size() * 4), out(static_cast<std::size_t>(p.q_elems()) * dtype_bytes(p.dtype)),
+            lse(static_cast<std::size_t>(p.lse_elems()) * 4),
+            ws(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
+        d_sel.upload(sel.blocks.data(), d_sel.bytes());
+        AttentionArgs a{};
+        a.problem = p;
+        a.cu_seqlens = din.cu_seqlens.as<std::int32_t>();
+        a.q = din.q.get();
+        a.k = din.k.get();
+        a.v = din.v.get();
+        a.sel = d_sel.as<std::int32_t>();
+        a.out = out.get();
+        a.lse = lse.as<float>();
+        a.workspace = ws.get();
+        out.poison();
+        impl.forward(a);  // warm-up and a NaN/Inf screen of the output
+        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        std::vector<float> lse_host(static_cast<std::size_t>(p.lse_elems()));
+        lse.download(lse_host.data(), lse.bytes());
+        for (float x : lse_host)
+            if (!std::isfinite(x)) {
+                state.SkipWithError("the forward wrote NaN/Inf");
+                return;
+            }
+        cudaEvent_t start, stop;
+        MOBA_CUDA_CALL(cudaEventCreate(&start));
+        MOBA_CUDA_CALL(cudaEventCreate(&stop));
+        for (auto _ : state) {
+            MOBA_CUDA_CALL(cudaEventRecord(start));
+            impl.forward(a);
+            MOBA_CUDA_CALL(cudaEventRecord(stop));
+            MOBA_CUDA_CALL(cudaEventSynchronize(stop));
+            float ms = 0;
+            MOBA_CUDA_CALL(cudaEventElapsedTime(&ms, start, stop));
+            state.SetIterationTime(ms * 1e-3);
+        }
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        const double flops = attention_flops(p, impl.dense ? dense_pairs(p) : moba_pairs(p), Phase::fwd);
+        state.counters["TFLOP/s"] =
+            benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+    } catch (const std::exception& e) {
+        state.SkipWithError(e.what());
+    }
+}
+
+}  // namespace
+}  // namespace moba
+
+int main(int argc, char** argv) {
+    for (const auto& impl : moba::registry())
+        for (const auto& p : moba::configurations()) {
+            const std::string name = fmt::format("fwd/{}/{}/L{}/Hq{}/Hkv{}/D{}/Bs{}/k{}", impl.name,
+                                                 moba::head_layout(p.heads_q, p.heads_kv), p.seqlens[0], p.heads_q,
+                                                 p.heads_kv, p.head_dim, p.block, p.topk);
+            benchmark::RegisterBenchmark(name.c_str(), [&impl, p](benchmark::State& s) { moba::run_forward(s, impl, p); })
+                ->UseManualTime()
+                ->Unit(benchmark::kMillisecond);
+        }
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

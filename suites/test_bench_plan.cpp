@@ -1,0 +1,218 @@
+// Speed accounting and sweep planning (CPU): pair counts against brute force, FLOP rules of
+// SPEC §6, timing statistics, sweep axes, grid files with their errors, resume keys.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "harness/cli/bench_command.hpp"
+#include "harness/cli/paper_command.hpp"
+#include "harness/bench.hpp"
+#include "harness/flops.hpp"
+#include "harness/report.hpp"
+#include "harness/schema.hpp"
+#include "harness/timer.hpp"
+
+namespace moba {
+namespace {
+
+// Attended pairs by enumeration: query i sees its own block's keys j <= i and k-1 full past blocks.
+double brute_pairs(const Problem& p) {
+    double pairs = 0;
+    for (int len : p.seqlens)
+        for (int i = 0; i < len; ++i) {
+            const int own = i / p.block;
+            const int past = std::min(p.topk - 1, own);
+            pairs += past * p.block + (i - own * p.block + 1);
+        }
+    return pairs * p.heads_q;
+}
+
+TEST(Flops, MobaPairsMatchEnumeration) {
+    for (auto [lens, block, topk] : {std::tuple{std::vector<int>{1}, 16, 1}, std::tuple{std::vector<int>{113}, 32, 3},
+                                     std::tuple{std::vector<int>{1000, 17, 2049, 1}, 128, 3},
+                                     std::tuple{std::vector<int>{4097}, 256, 17}, std::tuple{std::vector<int>{65}, 8, 100}}) {
+        Problem p;
+        p.seqlens = lens;
+        p.heads_q = 3;
+        p.heads_kv = 1;
+        p.head_dim = 64;
+        p.block = block;
+        p.topk = topk;
+        EXPECT_DOUBLE_EQ(moba_pairs(p), brute_pairs(p));
+        if (p.zero_sparsity()) EXPECT_DOUBLE_EQ(moba_pairs(p), dense_pairs(p));
+        else EXPECT_LT(moba_pairs(p), dense_pairs(p));
+    }
+}
+
+TEST(Flops, PhaseMultipliers) {
+    Problem p;
+    p.seqlens = {10};
+    p.heads_q = p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 4;
+    p.topk = 1;
+    EXPECT_DOUBLE_EQ(attention_flops(p, 100, Phase::fwd), 4.0 * 128 * 100);
+    EXPECT_DOUBLE_EQ(attention_flops(p, 100, Phase::bwd), 2.5 * 4.0 * 128 * 100);
+    EXPECT_DOUBLE_EQ(attention_flops(p, 100, Phase::fwdbwd), 3.5 * 4.0 * 128 * 100);
+    // Dense causal pairs: L (L + 1) / 2 per head.
+    EXPECT_DOUBLE_EQ(dense_pairs(p), 2 * 55.0);
+    // Gating: means 10 tokens x 2 kv heads x 128; scores 2 x 128 per past block, query, head:
+    // blocks [0,4) [4,8) [8,10) -> past blocks per query 0x4 + 1x4 + 2x2 = 8.
+    EXPECT_DOUBLE_EQ(gating_flops(p), 10 * 2 * 128 + 2.0 * 128 * 8 * 2);
+    EXPECT_EQ(parse_phase("fwdbwd"), Phase::fwdbwd);
+    EXPECT_THROW(parse_phase("forward"), std::invalid_argument);
+}
+
+TEST(Timer, SummaryStatistics) {
+    const Timing t = summarize({4.0, 1.0, 3.0, 2.0});
+    EXPECT_DOUBLE_EQ(t.median_ms, 2.5);
+    EXPECT_DOUBLE_EQ(t.min_ms, 1.0);
+    EXPECT_DOUBLE_EQ(t.max_ms, 4.0);
+    EXPECT_DOUBLE_EQ(t.mean_ms, 2.5);
+    EXPECT_NEAR(t.rel_stddev, std::sqrt(5.0 / 3.0) / 2.5, 1e-12);
+    EXPECT_DOUBLE_EQ(summarize({7.0}).rel_stddev, 0.0);
+}
+
+namespace fs = std::filesystem;
+
+std::string write_temp(const std::string& name, const std::string& text) {
+    const fs::path path = fs::temp_directory_path() / name;
+    std::ofstream(path) << text;
+    return path.string();
+}
+
+template <class F>
+void expect_error(F&& fn, const std::string& needle) {
+    try {
+        fn();
+        ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+}
+
+TEST(BenchPlan, AxesMakeTheCartesianProduct) {
+    cli::BenchFlags f;
+    f.seqlen = "8K,32K";
+    f.heads = "16";
+    f.kv_heads = "16,4,1";
+    f.impl = "naive";
+    f.phase = "fwd,fwdbwd";
+    const auto plan = cli::plan_bench(f);
+    ASSERT_EQ(plan.states.size(), 6u);
+    EXPECT_EQ(plan.states[0].problem.seqlens, std::vector<int>{8192});
+    EXPECT_EQ(plan.states[5].problem.seqlens, std::vector<int>{32768});
+    EXPECT_EQ(plan.states[2].problem.heads_kv, 1);
+    EXPECT_EQ(plan.options.phases.size(), 2u);
+}
+
+TEST(BenchPlan, BadValuesAreNamed) {
+    auto with = [](auto change) {
+        cli::BenchFlags f;
+        f.seqlen = "1K";
+        change(f);
+        return f;
+    };
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.kv_heads = "3"; })); }, "not divisible by kv heads 3");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.phase = "fwd,back"; })); }, "'back'");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.gating = "inside"; })); }, "'inside'");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.block = "0"; })); }, "'0'");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.dtype = "bf16,int4"; })); }, "'int4'");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.seqlens = "5"; })); }, "not both");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.max_seconds = 0; })); }, "--max-seconds");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.impl = "fastest"; })); }, "'fastest'");
+}
+
+TEST(BenchPlan, GridFileSetsAxesAndRejectsUnknownKeys) {
+    cli::BenchFlags f;
+    f.grid = write_temp("moba_grid_ok.json",
+                        R"({"seqlen": ["8K", 16384], "kv_heads": [16, 1], "topk": 8, "impl": "naive", "phase": ["fwd"]})");
+    const auto plan = cli::plan_bench(f);
+    ASSERT_EQ(plan.states.size(), 4u);
+    EXPECT_EQ(plan.states[3].problem.seqlens, std::vector<int>{16384});
+    EXPECT_EQ(plan.states[3].problem.heads_kv, 1);
+    EXPECT_EQ(plan.states[0].problem.topk, 8);
+
+    cli::BenchFlags g;
+    g.grid = write_temp("moba_grid_bad_key.json", R"({"seqlen": [1024], "kvheads": [1]})");
+    expect_error([&] { cli::plan_bench(g); }, "unknown key 'kvheads'");
+    g.grid = write_temp("moba_grid_bad_value.json", R"({"seqlen": [1024], "topk": [1.5]})");
+    expect_error([&] { cli::plan_bench(g); }, "1.5");
+    g.grid = write_temp("moba_grid_bad_json.json", R"({"seqlen": [1024],)");
+    expect_error([&] { cli::plan_bench(g); }, "not valid JSON");
+    g.grid = "/nonexistent/grid.json";
+    expect_error([&] { cli::plan_bench(g); }, "cannot read grid file");
+    g.grid = write_temp("moba_grid_empty_list.json", R"({"seqlen": []})");
+    expect_error([&] { cli::plan_bench(g); }, "empty list");
+}
+
+TEST(BenchPlan, ResumeKeyIgnoresMeasurementsOnly) {
+    const nlohmann::json a = {{"config", {{"seqlens", {8192}}, {"seed", 1}}}, {"impl", "naive"}, {"phase", "fwd"},
+                              {"gating", "separate"}, {"timing", {{"median_ms", 1.0}}}};
+    nlohmann::json b = a;
+    b["timing"]["median_ms"] = 2.0;
+    EXPECT_EQ(cli::state_key(a), cli::state_key(b));
+    b["phase"] = "bwd";
+    EXPECT_NE(cli::state_key(a), cli::state_key(b));
+    b = a;
+    b["config"]["seed"] = 2;
+    EXPECT_NE(cli::state_key(a), cli::state_key(b));
+}
+
+TEST(Paper, PublishedPointsOfSpecSection7) {
+    const auto a = cli::published_points("2a");
+    ASSERT_EQ(a.size(), 6u);
+    EXPECT_EQ(a.back().length, 1 << 20);
+    EXPECT_DOUBLE_EQ(a.back().speedup, 6.54);
+    const auto b = cli::published_points("2b");
+    ASSERT_EQ(b.size(), 8u);
+    EXPECT_DOUBLE_EQ(b[5].speedup, 11.65);
+    EXPECT_THROW(cli::published_points("3"), std::invalid_argument);
+}
+
+// The bench writer's records, as moba bench fills them, validate against the report schema.
+TEST(BenchRecords, ValidateAgainstTheSchema) {
+    Problem p;
+    p.seqlens = {4096, 100};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 512;
+    p.topk = 3;
+    const CheckCase state{p, 7};
+    ReportWriter w("", "bench", {"moba", "bench"});
+    for (const auto& impl : registry())
+        for (Phase phase : {Phase::fwd, Phase::bwd, Phase::fwdbwd}) {
+            nlohmann::json r = bench_record_skeleton(state, impl, phase, GatingMode::separate);
+            EXPECT_EQ(r["command"].get<std::string>().find("moba bench --seqlens 4096,100"), 0u) << r["command"];
+            EXPECT_EQ(r["gating"], gating_label(impl, phase, GatingMode::separate));
+            w.add(r);  // skipped: no measurements
+            Timing t = summarize({1.0, 1.1, 0.9});
+            t.warmup = 2;
+            t.stop = "converged";
+            r["timing"] = timing_json(t);
+            r["tflops"] = r["flops"].get<double>() / 1e9;
+            if (r["gating"] == "separate") r["gating_ms"] = 0.1;
+            r["peak_memory_bytes"] = 1 << 20;
+            r["sm_clock_start_mhz"] = 1980;
+            r["sm_clock_end_mhz"] = 1980;
+            r["throttled"] = false;
+            r["check_outcome"] = "passed";
+            r["outcome"] = "passed";
+            w.add(r);
+        }
+    w.finish();
+    const auto validator = SchemaValidator::from_file(MOBA_SCHEMA_PATH);
+    const auto errors = validator.validate(w.document());
+    EXPECT_TRUE(errors.empty()) << (errors.empty() ? "" : errors.front()) << " (" << errors.size() << " errors)";
+    // And a planted violation is caught.
+    nlohmann::json bad = w.document();
+    bad["records"][1].erase("timing");
+    EXPECT_FALSE(validator.validate(bad).empty());
+}
+
+}  // namespace
+}  // namespace moba
