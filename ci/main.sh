@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The main job: builds, then checks the registered implementations on the quick matrix
-# against the float64 reference (on the GPU when there is one; without one, the CPU baseline
-# only, and it says so). Writes reports/check-quick.json; exit status non-zero on any failure.
+# The main job: builds, checks the registered implementations on the quick matrix against the
+# float64 reference (on the GPU when there is one; without one, the CPU baseline only, and it
+# says so), then, on a GPU, a short benchmark. Reports: reports/check-quick.json and
+# reports/bench-short.json. Exit status non-zero on any incorrect or failed check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/deps.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)"
-build/release/harness/cli/moba check --suite quick --out reports/check-quick.json "$@"
+moba=build/release/harness/cli/moba
+$moba check --suite quick --out reports/check-quick.json "$@"
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  $moba bench --seqlen 8K --heads 16 --kv-heads 4 --block 512 --topk 8 --phase fwd,fwdbwd \
+    --max-seconds 2 --out reports/bench-short.json
+else
+  echo "No GPU found: the benchmark is skipped."
+fi

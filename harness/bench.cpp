@@ -257,20 +257,12 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             b.dk = DeviceBuffer(kv_bytes);
             b.dv = DeviceBuffer(kv_bytes);
         }
-        AttentionArgs a{};
-        a.problem = p;
-        a.cu_seqlens = d.cu.as<std::int32_t>();
-        a.q = d.q.get();
-        a.k = d.k.get();
-        a.v = d.v.get();
-        a.sel = sel_ref ? sel_ref->as<std::int32_t>() : nullptr;
-        a.out = b.out.get();
-        a.lse = b.lse.as<float>();
+        AttentionArgs a = forward_args(p, d.cu, d.q, d.k, d.v, sel_ref ? sel_ref->as<std::int32_t>() : nullptr,
+                                       b.out, b.lse, b.workspace);
         a.dout = d.dout.get();
         a.dq = b.dq.get();
         a.dk = b.dk.get();
         a.dv = b.dv.get();
-        a.workspace = b.workspace.get();
         GatingArgs g{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), b.sel.as<std::int32_t>(),
                      b.gating_workspace.get(), nullptr};
 

@@ -109,6 +109,23 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in) {
     return sel;
 }
 
+AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
+                           const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel,
+                           const DeviceBuffer& out, const DeviceBuffer& lse, const DeviceBuffer& workspace) {
+    AttentionArgs args{};
+    args.problem = problem;
+    args.cu_seqlens = cu_seqlens.as<std::int32_t>();
+    args.q = q.get();
+    args.k = k.get();
+    args.v = v.get();
+    args.sel = sel;
+    args.out = out.get();
+    args.lse = lse.as<float>();
+    args.workspace = workspace.get();
+    args.stream = nullptr;
+    return args;
+}
+
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
                            const Selection& selection, bool with_backward) {
     const Problem& p = in.problem();
@@ -122,17 +139,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     DeviceBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
     out.poison();
     lse.poison();
-    AttentionArgs args{};
-    args.problem = p;
-    args.cu_seqlens = in.cu_seqlens.as<std::int32_t>();
-    args.q = in.q.get();
-    args.k = in.k.get();
-    args.v = in.v.get();
-    args.sel = d_sel.as<std::int32_t>();
-    args.out = out.get();
-    args.lse = lse.as<float>();
-    args.workspace = workspace.get();
-    args.stream = nullptr;
+    AttentionArgs args = forward_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), out, lse, workspace);
     impl.forward(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 

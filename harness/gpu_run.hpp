@@ -30,6 +30,11 @@ private:
 
 Selection run_gating(const Implementation& impl, const DeviceInputs& inputs);
 
+// Forward arguments over device buffers (backward pointers null, default stream).
+AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
+                           const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel,
+                           const DeviceBuffer& out, const DeviceBuffer& lse, const DeviceBuffer& workspace);
+
 struct AttentionRun {
     ForwardOutput forward;
     GradientOutput gradients;  // empty when backward was not run

@@ -1,12 +1,12 @@
 #include "harness/report_compare.hpp"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <stdexcept>
+
+#include <fmt/format.h>
 
 #include "harness/report_io.hpp"
 

@@ -15,10 +15,11 @@
 // it is listed with both outcomes.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace moba {
 

@@ -11,9 +11,10 @@
 // A field that is absent, or null (not finite, not measured), gives an empty cell.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace moba {
 

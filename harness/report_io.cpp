@@ -1,12 +1,12 @@
 #include "harness/report_io.hpp"
 
-#include <fmt/format.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+
+#include <fmt/format.h>
 
 #include "harness/report.hpp"
 

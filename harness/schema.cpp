@@ -1,13 +1,13 @@
 #include "harness/schema.hpp"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <fstream>
 #include <stdexcept>
 #include <string_view>
+
+#include <fmt/format.h>
 
 namespace moba {
 namespace {

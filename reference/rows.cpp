@@ -8,12 +8,12 @@
 // Cost is the rows' attended keys times D, and nothing of O(total) is copied or allocated:
 // k and v are read in place. Their rows of one kv head lie Hkv * D floats apart, a new page
 // per key once Hkv * D >= 1024, and a walk over one head's keys then waits on a cache miss
-// per key (131072 keys, Hkv = 8, D = 128: 9x slower than the same work on contiguous keys;
-// software prefetch won back at most half of it). So a work item is a row with a page's worth
-// of kv heads (kItemBytes of every key token it reads, contiguous), and all query heads of
-// those kv heads. Instead of keeping every score of a row (Hq x keys doubles), each pass over
-// the keys computes the scores again, bitwise the same: max; then exp, sum and P v (the
-// baseline needs the sum before P, so it takes three passes).
+// per key (64 rows of a 131072-token sequence, Hkv = 8, D = 128: 24 CPU-s per (row, head)
+// item against 4.8 here; software prefetch helped only partly). So a work item is a row
+// with a page's worth of kv heads (kItemBytes of every key token it reads, contiguous) and
+// all query heads of those kv heads. Instead of keeping every score of a row (heads x keys
+// doubles), each pass over the keys computes the scores again, bitwise the same: max, then
+// exp, sum and P v (the baseline needs the sum before P: max, sum, then P v).
 #include <algorithm>
 #include <cmath>
 #include <limits>

@@ -57,16 +57,7 @@ void run_forward(benchmark::State& state, const Implementation& impl, const Prob
             lse(static_cast<std::size_t>(p.lse_elems()) * 4),
             ws(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
         d_sel.upload(sel.blocks.data(), d_sel.bytes());
-        AttentionArgs a{};
-        a.problem = p;
-        a.cu_seqlens = din.cu_seqlens.as<std::int32_t>();
-        a.q = din.q.get();
-        a.k = din.k.get();
-        a.v = din.v.get();
-        a.sel = d_sel.as<std::int32_t>();
-        a.out = out.get();
-        a.lse = lse.as<float>();
-        a.workspace = ws.get();
+        const AttentionArgs a = forward_args(p, din.cu_seqlens, din.q, din.k, din.v, d_sel.as<std::int32_t>(), out, lse, ws);
         out.poison();
         impl.forward(a);  // warm-up and a NaN/Inf screen of the output
         MOBA_CUDA_CALL(cudaDeviceSynchronize());

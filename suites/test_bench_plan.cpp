@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include "harness/cli/bench_command.hpp"
 #include "harness/cli/paper_command.hpp"
 #include "harness/bench.hpp"
@@ -84,15 +86,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
     return path.string();
 }
 
-template <class F>
-void expect_error(F&& fn, const std::string& needle) {
-    try {
-        fn();
-        ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-    } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-}
+using test::expect_error;
 
 TEST(BenchPlan, AxesMakeTheCartesianProduct) {
     cli::BenchFlags f;

@@ -8,6 +8,8 @@
 #include <sys/wait.h>
 
 #include <gtest/gtest.h>
+
+#include "test_util.hpp"
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/check_command.hpp"
@@ -19,16 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Expects `fn` to throw std::invalid_argument whose message contains `needle`.
-template <class F>
-void expect_error(F&& fn, const std::string& needle) {
-    try {
-        fn();
-        ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
-    } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-}
+using test::expect_error;
 
 TEST(ParseLengths, AcceptsListsAndSuffixes) {
     EXPECT_EQ(parse_lengths("4096,1000,17", "x"), (std::vector<int>{4096, 1000, 17}));

@@ -2,18 +2,19 @@
 // (matching, verdicts, geometric mean, listings, exit status) and `moba export` (CSV, markdown).
 // Reports are built in memory with the real ReportWriter; check records come from run_checks
 // on the CPU, bench records from bench_record() below.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "harness/check.hpp"
 #include "harness/cli/compare_command.hpp"

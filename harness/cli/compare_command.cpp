@@ -1,8 +1,8 @@
 #include "harness/cli/compare_command.hpp"
 
-#include <fmt/format.h>
-
 #include <exception>
+
+#include <fmt/format.h>
 
 #include "harness/report_compare.hpp"
 #include "harness/report_io.hpp"

@@ -3,8 +3,9 @@
 // the threshold, 2 usage or input errors (unreadable file, not a moba-report, wrong version).
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 namespace moba::cli {
 

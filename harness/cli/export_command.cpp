@@ -1,8 +1,8 @@
 #include "harness/cli/export_command.hpp"
 
-#include <fmt/format.h>
-
 #include <exception>
+
+#include <fmt/format.h>
 
 #include "harness/report_export.hpp"
 #include "harness/report_io.hpp"

@@ -3,8 +3,9 @@
 // errors.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 namespace moba::cli {
 
