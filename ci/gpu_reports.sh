@@ -39,6 +39,7 @@ step anchors 200 python3 reports/anchors.py --seqlen 8K,32K,128K --heads 16 --kv
   --head-dim 128 --block 512 --topk 8 --dtype bf16 --impl all --phase fwd --max-seconds 3 --out "$out/anchors.json"
 step paper_2a 150 $moba paper --figure 2a --lengths 8K,32K,128K --max-run-seconds 5 --max-seconds 3 \
   --out "$out/paper-2a.json" --markdown "$out/paper-2a.md"
+step validate 30 $moba validate "$out/sweep.json" "$out/anchors.json" "$out/paper-2a.json"
 fi
 for f in ctest_gpu sweep_128k paper_2a anchors; do
   [[ -f $logs/$f.log ]] && { echo "--- $f"; tail -14 "$logs/$f.log"; }

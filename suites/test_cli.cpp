@@ -177,5 +177,25 @@ TEST(Binary, SmallCheckWritesACompleteReport) {
     }
 }
 
+// Every committed report (moba check, bench, paper and the PyTorch anchors script) follows the
+// schema; a broken one is refused with the pointer of the violation.
+TEST(Binary, ValidateCommittedReportsAndRefuseABrokenOne) {
+    const fs::path reports = fs::path(MOBA_DEFAULT_SCHEMA).parent_path();
+    int seen = 0;
+    for (const auto& entry : fs::recursive_directory_iterator(reports)) {
+        if (entry.path().extension() != ".json" || entry.path().filename() == "moba-report.schema.json") continue;
+        const MobaRun r = run_moba("validate " + entry.path().string());
+        EXPECT_EQ(r.status, 0) << r.output;
+        ++seen;
+    }
+    EXPECT_GE(seen, 4);
+    const fs::path broken = fs::temp_directory_path() / "moba_broken_report.json";
+    std::ofstream(broken) << R"({"format": "moba-report", "format_version": 1, "complete": true})";
+    const MobaRun r = run_moba("validate " + broken.string());
+    EXPECT_EQ(r.status, 1) << r.output;
+    EXPECT_NE(r.output.find("meta"), std::string::npos) << r.output;
+    EXPECT_EQ(run_moba("validate /nonexistent/report.json").status, 2);
+}
+
 }  // namespace
 }  // namespace moba::cli

@@ -11,6 +11,7 @@
 #include "harness/cli/compare_command.hpp"
 #include "harness/cli/export_command.hpp"
 #include "harness/cli/paper_command.hpp"
+#include "harness/cli/validate_command.hpp"
 #include "harness/version.hpp"
 
 int main(int argc, char** argv) {
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
     CLI::App* bench = moba::cli::add_bench_command(app, bench_flags);
     moba::cli::PaperFlags paper_flags;
     CLI::App* paper = moba::cli::add_paper_command(app, paper_flags);
+    moba::cli::ValidateFlags validate_flags;
+    CLI::App* validate = moba::cli::add_validate_command(app, validate_flags);
     moba::cli::CompareFlags compare_flags;
     CLI::App* compare = moba::cli::add_compare_command(app, compare_flags);
     moba::cli::ExportFlags export_flags;
@@ -42,6 +45,7 @@ int main(int argc, char** argv) {
         if (check->parsed()) return moba::cli::run_check(check_flags, args);
         if (bench->parsed()) return moba::cli::run_bench_command(bench_flags, args);
         if (paper->parsed()) return moba::cli::run_paper(paper_flags, args);
+        if (validate->parsed()) return moba::cli::run_validate(validate_flags);
         if (compare->parsed()) return moba::cli::run_compare(compare_flags);
         if (export_cmd->parsed()) return moba::cli::run_export(export_flags);
     } catch (const std::invalid_argument& e) {
