@@ -309,7 +309,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 const Timing gt = measure(gate_body, nullptr, o.timing);
                 r["gating_ms"] = gt.median_ms;
             }
-            r["peak_memory_bytes"] = idle_free > device_memory().free_bytes ? idle_free - device_memory().free_bytes : 0;
+            const std::size_t busy_free = device_memory().free_bytes;
+            r["peak_memory_bytes"] = idle_free > busy_free ? idle_free - busy_free : 0;
             r["sm_clock_start_mhz"] = clock_start;
             r["sm_clock_end_mhz"] = clock_end;
             r["throttle_reasons"] = reasons;

@@ -121,7 +121,6 @@ GatingCheck compare_gating(const Problem& problem, const Selection& got,
                                got.slots, got.blocks.size(), want.slots, want.blocks.size());
         return c;
     }
-    c.min_gap_over_margin = std::numeric_limits<double>::infinity();
     const auto cu = problem.cu_seqlens();
     for (int b = 0; b < problem.batch(); ++b) {
         for (std::int64_t t = cu[b]; t < cu[b + 1]; ++t) {
@@ -146,7 +145,6 @@ GatingCheck compare_gating(const Problem& problem, const Selection& got,
                 } else {
                     ++c.mismatches;
                     if (c.first_bad_pair < 0) c.first_bad_pair = pair;
-                    if (margin > 0) c.min_gap_over_margin = std::min(c.min_gap_over_margin, gap / margin);
                 }
             }
         }
@@ -163,7 +161,6 @@ GatingCheck compare_gating(const Problem& problem, const Selection& got,
                                c.mismatches, c.pairs, c.first_bad_pair / problem.heads_q,
                                c.first_bad_pair % problem.heads_q);
     }
-    if (!std::isfinite(c.min_gap_over_margin)) c.min_gap_over_margin = 0;
     return c;
 }
 

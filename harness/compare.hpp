@@ -46,7 +46,6 @@ struct GatingCheck {
     std::int64_t near_ties = 0;            // reference boundary gap below the margin
     std::int64_t near_tie_mismatches = 0;  // sets differ at a near-tie (counted, not an error)
     std::int64_t invalid = 0;              // out-of-range, unsorted, missing own block, future
-    double min_gap_over_margin = 0;        // smallest gap/margin among mismatches (diagnostic)
     std::int64_t first_bad_pair = -1;
     Outcome outcome = Outcome::passed;
     std::string reason;

@@ -41,11 +41,9 @@ Timing summarize(std::vector<double> samples) {
     return t;
 }
 
-Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream, const TimingOptions& o,
-               const std::function<void(cudaStream_t)>& before_each) {
+Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream, const TimingOptions& o) {
     Event start, stop;
     auto run_once = [&]() -> double {
-        if (before_each) before_each(stream);
         MOBA_CUDA_CALL(cudaEventRecord(start.get(), stream));
         body(stream);
         MOBA_CUDA_CALL(cudaEventRecord(stop.get(), stream));

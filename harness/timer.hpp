@@ -27,11 +27,9 @@ struct Timing {
     std::string stop;  // converged, max_samples, max_time
 };
 
-// Times `body` (which enqueues work on `stream`); `before_each` runs untimed before every run
-// (e.g. to reset an output). Throws moba::CudaError on CUDA failures.
+// Times `body` (which enqueues work on `stream`). Throws moba::CudaError on CUDA failures.
 Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream,
-               const TimingOptions& options,
-               const std::function<void(cudaStream_t)>& before_each = {});
+               const TimingOptions& options);
 
 // Summary statistics of samples (median, min, max, mean, relative standard deviation).
 Timing summarize(std::vector<double> samples_ms);

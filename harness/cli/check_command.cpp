@@ -150,6 +150,8 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
         fmt::print("No GPU found ({}).\nChecking the same-precision CPU baseline against the float64 "
                    "reference only; GPU implementations are not run.\n", dev.reason);
 
+    if (dev.present)
+        for (const Implementation* impl : plan.options.impls) fmt::print("  {:<14} {}\n", impl->name, impl->technique);
     ReportWriter report(flags.out, "check", argv);
     const bool tty = isatty(fileno(stdout));
     const auto t0 = std::chrono::steady_clock::now();
