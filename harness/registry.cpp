@@ -6,6 +6,8 @@
 
 #include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
+#include "kernels/tiled_mma/gating.hpp"
+#include "kernels/tiled_mma/tiled_mma.hpp"
 
 namespace moba {
 
@@ -59,6 +61,34 @@ const std::vector<Implementation>& registry() {
             .gating = {},
             .forward = dense_cublas::forward,
             .backward = dense_cublas::backward,
+        });
+        list.push_back(Implementation{
+            .name = "tiled_mma",
+            .technique = "MoBA on mma.sync tensor cores: fused gating; own-block causal pass, then "
+                         "one wave per past-block slot over inverse block lists (GQA groups share "
+                         "K/V loads), fp32 accumulator merged without atomics",
+            .dtypes = {DType::bf16, DType::f16},
+            .max_head_dim = tiled_mma::kMaxHeadDim,
+            .can_implement = tiled_mma::can_implement,
+            .gating_workspace_bytes = tiled_mma::gating_workspace_bytes,
+            .attention_workspace_bytes = tiled_mma::attention_workspace_bytes,
+            .gating = tiled_mma::gating,
+            .forward = tiled_mma::forward,
+            .backward = {},
+        });
+        list.push_back(Implementation{
+            .name = "tiled_mma_dense",
+            .technique = "full causal attention through the tiled_mma core (FlashAttention-2 "
+                         "style mma.sync, online softmax, masked diagonal tiles only)",
+            .dtypes = {DType::bf16, DType::f16},
+            .max_head_dim = tiled_mma::kMaxHeadDim,
+            .dense = true,
+            .can_implement = tiled_mma::dense_can_implement,
+            .gating_workspace_bytes = {},
+            .attention_workspace_bytes = {},
+            .gating = {},
+            .forward = tiled_mma::dense_forward,
+            .backward = {},
         });
         return list;
     }();

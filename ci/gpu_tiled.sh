@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The optimized kernels on a GPU machine in one go: build, one small check (stops here when it
+# fails, printing the failing records), compute-sanitizer memcheck and racecheck on gating and
+# forward, the quick matrix, and a short bench of dense and MoBA. Reports and logs go to
+# ${OUT:-out}/; each step has its own time limit. Prints a short summary last.
+# Usage: ci/gpu_tiled.sh [impls]   (default tiled_mma,tiled_mma_dense)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-out}
+mkdir -p "$out"
+export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
+source ci/deps.sh
+impls=${1:-tiled_mma,tiled_mma_dense}
+step() {  # step NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
+  return $rc
+}
+step build 300 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"' ||
+  { tail -40 "$out/build.log"; exit 1; }
+moba=build/release/harness/cli/moba
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3 --impl "$impls")
+if ! step check_small 60 $moba "${small[@]}" --out "$out/check-small.json"; then
+  tail -40 "$out/check_small.log"
+  exit 1
+fi
+step memcheck 120 compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}" --out /tmp/m.json
+step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}" --out /tmp/r.json
+step check_quick 300 $moba check --suite quick --impl "$impls" --out "$out/check-quick-tiled.json"
+step bench 200 $moba bench --seqlen 32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
+  --impl "$impls",dense_cublas --phase fwd --max-seconds 2 --out "$out/bench-tiled.json"
+grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/memcheck.log" "$out/racecheck.log"
+grep -E "records:" "$out/check_quick.log"
+grep -vE "passed" "$out/check_quick.log" | grep -E "incorrect|failed" | head -20
+grep -E "fwd|^\[" "$out/bench.log" | head -40
+cat "$out/summary.txt"

@@ -1,0 +1,187 @@
+// Host side of the tiled_mma forward: limits, workspace layout, template dispatch and the
+// launch sequence (own-block pass, block lists, waves, finalize). Kernels: forward_kernels.cuh.
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "harness/cuda_check.hpp"
+#include "kernels/tiled_mma/block_lists.hpp"
+#include "kernels/tiled_mma/forward_kernels.cuh"
+#include "kernels/tiled_mma/gating.hpp"
+#include "kernels/tiled_mma/tiled_mma.hpp"
+
+namespace moba::tiled_mma {
+namespace {
+
+using namespace detail;
+
+constexpr int kWarps = 4;  // 64 query rows per CTA
+
+template <typename T, int kD>
+using TileOf = Tile<T, kD, kWarps>;
+
+constexpr std::size_t align_up(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+struct Workspace {
+    float* acc_o;
+    float2* acc_ml;
+    void* lists;
+};
+
+Workspace carve(const Problem& problem, void* base) {
+    auto* bytes = static_cast<unsigned char*>(base);
+    const std::size_t rows = static_cast<std::size_t>(problem.lse_elems());
+    const std::size_t o_bytes = align_up(rows * problem.head_dim * sizeof(float));
+    const std::size_t ml_bytes = align_up(rows * sizeof(float2));
+    return {reinterpret_cast<float*>(bytes), reinterpret_cast<float2*>(bytes + o_bytes),
+            bytes + o_bytes + ml_bytes};
+}
+
+// Calls fn(T{}, std::integral_constant<int, D>{}) for the problem's dtype and head dim.
+template <typename Fn>
+void dispatch(const Problem& problem, Fn&& fn) {
+    auto by_dim = [&](auto tag) {
+        if (problem.head_dim == 64) fn(tag, std::integral_constant<int, 64>{});
+        else fn(tag, std::integral_constant<int, 128>{});
+    };
+    if (problem.dtype == DType::bf16) by_dim(__nv_bfloat16{});
+    else by_dim(__half{});
+}
+
+template <typename T>
+ForwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
+    const Problem& problem = args.problem;
+    const ForwardShape shape{problem.batch(),
+                             problem.heads_q,
+                             problem.heads_kv,
+                             problem.group(),
+                             problem.block,
+                             problem.total_tokens(),
+                             static_cast<float>(problem.scale() * 1.4426950408889634)};
+    return {shape,
+            args.cu_seqlens,
+            static_cast<const T*>(args.q),
+            static_cast<const T*>(args.k),
+            static_cast<const T*>(args.v),
+            static_cast<T*>(args.out),
+            args.lse,
+            ws.acc_o,
+            ws.acc_ml};
+}
+
+// The causal pass over every (query tile, head, sequence); kDense selects keys from 0.
+template <typename T, int kD, bool kDense>
+void launch_causal(const Problem& problem, const ForwardParams<T>& params, cudaStream_t stream) {
+    using C = TileOf<T, kD>;
+    const auto kernel = causal_tile<T, kD, kWarps, kDense>;
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(C::kSmemBytes)));
+    const int max_tiles = (problem.max_seqlen() + C::kRows - 1) / C::kRows;
+    const dim3 grid(max_tiles, problem.heads_q, problem.batch());
+    kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(params, max_tiles);
+    MOBA_CHECK_LAUNCH();
+}
+
+int persistent_ctas(const void* kernel, int threads, std::size_t smem) {
+    int device = 0;
+    int sms = 0;
+    int per_sm = 0;
+    MOBA_CUDA_CALL(cudaGetDevice(&device));
+    MOBA_CUDA_CALL(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    MOBA_CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
+    return sms * std::max(per_sm, 1);
+}
+
+template <typename T, int kD>
+void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaStream_t stream) {
+    using C = TileOf<T, kD>;
+    const auto kernel = sparse_wave<T, kD, kWarps>;
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(C::kSmemBytes)));
+    const int ctas = persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kSmemBytes);
+    for (int wave = 0; wave < lists.waves; ++wave) {
+        const WaveWork work{lists.offsets,   lists.rows,       lists.item_list, lists.item_start,
+                            lists.wave_items, lists.lists_per_wave, wave};
+        kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, work);
+        MOBA_CHECK_LAUNCH();
+    }
+}
+
+template <typename T, int kD>
+void launch_finalize(const Problem& problem, const ForwardParams<T>& params, cudaStream_t stream) {
+    const std::int64_t items = problem.lse_elems() * (kD / 4);
+    const int threads = 256;
+    const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));
+    finalize<T, kD><<<blocks, threads, 0, stream>>>(params);
+    MOBA_CHECK_LAUNCH();
+}
+
+void require(const Support& support) {
+    if (!support.ok) throw std::invalid_argument("tiled_mma: " + support.reason);
+}
+
+}  // namespace
+
+Support dense_can_implement(const Problem& problem) {
+    try {
+        problem.validate();
+    } catch (const std::exception& e) {
+        return Support::no(e.what());
+    }
+    if (problem.dtype != DType::bf16 && problem.dtype != DType::f16)
+        return Support::no(fmt::format("tiled_mma implements bf16 and fp16, not {}",
+                                       to_string(problem.dtype)));
+    if (problem.head_dim != 64 && problem.head_dim != 128)
+        return Support::no(fmt::format("tiled_mma implements head dims 64 and 128, not {}",
+                                       problem.head_dim));
+    return Support::yes();
+}
+
+Support can_implement(const Problem& problem) {
+    if (Support s = dense_can_implement(problem); !s.ok) return s;
+    if (Support s = gating_can_implement(problem); !s.ok) return s;
+    return block_lists_can_implement(problem, TileOf<__half, 64>::kRows);
+}
+
+std::size_t attention_workspace_bytes(const Problem& problem) {
+    if (!can_implement(problem).ok) return 0;
+    const std::size_t rows = static_cast<std::size_t>(problem.lse_elems());
+    return align_up(rows * problem.head_dim * sizeof(float)) + align_up(rows * sizeof(float2)) +
+           block_lists_workspace_bytes(problem, TileOf<__half, 64>::kRows);
+}
+
+void forward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    require(can_implement(problem));
+    if (args.workspace == nullptr)
+        throw std::invalid_argument(fmt::format("tiled_mma forward needs a workspace of {} bytes",
+                                                attention_workspace_bytes(problem)));
+    const Workspace ws = carve(problem, args.workspace);
+    dispatch(problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        const ForwardParams<T> params = make_params<T>(args, ws);
+        launch_causal<T, kD, false>(problem, params, args.stream);
+        const BlockLists lists = build_block_lists(problem, args.cu_seqlens, args.sel,
+                                                   TileOf<T, kD>::kRows, ws.lists,
+                                                   /*deterministic=*/false, args.stream);
+        launch_waves<T, kD>(params, lists, args.stream);
+        launch_finalize<T, kD>(problem, params, args.stream);
+    });
+}
+
+void dense_forward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    require(dense_can_implement(problem));
+    dispatch(problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        const ForwardParams<T> params = make_params<T>(args, Workspace{});
+        launch_causal<T, kD, true>(problem, params, args.stream);
+    });
+}
+
+}  // namespace moba::tiled_mma

@@ -1,0 +1,234 @@
+// The three forward kernels of tiled_mma, built on attention_tile.cuh:
+//   causal_tile:  one CTA per (query tile, query head, sequence) over keys up to the diagonal.
+//                 Dense mode: keys from 0, writes out and lse (the tiled_mma_dense baseline).
+//                 Own-block mode: keys from the row's own MoBA block start, writes the fp32
+//                 accumulator (O unnormalised, m, l) that the sparse waves merge into.
+//   sparse_wave:  persistent CTAs over the work items of one wave (block_lists.hpp): each item
+//                 is up to kRows (token, head) rows of one (kv block, kv head) list. The rows of
+//                 every head of the kv group that chose the block share one K/V stream, and
+//                 the work is exactly the selected (row, block) pairs: nothing is computed for
+//                 a block a row did not choose. Wave t holds each row's t-th past block, so a
+//                 row appears at most once per wave and merges into its accumulator without
+//                 atomics, in a fixed order (deterministic).
+//   finalize:     out = O / l in the dtype, lse = ln 2 * (m + log2 l).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/tiled_mma/attention_tile.cuh"
+#include "kernels/tiled_mma/blocks.cuh"
+
+namespace moba::tiled_mma::detail {
+
+struct ForwardShape {
+    int batch;
+    int heads_q;
+    int heads_kv;
+    int group;
+    int block;       // MoBA block size
+    std::int64_t total;
+    float scale_log2;  // softmax scale * log2(e)
+};
+
+template <typename T>
+struct ForwardParams {
+    ForwardShape s;
+    const std::int32_t* cu;
+    const T* q;
+    const T* k;
+    const T* v;
+    T* out;           // dense mode
+    float* lse;       // dense mode, [Hq, total]
+    float* acc_o;     // MoBA: [total, Hq, D] fp32, unnormalised
+    float2* acc_ml;   // MoBA: [total, Hq] (m, l)
+};
+
+// Writes the thread's two rows: dense mode normalises into out/lse, otherwise the raw
+// accumulator goes to acc_o/acc_ml. row_id = token * Hq + h, or -1 for a padding row.
+template <typename T, int kD, bool kDense>
+__device__ __forceinline__ void store_rows(const ForwardParams<T>& p, const RowAccum<kD>& acc,
+                                           const std::int64_t (&row_id)[2]) {
+    const int t = threadIdx.x % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        if (row_id[r] < 0) continue;
+        if constexpr (kDense) {
+            const float inv = acc.l[r] > 0.0f ? 1.0f / acc.l[r] : 0.0f;
+            T* dst = p.out + row_id[r] * kD;
+#pragma unroll
+            for (int j = 0; j < kD / 8; ++j)
+                store_pair(dst + 8 * j + 2 * t, acc.o[j][2 * r] * inv, acc.o[j][2 * r + 1] * inv);
+            if (t == 0) {
+                const std::int64_t token = row_id[r] / p.s.heads_q;
+                const int h = static_cast<int>(row_id[r] % p.s.heads_q);
+                p.lse[h * p.s.total + token] = (acc.m[r] + log2f(acc.l[r])) * 0.69314718055994531f;
+            }
+        } else {
+            float* dst = p.acc_o + row_id[r] * kD;
+#pragma unroll
+            for (int j = 0; j < kD / 8; ++j)
+                store_pair(dst + 8 * j + 2 * t, acc.o[j][2 * r], acc.o[j][2 * r + 1]);
+            if (t == 0) p.acc_ml[row_id[r]] = make_float2(acc.m[r], acc.l[r]);
+        }
+    }
+}
+
+template <typename T, int kD, int kWarps, bool kDense>
+__global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
+    causal_tile(ForwardParams<T> p, int max_tiles) {
+    using C = Tile<T, kD, kWarps>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* smem = reinterpret_cast<T*>(smem_raw);
+    auto* q_offset = reinterpret_cast<std::int64_t*>(smem + C::kQElems + 4 * C::kKVElems);
+
+    const ForwardShape& s = p.s;
+    const int b = blockIdx.z;
+    const int h = blockIdx.y;
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x);  // long tiles launch first
+    const std::int64_t start = p.cu[b];
+    const int len = p.cu[b + 1] - p.cu[b];
+    const int q0 = tile * C::kRows;
+    if (q0 >= len) return;
+    const int hk = h / s.group;
+    // Keys from key_base: 0 for dense, else the own block of the tile's first row.
+    const int key_base = kDense ? 0 : q0 / s.block * s.block;
+    const int q_end = min(q0 + C::kRows, len);
+
+    for (int r = threadIdx.x; r < C::kRows; r += C::kThreads)
+        q_offset[r] = q0 + r < len ? ((start + q0 + r) * s.heads_q + h) * kD : -1;
+    __syncthreads();
+    load_q_rows<T, kD, kWarps>(smem, p.q, q_offset);
+    commit_copies();
+
+    const int warp = threadIdx.x / 32;
+    const int g = (threadIdx.x % 32) / 4;
+    int lo[2];
+    int hi[2];
+    std::int64_t row_id[2];
+    for (int r = 0; r < 2; ++r) {
+        const int pos = q0 + 16 * warp + g + 8 * r;
+        lo[r] = (kDense ? 0 : pos / s.block * s.block) - key_base;
+        hi[r] = pos - key_base;
+        row_id[r] = pos < len ? (start + pos) * s.heads_q + h : -1;
+    }
+    const KeyRange<T> keys{p.k + (start + key_base) * s.heads_kv * kD + hk * kD,
+                           p.v + (start + key_base) * s.heads_kv * kD + hk * kD,
+                           static_cast<std::int64_t>(s.heads_kv) * kD,
+                           q_end - key_base,
+                           (kDense ? 0 : (q_end - 1) / s.block * s.block) - key_base,
+                           q0 - key_base};
+    RowAccum<kD> acc;
+    attend<T, kD, kWarps>(smem, keys, lo, hi, s.scale_log2, acc);
+    store_rows<T, kD, kDense>(p, acc, row_id);
+}
+
+// The work of one wave: items [wave_items[wave], wave_items[wave + 1]) of the block lists.
+struct WaveWork {
+    const std::int32_t* offsets;     // list l: rows[offsets[l] .. offsets[l+1])
+    const std::int32_t* rows;        // token * group + h % group
+    const std::int32_t* item_list;   // list of item i
+    const std::int32_t* item_start;  // first entry (within the list) of item i
+    const std::int32_t* wave_items;  // [waves + 1]
+    std::int64_t lists_per_wave;     // kbar_slots * Hkv
+    int wave;
+};
+
+template <typename T, int kD, int kWarps>
+__global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
+    sparse_wave(ForwardParams<T> p, WaveWork w) {
+    using C = Tile<T, kD, kWarps>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* smem = reinterpret_cast<T*>(smem_raw);
+    auto* q_offset = reinterpret_cast<std::int64_t*>(smem + C::kQElems + 4 * C::kKVElems);
+    const ForwardShape& s = p.s;
+    const int warp = threadIdx.x / 32;
+    const int g = (threadIdx.x % 32) / 4;
+    const int t = threadIdx.x % 4;
+    const int first = w.wave_items[w.wave];
+    const int last = w.wave_items[w.wave + 1];
+
+    for (int item = first + static_cast<int>(blockIdx.x); item < last;
+         item += static_cast<int>(gridDim.x)) {
+        const int list = w.item_list[item];
+        const std::int64_t local = list - w.wave * w.lists_per_wave;
+        const std::int64_t slot = local / s.heads_kv;
+        const int hk = static_cast<int>(local % s.heads_kv);
+        const int b = chunk_sequence(p.cu, s.batch, slot, s.block);
+        const std::int64_t key_start = p.cu[b] + (slot - kbar_base(p.cu, b, s.block)) * s.block;
+        const int begin = w.offsets[list] + w.item_start[item];
+        const int count = min(C::kRows, w.offsets[list + 1] - begin);
+
+        __syncthreads();  // the previous item's epilogue has read q_offset
+        for (int r = threadIdx.x; r < C::kRows; r += C::kThreads) {
+            if (r < count) {
+                const int entry = w.rows[begin + r];
+                const std::int64_t token = entry / s.group;
+                const int h = hk * s.group + entry % s.group;
+                q_offset[r] = (token * s.heads_q + h) * kD;
+            } else {
+                q_offset[r] = -1;
+            }
+        }
+        __syncthreads();
+        load_q_rows<T, kD, kWarps>(smem, p.q, q_offset);
+        commit_copies();
+
+        // A past block is complete and wholly before every listed row: no causal mask.
+        const int lo[2] = {0, 0};
+        const int hi[2] = {s.block - 1, s.block - 1};
+        const KeyRange<T> keys{p.k + (key_start * s.heads_kv + hk) * kD,
+                               p.v + (key_start * s.heads_kv + hk) * kD,
+                               static_cast<std::int64_t>(s.heads_kv) * kD, s.block, 0, s.block - 1};
+        RowAccum<kD> acc;
+        attend<T, kD, kWarps>(smem, keys, lo, hi, s.scale_log2, acc);
+
+        // Merge into the row's accumulator: m = max, both sides rescaled to it.
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = 16 * warp + g + 8 * r;
+            const std::int64_t off = q_offset[row];
+            if (off < 0) continue;
+            const std::int64_t row_id = off / kD;
+            const float2 ml = p.acc_ml[row_id];
+            const float m = fmaxf(ml.x, acc.m[r]);
+            const float ca = exp2f(ml.x - m);
+            const float cb = exp2f(acc.m[r] - m);
+            float* dst = p.acc_o + off;
+#pragma unroll
+            for (int j = 0; j < kD / 8; ++j) {
+                float2* cell = reinterpret_cast<float2*>(dst + 8 * j + 2 * t);
+                const float2 old = *cell;
+                *cell = make_float2(old.x * ca + acc.o[j][2 * r] * cb,
+                                    old.y * ca + acc.o[j][2 * r + 1] * cb);
+            }
+            // Every lane of the quad has read ml before lane 0 writes it (quads skip padding
+            // rows together, so only the quad's own lanes synchronise).
+            __syncwarp(0xfu << (threadIdx.x % 32 & ~3));
+            if (t == 0) p.acc_ml[row_id] = make_float2(m, ml.y * ca + acc.l[r] * cb);
+        }
+    }
+}
+
+// One thread per 4 output elements: out = O / l in the dtype; lse once per row.
+template <typename T, int kD>
+__global__ void finalize(ForwardParams<T> p) {
+    const std::int64_t rows = p.s.total * p.s.heads_q;
+    const std::int64_t items = rows * (kD / 4);
+    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+         i < items; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+        const std::int64_t row = i / (kD / 4);
+        const int d = static_cast<int>(i % (kD / 4)) * 4;
+        const float2 ml = p.acc_ml[row];
+        const float inv = ml.y > 0.0f ? 1.0f / ml.y : 0.0f;
+        const float4 o = *reinterpret_cast<const float4*>(p.acc_o + row * kD + d);
+        store_pair(p.out + row * kD + d, o.x * inv, o.y * inv);
+        store_pair(p.out + row * kD + d + 2, o.z * inv, o.w * inv);
+        if (d == 0) {
+            const std::int64_t token = row / p.s.heads_q;
+            const int h = static_cast<int>(row % p.s.heads_q);
+            p.lse[h * p.s.total + token] = (ml.x + log2f(ml.y)) * 0.69314718055994531f;
+        }
+    }
+}
+
+}  // namespace moba::tiled_mma::detail
