@@ -18,10 +18,13 @@ namespace {
 
 using namespace detail;
 
-constexpr int kWarps = 4;  // 64 query rows per CTA
+// 4 warps of 32 query rows (two m16 tiles each): 128 rows per CTA. Each K/V fragment read
+// from shared memory feeds two MMAs (v1 had one m-tile per warp and ran at ~200 TFLOP/s).
+constexpr int kWarps = 4;
+constexpr int kM = 2;
 
 template <typename T, int kD>
-using TileOf = Tile<T, kD, kWarps>;
+using TileOf = Tile<T, kD, kWarps, kM>;
 
 constexpr std::size_t align_up(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
 
@@ -76,7 +79,7 @@ ForwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
 template <typename T, int kD, bool kDense>
 void launch_causal(const Problem& problem, const ForwardParams<T>& params, cudaStream_t stream) {
     using C = TileOf<T, kD>;
-    const auto kernel = causal_tile<T, kD, kWarps, kDense>;
+    const auto kernel = causal_tile<T, kD, kWarps, kM, kDense>;
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(C::kSmemBytes)));
     const int max_tiles = (problem.max_seqlen() + C::kRows - 1) / C::kRows;
@@ -98,7 +101,7 @@ int persistent_ctas(const void* kernel, int threads, std::size_t smem) {
 template <typename T, int kD>
 void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaStream_t stream) {
     using C = TileOf<T, kD>;
-    const auto kernel = sparse_wave<T, kD, kWarps>;
+    const auto kernel = sparse_wave<T, kD, kWarps, kM>;
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(C::kSmemBytes)));
     const int ctas = persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kSmemBytes);

@@ -43,40 +43,42 @@ struct ForwardParams {
     float2* acc_ml;   // MoBA: [total, Hq] (m, l)
 };
 
-// Writes the thread's two rows: dense mode normalises into out/lse, otherwise the raw
+// Writes the thread's rows: dense mode normalises into out/lse, otherwise the raw
 // accumulator goes to acc_o/acc_ml. row_id = token * Hq + h, or -1 for a padding row.
-template <typename T, int kD, bool kDense>
-__device__ __forceinline__ void store_rows(const ForwardParams<T>& p, const RowAccum<kD>& acc,
-                                           const std::int64_t (&row_id)[2]) {
+template <typename T, int kD, int kM, bool kDense>
+__device__ __forceinline__ void store_rows(const ForwardParams<T>& p, const RowAccum<kD, kM>& acc,
+                                           const std::int64_t (&row_id)[2 * kM]) {
     const int t = threadIdx.x % 4;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        if (row_id[r] < 0) continue;
+    for (int e = 0; e < 2 * kM; ++e) {
+        const int i = e / 2;
+        const int r = e % 2;
+        if (row_id[e] < 0) continue;
         if constexpr (kDense) {
-            const float inv = acc.l[r] > 0.0f ? 1.0f / acc.l[r] : 0.0f;
-            T* dst = p.out + row_id[r] * kD;
+            const float inv = acc.l[e] > 0.0f ? 1.0f / acc.l[e] : 0.0f;
+            T* dst = p.out + row_id[e] * kD;
 #pragma unroll
             for (int j = 0; j < kD / 8; ++j)
-                store_pair(dst + 8 * j + 2 * t, acc.o[j][2 * r] * inv, acc.o[j][2 * r + 1] * inv);
+                store_pair(dst + 8 * j + 2 * t, acc.o[i][j][2 * r] * inv, acc.o[i][j][2 * r + 1] * inv);
             if (t == 0) {
-                const std::int64_t token = row_id[r] / p.s.heads_q;
-                const int h = static_cast<int>(row_id[r] % p.s.heads_q);
-                p.lse[h * p.s.total + token] = (acc.m[r] + log2f(acc.l[r])) * 0.69314718055994531f;
+                const std::int64_t token = row_id[e] / p.s.heads_q;
+                const int h = static_cast<int>(row_id[e] % p.s.heads_q);
+                p.lse[h * p.s.total + token] = (acc.m[e] + log2f(acc.l[e])) * 0.69314718055994531f;
             }
         } else {
-            float* dst = p.acc_o + row_id[r] * kD;
+            float* dst = p.acc_o + row_id[e] * kD;
 #pragma unroll
             for (int j = 0; j < kD / 8; ++j)
-                store_pair(dst + 8 * j + 2 * t, acc.o[j][2 * r], acc.o[j][2 * r + 1]);
-            if (t == 0) p.acc_ml[row_id[r]] = make_float2(acc.m[r], acc.l[r]);
+                store_pair(dst + 8 * j + 2 * t, acc.o[i][j][2 * r], acc.o[i][j][2 * r + 1]);
+            if (t == 0) p.acc_ml[row_id[e]] = make_float2(acc.m[e], acc.l[e]);
         }
     }
 }
 
-template <typename T, int kD, int kWarps, bool kDense>
-__global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
+template <typename T, int kD, int kWarps, int kM, bool kDense>
+__global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
     causal_tile(ForwardParams<T> p, int max_tiles) {
-    using C = Tile<T, kD, kWarps>;
+    using C = Tile<T, kD, kWarps, kM>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
     auto* q_offset = reinterpret_cast<std::int64_t*>(smem + C::kQElems + 4 * C::kKVElems);
@@ -97,19 +99,16 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
     for (int r = threadIdx.x; r < C::kRows; r += C::kThreads)
         q_offset[r] = q0 + r < len ? ((start + q0 + r) * s.heads_q + h) * kD : -1;
     __syncthreads();
-    load_q_rows<T, kD, kWarps>(smem, p.q, q_offset);
+    load_q_rows<T, kD, kWarps, kM>(smem, p.q, q_offset);
     commit_copies();
 
-    const int warp = threadIdx.x / 32;
-    const int g = (threadIdx.x % 32) / 4;
-    int lo[2];
-    int hi[2];
-    std::int64_t row_id[2];
-    for (int r = 0; r < 2; ++r) {
-        const int pos = q0 + 16 * warp + g + 8 * r;
-        lo[r] = (kDense ? 0 : pos / s.block * s.block) - key_base;
-        hi[r] = pos - key_base;
-        row_id[r] = pos < len ? (start + pos) * s.heads_q + h : -1;
+    int lo[2 * kM];
+    int hi[2 * kM];
+#pragma unroll
+    for (int e = 0; e < 2 * kM; ++e) {
+        const int pos = q0 + accum_row<kM>(e);
+        lo[e] = (kDense ? 0 : pos / s.block * s.block) - key_base;
+        hi[e] = pos - key_base;
     }
     const KeyRange<T> keys{p.k + (start + key_base) * s.heads_kv * kD + hk * kD,
                            p.v + (start + key_base) * s.heads_kv * kD + hk * kD,
@@ -117,9 +116,15 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
                            q_end - key_base,
                            (kDense ? 0 : (q_end - 1) / s.block * s.block) - key_base,
                            q0 - key_base};
-    RowAccum<kD> acc;
-    attend<T, kD, kWarps>(smem, keys, lo, hi, s.scale_log2, acc);
-    store_rows<T, kD, kDense>(p, acc, row_id);
+    RowAccum<kD, kM> acc;
+    attend<T, kD, kWarps, kM>(smem, keys, lo, hi, s.scale_log2, acc);
+    std::int64_t row_id[2 * kM];  // computed late: registers are scarce inside attend()
+#pragma unroll
+    for (int e = 0; e < 2 * kM; ++e) {
+        const int pos = q0 + accum_row<kM>(e);
+        row_id[e] = pos < len ? (start + pos) * s.heads_q + h : -1;
+    }
+    store_rows<T, kD, kM, kDense>(p, acc, row_id);
 }
 
 // The work of one wave: items [wave_items[wave], wave_items[wave + 1]) of the block lists.
@@ -133,16 +138,14 @@ struct WaveWork {
     int wave;
 };
 
-template <typename T, int kD, int kWarps>
-__global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
+template <typename T, int kD, int kWarps, int kM>
+__global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
     sparse_wave(ForwardParams<T> p, WaveWork w) {
-    using C = Tile<T, kD, kWarps>;
+    using C = Tile<T, kD, kWarps, kM>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
     auto* q_offset = reinterpret_cast<std::int64_t*>(smem + C::kQElems + 4 * C::kKVElems);
     const ForwardShape& s = p.s;
-    const int warp = threadIdx.x / 32;
-    const int g = (threadIdx.x % 32) / 4;
     const int t = threadIdx.x % 4;
     const int first = w.wave_items[w.wave];
     const int last = w.wave_items[w.wave + 1];
@@ -170,41 +173,47 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps>::kThreads)
             }
         }
         __syncthreads();
-        load_q_rows<T, kD, kWarps>(smem, p.q, q_offset);
+        load_q_rows<T, kD, kWarps, kM>(smem, p.q, q_offset);
         commit_copies();
 
         // A past block is complete and wholly before every listed row: no causal mask.
-        const int lo[2] = {0, 0};
-        const int hi[2] = {s.block - 1, s.block - 1};
+        int lo[2 * kM];
+        int hi[2 * kM];
+#pragma unroll
+        for (int e = 0; e < 2 * kM; ++e) {
+            lo[e] = 0;
+            hi[e] = s.block - 1;
+        }
         const KeyRange<T> keys{p.k + (key_start * s.heads_kv + hk) * kD,
                                p.v + (key_start * s.heads_kv + hk) * kD,
                                static_cast<std::int64_t>(s.heads_kv) * kD, s.block, 0, s.block - 1};
-        RowAccum<kD> acc;
-        attend<T, kD, kWarps>(smem, keys, lo, hi, s.scale_log2, acc);
+        RowAccum<kD, kM> acc;
+        attend<T, kD, kWarps, kM>(smem, keys, lo, hi, s.scale_log2, acc);
 
         // Merge into the row's accumulator: m = max, both sides rescaled to it.
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int row = 16 * warp + g + 8 * r;
-            const std::int64_t off = q_offset[row];
+        for (int e = 0; e < 2 * kM; ++e) {
+            const int i = e / 2;
+            const int r = e % 2;
+            const std::int64_t off = q_offset[accum_row<kM>(e)];
             if (off < 0) continue;
             const std::int64_t row_id = off / kD;
             const float2 ml = p.acc_ml[row_id];
-            const float m = fmaxf(ml.x, acc.m[r]);
+            const float m = fmaxf(ml.x, acc.m[e]);
             const float ca = exp2f(ml.x - m);
-            const float cb = exp2f(acc.m[r] - m);
+            const float cb = exp2f(acc.m[e] - m);
             float* dst = p.acc_o + off;
 #pragma unroll
             for (int j = 0; j < kD / 8; ++j) {
                 float2* cell = reinterpret_cast<float2*>(dst + 8 * j + 2 * t);
                 const float2 old = *cell;
-                *cell = make_float2(old.x * ca + acc.o[j][2 * r] * cb,
-                                    old.y * ca + acc.o[j][2 * r + 1] * cb);
+                *cell = make_float2(old.x * ca + acc.o[i][j][2 * r] * cb,
+                                    old.y * ca + acc.o[i][j][2 * r + 1] * cb);
             }
             // Every lane of the quad has read ml before lane 0 writes it (quads skip padding
             // rows together, so only the quad's own lanes synchronise).
             __syncwarp(0xfu << (threadIdx.x % 32 & ~3));
-            if (t == 0) p.acc_ml[row_id] = make_float2(m, ml.y * ca + acc.l[r] * cb);
+            if (t == 0) p.acc_ml[row_id] = make_float2(m, ml.y * ca + acc.l[e] * cb);
         }
     }
 }

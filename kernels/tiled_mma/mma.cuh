@@ -51,6 +51,14 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                  : "r"(smem_address(smem)));
 }
 
+// 2^x on the special-function unit (ex2.approx: about 2 ulp, -inf -> +0), without the range
+// handling exp2f adds outside fast-math builds.
+__device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 template <typename T>
 struct MmaOp;
 
