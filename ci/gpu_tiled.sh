@@ -32,14 +32,19 @@ step racecheck 120 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "
 # Gating's three top-k paths (lists of 16, of 64, and the multi-pass fallback) beyond the
 # quick matrix's k in {1, 3, >= n}.
 for k in 8 12 20 70; do
-  step check_topk$k 60 $moba check --seqlens 9000,1500 --heads 8 --kv-heads 2 --head-dim 128 --block 64 \
+  step check_topk$k 60 $moba check --seqlens 3000,700 --heads 4 --kv-heads 2 --head-dim 64 --block 32 \
     --topk $k --dtype bf16 --impl "$impls" --out "$out/check-topk$k.json"
 done
 step check_quick 300 $moba check --suite quick --impl "$impls" --out "$out/check-quick-tiled.json"
-step bench 200 $moba bench --seqlen 32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
-  --impl "$impls",dense_cublas --phase fwd --max-seconds 2 --out "$out/bench-tiled.json"
+step determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_filter='TiledMmaGpu.*'
+step bench 240 $moba bench --seqlen 32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
+  --impl "$impls" --phase fwd,fwdbwd --max-seconds 2 --out "$out/bench-tiled.json"
+if [[ ${MOBA_LONG:-0} == 1 ]]; then
+  step check_long 400 $moba check --suite long --reference naive --impl "$impls" --out "$out/check-long-tiled.json"
+fi
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/memcheck.log" "$out/racecheck.log"
 grep -hE "records:" "$out"/check_topk*.log "$out/check_quick.log"
 grep -vE "passed" "$out/check_quick.log" | grep -E "incorrect|failed" | head -20
+tail -4 "$out/determinism.log"
 grep -E "fwd|^\[" "$out/bench.log" | head -40
 cat "$out/summary.txt"

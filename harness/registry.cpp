@@ -6,6 +6,7 @@
 
 #include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
+#include "kernels/tiled_mma/backward.hpp"
 #include "kernels/tiled_mma/gating.hpp"
 #include "kernels/tiled_mma/tiled_mma.hpp"
 
@@ -66,15 +67,24 @@ const std::vector<Implementation>& registry() {
             .name = "tiled_mma",
             .technique = "MoBA on mma.sync tensor cores: fused gating; own-block causal pass, then "
                          "one wave per past-block slot over inverse block lists (GQA groups share "
-                         "K/V loads), fp32 accumulator merged without atomics",
+                         "K/V loads), fp32 accumulator merged without atomics; deterministic backward "
+                         "(dK/dV per key tile over gathered rows, dQ in waves)",
             .dtypes = {DType::bf16, DType::f16},
             .max_head_dim = tiled_mma::kMaxHeadDim,
-            .can_implement = tiled_mma::can_implement,
+            .can_implement =
+                [](const Problem& p) {
+                    if (Support s = tiled_mma::can_implement(p); !s.ok) return s;
+                    return tiled_mma::backward_can_implement(p);
+                },
             .gating_workspace_bytes = tiled_mma::gating_workspace_bytes,
-            .attention_workspace_bytes = tiled_mma::attention_workspace_bytes,
+            .attention_workspace_bytes =
+                [](const Problem& p) {
+                    return std::max(tiled_mma::attention_workspace_bytes(p),
+                                    tiled_mma::backward_workspace_bytes(p));
+                },
             .gating = tiled_mma::gating,
             .forward = tiled_mma::forward,
-            .backward = {},
+            .backward = tiled_mma::backward,
         });
         list.push_back(Implementation{
             .name = "tiled_mma_dense",
@@ -83,12 +93,16 @@ const std::vector<Implementation>& registry() {
             .dtypes = {DType::bf16, DType::f16},
             .max_head_dim = tiled_mma::kMaxHeadDim,
             .dense = true,
-            .can_implement = tiled_mma::dense_can_implement,
+            .can_implement =
+                [](const Problem& p) {
+                    if (Support s = tiled_mma::dense_can_implement(p); !s.ok) return s;
+                    return tiled_mma::dense_backward_can_implement(p);
+                },
             .gating_workspace_bytes = {},
-            .attention_workspace_bytes = {},
+            .attention_workspace_bytes = tiled_mma::dense_backward_workspace_bytes,
             .gating = {},
             .forward = tiled_mma::dense_forward,
-            .backward = {},
+            .backward = tiled_mma::dense_backward,
         });
         return list;
     }();

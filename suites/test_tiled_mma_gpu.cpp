@@ -1,9 +1,10 @@
-// tiled_mma (fused gating + block-sparse tensor-core forward) against the float64 reference
-// across the quick matrix: gating agreement and forward agreement on every case (it has no
-// backward yet, so gradients are not checked). Plus the forward's bitwise determinism, which
-// the wave design promises despite unordered block lists. Skips without a GPU.
+// tiled_mma (fused gating, block-sparse tensor-core forward and backward) against the float64
+// reference across the quick matrix: gating, forward and gradient agreement on every case.
+// Plus bitwise determinism of forward and backward over 20 repeats, which the wave design
+// promises without atomics. Skips without a GPU.
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -29,7 +30,7 @@ TEST_P(TiledQuickMatrix, AgreesWithFloat64Reference) {
     options.impls = {&tiled()};
     options.add_zero_sparsity = false;
     const auto records = run_checks(GetParam(), options);
-    EXPECT_EQ(records.size(), 3u);  // gating + out + lse
+    EXPECT_EQ(records.size(), 6u);  // gating + out + lse + dq + dk + dv
     for (const auto& r : records) {
         EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
         EXPECT_EQ(r["impl"], "tiled_mma") << r.dump(1);
@@ -44,7 +45,7 @@ std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Quick, TiledQuickMatrix, ::testing::ValuesIn(quick_suite(3000)), case_name);
 
-TEST(TiledMmaGpu, ForwardIsBitwiseDeterministic) {
+TEST(TiledMmaGpu, ForwardAndBackwardAreBitwiseDeterministic) {
     MOBA_REQUIRE_GPU();
     Problem p;
     p.seqlens = {3000, 700, 1};
@@ -57,11 +58,17 @@ TEST(TiledMmaGpu, ForwardIsBitwiseDeterministic) {
     DeviceInputs din(tiled(), p, in);
     const Selection sel = run_gating(tiled(), din);
     EXPECT_EQ(run_gating(tiled(), din).blocks, sel.blocks);
-    const AttentionRun first = run_attention(tiled(), din, sel, false);
-    for (int repeat = 0; repeat < 5; ++repeat) {
-        const AttentionRun again = run_attention(tiled(), din, sel, false);
-        EXPECT_EQ(0, std::memcmp(again.forward.out.data(), first.forward.out.data(), first.forward.out.size() * 4));
-        EXPECT_EQ(0, std::memcmp(again.forward.lse.data(), first.forward.lse.data(), first.forward.lse.size() * 4));
+    const AttentionRun first = run_attention(tiled(), din, sel, true);
+    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+    };
+    for (int repeat = 0; repeat < 20; ++repeat) {
+        const AttentionRun again = run_attention(tiled(), din, sel, true);
+        EXPECT_TRUE(same(again.forward.out, first.forward.out)) << "repeat " << repeat;
+        EXPECT_TRUE(same(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
+        EXPECT_TRUE(same(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
+        EXPECT_TRUE(same(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
+        EXPECT_TRUE(same(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
     }
 }
 

@@ -175,6 +175,12 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
         __syncthreads();
         load_q_rows<T, kD, kWarps, kM>(smem, p.q, q_offset);
         commit_copies();
+        // The merge below reads each row's fp32 accumulator (512 B at D 128) after the block's
+        // key tiles are done; ask L2 for it now so the read overlaps the MMAs.
+        for (int idx = threadIdx.x; idx < C::kRows * (kD / 32); idx += C::kThreads) {
+            const std::int64_t off = q_offset[idx / (kD / 32)];
+            if (off >= 0) prefetch_l2(p.acc_o + off + (idx % (kD / 32)) * 32);
+        }
 
         // A past block is complete and wholly before every listed row: no causal mask.
         int lo[2 * kM];

@@ -34,6 +34,10 @@ __device__ __forceinline__ void copy16(void* smem, const void* global, bool vali
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(smem)),
                  "l"(global), "r"(bytes));
 }
+// Hint: bring the 128-byte line holding `global` into L2.
+__device__ __forceinline__ void prefetch_l2(const void* global) {
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(global));
+}
 __device__ __forceinline__ void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>
 __device__ __forceinline__ void wait_copies() {
