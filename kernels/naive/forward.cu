@@ -1,12 +1,16 @@
 // Naive MoBA forward (SPEC §3): out = softmax(scale * q·k) · v over the keys j <= i of the
 // query's sequence whose block the selection row lists; lse = log of the softmax's sum.
 // One warp per (query token, query head), lanes splitting D; keys visited one at a time with
-// an fp32 online softmax (running max, running sum, rescaled accumulator).
+// an online softmax (running max, running sum, rescaled accumulator): fp32 for bf16/fp16
+// inputs, double for fp32 inputs. fp32 inputs are the truth of `--reference naive`: an fp32
+// running sum over 64K keys drifts by about 1e-5 in lse (measured against kernels that sum in
+// tiles), as large as the lse tolerance, so the truth accumulates in double.
 // Cost per attended key: one D-long dot product with a 5-step warp sum, two expf, one
 // D-long axpy; K/V come from L1/L2, since neighbouring warps walk the same keys.
 // Measured on an H200 (bf16, one 64K-token sequence, 16 heads, D 128): full causal 3.7 s;
 // block 64, top-8: 53 ms; block 64, top-100: 0.65 s.
 #include <cmath>
+#include <type_traits>
 
 #include "harness/cuda_check.hpp"
 #include "kernels/naive/common.cuh"
@@ -29,9 +33,10 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
 
     float qr[kSteps];
     load_row(p.q + q_offset, s.head_dim, lane, qr);
-    float acc[kSteps] = {};
-    float m = -INFINITY;  // running max of the scaled scores
-    float l = 0.0f;       // running sum of exp(score - m)
+    using Acc = std::conditional_t<std::is_same_v<T, float>, double, float>;
+    Acc acc[kSteps] = {};
+    Acc m = -INFINITY;  // running max of the scaled scores
+    Acc l = 0.0f;       // running sum of exp(score - m)
 
     const std::int32_t* row = p.sel + (i * s.heads_q + h) * s.slots;
     for (int t = 0; t < s.slots; ++t) {
@@ -44,10 +49,10 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
             const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
             float kr[kSteps];
             load_row(p.k + kv, s.head_dim, lane, kr);
-            const float score = s.scale * warp_dot(qr, kr);
-            const float m_new = fmaxf(m, score);
-            const float rescale = expf(m - m_new);  // 0 on the first key (m = -inf)
-            const float prob = expf(score - m_new);
+            const Acc score = static_cast<Acc>(s.scale * warp_dot(qr, kr));
+            const Acc m_new = m > score ? m : score;
+            const Acc rescale = exp(m - m_new);  // 0 on the first key (m = -inf)
+            const Acc prob = exp(score - m_new);
             l = l * rescale + prob;
             float vr[kSteps];
             load_row(p.v + kv, s.head_dim, lane, vr);
@@ -58,11 +63,12 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
     }
 
     // l >= 1: the own block is always selected and holds the query's own key.
-    const float inv_l = 1.0f / l;
+    const Acc inv_l = Acc{1} / l;
+    float result[kSteps];
 #pragma unroll
-    for (int r = 0; r < kSteps; ++r) acc[r] *= inv_l;
-    store_row(p.out + q_offset, s.head_dim, lane, acc);
-    if (lane == 0) p.lse[h * s.total + i] = m + logf(l);
+    for (int r = 0; r < kSteps; ++r) result[r] = static_cast<float>(acc[r] * inv_l);
+    store_row(p.out + q_offset, s.head_dim, lane, result);
+    if (lane == 0) p.lse[h * s.total + i] = static_cast<float>(m + log(l));
 }
 
 // Consecutive warps take consecutive tokens of one head, so a block's warps share K/V reads.
