@@ -29,7 +29,7 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--impl", f.impl, "Comma list of implementations, or all")->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the random inputs (suites: seed of case 0)")->capture_default_str();
     cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick or long");
-    cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32)")->capture_default_str();
+    cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32 inputs, double accumulation)")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     return cmd;
 }
