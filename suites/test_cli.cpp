@@ -1,5 +1,7 @@
 // Command-line parsing and every bad input of the foundation issue: a clear message naming
 // the bad value and a non-zero exit, never a crash or a wrong answer.
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +9,7 @@
 
 #include <sys/wait.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
@@ -93,6 +96,31 @@ TEST(PlanCheck, EveryBadInputNamesTheValue) {
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "'gpu'");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "needs a GPU");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.scale = -1; }), false); }, "softmax scale -1");
+}
+
+TEST(PlanCheck, ShardsSplitASuiteWithoutLosingOrRepeatingCases) {
+    CheckFlags f;
+    f.suite = "long";
+    const std::size_t whole = plan_check(f, false).cases.size();
+    std::size_t total = 0;
+    std::vector<std::uint64_t> seeds;
+    for (int i = 0; i < 3; ++i) {
+        f.shard = fmt::format("{}/3", i);
+        const CheckPlan plan = plan_check(f, false);
+        EXPECT_GE(plan.cases.size(), whole / 3);
+        total += plan.cases.size();
+        for (const auto& c : plan.cases) seeds.push_back(c.seed);
+    }
+    EXPECT_EQ(total, whole);
+    std::sort(seeds.begin(), seeds.end());
+    EXPECT_EQ(std::adjacent_find(seeds.begin(), seeds.end()), seeds.end());  // case seeds are distinct
+    for (const char* bad : {"3/3", "1", "a/2", "1/0", "-1/2", "1/2/3"}) {
+        f.shard = bad;
+        expect_error([&] { plan_check(f, false); }, std::string("--shard '") + bad + "'");
+    }
+    CheckFlags one = one_config();
+    one.shard = "0/2";
+    expect_error([&] { plan_check(one, false); }, "needs --suite");
 }
 
 TEST(PlanCheck, QuickSuiteCoversTheMatrix) {

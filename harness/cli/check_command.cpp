@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <map>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -29,9 +31,28 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--impl", f.impl, "Comma list of implementations, or all")->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the random inputs (suites: seed of case 0)")->capture_default_str();
     cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick or long");
+    cmd->add_option("--shard", f.shard,
+                    "With --suite: run only cases whose index % N == I, given as I/N (e.g. 0/3), so a "
+                    "long suite fits several time-limited runs");
     cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32 inputs, double accumulation)")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     return cmd;
+}
+
+std::pair<int, int> parse_shard(std::string_view text) {
+    const std::string bad = fmt::format("--shard '{}' is not I/N with 0 <= I < N", text);
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) throw std::invalid_argument(bad);
+    auto number = [&](std::string_view digits) {
+        if (digits.empty() || digits.size() > 6 ||
+            !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            throw std::invalid_argument(bad);
+        return std::stoi(std::string(digits));
+    };
+    const int index = number(text.substr(0, slash));
+    const int count = number(text.substr(slash + 1));
+    if (count < 1 || index >= count) throw std::invalid_argument(bad);
+    return {index, count};
 }
 
 CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
@@ -51,9 +72,17 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     if (!f.suite.empty()) {
         if (!f.seqlens.empty()) throw std::invalid_argument("give either --suite or --seqlens, not both");
         plan.cases = named_suite(f.suite, f.seed);
+        if (!f.shard.empty()) {
+            const auto [index, count] = parse_shard(f.shard);
+            std::vector<CheckCase> kept;
+            for (std::size_t i = 0; i < plan.cases.size(); ++i)
+                if (static_cast<int>(i % count) == index) kept.push_back(plan.cases[i]);
+            plan.cases = std::move(kept);  // cases keep their seeds: a shard's records match the whole run's
+        }
         plan.options.add_zero_sparsity = false;  // the suites hold k >= n cases of every shape
         return plan;
     }
+    if (!f.shard.empty()) throw std::invalid_argument("--shard " + f.shard + " needs --suite");
     if (f.seqlens.empty()) throw std::invalid_argument("give --seqlens (one configuration) or --suite quick");
     Problem p;
     p.seqlens = parse_lengths(f.seqlens, "--seqlens");

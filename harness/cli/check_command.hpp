@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -23,11 +25,15 @@ struct CheckFlags {
     std::string impl = "all";
     std::uint64_t seed = 1;
     std::string suite;
+    std::string shard;  // "I/N": with --suite, only cases whose index % N == I
     std::string reference = "cpu";
     std::string out = "reports/check.json";
 };
 
 CLI::App* add_check_command(CLI::App& app, CheckFlags& flags);
+
+// "I/N" -> {I, N} with 0 <= I < N; throws std::invalid_argument naming the text otherwise.
+std::pair<int, int> parse_shard(std::string_view text);
 
 // What the flags ask for, validated. Throws std::invalid_argument naming the bad value.
 struct CheckPlan {
