@@ -46,6 +46,7 @@
 #include "kernels/tiled_mma/backward_dkdv.cuh"
 #include "kernels/tiled_mma/backward_kernels.cuh"
 #include "kernels/tiled_mma/block_lists.hpp"
+#include "kernels/tiled_mma/launch.hpp"
 #include "kernels/tiled_mma/blocks.cuh"
 #include "kernels/tiled_mma/tiled_mma.hpp"
 
@@ -57,8 +58,6 @@ using namespace detail;
 constexpr int kItemRows = 64;  // rows per block-list item: the dQ tile height
 static_assert(kItemRows == BwdTile<__half, 64>::kRows);
 constexpr int kGridYMax = 65535;
-
-constexpr std::size_t align_up(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Past-block slots per selection row: the waves of the block lists.
 int waves_of(const Problem& problem) { return problem.sel_slots() - 1; }
@@ -84,21 +83,6 @@ Workspace carve(const Problem& problem, void* base) {
     const std::size_t a = dq_acc_bytes(problem);
     return {reinterpret_cast<float2*>(bytes), a > 0 ? reinterpret_cast<float*>(bytes + s) : nullptr,
             bytes + s + a};
-}
-
-// Calls fn(T{}, std::integral_constant<int, D>{}) for the problem's dtype and head dim.
-template <typename Fn>
-void dispatch(const Problem& problem, Fn&& fn) {
-    auto by_dim = [&](auto tag) {
-        if (problem.head_dim == 64)
-            fn(tag, std::integral_constant<int, 64>{});
-        else
-            fn(tag, std::integral_constant<int, 128>{});
-    };
-    if (problem.dtype == DType::bf16)
-        by_dim(__nv_bfloat16{});
-    else
-        by_dim(__half{});
 }
 
 template <typename T>
@@ -160,16 +144,6 @@ void launch_dq_causal(const Problem& problem, const BackwardParams<T>& params,
     MOBA_CHECK_LAUNCH();
 }
 
-int persistent_ctas(const void* kernel, int threads, std::size_t smem) {
-    int device = 0;
-    int sms = 0;
-    int per_sm = 0;
-    MOBA_CUDA_CALL(cudaGetDevice(&device));
-    MOBA_CUDA_CALL(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    MOBA_CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
-    return sms * std::max(per_sm, 1);
-}
-
 template <typename T, int kD>
 void launch_dq_waves(const Problem& problem, const BackwardParams<T>& params,
                      const BlockLists& lists, cudaStream_t stream) {
@@ -180,10 +154,7 @@ void launch_dq_waves(const Problem& problem, const BackwardParams<T>& params,
     const int ctas =
         persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kDqSmemBytes);
     for (int wave = 0; wave < lists.waves; ++wave) {
-        const WaveItems work{
-            lists.offsets,        lists.rows, lists.item_list, lists.item_start, lists.wave_items,
-            lists.lists_per_wave, wave};
-        kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, work);
+        kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
     const std::int64_t elems = problem.q_elems();

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "kernels/tiled_mma/blocks.cuh"
+#include "kernels/tiled_mma/wave_items.cuh"
 #include "kernels/tiled_mma/mma.cuh"
 
 namespace moba::tiled_mma::detail {
@@ -366,22 +367,11 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
     }
 }
 
-// The work of one wave: items [wave_items[wave], wave_items[wave + 1]) (block_lists.hpp).
-struct WaveItems {
-    const std::int32_t* offsets;     // list l: rows[offsets[l] .. offsets[l+1])
-    const std::int32_t* rows;        // token * group + h % group
-    const std::int32_t* item_list;   // list of item i
-    const std::int32_t* item_start;  // first entry (within the list) of item i
-    const std::int32_t* wave_items;  // [waves + 1]
-    std::int64_t lists_per_wave;     // kbar_slots * Hkv
-    int wave;
-};
-
 // Persistent CTAs over one wave's items: the item's rows (one kv head's group) against the
 // complete past block of its list, unmasked; dq_acc += the partial sum.
 template <typename T, int kD>
 __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
-    dq_wave(BackwardParams<T> p, WaveItems w) {
+    dq_wave(BackwardParams<T> p, WaveWork w) {
     using C = BwdTile<T, kD>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
@@ -395,26 +385,12 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 
     for (int item = first + static_cast<int>(blockIdx.x); item < last;
          item += static_cast<int>(gridDim.x)) {
-        const int list = w.item_list[item];
-        const std::int64_t local = list - w.wave * w.lists_per_wave;
-        const std::int64_t slot = local / s.heads_kv;
-        const int hk = static_cast<int>(local % s.heads_kv);
-        const int b = chunk_sequence(p.cu, s.batch, slot, s.block);
-        const std::int64_t key_start = p.cu[b] + (slot - kbar_base(p.cu, b, s.block)) * s.block;
-        const int begin = w.offsets[list] + w.item_start[item];
-        const int count = min(C::kRows, w.offsets[list + 1] - begin);
+        const WaveItem it = decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
+        const int hk = it.hk;
+        const std::int64_t key_start = it.key_start;
 
         // dq_attend's closing barrier: the previous item is done with q_offset.
-        for (int r = threadIdx.x; r < C::kRows; r += C::kThreads) {
-            if (r < count) {
-                const int entry = w.rows[begin + r];
-                const std::int64_t token = entry / s.group;
-                const int h = hk * s.group + entry % s.group;
-                q_offset[r] = (token * s.heads_q + h) * kD;
-            } else {
-                q_offset[r] = -1;
-            }
-        }
+        item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
         __syncthreads();
         gather_rows<T, kD>(smem, smem + C::kTileElems, p.q, p.dout, q_offset);
         commit_copies();

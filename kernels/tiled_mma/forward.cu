@@ -9,6 +9,7 @@
 
 #include "harness/cuda_check.hpp"
 #include "kernels/tiled_mma/block_lists.hpp"
+#include "kernels/tiled_mma/launch.hpp"
 #include "kernels/tiled_mma/forward_kernels.cuh"
 #include "kernels/tiled_mma/gating.hpp"
 #include "kernels/tiled_mma/tiled_mma.hpp"
@@ -26,8 +27,6 @@ constexpr int kM = 2;
 template <typename T, int kD>
 using TileOf = Tile<T, kD, kWarps, kM>;
 
-constexpr std::size_t align_up(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 struct Workspace {
     float* acc_o;
     float2* acc_ml;
@@ -41,17 +40,6 @@ Workspace carve(const Problem& problem, void* base) {
     const std::size_t ml_bytes = align_up(rows * sizeof(float2));
     return {reinterpret_cast<float*>(bytes), reinterpret_cast<float2*>(bytes + o_bytes),
             bytes + o_bytes + ml_bytes};
-}
-
-// Calls fn(T{}, std::integral_constant<int, D>{}) for the problem's dtype and head dim.
-template <typename Fn>
-void dispatch(const Problem& problem, Fn&& fn) {
-    auto by_dim = [&](auto tag) {
-        if (problem.head_dim == 64) fn(tag, std::integral_constant<int, 64>{});
-        else fn(tag, std::integral_constant<int, 128>{});
-    };
-    if (problem.dtype == DType::bf16) by_dim(__nv_bfloat16{});
-    else by_dim(__half{});
 }
 
 template <typename T>
@@ -88,16 +76,6 @@ void launch_causal(const Problem& problem, const ForwardParams<T>& params, cudaS
     MOBA_CHECK_LAUNCH();
 }
 
-int persistent_ctas(const void* kernel, int threads, std::size_t smem) {
-    int device = 0;
-    int sms = 0;
-    int per_sm = 0;
-    MOBA_CUDA_CALL(cudaGetDevice(&device));
-    MOBA_CUDA_CALL(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    MOBA_CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
-    return sms * std::max(per_sm, 1);
-}
-
 template <typename T, int kD>
 void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaStream_t stream) {
     using C = TileOf<T, kD>;
@@ -106,9 +84,7 @@ void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaS
                                         static_cast<int>(C::kSmemBytes)));
     const int ctas = persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kSmemBytes);
     for (int wave = 0; wave < lists.waves; ++wave) {
-        const WaveWork work{lists.offsets,   lists.rows,       lists.item_list, lists.item_start,
-                            lists.wave_items, lists.lists_per_wave, wave};
-        kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, work);
+        kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
 }
