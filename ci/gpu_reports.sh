@@ -12,15 +12,8 @@ out=${OUT:-out}
 mkdir -p "$out"
 export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1} PYTHONUNBUFFERED=1
 source ci/deps.sh
-logs=$(mktemp -d)  # per-step logs; all of them are gathered into $out/log.txt
-step() {  # step NAME SECONDS COMMAND...
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
-  local rc=$?
-  { echo "=== $name (exit $rc)"; cat "$logs/$name.log"; } >>"$out/log.txt"
-  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-}
+step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
+source ci/steps.sh
 step build 240 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"'
 moba=build/release/harness/cli/moba
 grid=(--heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 --dtype bf16)
@@ -46,6 +39,7 @@ step paper_2a 300 $moba paper --figure 2a --lengths 8K,32K,128K --max-run-second
 step validate_paper 30 $moba validate "$out/paper-2a.json"
 fi
 for f in ctest_gpu sweep_128k paper_2a anchors; do
-  [[ -f $logs/$f.log ]] && { echo "--- $f"; tail -14 "$logs/$f.log"; }
+  [[ -f $step_logs/$f.log ]] && { echo "--- $f"; tail -14 "$step_logs/$f.log"; }
 done
+step_gather
 cat "$out/summary.txt"

@@ -11,14 +11,7 @@ mkdir -p "$out"
 export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
 source ci/deps.sh
 impls=${1:-tiled_mma,tiled_mma_dense}
-step() {  # step NAME SECONDS COMMAND...
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-  return $rc
-}
+source ci/steps.sh
 step build 300 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"' ||
   { tail -40 "$out/build.log"; exit 1; }
 moba=build/release/harness/cli/moba

@@ -10,15 +10,8 @@ out=${OUT:-out}
 mkdir -p "$out"
 export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
 source ci/deps.sh
-logs=$(mktemp -d)
-step() {  # step NAME SECONDS COMMAND...
-  local name=$1 limit=$2; shift 2
-  local t0=$SECONDS
-  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
-  local rc=$?
-  { echo "=== $name (exit $rc)"; cat "$logs/$name.log"; } >>"$out/log.txt"
-  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-}
+step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
+source ci/steps.sh
 step build 240 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"'
 moba=build/release/harness/cli/moba
 impls=tiled_mma,tiled_mma_dense
@@ -31,8 +24,9 @@ step flashmoba 100 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 1
   --phase fwd,fwdbwd --max-seconds 2 --out "$out/flashmoba.json"
 step paper_2b 120 $moba paper --figure 2b --lengths 128K,512K,1M --impl $impls --max-run-seconds 40 \
   --max-seconds 2 --out "$out/paper-2b.json" --markdown "$out/paper-2b.md"
-grep -E "records:" "$logs/long_zero.log"; grep -E "incorrect|failed" "$logs/long_zero.log" | head -5
-tail -3 "$logs/naive_tests.log"
+grep -E "records:" "$step_logs/long_zero.log"; grep -E "incorrect|failed" "$step_logs/long_zero.log" | head -5
+tail -3 "$step_logs/naive_tests.log"
 cat "$out/paper-2a.md" "$out/paper-2b.md" 2>/dev/null
-grep -E "fwd" "$logs/flashmoba.log"
+grep -E "fwd" "$step_logs/flashmoba.log"
+step_gather
 cat "$out/summary.txt"

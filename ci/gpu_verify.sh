@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# Verification on a GPU machine in one go: build, the GPU tests, the quick check, and
-# compute-sanitizer memcheck/racecheck on the naive gating, forward and backward.
-# Logs and reports go to ${OUT:-out}/. Prints a short summary last.
+# Verification of the whole tree on a GPU machine in one call (under 10 minutes on an H100):
+# build; every GPU test (ctest -L gpu: the quick matrix against the float64 reference for naive,
+# the dense implementations and tiled_mma, determinism, the 64K naive forward, the benchmark
+# plumbing); compute-sanitizer memcheck and racecheck on gating, forward and backward of naive
+# and tiled_mma; and a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K.
+# Logs and reports go to ${OUT:-out}/ (few files). Prints a short summary last; exits non-zero
+# when any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-out}
 mkdir -p "$out"
 export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
 source ci/deps.sh
-status=0
-step() {  # step NAME COMMAND...: runs, logs to $out/NAME.log, records the exit status
-  local name=$1; shift
-  local t0=$SECONDS
-  "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-  ((rc == 0)) || status=1
-  return $rc
-}
-step configure cmake --preset release || { tail -30 "$out/configure.log"; exit 1; }
-step build cmake --build --preset release -j "$(nproc)" || { tail -30 "$out/build.log"; exit 1; }
+step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
+source ci/steps.sh
+step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
-step ctest_gpu ctest --preset release -L gpu -j 8 --timeout 600
-step check_quick $moba check --suite quick --impl naive --out "$out/check-quick.json"
-small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3 --impl naive --out /tmp/s.json)
-step memcheck compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}"
-step racecheck compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}"
-tail -3 "$out/ctest_gpu.log"
-grep -E "records:|^FAIL" "$out/check_quick.log" | head -5
-grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/memcheck.log" "$out/racecheck.log"
+step ctest_gpu 420 ctest --preset release -L gpu -j 8 --timeout 400
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3 --out /tmp/s.json)
+for impl in naive tiled_mma; do
+  step memcheck_$impl 90 compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}" --impl $impl
+  step racecheck_$impl 90 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}" --impl $impl
+done
+step bench 200 $moba bench --seqlen 8K,32K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
+  --dtype bf16 --phase fwd --max-seconds 1 --out "$out/bench-verify.json"
+step validate 30 $moba validate "$out/bench-verify.json"
+step_gather
+grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
+grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$step_logs"/memcheck_*.log "$step_logs"/racecheck_*.log
+grep -E "TFLOP|fwd" "$step_logs/bench.log" | tail -32
 cat "$out/summary.txt"
-exit $status
+exit $step_status
