@@ -18,9 +18,12 @@
 //    Top-(k-1): each row has a threshold (its (k-1)-th best score, -inf until k-1 are held)
 //    in registers; scores above it (and below the row's own block) go to a per-row candidate
 //    buffer in shared memory, then lane l of the warp merges row l's candidates into the row's
-//    sorted list (insertion, order: higher score first, lower block index on equal scores).
-//    Blocks are visited in ascending order, so a score equal to the threshold never displaces
-//    it, and the filter "score > threshold" loses no block. Tiles stop at the own block of the
+//    unordered list (a candidate replaces the entry that ranks last; order: higher score
+//    first, lower block index on equal scores). While a row holds fewer than k-1 entries its
+//    threshold is -inf; then the (k-1)-th best score of the 32 being filtered (found by the
+//    row's four lanes together) bounds it from below instead, so about k-1 of them, not 32,
+//    reach the merge. Blocks are visited in ascending order, so a score equal to the
+//    threshold never displaces it, and the filter "score > threshold" loses no block. Tiles stop at the own block of the
 //    tile's last token (causal skip); warps skip halves beyond their rows' own blocks.
 //    Cost: 2 * 2 * D FLOPs per (row, past block) on tensor cores, 4 * D bytes of kbar from L2
 //    per (256 rows, past block); after the first few tiles almost no score passes the filter.
@@ -165,6 +168,52 @@ __device__ __forceinline__ bool ranks_before(float score_a, int block_a, float s
     return score_a > score_b || (score_a == score_b && block_a < block_b);
 }
 
+// Sorts eight values descending in place (Batcher's odd-even merge network, 19 exchanges).
+__device__ __forceinline__ void sort8_descending(float (&v)[8]) {
+    constexpr int kPairs[19][2] = {{0, 1}, {2, 3}, {4, 5}, {6, 7}, {0, 2}, {1, 3}, {4, 6},
+                                   {5, 7}, {1, 2}, {5, 6}, {0, 4}, {1, 5}, {2, 6}, {3, 7},
+                                   {2, 4}, {3, 5}, {1, 2}, {3, 4}, {5, 6}};
+#pragma unroll
+    for (const auto& pair : kPairs) {
+        const float a = v[pair[0]];
+        const float b = v[pair[1]];
+        v[pair[0]] = fmaxf(a, b);
+        v[pair[1]] = fminf(a, b);
+    }
+}
+
+// The n-th largest (n >= 1, counting equal values separately) of the 32 values a quad of lanes
+// holds, eight each; -inf where fewer than n values are finite. Every lane of the quad returns
+// it. Used as a second, exact filter: when a row scores 32 blocks at once and n of them reach
+// t, no block of that half below t can be among the row's n best, so only scores >= t need to
+// enter the (serial, per-lane) list merge. Cost: one sort of 8 and at most kMaxN rounds of
+// "pop the quad's largest head", all warp-uniform.
+template <int kMaxN>
+__device__ __forceinline__ float quad_nth_largest(float (&v)[8], int n) {
+    sort8_descending(v);
+    const int lane = static_cast<int>(threadIdx.x) % kWarp;
+    const unsigned quad_shift = static_cast<unsigned>(lane & ~3);
+    float t = -INFINITY;
+    int count = 0;
+#pragma unroll 1
+    for (int round = 0; round < kMaxN && round < n; ++round) {
+        float m = fmaxf(v[0], __shfl_xor_sync(kFullMask, v[0], 1));
+        m = fmaxf(m, __shfl_xor_sync(kFullMask, m, 2));
+        const bool pop = v[0] == m;
+        const int popped = __popc((__ballot_sync(kFullMask, pop) >> quad_shift) & 0xfu);
+        if (count < n) {
+            t = m;
+            count += popped;
+        }
+        if (pop) {
+#pragma unroll
+            for (int j = 0; j < 7; ++j) v[j] = v[j + 1];
+            v[7] = -INFINITY;
+        }
+    }
+    return count >= n && t == t ? t : -INFINITY;  // NaN scores: no bound
+}
+
 // Writes the row of a query whose k covers every block up to its own: 0..own, -1 padding.
 __device__ __forceinline__ void write_all_blocks(std::int32_t* out, int own, int slots) {
     for (int t = 0; t < slots; ++t) out[t] = t <= own ? t : -1;
@@ -298,7 +347,10 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
     const int lane_own = rows.own(lane_row, s.block);
     float* list_score = reinterpret_cast<float*>(smem + L::kListScore) + lane_row * L::kListStride;
     int* list_block = reinterpret_cast<int*>(smem + L::kListBlock) + lane_row * L::kListStride;
-    int held = 0;  // entries of this lane's row list, sorted best first
+    int held = 0;  // entries of this lane's row list (unordered)
+    int worst_at = 0;  // once held == past: the entry that ranks last, its score and block
+    float worst_score = -INFINITY;
+    int worst_block = INT_MAX;
 
     if (past > 0 && past < n_score) {  // CTA-uniform; otherwise every row takes all its blocks
         float* cand_score = reinterpret_cast<float*>(smem + L::kCandScore);
@@ -415,8 +467,35 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     }
                 }
 
+                // While a row's list is not full its threshold is -inf and every past block
+                // would be a candidate (32 per row in its first half: most of the merge work).
+                // Then bound the row from below by the past-th best score of this half.
+                float floor_of_half[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+                if (past < kHalfBlocks &&
+                    __any_sync(kFullMask, threshold[0] == -INFINITY || threshold[1] == -INFINITY ||
+                                              threshold[2] == -INFINITY ||
+                                              threshold[3] == -INFINITY)) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int limit = own[i] - first;
+                        float v[8];
+#pragma unroll
+                        for (int nf = 0; nf < 4; ++nf) {
+#pragma unroll
+                            for (int e = 0; e < 2; ++e) {
+                                v[nf * 2 + e] = nf * 8 + 2 * c + e < limit
+                                                    ? acc[i / 2][nf][(i % 2) * 2 + e]
+                                                    : -INFINITY;
+                            }
+                        }
+                        floor_of_half[i] = quad_nth_largest<kCap < kHalfBlocks ? kCap : kHalfBlocks>(v, past);
+                    }
+                }
+
                 // Filter: bit ((i * 4 + nf) * 2 + e) marks row i's score of column
-                // nf*8 + 2c + e as a candidate (a past block of the row, above its threshold).
+                // nf*8 + 2c + e as a candidate: a past block of the row, above its threshold
+                // (ties with the threshold lose: they come later in block order) and not below
+                // the half's floor (ties with the floor may still rank in).
                 unsigned pass = 0;
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
@@ -426,52 +505,68 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
 #pragma unroll
                         for (int e = 0; e < 2; ++e) {
                             const float score = acc[i / 2][nf][(i % 2) * 2 + e];
-                            const bool hit = nf * 8 + 2 * c + e < limit && score > threshold[i];
+                            const bool hit = nf * 8 + 2 * c + e < limit && score > threshold[i] &&
+                                             score >= floor_of_half[i];
                             pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
                         }
                     }
                 }
                 if (!__any_sync(kFullMask, pass != 0)) continue;
 
+                // Scatter: one shared atomic per (thread, row) with candidates reserves their
+                // slots; most (thread, row) pairs have none after the first half.
                 const int warp_row0 = warp * kRowsPerWarp;
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
+                    const unsigned bits = (pass >> (i * 8)) & 0xffu;
+                    if (bits == 0) continue;
                     const int r = warp_row0 + (i / 2) * 16 + (i % 2) * 8 + g;
+                    int at = atomicAdd(&cand_count[r], __popc(bits));
 #pragma unroll
                     for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
                         for (int e = 0; e < 2; ++e) {
-                            if ((pass >> ((i * 4 + nf) * 2 + e)) & 1u) {
-                                const int at = atomicAdd(&cand_count[r], 1);
+                            if ((bits >> (nf * 2 + e)) & 1u) {
                                 cand_score[r * L::kCandStride + at] =
                                     acc[i / 2][nf][(i % 2) * 2 + e];
                                 cand_block[r * L::kCandStride + at] = first + nf * 8 + 2 * c + e;
+                                ++at;
                             }
                         }
                     }
                 }
                 __syncwarp();
 
-                // Lane l merges the candidates of row l into its list.
+                // Lane l merges the candidates of row l into its list, which is unordered: a
+                // candidate that ranks before the worst entry replaces it, and a rescan (kCap
+                // independent loads, no branches that diverge) finds the new worst. A sorted
+                // list's insertion shifted entries one dependent load/store pair at a time.
                 const int n = cand_count[lane_row];
                 for (int m = 0; m < n; ++m) {
                     const float score = cand_score[lane_row * L::kCandStride + m];
                     const int blk = cand_block[lane_row * L::kCandStride + m];
-                    if (held == past &&
-                        !ranks_before(score, blk, list_score[past - 1], list_block[past - 1]))
-                        continue;
-                    int at = held < past ? held++ : past - 1;
-                    while (at > 0 &&
-                           ranks_before(score, blk, list_score[at - 1], list_block[at - 1])) {
-                        list_score[at] = list_score[at - 1];
-                        list_block[at] = list_block[at - 1];
-                        --at;
-                    }
+                    if (held == past && !ranks_before(score, blk, worst_score, worst_block)) continue;
+                    const int at = held < past ? held++ : worst_at;
                     list_score[at] = score;
                     list_block[at] = blk;
+                    if (held < past) continue;
+                    worst_at = 0;
+                    worst_score = list_score[0];
+                    worst_block = list_block[0];
+#pragma unroll
+                    for (int j = 1; j < kCap; ++j) {
+                        if (j >= past) break;
+                        const float sj = list_score[j];
+                        const int bj = list_block[j];
+                        if (ranks_before(worst_score, worst_block, sj, bj)) {
+                            worst_at = j;
+                            worst_score = sj;
+                            worst_block = bj;
+                        }
+                    }
                 }
                 cand_count[lane_row] = 0;
-                const float lane_threshold = held == past ? list_score[past - 1] : -INFINITY;
+                const float lane_threshold = held == past ? worst_score : -INFINITY;
                 __syncwarp();
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
