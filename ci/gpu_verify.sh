@@ -2,8 +2,8 @@
 # Verification of the whole tree on a GPU machine in one call (under 10 minutes on an H100):
 # build; every GPU test (ctest -L gpu: the quick matrix against the float64 reference for naive,
 # the dense implementations and tiled_mma, determinism, the 64K naive forward, the benchmark
-# plumbing); compute-sanitizer memcheck and racecheck on gating, forward and backward of naive
-# and tiled_mma; and a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K.
+# plumbing); compute-sanitizer memcheck and racecheck on gating, forward and backward of naive,
+# tiled_mma, wgmma_moba and wgmma_dense; and a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K.
 # Logs and reports go to ${OUT:-out}/ (few files). Prints a short summary last; exits non-zero
 # when any step failed.
 set -uo pipefail
@@ -18,10 +18,13 @@ step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; e
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
 step ctest_gpu 420 ctest --preset release -L gpu -j 8 --timeout 400
-small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3 --out /tmp/s.json)
-for impl in naive tiled_mma; do
-  step memcheck_$impl 90 compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}" --impl $impl
-  step racecheck_$impl 90 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}" --impl $impl
+# Sparse (top-3 of up to 10 blocks) for the MoBA implementations; every block selected
+# (top-k 10) for the dense ones, which refuse anything else.
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --out /tmp/s.json)
+for impl in naive tiled_mma wgmma_moba wgmma_dense; do
+  topk=3; [[ $impl == *dense ]] && topk=10
+  step memcheck_$impl 90 compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}" --topk $topk --impl $impl
+  step racecheck_$impl 90 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}" --topk $topk --impl $impl
 done
 step bench 200 $moba bench --seqlen 8K,32K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
   --dtype bf16 --phase fwd --max-seconds 1 --out "$out/bench-verify.json"

@@ -9,6 +9,7 @@
 #include "kernels/tiled_mma/backward.hpp"
 #include "kernels/tiled_mma/gating.hpp"
 #include "kernels/tiled_mma/tiled_mma.hpp"
+#include "kernels/wgmma_dense/wgmma_dense.hpp"
 
 namespace moba {
 
@@ -103,6 +104,50 @@ const std::vector<Implementation>& registry() {
             .gating = {},
             .forward = tiled_mma::dense_forward,
             .backward = tiled_mma::dense_backward,
+        });
+        list.push_back(Implementation{
+            .name = "wgmma_dense",
+            .technique = "full causal attention; forward on Hopper warpgroup MMA (FlashAttention-3 "
+                         "style: TMA loads by a producer warpgroup, two consumer warpgroups of 64 "
+                         "rows, P from registers); backward is tiled_mma_dense's (mma.sync)",
+            .dtypes = {DType::bf16, DType::f16},
+            .max_head_dim = 128,
+            .dense = true,
+            .can_implement =
+                [](const Problem& p) {
+                    if (Support s = wgmma_dense::dense_can_implement(p); !s.ok) return s;
+                    return tiled_mma::dense_backward_can_implement(p);
+                },
+            .gating_workspace_bytes = {},
+            .attention_workspace_bytes = tiled_mma::dense_backward_workspace_bytes,
+            .gating = {},
+            .forward = wgmma_dense::dense_forward,
+            .backward = tiled_mma::dense_backward,
+        });
+        list.push_back(Implementation{
+            .name = "wgmma_moba",
+            .technique = "MoBA; forward on Hopper warpgroup MMA: the wgmma_dense kernel in "
+                         "own-block mode, then one persistent wave per past-block slot over "
+                         "tiled_mma's inverse block lists (Q rows gathered by cp.async, K/V by "
+                         "TMA, shared by the GQA group); gating and backward are tiled_mma's "
+                         "(mma.sync)",
+            .dtypes = {DType::bf16, DType::f16},
+            .max_head_dim = 128,
+            .can_implement =
+                [](const Problem& p) {
+                    if (Support s = wgmma_dense::moba_can_implement(p); !s.ok) return s;
+                    if (Support s = tiled_mma::gating_can_implement(p); !s.ok) return s;
+                    return tiled_mma::backward_can_implement(p);
+                },
+            .gating_workspace_bytes = tiled_mma::gating_workspace_bytes,
+            .attention_workspace_bytes =
+                [](const Problem& p) {
+                    return std::max(wgmma_dense::moba_workspace_bytes(p),
+                                    tiled_mma::backward_workspace_bytes(p));
+                },
+            .gating = tiled_mma::gating,
+            .forward = wgmma_dense::moba_forward,
+            .backward = tiled_mma::backward,
         });
         return list;
     }();

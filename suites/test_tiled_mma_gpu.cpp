@@ -1,8 +1,11 @@
-// tiled_mma (fused gating, block-sparse tensor-core forward and backward) against the float64
-// reference across the quick matrix: gating, forward and gradient agreement on every case.
-// Plus bitwise determinism of forward and backward over 20 repeats, which the wave design
-// promises without atomics. Skips without a GPU.
+// The tensor-core MoBA implementations (tiled_mma on mma.sync, wgmma_moba on warpgroup MMA;
+// both with the fused gating and the deterministic backward) against the float64 reference
+// across the quick matrix: gating, forward and gradient agreement on every case, one reference
+// computation per case for both. Plus bitwise determinism of forward and backward over 20
+// repeats, which the wave design promises without atomics. Skips without a GPU.
 #include <cstring>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,21 +23,29 @@
 namespace moba {
 namespace {
 
-const Implementation& tiled() { return *find_implementation("tiled_mma"); }
+const std::vector<std::string> kMobaImpls = {"tiled_mma", "wgmma_moba"};
+
+const Implementation& impl_named(const std::string& name) {
+    const Implementation* impl = find_implementation(name);
+    if (impl == nullptr) throw std::logic_error("not registered: " + name);
+    return *impl;
+}
 
 class TiledQuickMatrix : public ::testing::TestWithParam<CheckCase> {};
 
 TEST_P(TiledQuickMatrix, AgreesWithFloat64Reference) {
     MOBA_REQUIRE_GPU();
     CheckOptions options;
-    options.impls = {&tiled()};
+    for (const auto& name : kMobaImpls) options.impls.push_back(&impl_named(name));
     options.add_zero_sparsity = false;
     const auto records = run_checks(GetParam(), options);
-    EXPECT_EQ(records.size(), 6u);  // gating + out + lse + dq + dk + dv
+    EXPECT_EQ(records.size(), 6u * kMobaImpls.size());  // gating + out + lse + dq + dk + dv each
+    std::map<std::string, int> per_impl;
     for (const auto& r : records) {
         EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
-        EXPECT_EQ(r["impl"], "tiled_mma") << r.dump(1);
+        ++per_impl[r["impl"].get<std::string>()];
     }
+    for (const auto& name : kMobaImpls) EXPECT_EQ(per_impl[name], 6) << name;
 }
 
 std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
@@ -45,8 +56,11 @@ std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Quick, TiledQuickMatrix, ::testing::ValuesIn(quick_suite(3000)), case_name);
 
-TEST(TiledMmaGpu, ForwardAndBackwardAreBitwiseDeterministic) {
+class MobaDeterminism : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
     MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(GetParam());
     Problem p;
     p.seqlens = {3000, 700, 1};
     p.heads_q = 8;
@@ -55,15 +69,15 @@ TEST(TiledMmaGpu, ForwardAndBackwardAreBitwiseDeterministic) {
     p.block = 64;
     p.topk = 4;
     const HostInputs in = make_inputs(p, 11);
-    DeviceInputs din(tiled(), p, in);
-    const Selection sel = run_gating(tiled(), din);
-    EXPECT_EQ(run_gating(tiled(), din).blocks, sel.blocks);
-    const AttentionRun first = run_attention(tiled(), din, sel, true);
+    DeviceInputs din(impl, p, in);
+    const Selection sel = run_gating(impl, din);
+    EXPECT_EQ(run_gating(impl, din).blocks, sel.blocks);
+    const AttentionRun first = run_attention(impl, din, sel, true);
     auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
         return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
     };
     for (int repeat = 0; repeat < 20; ++repeat) {
-        const AttentionRun again = run_attention(tiled(), din, sel, true);
+        const AttentionRun again = run_attention(impl, din, sel, true);
         EXPECT_TRUE(same(again.forward.out, first.forward.out)) << "repeat " << repeat;
         EXPECT_TRUE(same(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
         EXPECT_TRUE(same(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
@@ -71,6 +85,8 @@ TEST(TiledMmaGpu, ForwardAndBackwardAreBitwiseDeterministic) {
         EXPECT_TRUE(same(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Moba, MobaDeterminism, ::testing::ValuesIn(kMobaImpls));
 
 }  // namespace
 }  // namespace moba

@@ -1,0 +1,102 @@
+// Host side of the wgmma_dense causal kernel (kernel.cuh): limits, tensor maps, template
+// dispatch and the launch, for the dense forward and the MoBA forward's own-block pass.
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include "harness/cuda_check.hpp"
+#include "kernels/wgmma_dense/kernel.cuh"
+#include "kernels/wgmma_dense/launch.hpp"
+#include "kernels/wgmma_dense/tensor_map.hpp"
+#include "kernels/wgmma_dense/wgmma_dense.hpp"
+
+namespace moba::wgmma_dense {
+namespace detail {
+namespace {
+
+template <typename T, int kD, bool kOwnBlock>
+void launch(const AttentionArgs& args, const Accumulator* acc) {
+    const Problem& problem = args.problem;
+    using S = TileShape<kD>;
+    const std::int64_t total = problem.total_tokens();
+    const CUtensorMap q_map = make_tile_map(args.q, total, problem.heads_q, kD, S::kBlockM);
+    const CUtensorMap k_map = make_tile_map(args.k, total, problem.heads_kv, kD, S::kBlockN);
+    const CUtensorMap v_map = make_tile_map(args.v, total, problem.heads_kv, kD, S::kBlockN);
+    const KernelParams params{args.cu_seqlens,
+                              args.out,
+                              args.lse,
+                              total,
+                              problem.heads_q,
+                              problem.group(),
+                              static_cast<float>(problem.scale() * 1.4426950408889634),
+                              problem.block,
+                              acc != nullptr ? acc->o : nullptr,
+                              acc != nullptr ? acc->ml : nullptr};
+    const auto kernel = causal_kernel<T, kD, kOwnBlock>;
+    constexpr int kSmem = static_cast<int>(SmemPlan<kD>::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
+    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, kThreads, kSmem, args.stream>>>(q_map, k_map, v_map, params, max_tiles);
+    MOBA_CHECK_LAUNCH();
+}
+
+template <typename T, int kD>
+void launch_mode(const AttentionArgs& args, const Accumulator* acc) {
+    if (acc == nullptr) launch<T, kD, false>(args, nullptr);
+    else launch<T, kD, true>(args, acc);
+}
+
+}  // namespace
+
+void launch_causal(const AttentionArgs& args, const Accumulator* acc) {
+    const bool bf16 = args.problem.dtype == DType::bf16;
+    if (args.problem.head_dim == 64) {
+        if (bf16) launch_mode<__nv_bfloat16, 64>(args, acc);
+        else launch_mode<__half, 64>(args, acc);
+    } else {
+        if (bf16) launch_mode<__nv_bfloat16, 128>(args, acc);
+        else launch_mode<__half, 128>(args, acc);
+    }
+}
+
+}  // namespace detail
+
+Support dense_can_implement(const Problem& problem) {
+    try {
+        problem.validate();
+    } catch (const std::exception& e) {
+        return Support::no(e.what());
+    }
+    if (problem.dtype != DType::bf16 && problem.dtype != DType::f16)
+        return Support::no(fmt::format("wgmma_dense implements bf16 and fp16, not {}",
+                                       to_string(problem.dtype)));
+    if (problem.head_dim != 64 && problem.head_dim != 128)
+        return Support::no(fmt::format("wgmma_dense implements head dims 64 and 128, not {}",
+                                       problem.head_dim));
+    // TMA coordinates and the kernel's token arithmetic are 32-bit.
+    if (problem.total_tokens() > std::numeric_limits<std::int32_t>::max() - 256)
+        return Support::no(fmt::format("wgmma_dense needs fewer than 2^31 - 256 tokens, not {}",
+                                       problem.total_tokens()));
+    // Grid: heads on x, 128-row tiles on y, sequences on z (y and z at most 65535).
+    if (problem.max_seqlen() > 65535 * 128 || problem.batch() > 65535)
+        return Support::no(fmt::format("wgmma_dense launches 128-row tiles on grid y and sequences "
+                                       "on grid z: at most 65535 of each (max length {}, batch {})",
+                                       problem.max_seqlen(), problem.batch()));
+    return Support::yes();
+}
+
+void dense_forward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    if (const Support s = dense_can_implement(problem); !s.ok)
+        throw std::invalid_argument("wgmma_dense: " + s.reason);
+    if (problem.total_tokens() == 0) return;
+    detail::launch_causal(args, nullptr);
+}
+
+}  // namespace moba::wgmma_dense
