@@ -8,18 +8,12 @@
 #include <fmt/format.h>
 
 #include "kernels/dense_cublas/dense_cublas.hpp"
+#include "kernels/support.hpp"
 
 namespace moba::dense_cublas {
 
 Support can_implement(const Problem& problem) {
-    try {
-        problem.validate();
-    } catch (const std::exception& e) {
-        return Support::no(e.what());
-    }
-    if (problem.dtype != DType::bf16 && problem.dtype != DType::f16)
-        return Support::no(fmt::format("dense_cublas implements bf16 and fp16, not {}",
-                                       to_string(problem.dtype)));
+    if (Support s = valid_bf16_or_fp16(problem, "dense_cublas"); !s.ok) return s;
     if (problem.head_dim % 8 != 0 || problem.head_dim > kMaxHeadDim)
         return Support::no(fmt::format(
             "head dim {} is not a multiple of 8 up to {} (16-byte aligned GEMM operands)",

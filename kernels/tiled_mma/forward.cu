@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "harness/cuda_check.hpp"
+#include "kernels/support.hpp"
 #include "kernels/tiled_mma/block_lists.hpp"
 #include "kernels/tiled_mma/launch.hpp"
 #include "kernels/tiled_mma/forward_kernels.cuh"
@@ -105,18 +106,7 @@ void require(const Support& support) {
 }  // namespace
 
 Support dense_can_implement(const Problem& problem) {
-    try {
-        problem.validate();
-    } catch (const std::exception& e) {
-        return Support::no(e.what());
-    }
-    if (problem.dtype != DType::bf16 && problem.dtype != DType::f16)
-        return Support::no(fmt::format("tiled_mma implements bf16 and fp16, not {}",
-                                       to_string(problem.dtype)));
-    if (problem.head_dim != 64 && problem.head_dim != 128)
-        return Support::no(fmt::format("tiled_mma implements head dims 64 and 128, not {}",
-                                       problem.head_dim));
-    return Support::yes();
+    return valid_bf16_or_fp16_d64_or_d128(problem, "tiled_mma");
 }
 
 Support can_implement(const Problem& problem) {

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "harness/cuda_check.hpp"
+#include "kernels/support.hpp"
 #include "kernels/wgmma_dense/kernel.cuh"
 #include "kernels/wgmma_dense/launch.hpp"
 #include "kernels/wgmma_dense/tensor_map.hpp"
@@ -68,17 +69,7 @@ void launch_causal(const AttentionArgs& args, const Accumulator* acc) {
 }  // namespace detail
 
 Support dense_can_implement(const Problem& problem) {
-    try {
-        problem.validate();
-    } catch (const std::exception& e) {
-        return Support::no(e.what());
-    }
-    if (problem.dtype != DType::bf16 && problem.dtype != DType::f16)
-        return Support::no(fmt::format("wgmma_dense implements bf16 and fp16, not {}",
-                                       to_string(problem.dtype)));
-    if (problem.head_dim != 64 && problem.head_dim != 128)
-        return Support::no(fmt::format("wgmma_dense implements head dims 64 and 128, not {}",
-                                       problem.head_dim));
+    if (Support s = valid_bf16_or_fp16_d64_or_d128(problem, "wgmma_dense"); !s.ok) return s;
     // TMA coordinates and the kernel's token arithmetic are 32-bit.
     if (problem.total_tokens() > std::numeric_limits<std::int32_t>::max() - 256)
         return Support::no(fmt::format("wgmma_dense needs fewer than 2^31 - 256 tokens, not {}",
