@@ -62,6 +62,56 @@ struct SmemPlan {
     static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
 };
 
+// The CTA's dynamic shared window aligned up to 1024 bytes (the 128-byte swizzle atoms that TMA
+// writes and wgmma descriptors read need it; SmemPlan::kBytes reserves the slack) and the
+// mbarriers of the K/V ring at SmemPlan::kBars: q_full, then k_full, v_full, k_empty, v_empty
+// of every stage. Both kernels (causal and sparse wave) share this layout.
+struct Ring {
+    unsigned char* smem;
+    std::uint64_t* q_full;
+    std::uint64_t* k_full;
+    std::uint64_t* v_full;
+    std::uint64_t* k_empty;
+    std::uint64_t* v_empty;
+};
+
+template <int kD>
+__device__ __forceinline__ Ring ring_in(unsigned char* smem_raw) {
+    unsigned char* smem = reinterpret_cast<unsigned char*>(
+        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
+    auto* bars = reinterpret_cast<std::uint64_t*>(smem + SmemPlan<kD>::kBars);
+    return {smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
+}
+
+// One thread: the K/V stages' barriers (full: one TMA arrival; empty: one arrival per
+// consumer warp).
+__device__ __forceinline__ void init_kv_barriers(const Ring& ring) {
+    for (int s = 0; s < kStages; ++s) {
+        mbar_init(&ring.k_full[s], 1);
+        mbar_init(&ring.v_full[s], 1);
+        mbar_init(&ring.k_empty[s], 8);
+        mbar_init(&ring.v_empty[s], 8);
+    }
+}
+
+// Producer thread: key tile number n of the CTA's ring (keys key0 .. key0 + 127 of kv head hk)
+// into stage n % kStages, K then V, each after the consumers released the stage's previous use
+// (use n / kStages waits for completion n / kStages - 1 of the stage's empty barrier).
+template <int kD>
+__device__ __forceinline__ void issue_kv_tile(const Ring& ring, const CUtensorMap* k_map,
+                                              const CUtensorMap* v_map, int n, int hk, int key0) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    const int s = n % kStages;
+    const std::uint32_t empty_parity = ((n / kStages) - 1) & 1;
+    if (n >= kStages) mbar_wait(&ring.k_empty[s], empty_parity);
+    mbar_arrive_expect_tx(&ring.k_full[s], S::kKVBytes);
+    load_tile<kD, S::kBlockN>(ring.smem + Plan::kK + s * S::kKVBytes, k_map, &ring.k_full[s], hk, key0);
+    if (n >= kStages) mbar_wait(&ring.v_empty[s], empty_parity);
+    mbar_arrive_expect_tx(&ring.v_full[s], S::kKVBytes);
+    load_tile<kD, S::kBlockN>(ring.smem + Plan::kV + s * S::kKVBytes, v_map, &ring.v_full[s], hk, key0);
+}
+
 template <typename T, int kD, bool kOwnBlock>
 __global__ void __launch_bounds__(kThreads, 1)
     causal_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
@@ -69,14 +119,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     using S = TileShape<kD>;
     using Plan = SmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
-    auto* bars = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
-    std::uint64_t* q_full = bars;
-    std::uint64_t* k_full = bars + 1;
-    std::uint64_t* v_full = bars + 1 + kStages;
-    std::uint64_t* k_empty = bars + 1 + 2 * kStages;
-    std::uint64_t* v_empty = bars + 1 + 3 * kStages;
+    const Ring ring = ring_in<kD>(smem_raw);
+    unsigned char* smem = ring.smem;
+    std::uint64_t* q_full = ring.q_full;
+    std::uint64_t* k_full = ring.k_full;
+    std::uint64_t* v_full = ring.v_full;
+    std::uint64_t* k_empty = ring.k_empty;
+    std::uint64_t* v_empty = ring.v_empty;
 
     // Heads on x, tiles on y (reversed): CTAs are dispatched x fastest, so every head's
     // longest tiles start first and the short ones fill the tail of the grid.
@@ -99,12 +148,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     if (threadIdx.x == 0) {
         mbar_init(q_full, 1);
-        for (int s = 0; s < kStages; ++s) {
-            mbar_init(&k_full[s], 1);
-            mbar_init(&v_full[s], 1);
-            mbar_init(&k_empty[s], 8);  // one arrival per consumer warp
-            mbar_init(&v_empty[s], 8);
-        }
+        init_kv_barriers(ring);
         mbar_init_fence();
     }
     __syncthreads();
@@ -118,19 +162,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             tma_prefetch_descriptor(&v_map);
             mbar_arrive_expect_tx(q_full, S::kQBytes);
             load_tile<kD, S::kBlockM>(smem + Plan::kQ, &q_map, q_full, h, start + q0);
-            for (int n = 0; n < n_tiles; ++n) {
-                const int s = n % kStages;
-                // The (n / kStages)-th use of stage s waits for the consumers to release use
-                // n / kStages - 1, i.e. for completion number n / kStages - 1 of its empty barrier.
-                const std::uint32_t empty_parity = ((n / kStages) - 1) & 1;
-                const int key0 = start + key_base + n * S::kBlockN;
-                if (n >= kStages) mbar_wait(&k_empty[s], empty_parity);
-                mbar_arrive_expect_tx(&k_full[s], S::kKVBytes);
-                load_tile<kD, S::kBlockN>(smem + Plan::kK + s * S::kKVBytes, &k_map, &k_full[s], hk, key0);
-                if (n >= kStages) mbar_wait(&v_empty[s], empty_parity);
-                mbar_arrive_expect_tx(&v_full[s], S::kKVBytes);
-                load_tile<kD, S::kBlockN>(smem + Plan::kV + s * S::kKVBytes, &v_map, &v_full[s], hk, key0);
-            }
+            for (int n = 0; n < n_tiles; ++n)
+                issue_kv_tile<kD>(ring, &k_map, &v_map, n, hk, start + key_base + n * S::kBlockN);
         }
         return;
     }

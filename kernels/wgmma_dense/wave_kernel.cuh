@@ -74,15 +74,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     using S = TileShape<kD>;
     using Plan = SmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
-    auto* bars = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
-    std::uint64_t* q_full = bars;
-    std::uint64_t* k_full = bars + 1;
-    std::uint64_t* v_full = bars + 1 + kStages;
-    std::uint64_t* k_empty = bars + 1 + 2 * kStages;
-    std::uint64_t* v_empty = bars + 1 + 3 * kStages;
-    std::uint64_t* q_empty = bars + WaveSmemPlan<kD>::kQEmpty;
+    const Ring ring = ring_in<kD>(smem_raw);
+    unsigned char* smem = ring.smem;
+    std::uint64_t* q_full = ring.q_full;
+    std::uint64_t* k_full = ring.k_full;
+    std::uint64_t* v_full = ring.v_full;
+    std::uint64_t* k_empty = ring.k_empty;
+    std::uint64_t* v_empty = ring.v_empty;
+    std::uint64_t* q_empty = ring.q_full + WaveSmemPlan<kD>::kQEmpty;  // after the ring's barriers
 
     const int first = w.wave_items[w.wave] + static_cast<int>(blockIdx.x);
     const int last = w.wave_items[w.wave + 1];
@@ -92,12 +91,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
         mbar_init(q_full, kGatherThreads);
         mbar_init(q_empty, 8);  // one arrival per consumer warp
-        for (int s = 0; s < kStages; ++s) {
-            mbar_init(&k_full[s], 1);
-            mbar_init(&v_full[s], 1);
-            mbar_init(&k_empty[s], 8);
-            mbar_init(&v_empty[s], 8);
-        }
+        init_kv_barriers(ring);
         mbar_init_fence();
     }
     __syncthreads();
@@ -113,17 +107,9 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int item = first; item < last; item += stride) {
                 const tiled_mma::detail::WaveItem it = tiled_mma::detail::decode_item<S::kBlockM>(
                     w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
-                for (int j = 0; j < key_tiles; ++j, ++n) {
-                    const int s = n % kStages;
-                    const std::uint32_t empty_parity = ((n / kStages) - 1) & 1;
-                    const int key0 = static_cast<int>(it.key_start) + j * S::kBlockN;
-                    if (n >= kStages) mbar_wait(&k_empty[s], empty_parity);
-                    mbar_arrive_expect_tx(&k_full[s], S::kKVBytes);
-                    load_tile<kD, S::kBlockN>(smem + Plan::kK + s * S::kKVBytes, &k_map, &k_full[s], it.hk, key0);
-                    if (n >= kStages) mbar_wait(&v_empty[s], empty_parity);
-                    mbar_arrive_expect_tx(&v_full[s], S::kKVBytes);
-                    load_tile<kD, S::kBlockN>(smem + Plan::kV + s * S::kKVBytes, &v_map, &v_full[s], it.hk, key0);
-                }
+                for (int j = 0; j < key_tiles; ++j, ++n)
+                    issue_kv_tile<kD>(ring, &k_map, &v_map, n, it.hk,
+                                      static_cast<int>(it.key_start) + j * S::kBlockN);
             }
         } else if (threadIdx.x >= 32) {
             const int tid = threadIdx.x - 32;
