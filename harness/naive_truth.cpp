@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "harness/registry.hpp"
+#include "kernels/naive/naive.hpp"
 
 namespace moba {
 namespace {
@@ -24,8 +25,12 @@ NaiveTruth naive_truth(const Problem& problem, const HostInputs& inputs, const S
         DeviceInputs din(naive, fp32, inputs);
         t.truth = run_attention(naive, din, sel, true);
     }
-    DeviceInputs din(naive, problem, inputs);
-    t.baseline = run_attention(naive, din, sel, true);
+    Implementation baseline = naive;
+    baseline.name = "naive_baseline";
+    baseline.forward = naive::baseline_forward;
+    baseline.backward = naive::baseline_backward;
+    DeviceInputs din(baseline, problem, inputs);
+    t.baseline = run_attention(baseline, din, sel, true);
     return t;
 }
 

@@ -18,6 +18,7 @@
 #include "harness/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
+#include "harness/naive_truth.hpp"
 #include "harness/suite.hpp"
 #include "reference/reference.hpp"
 
@@ -121,6 +122,44 @@ TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {
             EXPECT_EQ(0, std::memcmp(again.gradients.dk.data(), first.gradients.dk.data(), first.gradients.dk.size() * 4));
             EXPECT_EQ(0, std::memcmp(again.gradients.dv.data(), first.gradients.dv.data(), first.gradients.dv.size() * 4));
         }
+    }
+}
+
+// --reference naive's yardstick is SPEC §5's baseline: the naive kernels with P and dS rounded
+// to the dtype must land on the CPU baseline (reference/baseline.cpp) far nearer than the naive
+// implementation itself does, which keeps P and dS in fp32 and rounds only its outputs. MQA at
+// zero sparsity, so each key's dK/dV sums many (row, head) terms and the roundings show.
+TEST(NaiveGpu, GpuBaselineMatchesTheCpuBaseline) {
+    MOBA_REQUIRE_GPU();
+    const auto distance = [](const std::vector<float>& a, const std::vector<float>& b) {
+        double sum = 0.0;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            sum += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
+        return std::sqrt(sum);
+    };
+    for (DType dtype : {DType::bf16, DType::f16}) {
+        Problem p;
+        p.seqlens = {1500, 77};
+        p.heads_q = 8;
+        p.heads_kv = 1;
+        p.head_dim = 64;
+        p.block = 64;
+        p.topk = 100;  // >= every sequence's block count: full causal attention
+        p.dtype = dtype;
+        SCOPED_TRACE(to_string(dtype));
+        const HostInputs in = make_inputs(p, 21);
+        const Selection sel = ref::full_selection(p);
+        const NaiveTruth gpu = naive_truth(p, in, sel);
+        const ForwardOutput cpu_fwd = ref::baseline_forward(p, in, sel);
+        const GradientOutput cpu_bwd = ref::baseline_backward(p, in, sel);
+        DeviceInputs din(naive(), p, in);
+        const AttentionRun plain = run_attention(naive(), din, sel, true);
+        const GradientOutput& base = gpu.baseline.gradients;
+        EXPECT_LT(distance(base.dv, cpu_bwd.dv), 0.5 * distance(plain.gradients.dv, cpu_bwd.dv));
+        EXPECT_LT(distance(base.dk, cpu_bwd.dk), 0.5 * distance(plain.gradients.dk, cpu_bwd.dk));
+        EXPECT_LE(distance(base.dq, cpu_bwd.dq), distance(plain.gradients.dq, cpu_bwd.dq));
+        EXPECT_LE(distance(gpu.baseline.forward.out, cpu_fwd.out),
+                  distance(plain.forward.out, cpu_fwd.out));
     }
 }
 

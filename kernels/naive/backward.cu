@@ -39,6 +39,18 @@ __global__ void delta_kernel(AttentionParams<T> p) {
     }
 }
 
+// (P, dS) of one (query, key) pair from the scaled score minus lse and dO.v - Delta; the
+// baseline rounds P before it meets dO or dS, and dS before it meets K or Q (SPEC §5).
+template <typename T>
+__device__ __forceinline__ float2 prob_and_ds(const AttentionParams<T>& p, float logit,
+                                              float dp_minus_delta) {
+    float prob = expf(logit);
+    if (p.round_like_dtype) prob = round_to_dtype<T>(prob);
+    float ds = prob * dp_minus_delta;
+    if (p.round_like_dtype) ds = round_to_dtype<T>(ds);
+    return make_float2(prob, ds);
+}
+
 // The same keys as the forward: every selected block's keys up to the query itself.
 template <typename T, int kSteps>
 __device__ void dq_query(const AttentionParams<T>& p, std::int64_t i, int h, int lane) {
@@ -59,23 +71,17 @@ __device__ void dq_query(const AttentionParams<T>& p, std::int64_t i, int h, int
     float acc[kSteps] = {};  // sum of ds * k; the scale is applied once at the end
 
     const std::int32_t* row = p.sel + (i * s.heads_q + h) * s.slots;
-    for (int t = 0; t < s.slots; ++t) {
-        const std::int32_t blk = row[t];
-        if (blk < 0) continue;  // padding
-        const std::int64_t k0 = static_cast<std::int64_t>(blk) * s.block;
-        const std::int64_t k1 = min64(k0 + s.block, local + 1);
-        for (std::int64_t j = k0; j < k1; ++j) {
-            const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
-            float kr[kSteps];
-            float vr[kSteps];
-            load_row(p.k + kv, s.head_dim, lane, kr);
-            load_row(p.v + kv, s.head_dim, lane, vr);
-            const float prob = expf(s.scale * warp_dot(qr, kr) - lse);
-            const float ds = prob * (warp_dot(dor, vr) - delta);
+    for_each_attended_key(s, row, local, [&](std::int64_t j) {
+        const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
+        float kr[kSteps];
+        float vr[kSteps];
+        load_row(p.k + kv, s.head_dim, lane, kr);
+        load_row(p.v + kv, s.head_dim, lane, vr);
+        const float ds =
+            prob_and_ds<T>(p, s.scale * warp_dot(qr, kr) - lse, warp_dot(dor, vr) - delta).y;
 #pragma unroll
-            for (int r = 0; r < kSteps; ++r) acc[r] = fmaf(ds, kr[r], acc[r]);
-        }
-    }
+        for (int r = 0; r < kSteps; ++r) acc[r] = fmaf(ds, kr[r], acc[r]);
+    });
 #pragma unroll
     for (int r = 0; r < kSteps; ++r) acc[r] *= s.scale;
     store_row(p.dq + q_offset, s.head_dim, lane, acc);
@@ -142,8 +148,11 @@ __device__ void dkdv_key(const AttentionParams<T>& p, std::int64_t j, int hk, in
                 float dor[kSteps];
                 load_row(p.q + q_offset, s.head_dim, lane, qr);
                 load_row(p.dout + q_offset, s.head_dim, lane, dor);
-                const float prob = expf(s.scale * warp_dot(qr, kr) - p.lse[h * s.total + i]);
-                const float ds = prob * (warp_dot(dor, vr) - p.delta[h * s.total + i]);
+                const float2 pds =
+                    prob_and_ds<T>(p, s.scale * warp_dot(qr, kr) - p.lse[h * s.total + i],
+                                   warp_dot(dor, vr) - p.delta[h * s.total + i]);
+                const float prob = pds.x;
+                const float ds = pds.y;
 #pragma unroll
                 for (int r = 0; r < kSteps; ++r) {
                     dv[r] = fmaf(prob, dor[r], dv[r]);
@@ -169,9 +178,7 @@ __global__ void dkdv_kernel(AttentionParams<T> p) {
     }
 }
 
-}  // namespace
-
-void backward(const AttentionArgs& args) {
+void launch_backward(const AttentionArgs& args, bool round_like_dtype) {
     const Problem& problem = args.problem;
     detail::check_problem(problem);
     if (args.workspace == nullptr) {
@@ -181,7 +188,7 @@ void backward(const AttentionArgs& args) {
     dispatch(problem.dtype, problem.head_dim, [&](auto tag, auto steps) {
         using T = typename decltype(tag)::type;
         constexpr int kSteps = decltype(steps)::value;
-        const AttentionParams<T> p = make_attention_params<T>(args);
+        const AttentionParams<T> p = make_attention_params<T>(args, round_like_dtype);
         const unsigned query_blocks = grid_blocks(p.shape.total * p.shape.heads_q, kWarpsPerBlock);
         delta_kernel<T, kSteps><<<query_blocks, kThreadsPerBlock, 0, args.stream>>>(p);
         MOBA_CHECK_LAUNCH();
@@ -192,5 +199,10 @@ void backward(const AttentionArgs& args) {
         MOBA_CHECK_LAUNCH();
     });
 }
+
+}  // namespace
+
+void backward(const AttentionArgs& args) { launch_backward(args, false); }
+void baseline_backward(const AttentionArgs& args) { launch_backward(args, true); }
 
 }  // namespace moba::naive

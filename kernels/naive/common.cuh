@@ -62,17 +62,20 @@ struct AttentionParams {
     T* dk;                    // [total, Hkv, D]
     T* dv;                    // [total, Hkv, D]
     float* delta;             // [Hq, total]     backward workspace: rowsum(dout * out)
+    // The same-precision baseline of SPEC §5 (baseline_forward / baseline_backward): P and dS
+    // rounded to T before their products, as a plain low-precision implementation stores them.
+    bool round_like_dtype;
 };
 
 template <typename T>
-AttentionParams<T> make_attention_params(const AttentionArgs& args) {
+AttentionParams<T> make_attention_params(const AttentionArgs& args, bool round_like_dtype) {
     return {make_shape(args.problem),           args.cu_seqlens,
             static_cast<const T*>(args.q),      static_cast<const T*>(args.k),
             static_cast<const T*>(args.v),      args.sel,
             static_cast<T*>(args.out),          args.lse,
             static_cast<const T*>(args.dout),   static_cast<T*>(args.dq),
             static_cast<T*>(args.dk),           static_cast<T*>(args.dv),
-            static_cast<float*>(args.workspace)};
+            static_cast<float*>(args.workspace), round_like_dtype};
 }
 
 // ---- dtype conversion: all math in fp32, stores round to nearest even ---------------------
@@ -93,6 +96,12 @@ __device__ __forceinline__ __half from_float<__half>(float x) {
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
     return __float2bfloat16_rn(x);
+}
+
+// x rounded to T's nearest value (T = float: x itself), kept in fp32.
+template <typename T>
+__device__ __forceinline__ float round_to_dtype(float x) {
+    return to_float(from_float<T>(x));
 }
 
 // ---- one row of D elements spread over the lanes of a warp ---------------------------------
@@ -173,6 +182,20 @@ __device__ __forceinline__ std::int64_t kbar_base(const std::int32_t* cu, int b,
 
 __device__ __forceinline__ std::int64_t min64(std::int64_t a, std::int64_t b) {
     return a < b ? a : b;
+}
+
+// Calls fn(j) for every sequence-local key j that the query at local position `local` attends:
+// the keys up to the query itself (causal) of each block its selection row lists, in row order.
+template <typename Fn>
+__device__ __forceinline__ void for_each_attended_key(const Shape& s, const std::int32_t* row,
+                                                      std::int64_t local, Fn&& fn) {
+    for (int t = 0; t < s.slots; ++t) {
+        const std::int32_t blk = row[t];
+        if (blk < 0) continue;  // padding
+        const std::int64_t k0 = static_cast<std::int64_t>(blk) * s.block;
+        const std::int64_t k1 = min64(k0 + s.block, local + 1);  // empty for a future block
+        for (std::int64_t j = k0; j < k1; ++j) fn(j);
+    }
 }
 
 // ---- grid-stride loops --------------------------------------------------------------------

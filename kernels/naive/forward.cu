@@ -39,36 +39,45 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
     Acc l = 0.0f;       // running sum of exp(score - m)
 
     const std::int32_t* row = p.sel + (i * s.heads_q + h) * s.slots;
-    for (int t = 0; t < s.slots; ++t) {
-        const std::int32_t blk = row[t];
-        if (blk < 0) continue;  // padding
-        // Keys of the block up to the query itself (causal); empty for a future block.
-        const std::int64_t k0 = static_cast<std::int64_t>(blk) * s.block;
-        const std::int64_t k1 = min64(k0 + s.block, local + 1);
-        for (std::int64_t j = k0; j < k1; ++j) {
-            const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
-            float kr[kSteps];
-            load_row(p.k + kv, s.head_dim, lane, kr);
-            const Acc score = static_cast<Acc>(s.scale * warp_dot(qr, kr));
-            const Acc m_new = m > score ? m : score;
-            const Acc rescale = exp(m - m_new);  // 0 on the first key (m = -inf)
-            const Acc prob = exp(score - m_new);
-            l = l * rescale + prob;
-            float vr[kSteps];
-            load_row(p.v + kv, s.head_dim, lane, vr);
+    for_each_attended_key(s, row, local, [&](std::int64_t j) {
+        const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
+        float kr[kSteps];
+        load_row(p.k + kv, s.head_dim, lane, kr);
+        const Acc score = static_cast<Acc>(s.scale * warp_dot(qr, kr));
+        const Acc m_new = m > score ? m : score;
+        const Acc rescale = exp(m - m_new);  // 0 on the first key (m = -inf)
+        const Acc prob = exp(score - m_new);
+        l = l * rescale + prob;
+        float vr[kSteps];
+        load_row(p.v + kv, s.head_dim, lane, vr);
 #pragma unroll
-            for (int r = 0; r < kSteps; ++r) acc[r] = acc[r] * rescale + prob * vr[r];
-            m = m_new;
-        }
-    }
+        for (int r = 0; r < kSteps; ++r) acc[r] = acc[r] * rescale + prob * vr[r];
+        m = m_new;
+    });
 
     // l >= 1: the own block is always selected and holds the query's own key.
     const Acc inv_l = Acc{1} / l;
+    const float lse = static_cast<float>(m + log(l));
     float result[kSteps];
 #pragma unroll
     for (int r = 0; r < kSteps; ++r) result[r] = static_cast<float>(acc[r] * inv_l);
+    if (p.round_like_dtype) {
+        // The baseline: a second pass with the row's final lse, out = sum of round(P) v.
+#pragma unroll
+        for (int r = 0; r < kSteps; ++r) result[r] = 0.0f;
+        for_each_attended_key(s, row, local, [&](std::int64_t j) {
+            const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
+            float kr[kSteps];
+            float vr[kSteps];
+            load_row(p.k + kv, s.head_dim, lane, kr);
+            load_row(p.v + kv, s.head_dim, lane, vr);
+            const float prob = round_to_dtype<T>(expf(s.scale * warp_dot(qr, kr) - lse));
+#pragma unroll
+            for (int r = 0; r < kSteps; ++r) result[r] = fmaf(prob, vr[r], result[r]);
+        });
+    }
     store_row(p.out + q_offset, s.head_dim, lane, result);
-    if (lane == 0) p.lse[h * s.total + i] = static_cast<float>(m + log(l));
+    if (lane == 0) p.lse[h * s.total + i] = lse;
 }
 
 // Consecutive warps take consecutive tokens of one head, so a block's warps share K/V reads.
@@ -81,19 +90,22 @@ __global__ void forward_kernel(AttentionParams<T> p) {
     }
 }
 
-}  // namespace
-
-void forward(const AttentionArgs& args) {
+void launch_forward(const AttentionArgs& args, bool round_like_dtype) {
     const Problem& problem = args.problem;
     detail::check_problem(problem);
     dispatch(problem.dtype, problem.head_dim, [&](auto tag, auto steps) {
         using T = typename decltype(tag)::type;
         constexpr int kSteps = decltype(steps)::value;
-        const AttentionParams<T> p = make_attention_params<T>(args);
+        const AttentionParams<T> p = make_attention_params<T>(args, round_like_dtype);
         forward_kernel<T, kSteps><<<grid_blocks(p.shape.total * p.shape.heads_q, kWarpsPerBlock),
                                     kThreadsPerBlock, 0, args.stream>>>(p);
         MOBA_CHECK_LAUNCH();
     });
 }
+
+}  // namespace
+
+void forward(const AttentionArgs& args) { launch_forward(args, false); }
+void baseline_forward(const AttentionArgs& args) { launch_forward(args, true); }
 
 }  // namespace moba::naive
