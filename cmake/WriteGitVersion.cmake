@@ -17,9 +17,13 @@ endif()
 # A copied source tree can be told its commit: a tree without .git, or one whose .git is not
 # the tree's (the lent GPU machine's copy carries the last landed commit's .git, so local
 # commits would read as that commit plus a dirty tree). MOBA_GIT_DIRTY=1 marks it dirty.
+# Telling it the very commit its .git already names changes nothing: then the tree's own
+# dirty flag stands (MOBA_GIT_SHA=$(git rev-parse HEAD) on such a copy once hid local work).
 if(DEFINED ENV{MOBA_GIT_SHA} AND NOT "$ENV{MOBA_GIT_SHA}" STREQUAL "")
-  set(sha "$ENV{MOBA_GIT_SHA}")
-  set(dirty "false")
+  if(NOT "$ENV{MOBA_GIT_SHA}" STREQUAL "${sha}")
+    set(sha "$ENV{MOBA_GIT_SHA}")
+    set(dirty "false")
+  endif()
   if("$ENV{MOBA_GIT_DIRTY}" STREQUAL "1")
     set(dirty "true")
   endif()
