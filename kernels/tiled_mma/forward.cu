@@ -11,7 +11,7 @@
 #include "kernels/support.hpp"
 #include "kernels/tiled_mma/block_lists.hpp"
 #include "kernels/tiled_mma/launch.hpp"
-#include "kernels/tiled_mma/forward_kernels.cuh"
+#include "kernels/tiled_mma/forward_host.cuh"
 #include "kernels/tiled_mma/gating.hpp"
 #include "kernels/tiled_mma/tiled_mma.hpp"
 
@@ -43,27 +43,6 @@ Workspace carve(const Problem& problem, void* base) {
             bytes + o_bytes + ml_bytes};
 }
 
-template <typename T>
-ForwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
-    const Problem& problem = args.problem;
-    const ForwardShape shape{problem.batch(),
-                             problem.heads_q,
-                             problem.heads_kv,
-                             problem.group(),
-                             problem.block,
-                             problem.total_tokens(),
-                             static_cast<float>(problem.scale() * 1.4426950408889634)};
-    return {shape,
-            args.cu_seqlens,
-            static_cast<const T*>(args.q),
-            static_cast<const T*>(args.k),
-            static_cast<const T*>(args.v),
-            static_cast<T*>(args.out),
-            args.lse,
-            ws.acc_o,
-            ws.acc_ml};
-}
-
 // The causal pass over every (query tile, head, sequence); kDense selects keys from 0.
 template <typename T, int kD, bool kDense>
 void launch_causal(const Problem& problem, const ForwardParams<T>& params, cudaStream_t stream) {
@@ -88,15 +67,6 @@ void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaS
         kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
-}
-
-template <typename T, int kD>
-void launch_finalize(const Problem& problem, const ForwardParams<T>& params, cudaStream_t stream) {
-    const std::int64_t items = problem.lse_elems() * (kD / 4);
-    const int threads = 256;
-    const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));
-    finalize<T, kD><<<blocks, threads, 0, stream>>>(params);
-    MOBA_CHECK_LAUNCH();
 }
 
 void require(const Support& support) {
@@ -132,7 +102,7 @@ void forward(const AttentionArgs& args) {
     dispatch(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
-        const ForwardParams<T> params = make_params<T>(args, ws);
+        const ForwardParams<T> params = make_forward_params<T>(args, ws.acc_o, ws.acc_ml);
         launch_causal<T, kD, false>(problem, params, args.stream);
         const BlockLists lists = build_block_lists(problem, args.cu_seqlens, args.sel,
                                                    TileOf<T, kD>::kRows, ws.lists,
@@ -148,7 +118,7 @@ void dense_forward(const AttentionArgs& args) {
     dispatch(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
-        const ForwardParams<T> params = make_params<T>(args, Workspace{});
+        const ForwardParams<T> params = make_forward_params<T>(args, nullptr, nullptr);
         launch_causal<T, kD, true>(problem, params, args.stream);
     });
 }

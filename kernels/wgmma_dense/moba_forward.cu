@@ -13,7 +13,7 @@
 
 #include "harness/cuda_check.hpp"
 #include "kernels/tiled_mma/block_lists.hpp"
-#include "kernels/tiled_mma/forward_kernels.cuh"  // finalize
+#include "kernels/tiled_mma/forward_host.cuh"  // make_forward_params, launch_finalize
 #include "kernels/tiled_mma/launch.hpp"           // align_up, dispatch, persistent_ctas
 #include "kernels/wgmma_dense/launch.hpp"
 #include "kernels/wgmma_dense/tensor_map.hpp"
@@ -72,32 +72,6 @@ void launch_waves(const AttentionArgs& args, const detail::Accumulator& acc,
     }
 }
 
-template <typename T, int kD>
-void launch_finalize(const AttentionArgs& args, const detail::Accumulator& acc) {
-    const Problem& problem = args.problem;
-    const tiled_mma::detail::ForwardShape shape{problem.batch(),
-                                                problem.heads_q,
-                                                problem.heads_kv,
-                                                problem.group(),
-                                                problem.block,
-                                                problem.total_tokens(),
-                                                static_cast<float>(problem.scale() * 1.4426950408889634)};
-    const tiled_mma::detail::ForwardParams<T> params{shape,
-                                                     args.cu_seqlens,
-                                                     static_cast<const T*>(args.q),
-                                                     static_cast<const T*>(args.k),
-                                                     static_cast<const T*>(args.v),
-                                                     static_cast<T*>(args.out),
-                                                     args.lse,
-                                                     acc.o,
-                                                     acc.ml};
-    const std::int64_t items = problem.lse_elems() * (kD / 4);  // one thread per 4 elements
-    const int threads = 256;
-    const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));
-    tiled_mma::detail::finalize<T, kD><<<blocks, threads, 0, args.stream>>>(params);
-    MOBA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 Support moba_can_implement(const Problem& problem) {
@@ -128,7 +102,8 @@ void moba_forward(const AttentionArgs& args) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
         launch_waves<T, kD>(args, ws.acc, lists);
-        launch_finalize<T, kD>(args, ws.acc);
+        tiled_mma::detail::launch_finalize<T, kD>(
+            problem, tiled_mma::detail::make_forward_params<T>(args, ws.acc.o, ws.acc.ml), args.stream);
     });
 }
 
