@@ -120,12 +120,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Plan = SmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
     const Ring ring = ring_in<kD>(smem_raw);
-    unsigned char* smem = ring.smem;
-    std::uint64_t* q_full = ring.q_full;
-    std::uint64_t* k_full = ring.k_full;
-    std::uint64_t* v_full = ring.v_full;
-    std::uint64_t* k_empty = ring.k_empty;
-    std::uint64_t* v_empty = ring.v_empty;
 
     // Heads on x, tiles on y (reversed): CTAs are dispatched x fastest, so every head's
     // longest tiles start first and the short ones fill the tail of the grid.
@@ -147,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     if (threadIdx.x == 0) {
-        mbar_init(q_full, 1);
+        mbar_init(ring.q_full, 1);
         init_kv_barriers(ring);
         mbar_init_fence();
     }
@@ -160,8 +154,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             const int hk = h / p.group;
             tma_prefetch_descriptor(&k_map);
             tma_prefetch_descriptor(&v_map);
-            mbar_arrive_expect_tx(q_full, S::kQBytes);
-            load_tile<kD, S::kBlockM>(smem + Plan::kQ, &q_map, q_full, h, start + q0);
+            mbar_arrive_expect_tx(ring.q_full, S::kQBytes);
+            load_tile<kD, S::kBlockM>(ring.smem + Plan::kQ, &q_map, ring.q_full, h, start + q0);
             for (int n = 0; n < n_tiles; ++n)
                 issue_kv_tile<kD>(ring, &k_map, &v_map, n, hk, start + key_base + n * S::kBlockN);
         }
@@ -195,16 +189,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         min_hi = q0 + row0 - key_base;
     }
 
-    mbar_wait(q_full, 0);
+    mbar_wait(ring.q_full, 0);
     for (int n = 0; n < n_tiles; ++n) {
         const int s = n % kStages;
         const std::uint32_t full_parity = (n / kStages) & 1;
 
         float sc[64];
-        mbar_wait(&k_full[s], full_parity);
-        qk_gemm<T, kD>(sc, smem + Plan::kQ, row0, smem + Plan::kK + s * S::kKVBytes);
+        mbar_wait(&ring.k_full[s], full_parity);
+        qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
         __syncwarp();
-        if (lane == 0) mbar_arrive(&k_empty[s]);
+        if (lane == 0) mbar_arrive(&ring.k_empty[s]);
 
         if constexpr (kOwnBlock) {
             const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
@@ -234,10 +228,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
         std::uint32_t a[8][4];
         p_fragments<T>(a, sc);
-        mbar_wait(&v_full[s], full_parity);
-        pv_gemm<T, kD>(o, a, smem + Plan::kV + s * S::kKVBytes);
+        mbar_wait(&ring.v_full[s], full_parity);
+        pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
         __syncwarp();
-        if (lane == 0) mbar_arrive(&v_empty[s]);
+        if (lane == 0) mbar_arrive(&ring.v_empty[s]);
     }
 
     // Epilogue for the rows inside the sequence. Dense: out = O / l, lse = ln 2 * (m + log2 l).

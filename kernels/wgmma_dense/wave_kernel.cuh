@@ -75,12 +75,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Plan = SmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
     const Ring ring = ring_in<kD>(smem_raw);
-    unsigned char* smem = ring.smem;
-    std::uint64_t* q_full = ring.q_full;
-    std::uint64_t* k_full = ring.k_full;
-    std::uint64_t* v_full = ring.v_full;
-    std::uint64_t* k_empty = ring.k_empty;
-    std::uint64_t* v_empty = ring.v_empty;
     std::uint64_t* q_empty = ring.q_full + WaveSmemPlan<kD>::kQEmpty;  // after the ring's barriers
 
     const int first = w.wave_items[w.wave] + static_cast<int>(blockIdx.x);
@@ -89,7 +83,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int key_tiles = (p.block + S::kBlockN - 1) / S::kBlockN;  // per item: one block
 
     if (threadIdx.x == 0) {
-        mbar_init(q_full, kGatherThreads);
+        mbar_init(ring.q_full, kGatherThreads);
         mbar_init(q_empty, 8);  // one arrival per consumer warp
         init_kv_barriers(ring);
         mbar_init_fence();
@@ -119,10 +113,10 @@ __global__ void __launch_bounds__(kThreads, 1)
                     w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
                 // The consumers have read the previous item's Q (their last S = Q K^T is done).
                 if (local > 0) mbar_wait(q_empty, (local - 1) & 1);
-                gather_tile<kD, S::kBlockM>(smem + Plan::kQ, p.q, tid, kGatherThreads, [&](int r) {
+                gather_tile<kD, S::kBlockM>(ring.smem + Plan::kQ, p.q, tid, kGatherThreads, [&](int r) {
                     return item_row_offset<kD>(w, it, r, p.group, p.heads_q);
                 });
-                mbar_arrive(q_full);
+                mbar_arrive(ring.q_full);
                 // The merge reads each row's accumulator once the block is done; start it now.
                 for (int idx = tid; idx < it.count * (kD / 32); idx += kGatherThreads) {
                     const std::int64_t off = item_row_offset<kD>(w, it, idx / (kD / 32), p.group, p.heads_q);
@@ -147,17 +141,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         float m[2] = {-INFINITY, -INFINITY};
         float l[2] = {0.0f, 0.0f};
 
-        mbar_wait(q_full, local & 1);
+        mbar_wait(ring.q_full, local & 1);
         for (int j = 0; j < key_tiles; ++j, ++n) {
             const int s = n % kStages;
             const std::uint32_t full_parity = (n / kStages) & 1;
 
             float sc[64];
-            mbar_wait(&k_full[s], full_parity);
-            qk_gemm<T, kD>(sc, smem + Plan::kQ, row0, smem + Plan::kK + s * S::kKVBytes);
+            mbar_wait(&ring.k_full[s], full_parity);
+            qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
             __syncwarp();
             if (lane == 0) {
-                mbar_arrive(&k_empty[s]);
+                mbar_arrive(&ring.k_empty[s]);
                 if (j == key_tiles - 1) mbar_arrive(q_empty);  // Q may be regathered
             }
 
@@ -177,10 +171,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
             std::uint32_t a[8][4];
             p_fragments<T>(a, sc);
-            mbar_wait(&v_full[s], full_parity);
-            pv_gemm<T, kD>(o, a, smem + Plan::kV + s * S::kKVBytes);
+            mbar_wait(&ring.v_full[s], full_parity);
+            pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
             __syncwarp();
-            if (lane == 0) mbar_arrive(&v_empty[s]);
+            if (lane == 0) mbar_arrive(&ring.v_empty[s]);
         }
 
         // Merge into the rows' accumulators. Every lane of a quad reads its row's (m, l) before
