@@ -6,14 +6,7 @@
 # not cost the others. Prints a short summary last.
 # Usage: ci/gpu_reports.sh [tests|sweep|paper|reports|all]   reports = sweep + paper; all takes
 # more than one 10-minute device call: run "tests", "sweep" and "paper" as separate calls.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-out}
-mkdir -p "$out"
-export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1} PYTHONUNBUFFERED=1
-source ci/deps.sh
-step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
-source ci/steps.sh
+source "$(dirname "$0")/gpu_prologue.sh"
 step build 240 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"'
 moba=build/release/harness/cli/moba
 grid=(--heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 --dtype bf16)

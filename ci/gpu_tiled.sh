@@ -4,14 +4,9 @@
 # forward, the quick matrix, and a short bench of dense and MoBA. Reports and logs go to
 # ${OUT:-out}/; each step has its own time limit. Prints a short summary last.
 # Usage: ci/gpu_tiled.sh [impls]   (default tiled_mma,tiled_mma_dense)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-out}
-mkdir -p "$out"
-export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
-source ci/deps.sh
+step_logs=${OUT:-out}  # this script reads its steps' logs from $out
+source "$(dirname "$0")/gpu_prologue.sh"
 impls=${1:-tiled_mma,tiled_mma_dense}
-source ci/steps.sh
 step build 300 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"' ||
   { tail -40 "$out/build.log"; exit 1; }
 moba=build/release/harness/cli/moba

@@ -6,14 +6,7 @@
 # Reports go to ${OUT:-out}/ (few files: the device tool returns a limited number); each step
 # has its own time limit. Prints a short summary last.
 # Usage: ci/gpu_tiled_reports.sh [moba_impl,dense_impl]   (default wgmma_moba,wgmma_dense)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-out}
-mkdir -p "$out"
-export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
-source ci/deps.sh
-step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
-source ci/steps.sh
+source "$(dirname "$0")/gpu_prologue.sh"
 impls=${1:-wgmma_moba,wgmma_dense}
 step build 240 bash -c 'cmake --preset release && cmake --build --preset release -j "$(nproc)"'
 moba=build/release/harness/cli/moba

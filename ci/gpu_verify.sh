@@ -7,14 +7,7 @@
 # MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl naive`; MOBA_VERIFY_BENCH=0 drops the
 # benchmark. Logs and reports go to ${OUT:-out}/ (few files). Prints a short summary last; exits non-zero
 # when any step failed.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-out}
-mkdir -p "$out"
-export MOBA_SKIP_DEPS=${MOBA_SKIP_DEPS:-1}
-source ci/deps.sh
-step_logs=$(mktemp -d)  # per-step logs, gathered into $out/log.txt at the end
-source ci/steps.sh
+source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
