@@ -203,25 +203,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         if constexpr (kOwnBlock) {
             const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
             if (key0 < max_lo || key0 + S::kBlockN - 1 > min_hi) {
-#pragma unroll
-                for (int i = 0; i < 16; ++i)
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-#pragma unroll
-                        for (int c = 0; c < 2; ++c) {
-                            const int key = key0 + acc_col(i, c);
-                            if (key < lo[r] || key > hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
-                        }
+                for_each_acc([&](int i, int r, int c) {
+                    const int key = key0 + acc_col(i, c);
+                    if (key < lo[r] || key > hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
+                });
             }
         } else if (n == n_tiles - 1) {
             // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
-#pragma unroll
-            for (int i = 0; i < 16; ++i)
-#pragma unroll
-                for (int r = 0; r < 2; ++r)
-#pragma unroll
-                    for (int c = 0; c < 2; ++c)
-                        if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
+            for_each_acc([&](int i, int r, int c) {
+                if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
+            });
         }
 
         online_softmax<kD>(sc, m, l, o, p.scale_log2);

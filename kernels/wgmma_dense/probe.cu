@@ -55,13 +55,9 @@ __global__ void __launch_bounds__(kThreads)
     const int row0 = 64 * (threadIdx.x / 128);
     float s[64];
     qk_gemm<T, kD>(s, smem, row0, smem + TileShape<kD>::kQBytes);
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int c = 0; c < 2; ++c)
-                s_out[(row0 + acc_row(r)) * kRows + acc_col(i, c)] = s[4 * i + 2 * r + c];
+    for_each_acc([&](int i, int r, int c) {
+        s_out[(row0 + acc_row(r)) * kRows + acc_col(i, c)] = s[4 * i + 2 * r + c];
+    });
 }
 
 // The wave kernel gathers with 96 threads; use as many here so the copy loop's stride is the same.
@@ -82,13 +78,9 @@ __global__ void __launch_bounds__(kThreads)
     const int row0 = 64 * (threadIdx.x / 128);
     float s[64];
     qk_gemm<T, kD>(s, smem, row0, smem + TileShape<kD>::kQBytes);
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int c = 0; c < 2; ++c)
-                s_out[(row0 + acc_row(r)) * kRows + acc_col(i, c)] = s[4 * i + 2 * r + c];
+    for_each_acc([&](int i, int r, int c) {
+        s_out[(row0 + acc_row(r)) * kRows + acc_col(i, c)] = s[4 * i + 2 * r + c];
+    });
 }
 
 template <typename T, int kD>
@@ -99,13 +91,9 @@ __global__ void __launch_bounds__(kThreads)
     load_tiles<kD>(smem, nullptr, &v_map);
     const int row0 = 64 * (threadIdx.x / 128);
     float p[64];  // P in the S accumulator layout, as the kernel's softmax leaves it
-#pragma unroll
-    for (int i = 0; i < 16; ++i)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-#pragma unroll
-            for (int c = 0; c < 2; ++c)
-                p[4 * i + 2 * r + c] = p_in[(row0 + acc_row(r)) * kRows + acc_col(i, c)];
+    for_each_acc([&](int i, int r, int c) {
+        p[4 * i + 2 * r + c] = p_in[(row0 + acc_row(r)) * kRows + acc_col(i, c)];
+    });
     std::uint32_t a[8][4];
     p_fragments<T>(a, p);
     float o[kD / 2];

@@ -40,6 +40,18 @@ __device__ __forceinline__ int acc_row(int r) {
 }
 __device__ __forceinline__ int acc_col(int i, int c) { return 8 * i + 2 * (threadIdx.x % 4) + c; }
 
+// Calls fn(i, r, c) for every entry 4 i + 2 r + c of a thread's m64n128 fragment (64 floats):
+// row acc_row(r), column acc_col(i, c). Fully unrolled.
+template <typename Fn>
+__device__ __forceinline__ void for_each_acc(Fn&& fn) {
+#pragma unroll
+    for (int i = 0; i < 16; ++i)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) fn(i, r, c);
+}
+
 // Loads rows [row0, row0 + rows) of head `head` of a [tokens, heads, kD] tensor map (box:
 // 64 columns x 1 head x `rows` rows) into a tile at `dst`; completes on `bar`. One thread.
 template <int kD, int kRows>

@@ -158,13 +158,9 @@ __global__ void __launch_bounds__(kThreads, 1)
             // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
             const int valid = p.block - j * S::kBlockN;
             if (valid < S::kBlockN) {
-#pragma unroll
-                for (int i = 0; i < 16; ++i)
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-#pragma unroll
-                        for (int c = 0; c < 2; ++c)
-                            if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
+                for_each_acc([&](int i, int r, int c) {
+                    if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
+                });
             }
 
             online_softmax<kD>(sc, m, l, o, p.scale_log2);
