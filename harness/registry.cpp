@@ -109,20 +109,18 @@ const std::vector<Implementation>& registry() {
             .name = "wgmma_dense",
             .technique = "full causal attention; forward on Hopper warpgroup MMA (FlashAttention-3 "
                          "style: TMA loads by a producer warpgroup, two consumer warpgroups of 64 "
-                         "rows, P from registers); backward is tiled_mma_dense's (mma.sync)",
+                         "rows, P from registers); backward: dK/dV on warpgroup MMA (64 keys per "
+                         "consumer warpgroup, P^T and dS^T from registers), dQ tiled_mma_dense's "
+                         "(mma.sync)",
             .dtypes = {DType::bf16, DType::f16},
             .max_head_dim = 128,
             .dense = true,
-            .can_implement =
-                [](const Problem& p) {
-                    if (Support s = wgmma_dense::dense_can_implement(p); !s.ok) return s;
-                    return tiled_mma::dense_backward_can_implement(p);
-                },
+            .can_implement = wgmma_dense::dense_backward_can_implement,
             .gating_workspace_bytes = {},
-            .attention_workspace_bytes = tiled_mma::dense_backward_workspace_bytes,
+            .attention_workspace_bytes = wgmma_dense::dense_backward_workspace_bytes,
             .gating = {},
             .forward = wgmma_dense::dense_forward,
-            .backward = tiled_mma::dense_backward,
+            .backward = wgmma_dense::dense_backward,
         });
         list.push_back(Implementation{
             .name = "wgmma_moba",

@@ -2,7 +2,8 @@
 // both with the fused gating and the deterministic backward) against the float64 reference
 // across the quick matrix: gating, forward and gradient agreement on every case, one reference
 // computation per case for both. Plus bitwise determinism of forward and backward over 20
-// repeats, which the wave design promises without atomics. Skips without a GPU.
+// repeats, which the wave design promises without atomics, for them and for the dense entries.
+// Skips without a GPU.
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -19,6 +20,7 @@
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/suite.hpp"
+#include "reference/reference.hpp"
 
 namespace moba {
 namespace {
@@ -29,6 +31,10 @@ const Implementation& impl_named(const std::string& name) {
     const Implementation* impl = find_implementation(name);
     if (impl == nullptr) throw std::logic_error("not registered: " + name);
     return *impl;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
 class TiledQuickMatrix : public ::testing::TestWithParam<CheckCase> {};
@@ -73,20 +79,48 @@ TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
     const Selection sel = run_gating(impl, din);
     EXPECT_EQ(run_gating(impl, din).blocks, sel.blocks);
     const AttentionRun first = run_attention(impl, din, sel, true);
-    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
-        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-    };
     for (int repeat = 0; repeat < 20; ++repeat) {
         const AttentionRun again = run_attention(impl, din, sel, true);
-        EXPECT_TRUE(same(again.forward.out, first.forward.out)) << "repeat " << repeat;
-        EXPECT_TRUE(same(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
-        EXPECT_TRUE(same(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
-        EXPECT_TRUE(same(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
-        EXPECT_TRUE(same(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
     }
 }
 
 INSTANTIATE_TEST_SUITE_P(Moba, MobaDeterminism, ::testing::ValuesIn(kMobaImpls));
+
+// The dense entries' backward (wgmma_dense: dK/dV on warpgroup MMA) walks every row of a key
+// tile in one CTA in a fixed order, so it too must repeat bitwise: GQA, varlen, odd lengths.
+class DenseDeterminism : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(GetParam());
+    Problem p;
+    p.seqlens = {3000, 700, 1};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 64;
+    p.topk = 3000 / 64 + 1;  // every block: zero sparsity
+    ASSERT_TRUE(p.zero_sparsity());
+    const HostInputs in = make_inputs(p, 12);
+    DeviceInputs din(impl, p, in);
+    const Selection sel = ref::full_selection(p);
+    const AttentionRun first = run_attention(impl, din, sel, true);
+    for (int repeat = 0; repeat < 20; ++repeat) {
+        const AttentionRun again = run_attention(impl, din, sel, true);
+        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dense, DenseDeterminism, ::testing::Values("tiled_mma_dense", "wgmma_dense"));
 
 }  // namespace
 }  // namespace moba

@@ -145,14 +145,15 @@ __device__ __forceinline__ void online_softmax(float (&sc)[64], float (&m)[2], f
     }
 }
 
-// P (64 x 128, fp32 accumulator layout) rounded to the dtype as the register A operand of
-// O += P V: k16 step j covers keys [16 j, 16 j + 16), i.e. accumulator column groups 2 j and
-// 2 j + 1, whose registers are exactly the mma.m16n8k16 A fragment
+// P (64 x 16 kSteps, fp32 accumulator layout) rounded to the dtype as the register A operand
+// of O += P V (kSteps 8: 128 keys) or of the backward's dV += P^T dO (kSteps 4: 64 rows): k16
+// step j covers columns [16 j, 16 j + 16), i.e. accumulator column groups 2 j and 2 j + 1,
+// whose registers are exactly the mma.m16n8k16 A fragment
 //   a0 (g, 2t..)  a1 (g + 8, 2t..)  a2 (g, 2t + 8..)  a3 (g + 8, 2t + 8..).
-template <typename T>
-__device__ __forceinline__ void p_fragments(std::uint32_t (&a)[8][4], const float (&p)[64]) {
+template <typename T, int kSteps>
+__device__ __forceinline__ void p_fragments(std::uint32_t (&a)[kSteps][4], const float (&p)[8 * kSteps]) {
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < kSteps; ++j) {
         a[j][0] = pack2<T>(p[8 * j + 0], p[8 * j + 1]);
         a[j][1] = pack2<T>(p[8 * j + 2], p[8 * j + 3]);
         a[j][2] = pack2<T>(p[8 * j + 4], p[8 * j + 5]);

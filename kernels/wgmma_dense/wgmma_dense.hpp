@@ -2,8 +2,9 @@
 // producer / two-consumer warpgroup split, FlashAttention-3 style: dense causal attention, and
 // the MoBA forward built from the same causal kernel (own-block mode) plus a sparse-wave kernel
 // over tiled_mma's inverse block lists. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio,
-// packed varlen batches, any block size. Forward only (the registry pairs it with tiled_mma's
-// backward).
+// packed varlen batches, any block size. The dense backward: tiled_mma's row statistics and dQ
+// (mma.sync), then dK/dV on warpgroup MMA (dkdv_kernel.cuh). The MoBA backward is tiled_mma's
+// (the registry pairs them).
 #pragma once
 
 #include <cstddef>
@@ -18,6 +19,18 @@ Support dense_can_implement(const Problem& problem);
 // Full causal attention (ignores sel): writes out and lse. Launches on args.stream and checks
 // the launch (throws moba::CudaError); throws std::invalid_argument for a refused problem.
 void dense_forward(const AttentionArgs& args);
+
+// dense_can_implement plus tiled_mma::dense_backward_can_implement (the dQ pass's limits).
+Support dense_backward_can_implement(const Problem& problem);
+
+// tiled_mma's dense backward workspace: the row statistics [total, Hq] float2.
+std::size_t dense_backward_workspace_bytes(const Problem& problem);
+
+// Full causal attention backward: reads q, k, v, out, lse, dout; writes dq, dk, dv.
+// Deterministic (no floating-point atomics). Launches on args.stream; throws
+// std::invalid_argument for a refused problem or a null workspace (naming the size needed),
+// moba::CudaError for a failed launch.
+void dense_backward(const AttentionArgs& args);
 
 // dense_can_implement plus the block lists' limits (tiled_mma::block_lists_can_implement for
 // items of 128 rows). The gating is not part of it: the forward reads sel.

@@ -1,0 +1,71 @@
+// Host side of the wgmma_dense backward (wgmma_dense.hpp): tiled_mma's row statistics and dQ
+// pass (mma.sync, tiled_mma::dense_backward_dq), then the dK/dV kernel on warpgroup MMA
+// (dkdv_kernel.cuh) reading those statistics from the workspace. All on args.stream.
+#include <cstdint>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "harness/cuda_check.hpp"
+#include "kernels/tiled_mma/backward.hpp"
+#include "kernels/tiled_mma/launch.hpp"  // dispatch
+#include "kernels/wgmma_dense/dkdv_kernel.cuh"
+#include "kernels/wgmma_dense/tensor_map.hpp"
+#include "kernels/wgmma_dense/wgmma_dense.hpp"
+
+namespace moba::wgmma_dense {
+namespace {
+
+template <typename T, int kD>
+void launch_dkdv(const AttentionArgs& args) {
+    using Plan = detail::DkdvPlan<kD>;
+    const Problem& problem = args.problem;
+    const std::int64_t total = problem.total_tokens();
+    const CUtensorMap q_map = detail::make_tile_map(args.q, total, problem.heads_q, kD, Plan::kRows);
+    const CUtensorMap do_map = detail::make_tile_map(args.dout, total, problem.heads_q, kD, Plan::kRows);
+    const CUtensorMap k_map = detail::make_tile_map(args.k, total, problem.heads_kv, kD, Plan::kKeys);
+    const CUtensorMap v_map = detail::make_tile_map(args.v, total, problem.heads_kv, kD, Plan::kKeys);
+    const double scale = problem.scale();
+    const detail::DkdvParams params{args.cu_seqlens,
+                                    static_cast<const float2*>(args.workspace),
+                                    args.dk,
+                                    args.dv,
+                                    problem.heads_q,
+                                    problem.heads_kv,
+                                    problem.group(),
+                                    static_cast<float>(scale),
+                                    static_cast<float>(scale * 1.4426950408889634)};
+    const auto kernel = detail::dkdv_kernel<T, kD>;
+    constexpr int kSmem = static_cast<int>(Plan::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
+    const dim3 grid(static_cast<unsigned>(problem.heads_kv), static_cast<unsigned>(key_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(q_map, do_map, k_map, v_map, params);
+    MOBA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+Support dense_backward_can_implement(const Problem& problem) {
+    if (Support s = dense_can_implement(problem); !s.ok) return s;
+    return tiled_mma::dense_backward_can_implement(problem);
+}
+
+std::size_t dense_backward_workspace_bytes(const Problem& problem) {
+    if (!dense_backward_can_implement(problem).ok) return 0;
+    return tiled_mma::dense_backward_workspace_bytes(problem);
+}
+
+void dense_backward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    if (const Support s = dense_backward_can_implement(problem); !s.ok)
+        throw std::invalid_argument("wgmma_dense backward: " + s.reason);
+    tiled_mma::dense_backward_dq(args);  // checks the workspace; leaves the statistics in it
+    if (problem.total_tokens() == 0) return;
+    tiled_mma::detail::dispatch(problem, [&](auto tag, auto dim) {
+        launch_dkdv<decltype(tag), decltype(dim)::value>(args);
+    });
+}
+
+}  // namespace moba::wgmma_dense
