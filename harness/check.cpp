@@ -4,6 +4,7 @@
 #include <exception>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -172,19 +173,21 @@ void judge_baseline(const CheckCase& c, const std::string& fwd_check, const std:
     one(bwd_check, "dv", t.base_dv, t.dv);
 }
 
+// Whether impl is checked on p: what it supports, and a dense implementation only at zero
+// sparsity.
+Support checkable(const Implementation& impl, const Problem& p) {
+    Support s = impl.supports(p);
+    if (s.ok && impl.dense && !p.zero_sparsity())
+        s = Support::no("a dense implementation computes full causal attention; it is checked at zero "
+                        "sparsity (k >= n) only");
+    return s;
+}
+
 void check_implementation(const CheckCase& c, const Implementation& impl, const CheckOptions& o,
                           const HostInputs& in, const ref::GatingResult* gate,
                           const Selection& sel, const Truth& truth, const std::string& fwd_check,
                           const std::string& bwd_check, std::vector<json>& records) {
     const Problem& p = c.problem;
-    Support s = impl.supports(p);
-    if (s.ok && impl.dense && !p.zero_sparsity())
-        s = Support::no("a dense implementation computes full causal attention; it is checked at zero "
-                        "sparsity (k >= n) only");
-    if (!s.ok) {
-        records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::not_supported, s.reason));
-        return;
-    }
     try {
         DeviceInputs din(impl, p, in);
         if (impl.has_gating() && gate) {
@@ -258,6 +261,14 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
             records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::failed, e.what()));
         }
     }
+    // Not-supported records need no truth: record them, and skip the truth (minutes per case of
+    // a long suite) when no implementation is left to judge.
+    std::erase_if(impls, [&](const Implementation* impl) {
+        const Support s = checkable(*impl, p);
+        if (!s.ok)
+            records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::not_supported, s.reason));
+        return !s.ok;
+    });
     if (o.gpu && impls.empty()) return;
 
     // With --reference cpu the selection is the float64 gating's; with --reference naive it
