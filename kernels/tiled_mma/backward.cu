@@ -277,7 +277,7 @@ void backward(const AttentionArgs& args) {
     });
 }
 
-void dense_backward_dq(const AttentionArgs& args) {
+void dense_row_stats(const AttentionArgs& args) {
     const Problem& problem = args.problem;
     require(dense_backward_can_implement(problem));
     if (args.workspace == nullptr)
@@ -287,21 +287,19 @@ void dense_backward_dq(const AttentionArgs& args) {
     const Workspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
     dispatch(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
-        constexpr int kD = decltype(dim)::value;
-        const BackwardParams<T> params = make_params<T>(args, ws);
-        launch_row_stats<T, kD>(problem, params, args.stream);
-        launch_dq_causal<T, kD, true, false>(problem, params, args.stream);
+        launch_row_stats<T, decltype(dim)::value>(problem, make_params<T>(args, ws), args.stream);
     });
 }
 
 void dense_backward(const AttentionArgs& args) {
-    dense_backward_dq(args);
+    dense_row_stats(args);
     const Workspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
     dispatch(args.problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
-        launch_dkdv<T, kD, true>(args.problem, make_params<T>(args, ws),
-                                 ListView{nullptr, nullptr, 0, 0}, args.stream);
+        const BackwardParams<T> params = make_params<T>(args, ws);
+        launch_dq_causal<T, kD, true, false>(args.problem, params, args.stream);
+        launch_dkdv<T, kD, true>(args.problem, params, ListView{nullptr, nullptr, 0, 0}, args.stream);
     });
 }
 

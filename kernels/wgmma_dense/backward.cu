@@ -1,6 +1,7 @@
-// Host side of the wgmma_dense backward (wgmma_dense.hpp): tiled_mma's row statistics and dQ
-// pass (mma.sync, tiled_mma::dense_backward_dq), then the dK/dV kernel on warpgroup MMA
-// (dkdv_kernel.cuh) reading those statistics from the workspace. All on args.stream.
+// Host side of the wgmma_dense backward (wgmma_dense.hpp): tiled_mma's row statistics
+// (tiled_mma::dense_row_stats, into the workspace), then the dQ kernel (dq_kernel.cuh) and the
+// dK/dV kernel (dkdv_kernel.cuh) on warpgroup MMA, both reading those statistics. All on
+// args.stream.
 #include <cstdint>
 #include <stdexcept>
 
@@ -10,11 +11,39 @@
 #include "kernels/tiled_mma/backward.hpp"
 #include "kernels/tiled_mma/launch.hpp"  // dispatch
 #include "kernels/wgmma_dense/dkdv_kernel.cuh"
+#include "kernels/wgmma_dense/dq_kernel.cuh"
 #include "kernels/wgmma_dense/tensor_map.hpp"
 #include "kernels/wgmma_dense/wgmma_dense.hpp"
 
 namespace moba::wgmma_dense {
 namespace {
+
+template <typename T, int kD>
+void launch_dq(const AttentionArgs& args) {
+    using S = detail::TileShape<kD>;
+    const Problem& problem = args.problem;
+    const std::int64_t total = problem.total_tokens();
+    const CUtensorMap q_map = detail::make_tile_map(args.q, total, problem.heads_q, kD, S::kBlockM);
+    const CUtensorMap do_map = detail::make_tile_map(args.dout, total, problem.heads_q, kD, S::kBlockM);
+    const CUtensorMap k_map = detail::make_tile_map(args.k, total, problem.heads_kv, kD, S::kBlockN);
+    const CUtensorMap v_map = detail::make_tile_map(args.v, total, problem.heads_kv, kD, S::kBlockN);
+    const double scale = problem.scale();
+    const detail::DqParams params{args.cu_seqlens,
+                                  static_cast<const float2*>(args.workspace),
+                                  args.dq,
+                                  problem.heads_q,
+                                  problem.group(),
+                                  static_cast<float>(scale),
+                                  static_cast<float>(scale * 1.4426950408889634)};
+    const auto kernel = detail::dq_kernel<T, kD>;
+    constexpr int kSmem = static_cast<int>(detail::DqPlan<kD>::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
+    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(q_map, do_map, k_map, v_map, params, max_tiles);
+    MOBA_CHECK_LAUNCH();
+}
 
 template <typename T, int kD>
 void launch_dkdv(const AttentionArgs& args) {
@@ -61,9 +90,10 @@ void dense_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
     if (const Support s = dense_backward_can_implement(problem); !s.ok)
         throw std::invalid_argument("wgmma_dense backward: " + s.reason);
-    tiled_mma::dense_backward_dq(args);  // checks the workspace; leaves the statistics in it
+    tiled_mma::dense_row_stats(args);  // checks the workspace; leaves the statistics in it
     if (problem.total_tokens() == 0) return;
     tiled_mma::detail::dispatch(problem, [&](auto tag, auto dim) {
+        launch_dq<decltype(tag), decltype(dim)::value>(args);
         launch_dkdv<decltype(tag), decltype(dim)::value>(args);
     });
 }
