@@ -109,9 +109,9 @@ const std::vector<Implementation>& registry() {
             .name = "wgmma_dense",
             .technique = "full causal attention; forward on Hopper warpgroup MMA (FlashAttention-3 "
                          "style: TMA loads by a producer warpgroup, two consumer warpgroups of 64 "
-                         "rows, P from registers); backward: dK/dV on warpgroup MMA (64 keys per "
-                         "consumer warpgroup, P^T and dS^T from registers), dQ tiled_mma_dense's "
-                         "(mma.sync)",
+                         "rows, P from registers); backward on warpgroup MMA too: dQ in the "
+                         "forward's shape, dK/dV with 64 keys per consumer warpgroup (P^T and "
+                         "dS^T from registers); deterministic, no atomics",
             .dtypes = {DType::bf16, DType::f16},
             .max_head_dim = 128,
             .dense = true,

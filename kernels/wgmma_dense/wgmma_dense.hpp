@@ -2,9 +2,9 @@
 // producer / two-consumer warpgroup split, FlashAttention-3 style: dense causal attention, and
 // the MoBA forward built from the same causal kernel (own-block mode) plus a sparse-wave kernel
 // over tiled_mma's inverse block lists. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio,
-// packed varlen batches, any block size. The dense backward: tiled_mma's row statistics and dQ
-// (mma.sync), then dK/dV on warpgroup MMA (dkdv_kernel.cuh). The MoBA backward is tiled_mma's
-// (the registry pairs them).
+// packed varlen batches, any block size. The dense backward: tiled_mma's row statistics, then
+// dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA. The MoBA backward is
+// tiled_mma's (the registry pairs them).
 #pragma once
 
 #include <cstddef>
@@ -20,7 +20,7 @@ Support dense_can_implement(const Problem& problem);
 // the launch (throws moba::CudaError); throws std::invalid_argument for a refused problem.
 void dense_forward(const AttentionArgs& args);
 
-// dense_can_implement plus tiled_mma::dense_backward_can_implement (the dQ pass's limits).
+// dense_can_implement plus tiled_mma::dense_backward_can_implement (the row statistics' limits).
 Support dense_backward_can_implement(const Problem& problem);
 
 // tiled_mma's dense backward workspace: the row statistics [total, Hq] float2.
