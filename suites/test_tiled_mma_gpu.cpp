@@ -37,6 +37,19 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// 20 more forward+backward runs give bitwise the same tensors as `first`.
+void expect_repeats_bitwise(const Implementation& impl, const DeviceInputs& din, const Selection& sel,
+                            const AttentionRun& first) {
+    for (int repeat = 0; repeat < 20; ++repeat) {
+        const AttentionRun again = run_attention(impl, din, sel, true);
+        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
+    }
+}
+
 class TiledQuickMatrix : public ::testing::TestWithParam<CheckCase> {};
 
 TEST_P(TiledQuickMatrix, AgreesWithFloat64Reference) {
@@ -79,20 +92,13 @@ TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
     const Selection sel = run_gating(impl, din);
     EXPECT_EQ(run_gating(impl, din).blocks, sel.blocks);
     const AttentionRun first = run_attention(impl, din, sel, true);
-    for (int repeat = 0; repeat < 20; ++repeat) {
-        const AttentionRun again = run_attention(impl, din, sel, true);
-        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
-    }
+    expect_repeats_bitwise(impl, din, sel, first);
 }
 
 INSTANTIATE_TEST_SUITE_P(Moba, MobaDeterminism, ::testing::ValuesIn(kMobaImpls));
 
-// The dense entries' backward (wgmma_dense: dK/dV on warpgroup MMA) walks every row of a key
-// tile in one CTA in a fixed order, so it too must repeat bitwise: GQA, varlen, odd lengths.
+// The dense entries' backward (wgmma_dense: dQ per row tile, dK/dV per key tile, each in one CTA
+// in a fixed order) must repeat bitwise too: GQA, varlen, odd lengths.
 class DenseDeterminism : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
@@ -110,14 +116,7 @@ TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
     DeviceInputs din(impl, p, in);
     const Selection sel = ref::full_selection(p);
     const AttentionRun first = run_attention(impl, din, sel, true);
-    for (int repeat = 0; repeat < 20; ++repeat) {
-        const AttentionRun again = run_attention(impl, din, sel, true);
-        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dq, first.gradients.dq)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
-        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
-    }
+    expect_repeats_bitwise(impl, din, sel, first);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dense, DenseDeterminism, ::testing::Values("tiled_mma_dense", "wgmma_dense"));

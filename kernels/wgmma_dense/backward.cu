@@ -18,15 +18,27 @@
 namespace moba::wgmma_dense {
 namespace {
 
+// TMA maps of q and dout (boxes of row_box rows of one query head) and of k and v (key_box rows
+// of one kv head).
+struct BackwardMaps {
+    CUtensorMap q, dout, k, v;
+};
+
+BackwardMaps backward_maps(const AttentionArgs& args, int row_box, int key_box) {
+    const Problem& problem = args.problem;
+    const std::int64_t total = problem.total_tokens();
+    const int d = problem.head_dim;
+    return {detail::make_tile_map(args.q, total, problem.heads_q, d, row_box),
+            detail::make_tile_map(args.dout, total, problem.heads_q, d, row_box),
+            detail::make_tile_map(args.k, total, problem.heads_kv, d, key_box),
+            detail::make_tile_map(args.v, total, problem.heads_kv, d, key_box)};
+}
+
 template <typename T, int kD>
 void launch_dq(const AttentionArgs& args) {
     using S = detail::TileShape<kD>;
     const Problem& problem = args.problem;
-    const std::int64_t total = problem.total_tokens();
-    const CUtensorMap q_map = detail::make_tile_map(args.q, total, problem.heads_q, kD, S::kBlockM);
-    const CUtensorMap do_map = detail::make_tile_map(args.dout, total, problem.heads_q, kD, S::kBlockM);
-    const CUtensorMap k_map = detail::make_tile_map(args.k, total, problem.heads_kv, kD, S::kBlockN);
-    const CUtensorMap v_map = detail::make_tile_map(args.v, total, problem.heads_kv, kD, S::kBlockN);
+    const BackwardMaps maps = backward_maps(args, S::kBlockM, S::kBlockN);
     const double scale = problem.scale();
     const detail::DqParams params{args.cu_seqlens,
                                   static_cast<const float2*>(args.workspace),
@@ -41,7 +53,7 @@ void launch_dq(const AttentionArgs& args) {
     const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
     const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
                     static_cast<unsigned>(problem.batch()));
-    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(q_map, do_map, k_map, v_map, params, max_tiles);
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params, max_tiles);
     MOBA_CHECK_LAUNCH();
 }
 
@@ -49,11 +61,7 @@ template <typename T, int kD>
 void launch_dkdv(const AttentionArgs& args) {
     using Plan = detail::DkdvPlan<kD>;
     const Problem& problem = args.problem;
-    const std::int64_t total = problem.total_tokens();
-    const CUtensorMap q_map = detail::make_tile_map(args.q, total, problem.heads_q, kD, Plan::kRows);
-    const CUtensorMap do_map = detail::make_tile_map(args.dout, total, problem.heads_q, kD, Plan::kRows);
-    const CUtensorMap k_map = detail::make_tile_map(args.k, total, problem.heads_kv, kD, Plan::kKeys);
-    const CUtensorMap v_map = detail::make_tile_map(args.v, total, problem.heads_kv, kD, Plan::kKeys);
+    const BackwardMaps maps = backward_maps(args, Plan::kRows, Plan::kKeys);
     const double scale = problem.scale();
     const detail::DkdvParams params{args.cu_seqlens,
                                     static_cast<const float2*>(args.workspace),
@@ -70,7 +78,7 @@ void launch_dkdv(const AttentionArgs& args) {
     const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
     const dim3 grid(static_cast<unsigned>(problem.heads_kv), static_cast<unsigned>(key_tiles),
                     static_cast<unsigned>(problem.batch()));
-    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(q_map, do_map, k_map, v_map, params);
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params);
     MOBA_CHECK_LAUNCH();
 }
 
