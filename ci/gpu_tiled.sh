@@ -24,7 +24,7 @@ for k in 8 12 20 70; do
     --topk $k --dtype bf16 --impl "$impls" --out "$out/check-topk$k.json"
 done
 step check_quick 300 $moba check --suite quick --impl "$impls" --out "$out/check-quick-tiled.json"
-step determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_filter='Moba/MobaDeterminism.*'
+step determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_filter='Moba/MobaDeterminism.*:Dense/DenseDeterminism.*'
 step bench 240 $moba bench --seqlen 32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
   --impl "$impls" --phase fwd,fwdbwd --max-seconds 2 --out "$out/bench-tiled.json"
 if [[ ${MOBA_LONG:-0} == 1 ]]; then
