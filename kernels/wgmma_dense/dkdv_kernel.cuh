@@ -23,6 +23,11 @@
 // probabilities fall with the row's distance, so the far rows come before the near ones and the
 // fp32 accumulators are still small while the many small terms are added (the order tiled_mma's
 // dkdv_tile measured best, commit bd70706). Fixed order: gradients are bitwise repeatable.
+// GQA/MQA at short lengths: one CTA per (key tile, kv head) is too few CTAs, and the first key
+// tiles walk far more rows than the last (measured: MQA 16 heads at 16K, 128 CTAs on 132 SMs,
+// backward 283 TFLOP/s against 436 for MHA). The launcher then splits the group's heads into
+// head_parts contiguous parts, one CTA each, and a second kernel sums the parts' fp32 dK/dV in
+// part order: still a fixed order, so still bitwise repeatable.
 // Masks: a tile whose first query precedes the warpgroup's last key masks key > query; a tile
 // reaching past the sequence masks its rows past the end (TMA reads the next sequence's rows
 // or zeros there; their statistics are taken as lse = +inf, Delta = 0). A tile wholly before the
@@ -41,6 +46,12 @@ struct DkdvParams {
     const float2* stats;  // [total, Hq]: (lse * log2 e, Delta = dout . out)
     void* dk;             // [total, Hkv, D] in the dtype
     void* dv;             // [total, Hkv, D] in the dtype
+    // head_parts > 1: the group's heads are split over head_parts CTAs per key tile, each
+    // writing its unscaled fp32 sums to partial [2][head_parts][total, Hkv, D] (dK, then dV),
+    // which sum_head_parts adds in part order (dkdv_kernel.cuh's header says why).
+    float* partial;
+    int head_parts;
+    std::int64_t total;  // tokens
     int heads_q;
     int heads_kv;
     int group;         // Hq / Hkv
@@ -113,17 +124,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
 
     // kv heads on x, key tiles on y (tile 0, the one with the most rows, first), sequences on z.
-    const int hk = blockIdx.x;
+    const int hk = static_cast<int>(blockIdx.x) / p.head_parts;
+    const int part = static_cast<int>(blockIdx.x) % p.head_parts;
+    const int head0 = part * p.group / p.head_parts;  // this part's heads of the group
+    const int part_heads = (part + 1) * p.group / p.head_parts - head0;
     const int b = blockIdx.z;
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
     const int key0 = static_cast<int>(blockIdx.y) * Plan::kKeys;
     if (key0 >= len) return;  // uniform for the whole CTA, before any barrier is used
     const int last_tile = (len - 1) / Plan::kRows;
-    const int n_tiles = (last_tile - key0 / Plan::kRows + 1) * p.group;
-    // Tile n of the walk: query rows from (last_tile - n / group) * 64, head hk * group + n % group.
-    auto tile_row0 = [&](int n) { return (last_tile - n / p.group) * Plan::kRows; };
-    auto tile_head = [&](int n) { return hk * p.group + n % p.group; };
+    const int n_tiles = (last_tile - key0 / Plan::kRows + 1) * part_heads;
+    // Tile n of the walk: query rows from (last_tile - n / part_heads) * 64, head
+    // hk * group + head0 + n % part_heads.
+    auto tile_row0 = [&](int n) { return (last_tile - n / part_heads) * Plan::kRows; };
+    auto tile_head = [&](int n) { return hk * p.group + head0 + n % part_heads; };
 
     if (threadIdx.x == 0) {
         mbar_init(kv_full, 1);
@@ -253,12 +268,24 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_arrive(&empty[s]);
     }
 
-    // dK = scale * sum dS^T Q, dV = sum P^T dO, for the keys inside the sequence.
+    // dK = scale * sum dS^T Q, dV = sum P^T dO, for the keys inside the sequence; with head
+    // parts, this part's unscaled fp32 sums.
+    const std::int64_t plane = static_cast<std::int64_t>(p.head_parts) * p.total * p.heads_kv * kD;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int key = key_lo + acc_row(r);
         if (key >= len) continue;
         const std::int64_t at = ((static_cast<std::int64_t>(start) + key) * p.heads_kv + hk) * kD;
+        if (p.head_parts > 1) {
+            float* dk_row = p.partial + part * p.total * p.heads_kv * kD + at;
+            float* dv_row = dk_row + plane;
+#pragma unroll
+            for (int i = 0; i < kD / 8; ++i) {
+                *reinterpret_cast<float2*>(dk_row + acc_col(i, 0)) = make_float2(dk[4 * i + 2 * r], dk[4 * i + 2 * r + 1]);
+                *reinterpret_cast<float2*>(dv_row + acc_col(i, 0)) = make_float2(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
+            }
+            continue;
+        }
         T* dk_row = static_cast<T*>(p.dk) + at;
         T* dv_row = static_cast<T*>(p.dv) + at;
 #pragma unroll
@@ -269,6 +296,26 @@ __global__ void __launch_bounds__(kThreads, 1)
                 pack2<T>(dv[4 * i + 2 * r], dv[4 * i + 2 * r + 1]);
         }
     }
+}
+
+// dK = scale * sum over parts, dV = sum over parts, in part order, two elements a thread.
+template <typename T>
+__global__ void sum_head_parts(DkdvParams p, std::int64_t elems) {
+    const std::int64_t pair = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (2 * pair >= elems) return;
+    const std::int64_t plane = static_cast<std::int64_t>(p.head_parts) * elems;
+    float2 dk = make_float2(0.0f, 0.0f);
+    float2 dv = make_float2(0.0f, 0.0f);
+    for (int part = 0; part < p.head_parts; ++part) {
+        const float2 k = reinterpret_cast<const float2*>(p.partial + part * elems)[pair];
+        const float2 v = reinterpret_cast<const float2*>(p.partial + plane + part * elems)[pair];
+        dk.x += k.x;
+        dk.y += k.y;
+        dv.x += v.x;
+        dv.y += v.y;
+    }
+    reinterpret_cast<std::uint32_t*>(p.dk)[pair] = pack2<T>(dk.x * p.scale, dk.y * p.scale);
+    reinterpret_cast<std::uint32_t*>(p.dv)[pair] = pack2<T>(dv.x, dv.y);
 }
 
 }  // namespace moba::wgmma_dense::detail

@@ -23,7 +23,9 @@ void dense_forward(const AttentionArgs& args);
 // dense_can_implement plus tiled_mma::dense_backward_can_implement (the row statistics' limits).
 Support dense_backward_can_implement(const Problem& problem);
 
-// tiled_mma's dense backward workspace: the row statistics [total, Hq] float2.
+// The row statistics [total, Hq] float2 (tiled_mma's dense backward workspace), then, for
+// GQA/MQA problems with few key tiles, fp32 dK/dV partial sums of the split head groups
+// ([2][parts][total, Hkv, D], backward.cu).
 std::size_t dense_backward_workspace_bytes(const Problem& problem);
 
 // Full causal attention backward: reads q, k, v, out, lse, dout; writes dq, dk, dv.
