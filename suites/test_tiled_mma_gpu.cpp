@@ -75,18 +75,25 @@ std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Quick, TiledQuickMatrix, ::testing::ValuesIn(quick_suite(3000)), case_name);
 
-class MobaDeterminism : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
-    MOBA_REQUIRE_GPU();
-    const Implementation& impl = impl_named(GetParam());
+// The determinism tests' problem: varlen with a 1-token sequence, GQA 8:2 (the dense dK/dV
+// splits each group over CTAs here), D 128, block 64.
+Problem determinism_problem(int topk) {
     Problem p;
     p.seqlens = {3000, 700, 1};
     p.heads_q = 8;
     p.heads_kv = 2;
     p.head_dim = 128;
     p.block = 64;
-    p.topk = 4;
+    p.topk = topk;
+    return p;
+}
+
+class MobaDeterminism : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(GetParam());
+    const Problem p = determinism_problem(4);
     const HostInputs in = make_inputs(p, 11);
     DeviceInputs din(impl, p, in);
     const Selection sel = run_gating(impl, din);
@@ -104,13 +111,7 @@ class DenseDeterminism : public ::testing::TestWithParam<std::string> {};
 TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
     MOBA_REQUIRE_GPU();
     const Implementation& impl = impl_named(GetParam());
-    Problem p;
-    p.seqlens = {3000, 700, 1};
-    p.heads_q = 8;
-    p.heads_kv = 2;
-    p.head_dim = 128;
-    p.block = 64;
-    p.topk = 3000 / 64 + 1;  // every block: zero sparsity
+    const Problem p = determinism_problem(3000 / 64 + 1);  // every block: zero sparsity
     ASSERT_TRUE(p.zero_sparsity());
     const HostInputs in = make_inputs(p, 12);
     DeviceInputs din(impl, p, in);
