@@ -1,6 +1,6 @@
 // dK and dV of dense causal attention on warpgroup MMA (FlashAttention-3's dK/dV shape), the
-// wgmma_dense backward's replacement for tiled_mma's mma.sync dkdv_tile. dQ and the row
-// statistics stay tiled_mma's (backward.cu says why).
+// wgmma_dense backward's replacement for tiled_mma's mma.sync dkdv_tile. dQ is dq_kernel.cuh's;
+// the row statistics are tiled_mma's row_stats.
 //
 // One CTA per (128-key tile, kv head, sequence), 3 warpgroups:
 //   warpgroup 0, producer: one thread loads the CTA's K and V tiles once (TMA, 128 keys), then
@@ -116,8 +116,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 DkdvParams p) {
     using Plan = DkdvPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
+    unsigned char* smem = aligned_smem(smem_raw);
     auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     std::uint64_t* full = kv_full + 1;
     std::uint64_t* empty = full + kDkdvStages;

@@ -47,11 +47,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Forward = SmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
     // The forward's Ring with its barriers moved past the dO tile.
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
+    unsigned char* smem = aligned_smem(smem_raw);
     auto* do_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
-    std::uint64_t* bars = do_full + 1;
-    const Ring ring{smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
+    const Ring ring = ring_at(smem, do_full + 1);
 
     // As the forward: heads on x, tiles on y reversed (longest first), sequences on z.
     const int b = blockIdx.z;

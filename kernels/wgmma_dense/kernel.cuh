@@ -75,12 +75,15 @@ struct Ring {
     std::uint64_t* v_empty;
 };
 
+// The ring over the aligned window smem with its barriers from `bars` on.
+__device__ __forceinline__ Ring ring_at(unsigned char* smem, std::uint64_t* bars) {
+    return {smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
+}
+
 template <int kD>
 __device__ __forceinline__ Ring ring_in(unsigned char* smem_raw) {
-    unsigned char* smem = reinterpret_cast<unsigned char*>(
-        (reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) & ~std::uintptr_t{1023});
-    auto* bars = reinterpret_cast<std::uint64_t*>(smem + SmemPlan<kD>::kBars);
-    return {smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
+    unsigned char* smem = aligned_smem(smem_raw);
+    return ring_at(smem, reinterpret_cast<std::uint64_t*>(smem + SmemPlan<kD>::kBars));
 }
 
 // One thread: the K/V stages' barriers (full: one TMA arrival; empty: one arrival per

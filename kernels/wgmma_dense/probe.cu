@@ -17,11 +17,6 @@ using namespace detail;
 
 constexpr int kThreads = 256;  // two consumer warpgroups, 64 rows each, as in the kernel
 
-__device__ unsigned char* aligned_smem(unsigned char* raw) {
-    return reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(raw) + 1023) &
-                                            ~std::uintptr_t{1023});
-}
-
 // Tiles at 0 and kQBytes, the barrier after them: every tile 1024-byte aligned as in the kernel.
 template <int kD>
 constexpr int probe_smem_bytes() {

@@ -32,6 +32,13 @@ struct TileShape {
     static constexpr std::uint32_t kKVBytes = kBlockN * kD * 2;
 };
 
+// The CTA's dynamic shared window aligned up to 1024 bytes: the 128-byte swizzle atoms that TMA
+// writes and wgmma descriptors read need it (every kernel's plan reserves 1024 bytes of slack).
+__device__ __forceinline__ unsigned char* aligned_smem(unsigned char* raw) {
+    return reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(raw) + 1023) &
+                                            ~std::uintptr_t{1023});
+}
+
 // Accumulator entry e = 4 i + 2 r + c of a thread in a warpgroup's m64nN fragment is
 // row acc_row(r) and column acc_col(i, c) of the warpgroup's 64-row tile.
 __device__ __forceinline__ int acc_row(int r) {
