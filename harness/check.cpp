@@ -250,25 +250,22 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
         records.push_back(outcome_record(c, "reference", fwd_check, o.reference, Outcome::failed, why));
         return;
     }
-    // Refuse implementations whose run would not fit in free device memory before spending
-    // time on the truth.
+    // Before spending time on the truth, record the implementations not checked on this problem
+    // and refuse those whose run would not fit in free device memory; with none left, skip the
+    // truth (minutes per case of a long suite).
     std::vector<const Implementation*> impls;
     for (const Implementation* impl : o.gpu ? o.impls : std::vector<const Implementation*>{}) {
+        if (const Support s = checkable(*impl, p); !s.ok) {
+            records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::not_supported, s.reason));
+            continue;
+        }
         try {
-            if (impl->supports(p).ok) require_device_memory(device_bytes_needed(*impl, p), impl->name);
+            require_device_memory(device_bytes_needed(*impl, p), impl->name);
             impls.push_back(impl);
         } catch (const std::exception& e) {
             records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::failed, e.what()));
         }
     }
-    // Not-supported records need no truth: record them, and skip the truth (minutes per case of
-    // a long suite) when no implementation is left to judge.
-    std::erase_if(impls, [&](const Implementation* impl) {
-        const Support s = checkable(*impl, p);
-        if (!s.ok)
-            records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::not_supported, s.reason));
-        return !s.ok;
-    });
     if (o.gpu && impls.empty()) return;
 
     // With --reference cpu the selection is the float64 gating's; with --reference naive it
