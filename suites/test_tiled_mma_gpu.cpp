@@ -2,8 +2,10 @@
 // both with the fused gating and the deterministic backward) against the float64 reference
 // across the quick matrix: gating, forward and gradient agreement on every case, one reference
 // computation per case for both. Plus bitwise determinism of forward and backward over 20
-// repeats, which the wave design promises without atomics, for them and for the dense entries.
-// Skips without a GPU.
+// repeats, which the wave design promises without atomics, for them and for the dense entries,
+// and the fused gating over many tiles of block means and on all-equal scores. Skips without a
+// GPU.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -17,6 +19,7 @@
 
 #include "gpu_test_util.hpp"
 #include "harness/check.hpp"
+#include "harness/compare.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/suite.hpp"
@@ -121,6 +124,73 @@ TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dense, DenseDeterminism, ::testing::Values("tiled_mma_dense", "wgmma_dense"));
+
+// The fused gating (tiled_mma's, which wgmma_moba uses too) scores tiles of 64 block means; the
+// quick and long suites have at most 64 blocks per sequence, hence one tile. These cases run
+// several tiles (lists that fill, then filter; the half floor) against the float64 reference:
+// varlen with a 1-token sequence, GQA and MQA, each selection kernel (k - 1 = 7 and 16: top16,
+// 19: top64).
+struct GatingCase {
+    DType dtype;
+    int head_dim;
+    int heads_q;
+    int heads_kv;
+    int topk;
+    std::vector<int> seqlens;
+};
+
+Problem gating_problem(const GatingCase& c) {
+    Problem p;
+    p.seqlens = c.seqlens;
+    p.heads_q = c.heads_q;
+    p.heads_kv = c.heads_kv;
+    p.head_dim = c.head_dim;
+    p.dtype = c.dtype;
+    p.block = 32;
+    p.topk = c.topk;
+    return p;
+}
+
+class FusedGating : public ::testing::TestWithParam<GatingCase> {};
+
+TEST_P(FusedGating, AgreesWithReferenceOverManyBlockTiles) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named("tiled_mma");
+    const Problem p = gating_problem(GetParam());
+    ASSERT_GT(p.max_blocks(), 4 * 64);  // rows score more than four tiles of block means
+    const HostInputs in = make_inputs(p, 21);
+    DeviceInputs din(impl, p, in);
+    const GatingCheck check = compare_gating(p, run_gating(impl, din), ref::gating(p, in));
+    EXPECT_EQ(check.outcome, Outcome::passed) << check.reason;
+    EXPECT_EQ(check.mismatches, 0);
+    EXPECT_EQ(check.invalid, 0);
+}
+
+// Equal keys make every block mean, hence every score, equal: SPEC §2 gives ties to the lower
+// block, so every row takes blocks 0 .. k-2 and its own.
+TEST_P(FusedGating, EqualScoresTakeTheLowestBlocks) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named("tiled_mma");
+    const Problem p = gating_problem(GetParam());
+    HostInputs in = make_inputs(p, 22);
+    std::fill(in.k.begin(), in.k.end(), 0.5f);
+    DeviceInputs din(impl, p, in);
+    const Selection got = run_gating(impl, din);
+    const Selection want = ref::gating(p, in).selection;
+    ASSERT_EQ(got.slots, want.slots);
+    EXPECT_EQ(got.blocks, want.blocks);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Gating, FusedGating,
+    ::testing::Values(GatingCase{DType::bf16, 128, 8, 2, 8, {12000, 1, 3001}},
+                      GatingCase{DType::f16, 64, 4, 1, 17, {9000, 700}},
+                      GatingCase{DType::bf16, 64, 4, 4, 20, {9000, 33}}),
+    [](const ::testing::TestParamInfo<GatingCase>& info) {
+        const GatingCase& c = info.param;
+        return fmt::format("{}_D{}_{}_k{}", to_string(c.dtype), c.head_dim, head_layout(c.heads_q, c.heads_kv),
+                           c.topk);
+    });
 
 }  // namespace
 }  // namespace moba
