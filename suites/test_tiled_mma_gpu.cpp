@@ -186,8 +186,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(GatingCase{DType::bf16, 128, 8, 2, 8, {12000, 1, 3001}},
                       GatingCase{DType::f16, 64, 4, 1, 17, {9000, 700}},
                       GatingCase{DType::bf16, 64, 4, 4, 20, {9000, 33}}),
-    [](const ::testing::TestParamInfo<GatingCase>& info) {
-        const GatingCase& c = info.param;
+    [](const ::testing::TestParamInfo<GatingCase>& param_info) {
+        const GatingCase& c = param_info.param;
         return fmt::format("{}_D{}_{}_k{}", to_string(c.dtype), c.head_dim, head_layout(c.heads_q, c.heads_kv),
                            c.topk);
     });
