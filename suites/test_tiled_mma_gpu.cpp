@@ -2,9 +2,9 @@
 // both with the fused gating and the deterministic backward) against the float64 reference
 // across the quick matrix: gating, forward and gradient agreement on every case, one reference
 // computation per case for both. Plus bitwise determinism of forward and backward over 20
-// repeats, which the wave design promises without atomics, for them and for the dense entries,
-// and the fused gating over many tiles of block means and on all-equal scores. Skips without a
-// GPU.
+// repeats, for them and for the dense entries; a past block scoring far above the own block
+// (wgmma_moba's rescaling merge); and the fused gating over many tiles of block means and on
+// all-equal scores. Skips without a GPU.
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -124,6 +124,105 @@ TEST_P(DenseDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dense, DenseDeterminism, ::testing::Values("tiled_mma_dense", "wgmma_dense"));
+
+// Keys of every sequence's block 1 scaled by 16 (exact in bf16 and fp16): rows that attend to
+// it score far above anything in their own block. wgmma_moba's waves merge by plain adds while
+// a block stays below the accumulator's reference (the own-block max + 32 in log2 units) and
+// rescale the accumulator when it does not; the quick matrix's normal inputs never leave the
+// first path, these do, in the first wave and in later ones. tiled_mma (always rescaling) too.
+struct DominantCase {
+    DType dtype;
+    int head_dim;
+    int heads_q;
+    int heads_kv;
+};
+
+Problem dominant_problem(const DominantCase& c) {
+    Problem p;
+    p.seqlens = {1500, 700, 1};
+    p.heads_q = c.heads_q;
+    p.heads_kv = c.heads_kv;
+    p.head_dim = c.head_dim;
+    p.dtype = c.dtype;
+    p.block = 128;
+    p.topk = 4;
+    return p;
+}
+
+HostInputs dominant_inputs(const Problem& p) {
+    HostInputs in = make_inputs(p, 31);
+    const auto row = static_cast<std::size_t>(p.heads_kv * p.head_dim);
+    int start = 0;
+    for (const int len : p.seqlens) {
+        for (int j = p.block; j < std::min(len, 2 * p.block); ++j)
+            for (std::size_t e = 0; e < row; ++e) in.k[(start + j) * row + e] *= 16.0f;
+        start += len;
+    }
+    return in;
+}
+
+// (token, head) rows whose selected past blocks score more than `margin` (log2 units) above
+// the row's own-block maximum: those a wave must merge by rescaling.
+int rows_past_reference(const Problem& p, const HostInputs& in, const Selection& sel, double margin) {
+    const int d = p.head_dim;
+    const double scale_log2 = p.scale() * 1.4426950408889634;
+    const auto score = [&](std::int64_t token, int h, std::int64_t key) {
+        double s = 0.0;
+        for (int e = 0; e < d; ++e)
+            s += static_cast<double>(in.q[(token * p.heads_q + h) * d + e]) *
+                 in.k[(key * p.heads_kv + h / p.group()) * d + e];
+        return s * scale_log2;
+    };
+    int rows = 0;
+    std::int64_t start = 0;
+    for (const int len : p.seqlens) {
+        for (int i = 0; i < len; ++i)
+            for (int h = 0; h < p.heads_q; ++h) {
+                const std::int64_t token = start + i;
+                const int own = i / p.block;
+                double own_max = -1e300;
+                for (int j = own * p.block; j <= i; ++j) own_max = std::max(own_max, score(token, h, start + j));
+                double past_max = -1e300;
+                for (int slot = 0; slot < sel.slots; ++slot) {
+                    const int b = sel.blocks[(token * p.heads_q + h) * sel.slots + slot];
+                    if (b < 0 || b == own) continue;
+                    for (int j = b * p.block; j < (b + 1) * p.block; ++j)
+                        past_max = std::max(past_max, score(token, h, start + j));
+                }
+                if (past_max > own_max + margin) ++rows;
+            }
+        start += len;
+    }
+    return rows;
+}
+
+class DominantPastBlock : public ::testing::TestWithParam<DominantCase> {};
+
+TEST_P(DominantPastBlock, AgreesWithFloat64Reference) {
+    MOBA_REQUIRE_GPU();
+    const Problem p = dominant_problem(GetParam());
+    const HostInputs in = dominant_inputs(p);
+    const Selection sel = ref::gating(p, in).selection;
+    // The inputs do what they are for: many rows past the reference, and many not.
+    const int past = rows_past_reference(p, in, sel, 40.0);
+    const int rows = static_cast<int>(p.total_tokens()) * p.heads_q;
+    EXPECT_GT(past, rows / 20);
+    EXPECT_LT(past, rows - rows / 20);
+    CheckOptions options;
+    for (const auto& name : kMobaImpls) options.impls.push_back(&impl_named(name));
+    options.add_zero_sparsity = false;
+    const auto records = run_checks_on({p, 31}, in, options);
+    EXPECT_EQ(records.size(), 6u * kMobaImpls.size());
+    for (const auto& r : records) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Moba, DominantPastBlock,
+                         ::testing::Values(DominantCase{DType::bf16, 128, 4, 1}, DominantCase{DType::f16, 64, 4, 2}),
+                         [](const ::testing::TestParamInfo<DominantCase>& param_info) {
+                             const DominantCase& c = param_info.param;
+                             return fmt::format("{}_D{}_{}", to_string(c.dtype), c.head_dim,
+                                                head_layout(c.heads_q, c.heads_kv));
+                         });
 
 // The fused gating (tiled_mma's, which wgmma_moba uses too) scores tiles of 64 block means; the
 // quick and long suites have at most 64 blocks per sequence, hence one tile. These cases run

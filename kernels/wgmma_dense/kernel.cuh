@@ -3,7 +3,8 @@
 //   dense:     keys 0 .. the row (full causal attention); writes out and lse.
 //   own block: keys from the start of the row's own MoBA block to the row (the MoBA forward's
 //              first pass); writes the unnormalised fp32 accumulator (O, m, l) that the sparse
-//              waves (wave_kernel.cuh) merge into, in tiled_mma's layout.
+//              waves (wave_kernel.cuh) merge into, in tiled_mma's layout, against the
+//              reference m + kWaveRefOffset (below).
 //
 // One CTA per (query head, 128-row query tile, sequence), 3 warpgroups:
 //   warpgroup 0, producer: one thread issues TMA loads (Q once, then K and V tiles of 128 keys
@@ -43,6 +44,16 @@ struct KernelParams {
     float* acc_o;       // [total, Hq, D] fp32, unnormalised
     float2* acc_ml;     // [total, Hq] (m, l): m in the log2 domain, l the full row sum
 };
+
+// The own-block mode stores each row's accumulator against the reference m + kWaveRefOffset
+// (log2 domain) instead of its own-block max m: O and l scaled by 2^-kWaveRefOffset, exactly (a
+// power of two; O stays a normal float unless |O| < 2^-94). A sparse wave (wave_kernel.cuh)
+// whose block max stays below this reference scales its partial to it and merges by plain
+// addition, without reading the accumulator; only a block scoring 2^32 times the own block's
+// largest weight makes it read, rescale and write.
+constexpr float kWaveRefOffset = 32.0f;
+constexpr float kWaveRefScale = 0x1p-32f;  // 2^-kWaveRefOffset
+static_assert(kWaveRefScale * 4294967296.0f == 1.0f);
 
 constexpr int kThreads = 384;
 constexpr int kStages = 2;
@@ -244,8 +255,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
             for (int i = 0; i < kD / 8; ++i)
                 *reinterpret_cast<float2*>(dst + acc_col(i, 0)) =
-                    make_float2(o[4 * i + 2 * r], o[4 * i + 2 * r + 1]);
-            if (t == 0) p.acc_ml[row] = make_float2(m[r], l[r]);
+                    make_float2(o[4 * i + 2 * r] * kWaveRefScale, o[4 * i + 2 * r + 1] * kWaveRefScale);
+            if (t == 0) p.acc_ml[row] = make_float2(m[r] + kWaveRefOffset, l[r] * kWaveRefScale);
         } else {
             const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
             T* dst = static_cast<T*>(p.out) + (token * p.heads_q + h) * kD;

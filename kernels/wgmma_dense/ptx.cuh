@@ -85,9 +85,9 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 __device__ __forceinline__ void fence_proxy_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-// Hint: bring the 128-byte line holding `global` into L2.
-__device__ __forceinline__ void prefetch_l2(const void* global) {
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(global));
+// Synchronises `threads` threads (whole warps) on hardware barrier `id` (0 is __syncthreads').
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- warpgroup register reallocation: the producer gives registers to the consumers ----
