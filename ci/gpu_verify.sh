@@ -11,7 +11,7 @@ source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
-step ctest_gpu 420 ctest --preset release -L gpu -j 8 --timeout 400
+step ctest_gpu 500 ctest --preset release -L gpu -j 8 --timeout 480
 # MOBA_VERIFY_QUICK=1: also the CLI's quick check of naive (issue 2's "moba check --suite quick
 # passes for naive"; ~150 s on an H100, so pair it with MOBA_VERIFY_BENCH=0 to stay in 10 min).
 if [[ ${MOBA_VERIFY_QUICK:-0} == 1 ]]; then
