@@ -166,9 +166,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         float o[kD / 2];
 #pragma unroll
         for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
-        float l[2] = {0.0f, 0.0f};
-
         float m[2] = {-INFINITY, -INFINITY};
+        float l[2] = {0.0f, 0.0f};
 
         mbar_wait(q_full(b), (local / 2) & 1);
         for (int j = 0; j < key_tiles; ++j, ++n) {
