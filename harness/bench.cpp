@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "harness/compare.hpp"
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "harness/device.hpp"
 #include "harness/device_random.hpp"
 #include "harness/gpu_clock.hpp"

@@ -1,7 +1,7 @@
 // `moba bench`: times registered implementations on one configuration after checking their
-// forward output on sampled query rows against the float64 reference (SPEC §5 rules, restricted
+// forward output on sampled query rows against the float64 reference (SEMANTICS.md §5 rules, restricted
 // to those rows). Inputs are drawn on the device. Every record carries the command line that
-// reproduces it. Speed is counted per SPEC §6 (harness/flops.hpp).
+// reproduces it. Speed is counted per SEMANTICS.md §6 (harness/flops.hpp).
 #pragma once
 
 #include <cstdint>

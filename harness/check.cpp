@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "harness/compare.hpp"
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/naive_truth.hpp"

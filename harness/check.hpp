@@ -1,4 +1,4 @@
-// `moba check`: the agreement checks of SPEC §5 for chosen implementations on one problem.
+// `moba check`: the agreement checks of SEMANTICS.md §5 for chosen implementations on one problem.
 //   gating         the implementation's block sets against the float64 reference's
 //   forward        out, lse with the reference's selection fed to every implementation
 //   backward       dq, dk, dv likewise
@@ -13,9 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 #include "harness/registry.hpp"
-#include "harness/tensors.hpp"
+#include "core/tensors.hpp"
 
 namespace moba {
 

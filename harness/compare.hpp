@@ -1,4 +1,4 @@
-// The agreement rules of SPEC §5, applied to one tensor or one selection.
+// The agreement rules of SEMANTICS.md §5, applied to one tensor or one selection.
 //   forward:   max|x - ref| <= 2 * max|x_base - ref| + atol
 //   gradients: max|dx - ref| <= 3 * max|dx_base - ref| + atol
 // atol is the rounding step of the dtype near 0.3 (FlashAttention's choice): 2^-9 for bf16,
@@ -10,8 +10,8 @@
 #include <string>
 
 #include "harness/outcome.hpp"
-#include "harness/problem.hpp"
-#include "harness/tensors.hpp"
+#include "core/problem.hpp"
+#include "core/tensors.hpp"
 #include "reference/reference.hpp"
 
 namespace moba {

@@ -5,7 +5,7 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 
 namespace moba {
 namespace {

@@ -3,7 +3,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 
 namespace moba {
 namespace {

@@ -1,4 +1,4 @@
-// How speed is counted (SPEC §6): only attended (query, key) pairs count.
+// How speed is counted (SEMANTICS.md §6): only attended (query, key) pairs count.
 //   forward 4 * D * pairs, backward 2.5x forward, forward+backward 3.5x forward.
 // Gating is counted separately: block means (D additions per key and kv head) and the scores
 // (2 * D per past block, query and query head).
@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba {
 

@@ -7,7 +7,7 @@
 #include <cuda_fp16.h>
 #include <fmt/format.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 
 namespace moba {
 

@@ -9,7 +9,7 @@
 
 #include "harness/device.hpp"
 #include "harness/registry.hpp"
-#include "harness/tensors.hpp"
+#include "core/tensors.hpp"
 
 namespace moba {
 

@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "harness/problem.hpp"
-#include "harness/tensors.hpp"
+#include "core/problem.hpp"
+#include "core/tensors.hpp"
 
 namespace moba {
 

@@ -7,9 +7,9 @@
 #include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
 #include "kernels/tiled_mma/backward.hpp"
-#include "kernels/tiled_mma/gating.hpp"
+#include "kernels/moba/gating.hpp"
 #include "kernels/tiled_mma/tiled_mma.hpp"
-#include "kernels/wgmma_dense/wgmma_dense.hpp"
+#include "kernels/wgmma/wgmma.hpp"
 
 namespace moba {
 
@@ -77,13 +77,13 @@ const std::vector<Implementation>& registry() {
                     if (Support s = tiled_mma::can_implement(p); !s.ok) return s;
                     return tiled_mma::backward_can_implement(p);
                 },
-            .gating_workspace_bytes = tiled_mma::gating_workspace_bytes,
+            .gating_workspace_bytes = sparse::gating_workspace_bytes,
             .attention_workspace_bytes =
                 [](const Problem& p) {
                     return std::max(tiled_mma::attention_workspace_bytes(p),
                                     tiled_mma::backward_workspace_bytes(p));
                 },
-            .gating = tiled_mma::gating,
+            .gating = sparse::gating,
             .forward = tiled_mma::forward,
             .backward = tiled_mma::backward,
         });
@@ -115,12 +115,12 @@ const std::vector<Implementation>& registry() {
             .dtypes = {DType::bf16, DType::f16},
             .max_head_dim = 128,
             .dense = true,
-            .can_implement = wgmma_dense::dense_backward_can_implement,
+            .can_implement = wgmma::dense_backward_can_implement,
             .gating_workspace_bytes = {},
-            .attention_workspace_bytes = wgmma_dense::dense_backward_workspace_bytes,
+            .attention_workspace_bytes = wgmma::dense_backward_workspace_bytes,
             .gating = {},
-            .forward = wgmma_dense::dense_forward,
-            .backward = wgmma_dense::dense_backward,
+            .forward = wgmma::dense_forward,
+            .backward = wgmma::dense_backward,
         });
         list.push_back(Implementation{
             .name = "wgmma_moba",
@@ -133,18 +133,18 @@ const std::vector<Implementation>& registry() {
             .max_head_dim = 128,
             .can_implement =
                 [](const Problem& p) {
-                    if (Support s = wgmma_dense::moba_can_implement(p); !s.ok) return s;
-                    if (Support s = tiled_mma::gating_can_implement(p); !s.ok) return s;
+                    if (Support s = wgmma::moba_can_implement(p); !s.ok) return s;
+                    if (Support s = sparse::gating_can_implement(p); !s.ok) return s;
                     return tiled_mma::backward_can_implement(p);
                 },
-            .gating_workspace_bytes = tiled_mma::gating_workspace_bytes,
+            .gating_workspace_bytes = sparse::gating_workspace_bytes,
             .attention_workspace_bytes =
                 [](const Problem& p) {
-                    return std::max(wgmma_dense::moba_workspace_bytes(p),
+                    return std::max(wgmma::moba_workspace_bytes(p),
                                     tiled_mma::backward_workspace_bytes(p));
                 },
-            .gating = tiled_mma::gating,
-            .forward = wgmma_dense::moba_forward,
+            .gating = sparse::gating,
+            .forward = wgmma::moba_forward,
             .backward = tiled_mma::backward,
         });
         return list;

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 
 namespace moba {
 namespace {

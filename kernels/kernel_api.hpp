@@ -1,6 +1,6 @@
 // The contract between the harness and every GPU implementation. Arguments are plain
 // structs of device pointers passed by value; the launcher picks the grid and the template
-// instance, the device code only computes. Layouts are those of harness/tensors.hpp.
+// instance, the device code only computes. Layouts are those of core/tensors.hpp.
 #pragma once
 
 #include <cstddef>
@@ -9,7 +9,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba {
 

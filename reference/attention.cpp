@@ -1,4 +1,4 @@
-// Attention given a selection (SPEC §3) in float64. Key j of the query's sequence is
+// Attention given a selection (SEMANTICS.md §3) in float64. Key j of the query's sequence is
 // attended by (i, h) when j <= i and block j / Bs is in the selection of (i, h).
 //
 // Forward and the dq half of backward run per query row (token, head); dk and dv run per

@@ -1,4 +1,4 @@
-// The same-precision baseline (SPEC §5): what a plain low-precision implementation computes,
+// The same-precision baseline (SEMANTICS.md §5): what a plain low-precision implementation computes,
 // the yardstick of every error bound. fp32 arithmetic throughout; rounded to the problem's
 // dtype exactly where such an implementation stores a low-precision value: the probabilities
 // before the product with V, dS before the products with K and Q, and every output.

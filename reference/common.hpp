@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "harness/problem.hpp"
-#include "harness/tensors.hpp"
+#include "core/problem.hpp"
+#include "core/tensors.hpp"
 
 namespace moba::ref::detail {
 

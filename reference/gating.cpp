@@ -1,4 +1,4 @@
-// Gating (SPEC §2) in float64: block means of k, unscaled scores against them, own block
+// Gating (SEMANTICS.md §2) in float64: block means of k, unscaled scores against them, own block
 // forced, the top k-1 past blocks by score (ties to the lower index), future blocks never.
 #include <algorithm>
 #include <cmath>

@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "harness/problem.hpp"
-#include "harness/tensors.hpp"
+#include "core/problem.hpp"
+#include "core/tensors.hpp"
 
 namespace moba::ref {
 
-// ---- Gating (SPEC §2) in float64 ----------------------------------------------------------
+// ---- Gating (SEMANTICS.md §2) in float64 ----------------------------------------------------------
 struct GatingResult {
     Selection selection;  // [total, Hq, slots]
     // Per (query token, query head) [total, Hq]: score of the k-th selected block minus
@@ -67,7 +67,7 @@ struct RowInputs {
 // Cost: the rows' attended keys times D; k, v are read in place.
 Forward forward_rows(const Problem& problem, const RowInputs& rows);
 
-// ---- Same-precision baseline (SPEC §5) ---------------------------------------------------
+// ---- Same-precision baseline (SEMANTICS.md §5) ---------------------------------------------------
 // What a plain low-precision implementation computes: fp32 scores from the rounded inputs,
 // probabilities rounded to the dtype before the product with V, outputs rounded to the dtype.
 // For DType::f32 no rounding is applied beyond fp32 arithmetic.

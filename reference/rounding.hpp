@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba::ref {
 

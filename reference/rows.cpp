@@ -1,4 +1,4 @@
-// Forward of a subset of query rows (SPEC §3), for problems far too large for a full CPU
+// Forward of a subset of query rows (SEMANTICS.md §3), for problems far too large for a full CPU
 // pass: the float64 reference and the same-precision baseline of the requested tokens only.
 // Every (row, head) does the arithmetic of attention_forward / baseline_forward, operation
 // for operation in the same order, so its results are those functions' rows: bitwise for

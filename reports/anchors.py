@@ -6,7 +6,7 @@ configurations, and writes a `moba-report` (reports/FORMAT.md) that `moba export
 `moba compare` read:
   torch_sdpa_flash  F.scaled_dot_product_attention(is_causal=True), flash backend only
   torch_sdpa_cudnn  the same, cuDNN backend only
-  flex_moba         MoBA gating in torch (SPEC §2) + flex_attention with a block-selection mask_mod
+  flex_moba         MoBA gating in torch (SEMANTICS.md §2) + flex_attention with a block-selection mask_mod
 Every implementation is first checked on sampled query rows against float64 (the rule of
 reference/SEMANTICS.md); only a passing one is timed.  `--self-test` checks the gating, the
 pair counting and the row check on small CPU tensors.
@@ -42,7 +42,7 @@ class NotSupported(Exception):
     pass
 
 
-# ---------------------------------------------------------------- sizes, pairs, FLOPs (SPEC §6)
+# ---------------------------------------------------------------- sizes, pairs, FLOPs (SEMANTICS.md §6)
 def parse_len(text):
     t = text.strip().upper()
     mult = {"K": 1 << 10, "M": 1 << 20}.get(t[-1:], 1)
@@ -75,7 +75,7 @@ def layout(hq, hkv):
     return "MHA" if hq == hkv else ("MQA" if hkv == 1 else "GQA")
 
 
-# ---------------------------------------------------------------- MoBA gating (SPEC §2)
+# ---------------------------------------------------------------- MoBA gating (SEMANTICS.md §2)
 def moba_gating(q, k, block, topk, chunk_elems=1 << 28):
     """q [Hq, L, D], k [Hkv, L, D] -> sel bool [Hq, L, n]: sel[h, i, j] = block j is attended."""
     hq, L, D = q.shape

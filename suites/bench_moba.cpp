@@ -11,7 +11,7 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "harness/device.hpp"
 #include "harness/flops.hpp"
 #include "harness/gpu_run.hpp"

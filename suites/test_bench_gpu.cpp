@@ -7,7 +7,7 @@
 
 #include "gpu_test_util.hpp"
 #include "harness/bench.hpp"
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 
 namespace moba {
 namespace {

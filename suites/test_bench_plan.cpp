@@ -1,5 +1,5 @@
 // Speed accounting and sweep planning (CPU): pair counts against brute force, FLOP rules of
-// SPEC §6, timing statistics, sweep axes, grid files with their errors, resume keys.
+// SEMANTICS.md §6, timing statistics, sweep axes, grid files with their errors, resume keys.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>

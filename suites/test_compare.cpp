@@ -1,4 +1,4 @@
-// The agreement rules of SPEC §5 as harness/compare.cpp applies them: planted errors must be
+// The agreement rules of SEMANTICS.md §5 as harness/compare.cpp applies them: planted errors must be
 // caught, NaN must fail, near-ties must be counted rather than called mismatches.
 #include <cmath>
 #include <limits>

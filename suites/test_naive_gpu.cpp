@@ -15,7 +15,7 @@
 #include "gpu_test_util.hpp"
 #include "harness/check.hpp"
 #include "harness/compare.hpp"
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/naive_truth.hpp"
@@ -125,7 +125,7 @@ TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {
     }
 }
 
-// --reference naive's yardstick is SPEC §5's baseline: the naive kernels with P and dS rounded
+// --reference naive's yardstick is SEMANTICS.md §5's baseline: the naive kernels with P and dS rounded
 // to the dtype must land on the CPU baseline (reference/baseline.cpp) far nearer than the naive
 // implementation itself does, which keeps P and dS in fp32 and rounds only its outputs. MQA at
 // zero sparsity, so each key's dK/dV sums many (row, head) terms and the roundings show.

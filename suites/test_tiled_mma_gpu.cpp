@@ -266,7 +266,7 @@ TEST_P(FusedGating, AgreesWithReferenceOverManyBlockTiles) {
     EXPECT_EQ(check.invalid, 0);
 }
 
-// Equal keys make every block mean, hence every score, equal: SPEC §2 gives ties to the lower
+// Equal keys make every block mean, hence every score, equal: SEMANTICS.md §2 gives ties to the lower
 // block, so every row takes blocks 0 .. k-2 and its own.
 TEST_P(FusedGating, EqualScoresTakeTheLowestBlocks) {
     MOBA_REQUIRE_GPU();

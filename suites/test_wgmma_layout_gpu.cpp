@@ -22,14 +22,14 @@
 #include <gtest/gtest.h>
 
 #include "gpu_test_util.hpp"
-#include "harness/cuda_check.hpp"
-#include "kernels/wgmma_dense/probe.hpp"
-#include "kernels/wgmma_dense/wgmma_dense.hpp"
+#include "core/cuda_check.hpp"
+#include "kernels/wgmma/probe.hpp"
+#include "kernels/wgmma/wgmma.hpp"
 
 namespace moba {
 namespace {
 
-constexpr int kRows = wgmma_dense::probe::kRows;
+constexpr int kRows = wgmma::probe::kRows;
 
 // Values k / 64, |k| <= 64 (or 0 <= k <= 64 for probabilities): exact in bf16 and fp16.
 std::vector<float> exact_values(std::size_t count, std::uint32_t seed, bool non_negative = false) {
@@ -87,7 +87,7 @@ TEST(WgmmaLayout, QkProductMatchesCpu) {
         const int d = c.head_dim;
         const auto q = exact_values(static_cast<std::size_t>(kRows) * d, 1);
         const auto k = exact_values(static_cast<std::size_t>(kRows) * d, 2);
-        const auto s = wgmma_dense::probe::qk(c.dtype, d, q, k);
+        const auto s = wgmma::probe::qk(c.dtype, d, q, k);
         ASSERT_EQ(s.size(), static_cast<std::size_t>(kRows) * kRows);
         Mismatches bad;
         for (int i = 0; i < kRows; ++i)
@@ -114,7 +114,7 @@ TEST(WgmmaLayout, GatheredQkProductMatchesCpu) {
         const int d = c.head_dim;
         const auto q = exact_values(static_cast<std::size_t>(kSource) * d, 8);
         const auto k = exact_values(static_cast<std::size_t>(kRows) * d, 9);
-        const auto s = wgmma_dense::probe::gathered_qk(c.dtype, d, q, rows, k);
+        const auto s = wgmma::probe::gathered_qk(c.dtype, d, q, rows, k);
         ASSERT_EQ(s.size(), static_cast<std::size_t>(kRows) * kRows);
         Mismatches bad;
         for (int i = 0; i < kRows; ++i)
@@ -135,7 +135,7 @@ TEST(WgmmaLayout, PvProductMatchesCpu) {
         const int d = c.head_dim;
         const auto p = exact_values(static_cast<std::size_t>(kRows) * kRows, 3, true);
         const auto v = exact_values(static_cast<std::size_t>(kRows) * d, 4);
-        const auto o = wgmma_dense::probe::pv(c.dtype, d, p, v);
+        const auto o = wgmma::probe::pv(c.dtype, d, p, v);
         ASSERT_EQ(o.size(), static_cast<std::size_t>(kRows) * d);
         Mismatches bad;
         for (int i = 0; i < kRows; ++i)
@@ -157,12 +157,12 @@ TEST(WgmmaLayout, RefusesWhatItDoesNotImplement) {
     p.head_dim = 128;
     p.block = 64;
     p.topk = 2;
-    EXPECT_TRUE(wgmma_dense::dense_can_implement(p).ok) << wgmma_dense::dense_can_implement(p).reason;
+    EXPECT_TRUE(wgmma::dense_can_implement(p).ok) << wgmma::dense_can_implement(p).reason;
     p.dtype = DType::f32;
-    EXPECT_FALSE(wgmma_dense::dense_can_implement(p).ok);
+    EXPECT_FALSE(wgmma::dense_can_implement(p).ok);
     p.dtype = DType::bf16;
     p.head_dim = 96;
-    EXPECT_FALSE(wgmma_dense::dense_can_implement(p).ok);
+    EXPECT_FALSE(wgmma::dense_can_implement(p).ok);
 }
 
 struct DeviceBytes {
@@ -190,7 +190,7 @@ TEST(WgmmaLayout, DenseForwardMatchesFloat64Reference) {
         p.block = 64;
         p.topk = 2;
         p.dtype = c.dtype;
-        ASSERT_TRUE(wgmma_dense::dense_can_implement(p).ok);
+        ASSERT_TRUE(wgmma::dense_can_implement(p).ok);
         const int d = p.head_dim;
         const int hq = p.heads_q;
         const int hkv = p.heads_kv;
@@ -221,7 +221,7 @@ TEST(WgmmaLayout, DenseForwardMatchesFloat64Reference) {
         args.out = dout.ptr;
         args.lse = static_cast<float*>(dlse.ptr);
         args.stream = nullptr;
-        wgmma_dense::dense_forward(args);
+        wgmma::dense_forward(args);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
         std::vector<std::uint16_t> out_bits(q.size());
         std::vector<float> lse(total * hq);

@@ -19,7 +19,7 @@
 namespace moba::cli {
 
 CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
-    CLI::App* cmd = app.add_subcommand("check", "Check implementations against the float64 reference (SPEC §5)");
+    CLI::App* cmd = app.add_subcommand("check", "Check implementations against the float64 reference (SEMANTICS.md §5)");
     cmd->add_option("--seqlens", f.seqlens, "Sequence lengths of the packed batch, e.g. 4096,1000,17 or 8K");
     cmd->add_option("--heads", f.heads, "Query heads")->capture_default_str();
     cmd->add_option("--kv-heads", f.kv_heads, "KV heads (default: --heads, i.e. MHA)");

@@ -1,6 +1,6 @@
 // `moba paper --figure 2a|2b`: Figure 2 of the MoBA report reproduced on this GPU — MoBA
 // against the fastest dense baseline of the same run at the figure's lengths and settings,
-// printed beside the published numbers (SPEC §7) and the ideal speedup. A length or
+// printed beside the published numbers (SEMANTICS.md §7) and the ideal speedup. A length or
 // implementation that does not fit in memory or in the time limit is shown as not run, with
 // the reason; nothing is extrapolated into the results.
 #pragma once
@@ -34,7 +34,7 @@ struct PublishedPoint {
     int length;
     double dense_ms, moba_ms, speedup;
 };
-// SPEC §7, values read off the report's plot. Throws std::invalid_argument for another figure.
+// SEMANTICS.md §7, values read off the report's plot. Throws std::invalid_argument for another figure.
 std::vector<PublishedPoint> published_points(const std::string& figure);
 
 }  // namespace moba::cli

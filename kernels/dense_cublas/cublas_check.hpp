@@ -1,5 +1,5 @@
 // cuBLAS errors carry their call: MOBA_CUBLAS_CALL stringifies the failing call with file,
-// line and status and throws, like MOBA_CUDA_CALL (harness/cuda_check.hpp) for CUDA.
+// line and status and throws, like MOBA_CUDA_CALL (core/cuda_check.hpp) for CUDA.
 #pragma once
 
 #include <stdexcept>

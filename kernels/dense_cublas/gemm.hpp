@@ -8,7 +8,7 @@
 
 #include <cublas_v2.h>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba::dense_cublas::detail {
 

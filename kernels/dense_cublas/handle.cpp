@@ -4,7 +4,7 @@
 #include <mutex>
 #include <vector>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "kernels/dense_cublas/cublas_check.hpp"
 
 namespace moba::dense_cublas {

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba::dense_cublas::detail {
 

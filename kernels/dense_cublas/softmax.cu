@@ -7,7 +7,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
+#include "core/dispatch.hpp"
 #include "kernels/dense_cublas/softmax.hpp"
 
 namespace moba::dense_cublas::detail {
@@ -164,26 +165,13 @@ unsigned grid_for(std::int64_t blocks) {
     return static_cast<unsigned>(blocks < INT_MAX ? (blocks > 0 ? blocks : 1) : INT_MAX);
 }
 
-// Calls f(T{}) for the dtype's element type.
-template <typename F>
-void dispatch(DType dtype, F&& f) {
-    switch (dtype) {
-        case DType::bf16:
-            f(__nv_bfloat16{});
-            return;
-        case DType::f16:
-            f(__half{});
-            return;
-        case DType::f32:
-            break;
-    }
-    throw std::invalid_argument("dense_cublas row kernels take bf16 or fp16");
-}
+// The row kernels' instances: bf16 and fp16 (fp32 problems never reach cuBLAS's path).
+constexpr DTypes<__nv_bfloat16, __half> kRowTypes{};
 
 }  // namespace
 
 void softmax_rows(DType dtype, const ScoreRows& rows, cudaStream_t stream) {
-    dispatch(dtype, [&](auto tag) {
+    dispatch_dtype(kRowTypes, dtype, [&](auto tag) {
         using T = decltype(tag);
         softmax_kernel<T><<<grid_for(static_cast<std::int64_t>(rows.heads) * rows.len), kThreads,
                             0, stream>>>(rows);
@@ -192,7 +180,7 @@ void softmax_rows(DType dtype, const ScoreRows& rows, cudaStream_t stream) {
 }
 
 void probability_rows(DType dtype, const ScoreRows& rows, cudaStream_t stream) {
-    dispatch(dtype, [&](auto tag) {
+    dispatch_dtype(kRowTypes, dtype, [&](auto tag) {
         using T = decltype(tag);
         probability_kernel<T><<<grid_for(static_cast<std::int64_t>(rows.heads) * rows.len),
                                 kThreads, 0, stream>>>(rows);
@@ -202,7 +190,7 @@ void probability_rows(DType dtype, const ScoreRows& rows, cudaStream_t stream) {
 
 void score_grad_rows(DType dtype, const ScoreRows& rows, const OutputRows& outputs,
                      cudaStream_t stream) {
-    dispatch(dtype, [&](auto tag) {
+    dispatch_dtype(kRowTypes, dtype, [&](auto tag) {
         using T = decltype(tag);
         score_grad_kernel<T><<<grid_for(static_cast<std::int64_t>(rows.heads) * rows.len),
                                kThreads, 0, stream>>>(rows, outputs);
@@ -211,7 +199,7 @@ void score_grad_rows(DType dtype, const ScoreRows& rows, const OutputRows& outpu
 }
 
 void convert(DType dtype, const float* src, void* dst, std::int64_t count, cudaStream_t stream) {
-    dispatch(dtype, [&](auto tag) {
+    dispatch_dtype(kRowTypes, dtype, [&](auto tag) {
         using T = decltype(tag);
         convert_kernel<T><<<grid_for((count + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
             src, static_cast<T*>(dst), count);

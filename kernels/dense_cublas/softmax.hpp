@@ -10,7 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "harness/problem.hpp"
+#include "core/problem.hpp"
 
 namespace moba::dense_cublas::detail {
 

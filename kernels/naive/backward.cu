@@ -1,4 +1,4 @@
-// Naive MoBA backward (SPEC §3) with the selection fixed. Three kernels:
+// Naive MoBA backward (SEMANTICS.md §3) with the selection fixed. Three kernels:
 //   delta_kernel: Delta[h, i] = dout[i,h]·out[i,h]                    one warp per (i, h)
 //   dq_kernel:    dq[i,h] = scale * sum_j p_ij (dout·v_j - Delta) k_j   one warp per (i, h)
 //   dkdv_kernel:  dk, dv of key j gathered over the queries that attend it, summed over the
@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "kernels/naive/common.cuh"
 #include "kernels/naive/naive.hpp"
 
@@ -40,7 +40,7 @@ __global__ void delta_kernel(AttentionParams<T> p) {
 }
 
 // (P, dS) of one (query, key) pair from the scaled score minus lse and dO.v - Delta; the
-// baseline rounds P before it meets dO or dS, and dS before it meets K or Q (SPEC §5).
+// baseline rounds P before it meets dO or dS, and dS before it meets K or Q (SEMANTICS.md §5).
 template <typename T>
 __device__ __forceinline__ float2 prob_and_ds(const AttentionParams<T>& p, float logit,
                                               float dp_minus_delta) {
@@ -186,7 +186,7 @@ void launch_backward(const AttentionArgs& args, bool round_like_dtype) {
                                     std::to_string(attention_workspace_bytes(problem)) + " bytes");
     }
     dispatch(problem.dtype, problem.head_dim, [&](auto tag, auto steps) {
-        using T = typename decltype(tag)::type;
+        using T = decltype(tag);
         constexpr int kSteps = decltype(steps)::value;
         const AttentionParams<T> p = make_attention_params<T>(args, round_like_dtype);
         const unsigned query_blocks = grid_blocks(p.shape.total * p.shape.heads_q, kWarpsPerBlock);

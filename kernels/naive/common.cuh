@@ -11,7 +11,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "harness/problem.hpp"
+#include "core/dispatch.hpp"
+#include "core/problem.hpp"
 #include "kernels/kernel_api.hpp"
 
 namespace moba::naive::detail {
@@ -62,7 +63,7 @@ struct AttentionParams {
     T* dk;                    // [total, Hkv, D]
     T* dv;                    // [total, Hkv, D]
     float* delta;             // [Hq, total]     backward workspace: rowsum(dout * out)
-    // The same-precision baseline of SPEC §5 (baseline_forward / baseline_backward): P and dS
+    // The same-precision baseline of SEMANTICS.md §5 (baseline_forward / baseline_backward): P and dS
     // rounded to T before their products, as a plain low-precision implementation stores them.
     bool round_like_dtype;
 };
@@ -213,39 +214,16 @@ inline unsigned grid_blocks(std::int64_t items, int items_per_block) {
 }
 
 // ---- runtime (dtype, head dim) -> compile-time (T, kSteps) --------------------------------
-template <typename T>
-struct TypeTag {
-    using type = T;
-};
-template <int N>
-using Steps = std::integral_constant<int, N>;
-
-// Calls f(TypeTag<T>{}, Steps<kSteps>{}) with kSteps = 32-element row chunks per lane
-// (1, 2, 4 or 8). head_dim <= kMaxHeadDim is checked by check_problem before any launch.
+// Calls f(T{}, std::integral_constant<int, kSteps>{}) with kSteps = 32-element row chunks per
+// lane (1, 2, 4 or 8): the smallest capacity of 32, 64, 128 or 256 that holds the head dim.
+// head_dim <= kMaxHeadDim is checked by check_problem before any launch.
 template <typename F>
 void dispatch(DType dtype, int head_dim, F&& f) {
-    auto with_steps = [&](auto tag) {
-        if (head_dim <= 32) {
-            f(tag, Steps<1>{});
-        } else if (head_dim <= 64) {
-            f(tag, Steps<2>{});
-        } else if (head_dim <= 128) {
-            f(tag, Steps<4>{});
-        } else {
-            f(tag, Steps<8>{});
-        }
-    };
-    switch (dtype) {
-        case DType::f32:
-            with_steps(TypeTag<float>{});
-            break;
-        case DType::f16:
-            with_steps(TypeTag<__half>{});
-            break;
-        case DType::bf16:
-            with_steps(TypeTag<__nv_bfloat16>{});
-            break;
-    }
+    dispatch_dtype(DTypes<float, __half, __nv_bfloat16>{}, dtype, [&](auto tag) {
+        dispatch_head_dim_up_to(HeadDims<32, 64, 128, 256>{}, head_dim, [&](auto capacity) {
+            f(tag, std::integral_constant<int, decltype(capacity)::value / 32>{});
+        });
+    });
 }
 
 }  // namespace moba::naive::detail

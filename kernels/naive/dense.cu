@@ -4,7 +4,7 @@
 // L x L buffer, at the naive kernels' speed.
 #include <cuda_runtime_api.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "kernels/naive/naive.hpp"
 
 namespace moba::naive {

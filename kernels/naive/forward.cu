@@ -1,4 +1,4 @@
-// Naive MoBA forward (SPEC §3): out = softmax(scale * q·k) · v over the keys j <= i of the
+// Naive MoBA forward (SEMANTICS.md §3): out = softmax(scale * q·k) · v over the keys j <= i of the
 // query's sequence whose block the selection row lists; lse = log of the softmax's sum.
 // One warp per (query token, query head), lanes splitting D; keys visited one at a time with
 // an online softmax (running max, running sum, rescaled accumulator): fp32 for bf16/fp16
@@ -12,7 +12,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "kernels/naive/common.cuh"
 #include "kernels/naive/naive.hpp"
 
@@ -94,7 +94,7 @@ void launch_forward(const AttentionArgs& args, bool round_like_dtype) {
     const Problem& problem = args.problem;
     detail::check_problem(problem);
     dispatch(problem.dtype, problem.head_dim, [&](auto tag, auto steps) {
-        using T = typename decltype(tag)::type;
+        using T = decltype(tag);
         constexpr int kSteps = decltype(steps)::value;
         const AttentionParams<T> p = make_attention_params<T>(args, round_like_dtype);
         forward_kernel<T, kSteps><<<grid_blocks(p.shape.total * p.shape.heads_q, kWarpsPerBlock),

@@ -1,4 +1,4 @@
-// Naive gating (SPEC §2): mean key of every block, then for every (query, head) its own block
+// Naive gating (SEMANTICS.md §2): mean key of every block, then for every (query, head) its own block
 // plus the top-(k-1) past blocks by the unscaled fp32 score q·kbar, the lower block index
 // winning ties, written ascending with -1 padding.
 // Cost: block_means reads K once (one thread per kbar element, serial over the block's
@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "harness/cuda_check.hpp"
+#include "core/cuda_check.hpp"
 #include "kernels/naive/common.cuh"
 #include "kernels/naive/naive.hpp"
 
@@ -165,7 +165,7 @@ void gating(const GatingArgs& args) {
                                     std::to_string(gating_workspace_bytes(problem)) + " bytes");
     }
     dispatch(problem.dtype, problem.head_dim, [&](auto tag, auto steps) {
-        using T = typename decltype(tag)::type;
+        using T = decltype(tag);
         constexpr int kSteps = decltype(steps)::value;
         const GatingParams<T> p{make_shape(problem),
                                 args.cu_seqlens,

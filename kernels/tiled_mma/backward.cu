@@ -3,7 +3,7 @@
 // the forward's lse. Deterministic: no floating-point atomics; every sum runs in a fixed order.
 //
 // Launch sequence (all on args.stream):
-//   1. row_stats      stats[token, h] = (lse * log2 e, Delta = dout . out)      [total, Hq] float2
+//   1. row_stats      (kernels/moba/row_stats.hpp) stats[token, h] = (lse * log2 e, Delta = dout . out)      [total, Hq] float2
 //   2. MoBA only: build_block_lists(deterministic) over sel: lists keyed by (wave t, kv block,
 //      kv head) of the (token, head) rows whose t-th past block it is, cut into 64-row items.
 //   3. dq_causal      per (64-row query tile, head): keys of each row's own block up to the row
@@ -41,13 +41,16 @@
 #include <string>
 #include <type_traits>
 
-#include "harness/cuda_check.hpp"
+#include "core/constants.hpp"
+#include "core/cuda_check.hpp"
+#include "core/dispatch.hpp"
+#include "kernels/moba/row_stats.hpp"
 #include "kernels/tiled_mma/backward.hpp"
 #include "kernels/tiled_mma/backward_dkdv.cuh"
 #include "kernels/tiled_mma/backward_kernels.cuh"
-#include "kernels/tiled_mma/block_lists.hpp"
-#include "kernels/tiled_mma/launch.hpp"
-#include "kernels/tiled_mma/blocks.cuh"
+#include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/launch.hpp"
+#include "kernels/moba/blocks.cuh"
 #include "kernels/tiled_mma/tiled_mma.hpp"
 
 namespace moba::tiled_mma {
@@ -62,13 +65,9 @@ constexpr int kGridYMax = 65535;
 // Past-block slots per selection row: the waves of the block lists.
 int waves_of(const Problem& problem) { return problem.sel_slots() - 1; }
 
-std::size_t stats_bytes(const Problem& problem) {
-    return align_up(static_cast<std::size_t>(problem.lse_elems()) * sizeof(float2));
-}
-
 std::size_t dq_acc_bytes(const Problem& problem) {
     if (waves_of(problem) == 0) return 0;
-    return align_up(static_cast<std::size_t>(problem.q_elems()) * sizeof(float));
+    return sparse::detail::align_up(static_cast<std::size_t>(problem.q_elems()) * sizeof(float));
 }
 
 struct Workspace {
@@ -79,7 +78,7 @@ struct Workspace {
 
 Workspace carve(const Problem& problem, void* base) {
     auto* bytes = static_cast<unsigned char*>(base);
-    const std::size_t s = stats_bytes(problem);
+    const std::size_t s = sparse::row_stats_bytes(problem);
     const std::size_t a = dq_acc_bytes(problem);
     return {reinterpret_cast<float2*>(bytes), a > 0 ? reinterpret_cast<float*>(bytes + s) : nullptr,
             bytes + s + a};
@@ -96,7 +95,7 @@ BackwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
                               problem.block,
                               problem.total_tokens(),
                               static_cast<float>(scale),
-                              static_cast<float>(scale * 1.4426950408889634)};
+                              static_cast<float>(scale * kLog2e)};
     return {shape,
             args.cu_seqlens,
             static_cast<const T*>(args.q),
@@ -115,15 +114,6 @@ BackwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
 unsigned grid_for(std::int64_t threads, int per_cta) {
     const std::int64_t ctas = (threads + per_cta - 1) / per_cta;
     return static_cast<unsigned>(std::clamp<std::int64_t>(ctas, 1, 1 << 20));
-}
-
-template <typename T, int kD>
-void launch_row_stats(const Problem& problem, const BackwardParams<T>& params,
-                      cudaStream_t stream) {
-    const int threads = 256;
-    row_stats<T, kD>
-        <<<grid_for(problem.lse_elems() * (kD / 8), threads), threads, 0, stream>>>(params);
-    MOBA_CHECK_LAUNCH();
 }
 
 int query_tiles(const Problem& problem) {
@@ -146,15 +136,15 @@ void launch_dq_causal(const Problem& problem, const BackwardParams<T>& params,
 
 template <typename T, int kD>
 void launch_dq_waves(const Problem& problem, const BackwardParams<T>& params,
-                     const BlockLists& lists, cudaStream_t stream) {
+                     const sparse::BlockLists& lists, cudaStream_t stream) {
     using C = BwdTile<T, kD>;
     const auto kernel = dq_wave<T, kD>;
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(C::kDqSmemBytes)));
     const int ctas =
-        persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kDqSmemBytes);
+        sparse::detail::persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kDqSmemBytes);
     for (int wave = 0; wave < lists.waves; ++wave) {
-        kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, wave_work(lists, wave));
+        kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, sparse::detail::wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
     const std::int64_t elems = problem.q_elems();
@@ -169,7 +159,7 @@ int tiles_per_block(const Problem& problem) {
 }
 
 std::int64_t moba_key_ctas(const Problem& problem) {
-    return kbar_slots(problem.total_tokens(), problem.block, problem.batch()) *
+    return sparse::kbar_slots(problem.total_tokens(), problem.block, problem.batch()) *
            tiles_per_block(problem);
 }
 
@@ -201,12 +191,7 @@ void require(const Support& support) {
 // Limits both backward kinds share (beyond dense_can_implement).
 Support common_limits(const Problem& problem) {
     if (Support s = dense_can_implement(problem); !s.ok) return s;
-    const std::int64_t rows = problem.lse_elems();
-    if (rows > INT_MAX)
-        return Support::no(
-            fmt::format("tiled_mma backward: total tokens x query heads {} exceed "
-                        "the int32 row index",
-                        rows));
+    if (Support s = sparse::row_stats_can_implement(problem); !s.ok) return s;
     if (problem.batch() > kGridYMax)
         return Support::no(fmt::format("tiled_mma backward: batch {} exceeds the grid's y limit {}",
                                        problem.batch(), kGridYMax));
@@ -232,18 +217,18 @@ Support backward_can_implement(const Problem& problem) {
     if (moba_key_ctas(problem) > INT_MAX)
         return Support::no(fmt::format("tiled_mma backward: {} key tiles exceed the grid's x limit",
                                        moba_key_ctas(problem)));
-    return block_lists_can_implement(problem, kItemRows);
+    return sparse::block_lists_can_implement(problem, kItemRows);
 }
 
 std::size_t dense_backward_workspace_bytes(const Problem& problem) {
     if (!dense_backward_can_implement(problem).ok) return 0;
-    return stats_bytes(problem);
+    return sparse::row_stats_bytes(problem);
 }
 
 std::size_t backward_workspace_bytes(const Problem& problem) {
     if (!backward_can_implement(problem).ok) return 0;
-    return stats_bytes(problem) + dq_acc_bytes(problem) +
-           block_lists_workspace_bytes(problem, kItemRows);
+    return sparse::row_stats_bytes(problem) + dq_acc_bytes(problem) +
+           sparse::block_lists_workspace_bytes(problem, kItemRows);
 }
 
 void backward(const AttentionArgs& args) {
@@ -256,18 +241,18 @@ void backward(const AttentionArgs& args) {
     if (waves > 0 && args.sel == nullptr)
         throw std::invalid_argument("tiled_mma backward: the selection sel is null");
     const Workspace ws = carve(problem, args.workspace);
-    dispatch(problem, [&](auto tag, auto dim) {
+    sparse::row_stats(args, ws.stats);
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
         const BackwardParams<T> params = make_params<T>(args, ws);
-        launch_row_stats<T, kD>(problem, params, args.stream);
         if (waves == 0) {  // k = 1 (or one block): own blocks only, no lists
             launch_dq_causal<T, kD, false, false>(problem, params, args.stream);
             launch_dkdv<T, kD, false>(problem, params, ListView{nullptr, nullptr, 0, 0},
                                       args.stream);
             return;
         }
-        const BlockLists lists = build_block_lists(problem, args.cu_seqlens, args.sel, kItemRows,
+        const sparse::BlockLists lists = sparse::build_block_lists(problem, args.cu_seqlens, args.sel, kItemRows,
                                                    ws.lists, /*deterministic=*/true, args.stream);
         launch_dq_causal<T, kD, false, true>(problem, params, args.stream);
         launch_dq_waves<T, kD>(problem, params, lists, args.stream);
@@ -277,7 +262,7 @@ void backward(const AttentionArgs& args) {
     });
 }
 
-void dense_row_stats(const AttentionArgs& args) {
+void dense_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
     require(dense_backward_can_implement(problem));
     if (args.workspace == nullptr)
@@ -285,16 +270,8 @@ void dense_row_stats(const AttentionArgs& args) {
             fmt::format("tiled_mma dense backward needs a workspace of {} bytes",
                         dense_backward_workspace_bytes(problem)));
     const Workspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
-    dispatch(problem, [&](auto tag, auto dim) {
-        using T = decltype(tag);
-        launch_row_stats<T, decltype(dim)::value>(problem, make_params<T>(args, ws), args.stream);
-    });
-}
-
-void dense_backward(const AttentionArgs& args) {
-    dense_row_stats(args);
-    const Workspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
-    dispatch(args.problem, [&](auto tag, auto dim) {
+    sparse::row_stats(args, ws.stats);
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
         const BackwardParams<T> params = make_params<T>(args, ws);

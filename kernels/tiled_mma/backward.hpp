@@ -31,9 +31,4 @@ std::size_t dense_backward_workspace_bytes(const Problem& problem);
 void backward(const AttentionArgs& args);        // MoBA: the selection args.sel, fixed
 void dense_backward(const AttentionArgs& args);  // full causal: ignores sel
 
-// The first step of dense_backward: the row statistics into the start of args.workspace
-// ([total, Hq] float2: lse * log2 e, Delta = dout . out). wgmma_dense's backward runs this, then
-// its own dQ and dK/dV kernels on those statistics. Same checks and throws as dense_backward.
-void dense_row_stats(const AttentionArgs& args);
-
 }  // namespace moba::tiled_mma

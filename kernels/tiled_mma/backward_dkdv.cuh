@@ -14,7 +14,7 @@
 // Small terms first: a key's probabilities fall roughly as 1 / (i - start + 1) with the row i,
 // so the rows nearest the keys carry the largest terms of dK/dV. Added first, they make the fp32
 // accumulators large before the many small terms arrive, and each of those additions then loses
-// more low bits. Measured (H100, one 64K-token sequence, fp16, zero sparsity, dV error / SPEC
+// more low bits. Measured (H100, one 64K-token sequence, fp16, zero sparsity, dV error / SEMANTICS.md
 // §5 bound): own rows first, ascending, head-major gave MQA 8:1 1.44 (MoBA, failed) and 0.70
 // (dense), GQA 4:1 0.98 (both); this order gives 0.33 and 0.32 for both, and the dense dV's
 // relative L2 error at MQA fell from 7.1e-4 to 3.5e-4 (the baseline's: 3.2e-4). Same speed.
@@ -42,7 +42,7 @@
 #include <cstdint>
 
 #include "kernels/tiled_mma/backward_kernels.cuh"
-#include "kernels/tiled_mma/blocks.cuh"
+#include "kernels/moba/blocks.cuh"
 #include "kernels/tiled_mma/mma.cuh"
 
 namespace moba::tiled_mma::detail {
@@ -161,9 +161,9 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
         hk = blockIdx.y;
         const std::int64_t slot = blockIdx.x / tiles_per_block;
         const int tile = static_cast<int>(blockIdx.x % tiles_per_block);
-        b = chunk_sequence(p.cu, s.batch, slot, s.block);
+        b = sparse::chunk_sequence(p.cu, s.batch, slot, s.block);
         const int len = p.cu[b + 1] - p.cu[b];
-        const std::int64_t block_start = (slot - kbar_base(p.cu, b, s.block)) * s.block;
+        const std::int64_t block_start = (slot - sparse::kbar_base(p.cu, b, s.block)) * s.block;
         if (block_start >= len) return;  // a gap slot between sequences
         row_end = static_cast<int>(min(block_start + s.block, static_cast<std::int64_t>(len)));
         key0 = static_cast<int>(block_start) + tile * C::kKeys;

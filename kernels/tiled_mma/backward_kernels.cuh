@@ -1,5 +1,5 @@
-// The backward's shared pieces and its dQ kernels (backward.cu's header gives the whole design):
-//   row_stats:   stats[row] = (lse * log2 e, Delta = dout . out), one fp32 pair per (token, head).
+// The backward's shared pieces and its dQ kernels (backward.cu's header gives the whole design;
+// the row statistics they read are kernels/moba/row_stats.hpp's):
 //   dq_causal:   one CTA per (64-row query tile, query head, sequence) over the keys of each
 //                row's causal window: from 0 (dense) or from the row's own MoBA block start.
 //                Writes dq (scaled, dtype) or, when sparse waves follow, the fp32 accumulator.
@@ -19,13 +19,11 @@
 
 #include <cstdint>
 
-#include "kernels/tiled_mma/blocks.cuh"
-#include "kernels/tiled_mma/wave_items.cuh"
+#include "kernels/moba/blocks.cuh"
+#include "kernels/moba/wave_items.cuh"
 #include "kernels/tiled_mma/mma.cuh"
 
 namespace moba::tiled_mma::detail {
-
-constexpr float kLog2e = 1.4426950408889634f;
 
 struct BackwardShape {
     int batch;
@@ -102,57 +100,6 @@ __device__ __forceinline__ void gather_rows(T* dst_a, T* dst_b, const T* a, cons
         const std::int64_t from = (off >= 0 ? off : 0) + c * 8;
         copy16(dst_a + swizzled<kD>(r, c), a + from, off >= 0);
         copy16(dst_b + swizzled<kD>(r, c), b + from, off >= 0);
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ float2 unpack2(std::uint32_t bits);
-template <>
-__device__ __forceinline__ float2 unpack2<__nv_bfloat16>(std::uint32_t bits) {
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&bits));
-}
-template <>
-__device__ __forceinline__ float2 unpack2<__half>(std::uint32_t bits) {
-    return __half22float2(*reinterpret_cast<const __half2*>(&bits));
-}
-
-// ---- row statistics ------------------------------------------------------------------------
-// kD / 8 lanes per (token, head) row, 8 elements (16 bytes of out and of dout) each; the
-// partial dot products meet in a fixed xor-butterfly, so Delta is deterministic.
-template <typename T, int kD>
-__global__ void __launch_bounds__(256) row_stats(BackwardParams<T> p) {
-    constexpr int kLanes = kD / 8;
-    const std::int64_t items = p.s.total * p.s.heads_q * kLanes;
-    const int lane = static_cast<int>(threadIdx.x % 32);
-    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-    // Whole warps iterate together (base is warp-aligned) so the shuffles see every lane.
-    for (std::int64_t base =
-             static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x - lane;
-         base < items; base += stride) {
-        const std::int64_t i = base + lane;
-        const bool live = i < items;
-        float sum = 0.0f;
-        if (live) {
-            const uint4 o = *reinterpret_cast<const uint4*>(p.out + i * 8);
-            const uint4 d = *reinterpret_cast<const uint4*>(p.dout + i * 8);
-            const std::uint32_t ow[4] = {o.x, o.y, o.z, o.w};
-            const std::uint32_t dw[4] = {d.x, d.y, d.z, d.w};
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const float2 of = unpack2<T>(ow[e]);
-                const float2 df = unpack2<T>(dw[e]);
-                sum = fmaf(of.x, df.x, sum);
-                sum = fmaf(of.y, df.y, sum);
-            }
-        }
-#pragma unroll
-        for (int m = 1; m < kLanes; m <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
-        if (live && i % kLanes == 0) {
-            const std::int64_t row = i / kLanes;
-            const std::int64_t token = row / p.s.heads_q;
-            const std::int64_t h = row % p.s.heads_q;
-            p.stats[row] = make_float2(p.lse[h * p.s.total + token] * kLog2e, sum);
-        }
     }
 }
 
@@ -371,7 +318,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 // complete past block of its list, unmasked; dq_acc += the partial sum.
 template <typename T, int kD>
 __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
-    dq_wave(BackwardParams<T> p, WaveWork w) {
+    dq_wave(BackwardParams<T> p, sparse::detail::WaveWork w) {
     using C = BwdTile<T, kD>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
@@ -385,12 +332,12 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 
     for (int item = first + static_cast<int>(blockIdx.x); item < last;
          item += static_cast<int>(gridDim.x)) {
-        const WaveItem it = decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
+        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
         const int hk = it.hk;
         const std::int64_t key_start = it.key_start;
 
         // dq_attend's closing barrier: the previous item is done with q_offset.
-        item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
+        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
         __syncthreads();
         gather_rows<T, kD>(smem, smem + C::kTileElems, p.q, p.dout, q_offset);
         commit_copies();

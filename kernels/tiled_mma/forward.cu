@@ -1,5 +1,6 @@
 // Host side of the tiled_mma forward: limits, workspace layout, template dispatch and the
-// launch sequence (own-block pass, block lists, waves, finalize). Kernels: forward_kernels.cuh.
+// launch sequence (own-block pass, block lists, waves, finalize). Kernels: forward_kernels.cuh;
+// the block lists, the accumulator and its finalize are kernels/moba/'s.
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
@@ -7,12 +8,15 @@
 
 #include <fmt/format.h>
 
-#include "harness/cuda_check.hpp"
+#include "core/constants.hpp"
+#include "core/cuda_check.hpp"
+#include "core/dispatch.hpp"
+#include "kernels/moba/accumulator.hpp"
+#include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/gating.hpp"
+#include "kernels/moba/launch.hpp"
 #include "kernels/support.hpp"
-#include "kernels/tiled_mma/block_lists.hpp"
-#include "kernels/tiled_mma/launch.hpp"
-#include "kernels/tiled_mma/forward_host.cuh"
-#include "kernels/tiled_mma/gating.hpp"
+#include "kernels/tiled_mma/forward_kernels.cuh"
 #include "kernels/tiled_mma/tiled_mma.hpp"
 
 namespace moba::tiled_mma {
@@ -28,19 +32,26 @@ constexpr int kM = 2;
 template <typename T, int kD>
 using TileOf = Tile<T, kD, kWarps, kM>;
 
-struct Workspace {
-    float* acc_o;
-    float2* acc_ml;
-    void* lists;
-};
-
-Workspace carve(const Problem& problem, void* base) {
-    auto* bytes = static_cast<unsigned char*>(base);
-    const std::size_t rows = static_cast<std::size_t>(problem.lse_elems());
-    const std::size_t o_bytes = align_up(rows * problem.head_dim * sizeof(float));
-    const std::size_t ml_bytes = align_up(rows * sizeof(float2));
-    return {reinterpret_cast<float*>(bytes), reinterpret_cast<float2*>(bytes + o_bytes),
-            bytes + o_bytes + ml_bytes};
+// acc_o / acc_ml: the MoBA fp32 accumulator (null for the dense mode, which writes out and lse).
+template <typename T>
+ForwardParams<T> make_forward_params(const AttentionArgs& args, float* acc_o, float2* acc_ml) {
+    const Problem& problem = args.problem;
+    const ForwardShape shape{problem.batch(),
+                             problem.heads_q,
+                             problem.heads_kv,
+                             problem.group(),
+                             problem.block,
+                             problem.total_tokens(),
+                             static_cast<float>(problem.scale() * kLog2e)};
+    return {shape,
+            args.cu_seqlens,
+            static_cast<const T*>(args.q),
+            static_cast<const T*>(args.k),
+            static_cast<const T*>(args.v),
+            static_cast<T*>(args.out),
+            args.lse,
+            acc_o,
+            acc_ml};
 }
 
 // The causal pass over every (query tile, head, sequence); kDense selects keys from 0.
@@ -57,14 +68,14 @@ void launch_causal(const Problem& problem, const ForwardParams<T>& params, cudaS
 }
 
 template <typename T, int kD>
-void launch_waves(const ForwardParams<T>& params, const BlockLists& lists, cudaStream_t stream) {
+void launch_waves(const ForwardParams<T>& params, const sparse::BlockLists& lists, cudaStream_t stream) {
     using C = TileOf<T, kD>;
     const auto kernel = sparse_wave<T, kD, kWarps, kM>;
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(C::kSmemBytes)));
-    const int ctas = persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kSmemBytes);
+    const int ctas = sparse::detail::persistent_ctas(reinterpret_cast<const void*>(kernel), C::kThreads, C::kSmemBytes);
     for (int wave = 0; wave < lists.waves; ++wave) {
-        kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, wave_work(lists, wave));
+        kernel<<<ctas, C::kThreads, C::kSmemBytes, stream>>>(params, sparse::detail::wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
 }
@@ -81,15 +92,14 @@ Support dense_can_implement(const Problem& problem) {
 
 Support can_implement(const Problem& problem) {
     if (Support s = dense_can_implement(problem); !s.ok) return s;
-    if (Support s = gating_can_implement(problem); !s.ok) return s;
-    return block_lists_can_implement(problem, TileOf<__half, 64>::kRows);
+    if (Support s = sparse::gating_can_implement(problem); !s.ok) return s;
+    return sparse::block_lists_can_implement(problem, TileOf<__half, 64>::kRows);
 }
 
 std::size_t attention_workspace_bytes(const Problem& problem) {
     if (!can_implement(problem).ok) return 0;
-    const std::size_t rows = static_cast<std::size_t>(problem.lse_elems());
-    return align_up(rows * problem.head_dim * sizeof(float)) + align_up(rows * sizeof(float2)) +
-           block_lists_workspace_bytes(problem, TileOf<__half, 64>::kRows);
+    return sparse::accumulator_bytes(problem) +
+           sparse::block_lists_workspace_bytes(problem, TileOf<__half, 64>::kRows);
 }
 
 void forward(const AttentionArgs& args) {
@@ -98,24 +108,24 @@ void forward(const AttentionArgs& args) {
     if (args.workspace == nullptr)
         throw std::invalid_argument(fmt::format("tiled_mma forward needs a workspace of {} bytes",
                                                 attention_workspace_bytes(problem)));
-    const Workspace ws = carve(problem, args.workspace);
-    dispatch(problem, [&](auto tag, auto dim) {
+    const sparse::ForwardWorkspace ws = sparse::carve_forward_workspace(problem, args.workspace);
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
-        const ForwardParams<T> params = make_forward_params<T>(args, ws.acc_o, ws.acc_ml);
+        const ForwardParams<T> params = make_forward_params<T>(args, ws.acc.o, ws.acc.ml);
         launch_causal<T, kD, false>(problem, params, args.stream);
-        const BlockLists lists = build_block_lists(problem, args.cu_seqlens, args.sel,
+        const sparse::BlockLists lists = sparse::build_block_lists(problem, args.cu_seqlens, args.sel,
                                                    TileOf<T, kD>::kRows, ws.lists,
                                                    /*deterministic=*/false, args.stream);
         launch_waves<T, kD>(params, lists, args.stream);
-        launch_finalize<T, kD>(problem, params, args.stream);
     });
+    sparse::finalize(problem, ws.acc, args.out, args.lse, args.stream);
 }
 
 void dense_forward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
     require(dense_can_implement(problem));
-    dispatch(problem, [&](auto tag, auto dim) {
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
         const ForwardParams<T> params = make_forward_params<T>(args, nullptr, nullptr);

@@ -10,14 +10,15 @@
 //                 a block a row did not choose. Wave t holds each row's t-th past block, so a
 //                 row appears at most once per wave and merges into its accumulator without
 //                 atomics, in a fixed order (deterministic).
-//   finalize:     out = O / l in the dtype, lse = ln 2 * (m + log2 l).
+//   The accumulator's finalize (out = O / l, lse) is kernels/moba/accumulator.hpp's.
 #pragma once
 
 #include <cstdint>
 
+#include "core/constants.hpp"
 #include "kernels/tiled_mma/attention_tile.cuh"
-#include "kernels/tiled_mma/blocks.cuh"
-#include "kernels/tiled_mma/wave_items.cuh"
+#include "kernels/moba/blocks.cuh"
+#include "kernels/moba/wave_items.cuh"
 
 namespace moba::tiled_mma::detail {
 
@@ -64,7 +65,7 @@ __device__ __forceinline__ void store_rows(const ForwardParams<T>& p, const RowA
             if (t == 0) {
                 const std::int64_t token = row_id[e] / p.s.heads_q;
                 const int h = static_cast<int>(row_id[e] % p.s.heads_q);
-                p.lse[h * p.s.total + token] = (acc.m[e] + log2f(acc.l[e])) * 0.69314718055994531f;
+                p.lse[h * p.s.total + token] = (acc.m[e] + log2f(acc.l[e])) * static_cast<float>(kLn2);
             }
         } else {
             float* dst = p.acc_o + row_id[e] * kD;
@@ -130,7 +131,7 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
 
 template <typename T, int kD, int kWarps, int kM>
 __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
-    sparse_wave(ForwardParams<T> p, WaveWork w) {
+    sparse_wave(ForwardParams<T> p, sparse::detail::WaveWork w) {
     using C = Tile<T, kD, kWarps, kM>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* smem = reinterpret_cast<T*>(smem_raw);
@@ -142,12 +143,12 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
 
     for (int item = first + static_cast<int>(blockIdx.x); item < last;
          item += static_cast<int>(gridDim.x)) {
-        const WaveItem it = decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
+        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
         const int hk = it.hk;
         const std::int64_t key_start = it.key_start;
 
         __syncthreads();  // the previous item's epilogue has read q_offset
-        item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
+        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
         __syncthreads();
         load_q_rows<T, kD, kWarps, kM>(smem, p.q, q_offset);
         commit_copies();
@@ -196,28 +197,6 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
             // rows together, so only the quad's own lanes synchronise).
             __syncwarp(0xfu << (threadIdx.x % 32 & ~3));
             if (t == 0) p.acc_ml[row_id] = make_float2(m, ml.y * ca + acc.l[e] * cb);
-        }
-    }
-}
-
-// One thread per 4 output elements: out = O / l in the dtype; lse once per row.
-template <typename T, int kD>
-__global__ void finalize(ForwardParams<T> p) {
-    const std::int64_t rows = p.s.total * p.s.heads_q;
-    const std::int64_t items = rows * (kD / 4);
-    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-         i < items; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-        const std::int64_t row = i / (kD / 4);
-        const int d = static_cast<int>(i % (kD / 4)) * 4;
-        const float2 ml = p.acc_ml[row];
-        const float inv = ml.y > 0.0f ? 1.0f / ml.y : 0.0f;
-        const float4 o = *reinterpret_cast<const float4*>(p.acc_o + row * kD + d);
-        store_pair(p.out + row * kD + d, o.x * inv, o.y * inv);
-        store_pair(p.out + row * kD + d + 2, o.z * inv, o.w * inv);
-        if (d == 0) {
-            const std::int64_t token = row / p.s.heads_q;
-            const int h = static_cast<int>(row % p.s.heads_q);
-            p.lse[h * p.s.total + token] = (ml.x + log2f(ml.y)) * 0.69314718055994531f;
         }
     }
 }

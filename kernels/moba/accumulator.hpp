@@ -1,0 +1,39 @@
+// The MoBA forward's fp32 accumulator, which both tensor-core backends (tiled_mma, wgmma) use:
+// the own-block pass writes it, every sparse wave merges into it, and finalize turns it into
+// out and lse. Also the one workspace carve of a MoBA forward: [O][(m, l)][block lists].
+//   O    [total, Hq, D] fp32, unnormalised
+//   m, l [total, Hq] float2: m in the log2 domain (scale * log2 e * s), l the row's exp-sum
+#pragma once
+
+#include <cstddef>
+
+#include <cuda_runtime_api.h>
+#include <vector_types.h>  // float2
+
+#include "core/problem.hpp"
+
+namespace moba::sparse {
+
+struct Accumulator {
+    float* o;
+    float2* ml;
+};
+
+// O and (m, l), each 256-byte aligned; the block lists' workspace follows.
+std::size_t accumulator_bytes(const Problem& problem);
+
+struct ForwardWorkspace {
+    Accumulator acc;
+    void* lists;  // block_lists_workspace_bytes(problem, tile_rows) bytes
+};
+
+// [O][(m, l)][lists] out of `base` (accumulator_bytes + the lists' bytes).
+ForwardWorkspace carve_forward_workspace(const Problem& problem, void* base);
+
+// out = O / l in the dtype, lse = ln 2 * (m + log2 l), for bf16 / fp16 and head dims 64 / 128.
+// One thread per 4 elements; launches on `stream` and checks the launch (throws
+// moba::CudaError); throws std::invalid_argument for another dtype or head dim.
+void finalize(const Problem& problem, const Accumulator& acc, void* out, float* lse,
+              cudaStream_t stream);
+
+}  // namespace moba::sparse

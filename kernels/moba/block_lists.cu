@@ -1,0 +1,365 @@
+// Inverse block lists and work items (block_lists.hpp): count, scan, scatter, optionally sort
+// per list, then count each list's items, scan, and expand them.
+// count_entries / scatter_entries: one thread per (token, head) selection row (grid-stride,
+// warp-uniform loop over its slots); a warp's entries bound for the same list are merged with
+// __match_any_sync so one atomic serves them all (the heads of a GQA group often pick the same
+// blocks). The scatter takes positions by atomicSub on the counts, filling each list from its
+// end, so no cursor copy of the offsets is needed and the counts end at zero; count_items then
+// reuses them for the item counts.
+// expand_items: a warp reads 32 consecutive lists' item ranges at once (most lists are empty:
+// blocks j < t of wave t never are listed), then strides over each non-empty one's items, so a
+// hot list (block 0 is in almost every row) costs ceil(items / 32) coalesced stores, not a loop
+// on one thread.
+// Cost: two reads of sel (4 bytes per entry each), one atomic per (warp, list) and one 4-byte
+// write per listed entry; the lists take two scans and two passes (4 * lists bytes each); 8
+// bytes per item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment
+// strategies; hot blocks make long lists). Not measured yet (written without a GPU).
+#include <climits>
+#include <cstdint>
+#include <cub/device/device_scan.cuh>
+#include <cub/device/device_segmented_sort.cuh>
+#include <stdexcept>
+#include <string>
+
+#include "core/cuda_check.hpp"
+#include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/blocks.cuh"
+
+namespace moba::sparse {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr std::int64_t kMaxCtas = 1 << 20;  // grid-stride loops beyond this
+
+struct ListParams {
+    std::int64_t pairs;       // total * Hq selection rows
+    std::int64_t kbar_slots;  // slots of one wave: list = (t * kbar_slots + slot) * Hkv + hk
+    const std::int32_t* cu;   // [B+1]
+    const std::int32_t* sel;  // [total, Hq, slots]
+    int batch;
+    int heads_q;
+    int heads_kv;
+    int group;
+    int block;
+    int slots;
+};
+
+// One thread per (token, head) selection row, grid-stride. Calls visit(list, row, lane) for
+// each slot t < slots - 1 of the lane's row, with list = -1 where the entry is padding, the own
+// block or a future block, and row = token * group + h % group. Warp-uniform: every lane makes
+// the same calls, as __match_any_sync needs. The last slot of a valid row holds the own block
+// or padding, so it is never read: a malformed row (no own block) then still lists at most
+// slots - 1 entries, one per wave, and cannot overrun the max_list_entries-sized buffers.
+template <typename Visit>
+__device__ __forceinline__ void for_each_entry(const ListParams& p, Visit&& visit) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarp;
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t base =
+             (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) - lane;
+         base < p.pairs; base += stride) {
+        const std::int64_t pair = base + lane;
+        const bool live = pair < p.pairs;
+        std::int64_t token = 0;
+        int h = 0;
+        int own = 0;  // blocks 0 .. own-1 are past blocks
+        std::int64_t slot0 = 0;
+        if (live) {
+            token = pair / p.heads_q;
+            h = static_cast<int>(pair - token * p.heads_q);
+            const int b = find_sequence(p.cu, p.batch, token);
+            own = own_block(p.cu, b, token, p.block);
+            slot0 = kbar_base(p.cu, b, p.block);
+        }
+        const auto row = static_cast<std::int32_t>(token * p.group + h % p.group);
+        const int hk = h / p.group;
+        const std::int32_t* sel_row = p.sel + (live ? pair : 0) * p.slots;
+        for (int t = 0; t < p.slots - 1; ++t) {
+            const int j = live ? sel_row[t] : -1;
+            const std::int64_t list =
+                j >= 0 && j < own ? (t * p.kbar_slots + slot0 + j) * p.heads_kv + hk : -1;
+            visit(list, row, lane);
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kThreads) count_entries(ListParams p, std::int32_t* counts) {
+    for_each_entry(p, [&](std::int64_t list, std::int32_t, int lane) {
+        const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
+        if (list >= 0 && lane == __ffs(same) - 1) atomicAdd(&counts[list], __popc(same));
+    });
+}
+
+// counts holds each list's remaining size; taking n from it yields positions count-n .. count-1.
+__global__ void __launch_bounds__(kThreads)
+    scatter_entries(ListParams p, const std::int32_t* offsets, std::int32_t* counts,
+                    std::int32_t* rows) {
+    for_each_entry(p, [&](std::int64_t list, std::int32_t row, int lane) {
+        const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
+        const int leader = __ffs(same) - 1;
+        const int n = __popc(same);
+        int end = 0;  // one past the group's last position within the list
+        if (list >= 0 && lane == leader) end = atomicSub(&counts[list], n);
+        end = __shfl_sync(kFullMask, end, leader);
+        if (list >= 0) {
+            const int rank = __popc(same & ((1u << lane) - 1u));
+            rows[offsets[list] + end - n + rank] = row;
+        }
+    });
+}
+
+// items[l] = ceil(list l's entries / tile_rows) for l < lists, items[lists] = 0, so the
+// exclusive scan of items[0 .. lists] ends with the item count.
+__global__ void __launch_bounds__(kThreads)
+    count_items(std::int64_t lists, int tile_rows, const std::int32_t* offsets,
+                std::int32_t* items) {
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t l = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+         l <= lists; l += stride) {
+        const int n = l < lists ? offsets[l + 1] - offsets[l] : 0;
+        items[l] = n / tile_rows + (n % tile_rows != 0 ? 1 : 0);
+    }
+}
+
+// first_item [lists + 1]: exclusive scan of the item counts. Warp w of the grid takes lists
+// 32w .. 32w+31 (grid-stride), one per lane, and then writes every non-empty one's items with
+// all 32 lanes. Threads 0 .. waves also write wave_items.
+__global__ void __launch_bounds__(kThreads)
+    expand_items(std::int64_t lists, std::int64_t lists_per_wave, int waves, int tile_rows,
+                 const std::int32_t* first_item, std::int32_t* item_list, std::int32_t* item_start,
+                 std::int32_t* wave_items) {
+    const int lane = static_cast<int>(threadIdx.x) % kWarp;
+    const std::int64_t thread = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t t = thread; t <= waves; t += stride) {
+        wave_items[t] = first_item[t * lists_per_wave];
+    }
+    for (std::int64_t base = thread - lane; base < lists; base += stride) {
+        const std::int64_t l = base + lane;
+        const int first = l < lists ? first_item[l] : 0;
+        const int last = l < lists ? first_item[l + 1] : 0;
+        unsigned pending = __ballot_sync(kFullMask, last > first);
+        while (pending != 0) {
+            const int src = __ffs(pending) - 1;
+            pending &= pending - 1;
+            const int begin = __shfl_sync(kFullMask, first, src);
+            const int end = __shfl_sync(kFullMask, last, src);
+            const auto list = static_cast<std::int32_t>(base + src);
+            for (int i = begin + lane; i < end; i += kWarp) {
+                item_list[i] = list;
+                item_start[i] = (i - begin) * tile_rows;
+            }
+        }
+    }
+}
+
+unsigned grid_for(std::int64_t threads) {
+    const std::int64_t ctas = (threads + kThreads - 1) / kThreads;
+    return static_cast<unsigned>(ctas < kMaxCtas ? ctas : kMaxCtas);
+}
+
+std::int64_t saturating_mul(std::int64_t a, std::int64_t b) {
+    std::int64_t product = 0;
+    return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
+}
+
+// Byte offsets of the workspace's parts, each 256-byte aligned. With no wave only offsets and
+// wave_items have a size.
+struct Layout {
+    std::int64_t lists = 0;
+    std::int64_t lists_per_wave = 0;
+    int waves = 0;
+    std::int64_t max_entries = 0;
+    std::int64_t max_items = 0;
+    std::size_t counts = 0;      // [lists + 1] int32: entry counts, then item counts
+    std::size_t offsets = 0;     // [lists + 1] int32
+    std::size_t first_item = 0;  // [lists + 1] int32
+    std::size_t rows = 0;        // [max_entries] int32, scatter output
+    std::size_t sorted = 0;      // [max_entries] int32, the sort's second buffer
+    std::size_t item_list = 0;   // [max_items] int32
+    std::size_t item_start = 0;  // [max_items] int32
+    std::size_t wave_items = 0;  // [waves + 1] int32
+    std::size_t temp = 0;        // cub temporary storage
+    std::size_t temp_bytes = 0;
+    std::size_t total = 0;
+};
+
+std::size_t align256(std::size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+std::size_t int32_bytes(std::int64_t n) {
+    return align256(static_cast<std::size_t>(n) * sizeof(std::int32_t));
+}
+
+// Requires block_lists_can_implement(problem, tile_rows).
+Layout layout(const Problem& problem, int tile_rows) {
+    Layout l;
+    l.waves = problem.sel_slots() - 1;
+    l.lists_per_wave =
+        kbar_slots(problem.total_tokens(), problem.block, problem.batch()) * problem.heads_kv;
+    l.lists = block_list_count(problem);
+    l.max_entries = max_list_entries(problem);
+    l.max_items = max_block_items(problem, tile_rows);
+
+    if (l.waves > 0) {
+        std::size_t scan_bytes = 0;
+        MOBA_CUDA_CALL(cub::DeviceScan::ExclusiveSum(
+            nullptr, scan_bytes, static_cast<const std::int32_t*>(nullptr),
+            static_cast<std::int32_t*>(nullptr), static_cast<int>(l.lists + 1)));
+        std::size_t sort_bytes = 0;
+        cub::DoubleBuffer<std::int32_t> keys(nullptr, nullptr);
+        MOBA_CUDA_CALL(cub::DeviceSegmentedSort::SortKeys(
+            nullptr, sort_bytes, keys, l.max_entries, l.lists,
+            static_cast<const std::int32_t*>(nullptr), static_cast<const std::int32_t*>(nullptr)));
+        l.temp_bytes = scan_bytes > sort_bytes ? scan_bytes : sort_bytes;
+    }
+
+    const std::int64_t list_ends = l.waves > 0 ? l.lists + 1 : 0;
+    l.offsets = 0;  // offsets[0] exists even with no wave
+    l.counts = l.offsets + int32_bytes(l.lists + 1);
+    l.first_item = l.counts + int32_bytes(list_ends);
+    l.rows = l.first_item + int32_bytes(list_ends);
+    l.sorted = l.rows + int32_bytes(l.max_entries);
+    l.item_list = l.sorted + int32_bytes(l.max_entries);
+    l.item_start = l.item_list + int32_bytes(l.max_items);
+    l.wave_items = l.item_start + int32_bytes(l.max_items);
+    l.temp = l.wave_items + int32_bytes(l.waves + 1);
+    l.total = l.temp + align256(l.temp_bytes);
+    return l;
+}
+
+template <typename U>
+U* at(void* workspace, std::size_t offset) {
+    return reinterpret_cast<U*>(static_cast<unsigned char*>(workspace) + offset);
+}
+
+}  // namespace
+
+std::int64_t max_list_entries(const Problem& problem) {
+    return saturating_mul(problem.total_tokens() * problem.heads_q, problem.sel_slots() - 1);
+}
+
+std::int64_t block_list_count(const Problem& problem) {
+    const std::int64_t per_wave =
+        kbar_slots(problem.total_tokens(), problem.block, problem.batch()) * problem.heads_kv;
+    return saturating_mul(per_wave, problem.sel_slots() - 1);
+}
+
+std::int64_t max_block_items(const Problem& problem, int tile_rows) {
+    if (tile_rows < 1) throw std::invalid_argument("block lists: tile_rows must be at least 1");
+    const std::int64_t chunks = max_list_entries(problem) / tile_rows;
+    const std::int64_t lists = block_list_count(problem);
+    return chunks > INT64_MAX - lists ? INT64_MAX : chunks + lists;
+}
+
+Support block_lists_can_implement(const Problem& problem, int tile_rows) {
+    try {
+        problem.validate();
+    } catch (const std::exception& e) {
+        return Support::no(e.what());
+    }
+    if (tile_rows < 1) {
+        return Support::no("block lists: tile_rows " + std::to_string(tile_rows) +
+                           " must be at least 1");
+    }
+    // Row values token * group + h % group < total * Hq <= entries whenever there is a wave, so
+    // the entries' bound covers them too.
+    const std::int64_t entries = max_list_entries(problem);
+    if (entries > INT_MAX) {
+        return Support::no("block lists: up to " + std::to_string(entries) +
+                           " entries exceed the int32 offsets");
+    }
+    const std::int64_t lists = block_list_count(problem);
+    if (lists >= INT_MAX) {  // offsets has lists + 1 int32 indices
+        return Support::no("block lists: " + std::to_string(lists) +
+                           " lists (waves x kbar slots x kv heads) exceed the int32 range");
+    }
+    const std::int64_t items = max_block_items(problem, tile_rows);
+    if (items > INT_MAX) {
+        return Support::no("block lists: up to " + std::to_string(items) +
+                           " work items exceed the int32 range");
+    }
+    return Support::yes();
+}
+
+std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows) {
+    if (!block_lists_can_implement(problem, tile_rows).ok) return 0;
+    return layout(problem, tile_rows).total;
+}
+
+BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seqlens,
+                             const std::int32_t* sel, int tile_rows, void* workspace,
+                             bool deterministic, cudaStream_t stream) {
+    const Support support = block_lists_can_implement(problem, tile_rows);
+    if (!support.ok) throw std::invalid_argument("tiled_mma " + support.reason);
+    if (workspace == nullptr) {
+        throw std::invalid_argument(
+            "tiled_mma block lists need a workspace of " +
+            std::to_string(block_lists_workspace_bytes(problem, tile_rows)) + " bytes");
+    }
+    const Layout l = layout(problem, tile_rows);
+    auto* counts = at<std::int32_t>(workspace, l.counts);
+    auto* offsets = at<std::int32_t>(workspace, l.offsets);
+    auto* first_item = at<std::int32_t>(workspace, l.first_item);
+    auto* rows = at<std::int32_t>(workspace, l.rows);
+    auto* sorted = at<std::int32_t>(workspace, l.sorted);
+    auto* item_list = at<std::int32_t>(workspace, l.item_list);
+    auto* item_start = at<std::int32_t>(workspace, l.item_start);
+    auto* wave_items = at<std::int32_t>(workspace, l.wave_items);
+    void* temp = at<unsigned char>(workspace, l.temp);
+    BlockLists out{offsets,   rows,       l.lists,    l.lists_per_wave, l.waves,
+                   item_list, item_start, wave_items, l.max_items};
+
+    if (l.waves == 0) {  // one slot per row: only own blocks, no list and no item
+        MOBA_CUDA_CALL(cudaMemsetAsync(offsets, 0, sizeof(std::int32_t), stream));
+        MOBA_CUDA_CALL(cudaMemsetAsync(wave_items, 0, sizeof(std::int32_t), stream));
+        return out;
+    }
+
+    const ListParams p{problem.total_tokens() * problem.heads_q,
+                       kbar_slots(problem.total_tokens(), problem.block, problem.batch()),
+                       cu_seqlens,
+                       sel,
+                       problem.batch(),
+                       problem.heads_q,
+                       problem.heads_kv,
+                       problem.group(),
+                       problem.block,
+                       problem.sel_slots()};
+    const unsigned pair_ctas = grid_for(p.pairs);
+    const auto list_ends = static_cast<int>(l.lists + 1);
+
+    MOBA_CUDA_CALL(cudaMemsetAsync(counts, 0, int32_bytes(l.lists + 1), stream));
+    count_entries<<<pair_ctas, kThreads, 0, stream>>>(p, counts);
+    MOBA_CHECK_LAUNCH();
+    std::size_t temp_bytes = l.temp_bytes;
+    MOBA_CUDA_CALL(
+        cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, list_ends, stream));
+    scatter_entries<<<pair_ctas, kThreads, 0, stream>>>(p, offsets, counts, rows);
+    MOBA_CHECK_LAUNCH();
+    if (deterministic) {
+        // The double-buffer form needs no copy of the keys in its temporary storage; which
+        // buffer ends up holding the sorted lists depends only on the key width (cub sets it on
+        // the host).
+        cub::DoubleBuffer<std::int32_t> keys(rows, sorted);
+        temp_bytes = l.temp_bytes;
+        MOBA_CUDA_CALL(cub::DeviceSegmentedSort::SortKeys(temp, temp_bytes, keys, l.max_entries,
+                                                          l.lists, offsets, offsets + 1, stream));
+        out.rows = keys.Current();
+    }
+
+    count_items<<<grid_for(l.lists + 1), kThreads, 0, stream>>>(l.lists, tile_rows, offsets,
+                                                                counts);
+    MOBA_CHECK_LAUNCH();
+    temp_bytes = l.temp_bytes;
+    MOBA_CUDA_CALL(
+        cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, first_item, list_ends, stream));
+    // lists + 1 > waves threads: one per list, and enough for wave_items.
+    expand_items<<<grid_for(l.lists + 1), kThreads, 0, stream>>>(l.lists, l.lists_per_wave, l.waves,
+                                                                 tile_rows, first_item, item_list,
+                                                                 item_start, wave_items);
+    MOBA_CHECK_LAUNCH();
+    return out;
+}
+
+}  // namespace moba::sparse

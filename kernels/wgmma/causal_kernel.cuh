@@ -1,0 +1,272 @@
+// The wgmma_dense causal kernel: FlashAttention-3-style causal attention on Hopper, in two modes
+// (template flag kOwnBlock):
+//   dense:     keys 0 .. the row (full causal attention); writes out and lse.
+//   own block: keys from the start of the row's own MoBA block to the row (the MoBA forward's
+//              first pass); writes the unnormalised fp32 accumulator (O, m, l) that the sparse
+//              waves (wave_kernel.cuh) merge into, in tiled_mma's layout, against the
+//              reference m + kWaveRefOffset (below).
+//
+// One CTA per (query head, 128-row query tile, sequence), 3 warpgroups:
+//   warpgroup 0, producer: one thread issues TMA loads (Q once, then K and V tiles of 128 keys
+//     into a 2-stage ring); the warpgroup gives its registers to the consumers (setmaxnreg).
+//   warpgroups 1 and 2, consumers: 64 query rows each. Per key tile: S = Q K^T on wgmma from
+//     shared memory, online softmax in registers (log2 domain), P rounded to the dtype and fed
+//     from registers as the A operand of O += P V (V read MN-major from shared memory).
+//     While one consumer does its softmax the other's wgmma keeps the tensor cores busy.
+// Synchronisation: per stage a "full" mbarrier (TMA transaction bytes) and an "empty" one
+// (one arrival per consumer warp once its wgmmas reading the stage have completed).
+// Dense: key tiles 0 .. the diagonal tile; only the diagonal tile is masked. Own block: key tiles
+// of 128 from key_base (the own block of the tile's first row) to the tile's last row; a tile
+// may span several MoBA blocks (Bs < 128, or Bs not a multiple of 128) and then rows differ in
+// their lower bound, so each key tile not inside every row's window [own-block start, row] of a
+// consumer's 64 rows is masked on both sides. Varlen: TMA boxes address the packed tensor, so a
+// tile may read rows of the next sequence (or zeros past the end of the tensor): such keys sit
+// above every valid query of the tile, the causal mask removes them; such query rows are
+// computed but never written.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/wgmma/tile.cuh"
+
+namespace moba::wgmma::detail {
+
+struct KernelParams {
+    const std::int32_t* cu_seqlens;
+    void* out;          // dense: [total, Hq, D] in the dtype
+    float* lse;         // dense: [Hq, total]
+    std::int64_t total;
+    int heads_q;
+    int group;          // Hq / Hkv
+    float scale_log2;   // softmax scale * log2(e)
+    // Own-block mode only (after the dense fields, so the dense mode's code is unchanged).
+    int block;          // MoBA block size Bs
+    float* acc_o;       // [total, Hq, D] fp32, unnormalised
+    float2* acc_ml;     // [total, Hq] (m, l): m in the log2 domain, l the full row sum
+};
+
+// The own-block mode stores each row's accumulator against the reference m + kWaveRefOffset
+// (log2 domain) instead of its own-block max m: O and l scaled by 2^-kWaveRefOffset, exactly (a
+// power of two; O stays a normal float unless |O| < 2^-94). A sparse wave (wave_kernel.cuh)
+// whose block max stays below this reference scales its partial to it and merges by plain
+// addition, without reading the accumulator; only a block scoring 2^32 times the own block's
+// largest weight makes it read, rescale and write.
+constexpr float kWaveRefOffset = 32.0f;
+constexpr float kWaveRefScale = 0x1p-32f;  // 2^-kWaveRefOffset
+static_assert(kWaveRefScale * 4294967296.0f == 1.0f);
+
+constexpr int kThreads = 384;
+constexpr int kStages = 2;
+constexpr int kProducerRegs = 24;
+constexpr int kConsumerRegs = 240;  // 128 * 24 + 256 * 240 <= 64K registers per SM
+
+template <int kD>
+struct SmemPlan {
+    using S = TileShape<kD>;
+    static constexpr std::uint32_t kQ = 0;
+    static constexpr std::uint32_t kK = S::kQBytes;
+    static constexpr std::uint32_t kV = kK + kStages * S::kKVBytes;
+    static constexpr std::uint32_t kBars = kV + kStages * S::kKVBytes;
+    // q_full, k_full[2], v_full[2], k_empty[2], v_empty[2]
+    static constexpr int kNumBars = 1 + 4 * kStages;
+    // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
+    static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
+};
+
+// The CTA's dynamic shared window aligned up to 1024 bytes (the 128-byte swizzle atoms that TMA
+// writes and wgmma descriptors read need it; SmemPlan::kBytes reserves the slack) and the
+// mbarriers of the K/V ring at SmemPlan::kBars: q_full, then k_full, v_full, k_empty, v_empty
+// of every stage. Both kernels (causal and sparse wave) share this layout.
+struct Ring {
+    unsigned char* smem;
+    std::uint64_t* q_full;
+    std::uint64_t* k_full;
+    std::uint64_t* v_full;
+    std::uint64_t* k_empty;
+    std::uint64_t* v_empty;
+};
+
+// The ring over the aligned window smem with its barriers from `bars` on.
+__device__ __forceinline__ Ring ring_at(unsigned char* smem, std::uint64_t* bars) {
+    return {smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
+}
+
+template <int kD>
+__device__ __forceinline__ Ring ring_in(unsigned char* smem_raw) {
+    unsigned char* smem = aligned_smem(smem_raw);
+    return ring_at(smem, reinterpret_cast<std::uint64_t*>(smem + SmemPlan<kD>::kBars));
+}
+
+// One thread: the K/V stages' barriers (full: one TMA arrival; empty: one arrival per
+// consumer warp).
+__device__ __forceinline__ void init_kv_barriers(const Ring& ring) {
+    for (int s = 0; s < kStages; ++s) {
+        mbar_init(&ring.k_full[s], 1);
+        mbar_init(&ring.v_full[s], 1);
+        mbar_init(&ring.k_empty[s], 8);
+        mbar_init(&ring.v_empty[s], 8);
+    }
+}
+
+// Producer thread: key tile number n of the CTA's ring (keys key0 .. key0 + 127 of kv head hk)
+// into stage n % kStages, K then V, each after the consumers released the stage's previous use
+// (use n / kStages waits for completion n / kStages - 1 of the stage's empty barrier).
+template <int kD>
+__device__ __forceinline__ void issue_kv_tile(const Ring& ring, const CUtensorMap* k_map,
+                                              const CUtensorMap* v_map, int n, int hk, int key0) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    const int s = n % kStages;
+    const std::uint32_t empty_parity = ((n / kStages) - 1) & 1;
+    if (n >= kStages) mbar_wait(&ring.k_empty[s], empty_parity);
+    mbar_arrive_expect_tx(&ring.k_full[s], S::kKVBytes);
+    load_tile<kD, S::kBlockN>(ring.smem + Plan::kK + s * S::kKVBytes, k_map, &ring.k_full[s], hk, key0);
+    if (n >= kStages) mbar_wait(&ring.v_empty[s], empty_parity);
+    mbar_arrive_expect_tx(&ring.v_full[s], S::kKVBytes);
+    load_tile<kD, S::kBlockN>(ring.smem + Plan::kV + s * S::kKVBytes, v_map, &ring.v_full[s], hk, key0);
+}
+
+template <typename T, int kD, bool kOwnBlock>
+__global__ void __launch_bounds__(kThreads, 1)
+    causal_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
+                        const __grid_constant__ CUtensorMap v_map, KernelParams p, int max_tiles) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    extern __shared__ unsigned char smem_raw[];
+    const Ring ring = ring_in<kD>(smem_raw);
+
+    // Heads on x, tiles on y (reversed): CTAs are dispatched x fastest, so every head's
+    // longest tiles start first and the short ones fill the tail of the grid.
+    const int b = blockIdx.z;
+    const int h = blockIdx.x;
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.y);
+    const int start = p.cu_seqlens[b];
+    const int len = p.cu_seqlens[b + 1] - start;
+    const int q0 = tile * S::kBlockM;
+    if (q0 >= len) return;  // uniform for the whole CTA, before any barrier is used
+    // Dense: keys [0, min(q0 + 128, len)); with kBlockN == kBlockM that is tiles 0 .. tile.
+    // Own block: keys [key_base, min(q0 + 128, len)) in tiles of 128 from key_base.
+    static_assert(S::kBlockN == S::kBlockM, "the diagonal tile is the last key tile");
+    int key_base = 0;
+    int n_tiles = tile + 1;
+    if constexpr (kOwnBlock) {
+        key_base = q0 / p.block * p.block;
+        n_tiles = (min(q0 + S::kBlockM, len) - key_base + S::kBlockN - 1) / S::kBlockN;
+    }
+
+    if (threadIdx.x == 0) {
+        mbar_init(ring.q_full, 1);
+        init_kv_barriers(ring);
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    const int warpgroup = threadIdx.x / 128;
+    if (warpgroup == 0) {
+        warpgroup_reg_dealloc<kProducerRegs>();
+        if (threadIdx.x == 0) {
+            const int hk = h / p.group;
+            tma_prefetch_descriptor(&k_map);
+            tma_prefetch_descriptor(&v_map);
+            mbar_arrive_expect_tx(ring.q_full, S::kQBytes);
+            load_tile<kD, S::kBlockM>(ring.smem + Plan::kQ, &q_map, ring.q_full, h, start + q0);
+            for (int n = 0; n < n_tiles; ++n)
+                issue_kv_tile<kD>(ring, &k_map, &v_map, n, hk, start + key_base + n * S::kBlockN);
+        }
+        return;
+    }
+    warpgroup_reg_alloc<kConsumerRegs>();
+
+    const int row0 = 64 * (warpgroup - 1);  // this consumer's rows within the CTA tile
+    const int lane = threadIdx.x % 32;
+    float o[kD / 2];
+#pragma unroll
+    for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY};  // running max of scale_log2 * s
+    float l[2] = {0.0f, 0.0f};             // this thread's part of the running sum
+
+    // Own block: this consumer's rows' windows [lo, hi] relative to key_base, and the bounds
+    // that decide which key tiles need masking: a tile below every row's lower bound and above
+    // no row's diagonal is inside every window.
+    int lo[2] = {0, 0};
+    int hi[2] = {0, 0};
+    int max_lo = 0;
+    int min_hi = 0;
+    if constexpr (kOwnBlock) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int pos = q0 + row0 + acc_row(r);
+            lo[r] = pos / p.block * p.block - key_base;
+            hi[r] = pos - key_base;
+        }
+        max_lo = min(q0 + row0 + 63, len - 1) / p.block * p.block - key_base;
+        min_hi = q0 + row0 - key_base;
+    }
+
+    mbar_wait(ring.q_full, 0);
+    for (int n = 0; n < n_tiles; ++n) {
+        const int s = n % kStages;
+        const std::uint32_t full_parity = (n / kStages) & 1;
+
+        float sc[64];
+        mbar_wait(&ring.k_full[s], full_parity);
+        qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.k_empty[s]);
+
+        if constexpr (kOwnBlock) {
+            const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
+            if (key0 < max_lo || key0 + S::kBlockN - 1 > min_hi) {
+                for_each_acc([&](int i, int r, int c) {
+                    const int key = key0 + acc_col(i, c);
+                    if (key < lo[r] || key > hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
+                });
+            }
+        } else if (n == n_tiles - 1) {
+            // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
+            for_each_acc([&](int i, int r, int c) {
+                if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
+            });
+        }
+
+        online_softmax<kD>(sc, m, l, o, p.scale_log2);
+
+        std::uint32_t a[8][4];
+        p_fragments<T>(a, sc);
+        mbar_wait(&ring.v_full[s], full_parity);
+        pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.v_empty[s]);
+    }
+
+    // Epilogue for the rows inside the sequence. Dense: out = O / l, lse = ln 2 * (m + log2 l).
+    // Own block: the raw accumulator, row id token * Hq + h.
+    const int t = lane % 4;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+        const int pos = q0 + row0 + acc_row(r);
+        if (pos >= len) continue;
+        const std::int64_t token = static_cast<std::int64_t>(start) + pos;
+        if constexpr (kOwnBlock) {
+            const std::int64_t row = token * p.heads_q + h;
+            float* dst = p.acc_o + row * kD;
+#pragma unroll
+            for (int i = 0; i < kD / 8; ++i)
+                *reinterpret_cast<float2*>(dst + acc_col(i, 0)) =
+                    make_float2(o[4 * i + 2 * r] * kWaveRefScale, o[4 * i + 2 * r + 1] * kWaveRefScale);
+            if (t == 0) p.acc_ml[row] = make_float2(m[r] + kWaveRefOffset, l[r] * kWaveRefScale);
+        } else {
+            const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+            T* dst = static_cast<T*>(p.out) + (token * p.heads_q + h) * kD;
+#pragma unroll
+            for (int i = 0; i < kD / 8; ++i)
+                *reinterpret_cast<std::uint32_t*>(dst + acc_col(i, 0)) =
+                    pack2<T>(o[4 * i + 2 * r] * inv, o[4 * i + 2 * r + 1] * inv);
+            if (t == 0) p.lse[h * p.total + token] = (m[r] + log2f(l[r])) * static_cast<float>(kLn2);
+        }
+    }
+}
+
+}  // namespace moba::wgmma::detail

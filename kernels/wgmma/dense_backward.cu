@@ -1,0 +1,148 @@
+// Host side of the wgmma_dense backward (wgmma_dense.hpp): tiled_mma's row statistics
+// (tiled_mma::dense_row_stats, into the workspace), then the dQ kernel (dq_kernel.cuh) and the
+// dK/dV kernel (dkdv_kernel.cuh) on warpgroup MMA, both reading those statistics. All on
+// args.stream.
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include "core/cuda_check.hpp"
+#include "core/constants.hpp"
+#include "core/dispatch.hpp"
+#include "kernels/moba/row_stats.hpp"
+#include "kernels/wgmma/dkdv_kernel.cuh"
+#include "kernels/wgmma/dq_kernel.cuh"
+#include "kernels/wgmma/tensor_map.hpp"
+#include "kernels/wgmma/wgmma.hpp"
+
+namespace moba::wgmma {
+namespace {
+
+// The dK/dV kernel splits a kv group's heads over this many CTAs per key tile so that the
+// grid holds at least kMinDkdvCtas CTAs (about four per SM of an H100 or H200) where the group
+// allows: MHA and long inputs keep one part. From the problem alone, so the workspace and the
+// order of the parts' sum are fixed for a problem.
+constexpr std::int64_t kMinDkdvCtas = 512;
+
+int head_parts(const Problem& problem) {
+    std::int64_t key_tiles = 0;
+    for (int len : problem.seqlens) key_tiles += (len + detail::DkdvPlan<64>::kKeys - 1) / detail::DkdvPlan<64>::kKeys;
+    const std::int64_t ctas = std::max<std::int64_t>(key_tiles * problem.heads_kv, 1);
+    return static_cast<int>(std::clamp<std::int64_t>((kMinDkdvCtas + ctas - 1) / ctas, 1, problem.group()));
+}
+
+// fp32 dK and dV of every head part: [2][parts][total, Hkv, D]; none with one part.
+std::size_t partial_bytes(const Problem& problem) {
+    const int parts = head_parts(problem);
+    if (parts == 1) return 0;
+    return 2 * static_cast<std::size_t>(parts) * static_cast<std::size_t>(problem.kv_elems()) * sizeof(float);
+}
+
+// TMA maps of q and dout (boxes of row_box rows of one query head) and of k and v (key_box rows
+// of one kv head).
+struct BackwardMaps {
+    CUtensorMap q, dout, k, v;
+};
+
+BackwardMaps backward_maps(const AttentionArgs& args, int row_box, int key_box) {
+    const Problem& problem = args.problem;
+    const std::int64_t total = problem.total_tokens();
+    const int d = problem.head_dim;
+    return {detail::make_tile_map(args.q, total, problem.heads_q, d, row_box),
+            detail::make_tile_map(args.dout, total, problem.heads_q, d, row_box),
+            detail::make_tile_map(args.k, total, problem.heads_kv, d, key_box),
+            detail::make_tile_map(args.v, total, problem.heads_kv, d, key_box)};
+}
+
+template <typename T, int kD>
+void launch_dq(const AttentionArgs& args) {
+    using S = detail::TileShape<kD>;
+    const Problem& problem = args.problem;
+    const BackwardMaps maps = backward_maps(args, S::kBlockM, S::kBlockN);
+    const double scale = problem.scale();
+    const detail::DqParams params{args.cu_seqlens,
+                                  static_cast<const float2*>(args.workspace),
+                                  args.dq,
+                                  problem.heads_q,
+                                  problem.group(),
+                                  static_cast<float>(scale),
+                                  static_cast<float>(scale * kLog2e)};
+    const auto kernel = detail::dq_kernel<T, kD>;
+    constexpr int kSmem = static_cast<int>(detail::DqPlan<kD>::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
+    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params, max_tiles);
+    MOBA_CHECK_LAUNCH();
+}
+
+template <typename T, int kD>
+void launch_dkdv(const AttentionArgs& args) {
+    using Plan = detail::DkdvPlan<kD>;
+    const Problem& problem = args.problem;
+    const BackwardMaps maps = backward_maps(args, Plan::kRows, Plan::kKeys);
+    const double scale = problem.scale();
+    const int parts = head_parts(problem);
+    // The partial sums follow the row statistics in the workspace.
+    float* partial = parts > 1 ? reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) +
+                                                          sparse::row_stats_bytes(problem))
+                               : nullptr;
+    const detail::DkdvParams params{args.cu_seqlens,
+                                    static_cast<const float2*>(args.workspace),
+                                    args.dk,
+                                    args.dv,
+                                    partial,
+                                    parts,
+                                    problem.total_tokens(),
+                                    problem.heads_q,
+                                    problem.heads_kv,
+                                    problem.group(),
+                                    static_cast<float>(scale),
+                                    static_cast<float>(scale * kLog2e)};
+    const auto kernel = detail::dkdv_kernel<T, kD>;
+    constexpr int kSmem = static_cast<int>(Plan::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
+    const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts), static_cast<unsigned>(key_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params);
+    MOBA_CHECK_LAUNCH();
+    if (parts == 1) return;
+    const std::int64_t elems = problem.kv_elems();
+    const int threads = 256;
+    const auto blocks = static_cast<unsigned>((elems / 2 + threads - 1) / threads);
+    detail::sum_head_parts<T><<<blocks, threads, 0, args.stream>>>(params, elems);
+    MOBA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+Support dense_backward_can_implement(const Problem& problem) {
+    if (Support s = dense_can_implement(problem); !s.ok) return s;
+    return sparse::row_stats_can_implement(problem);
+}
+
+std::size_t dense_backward_workspace_bytes(const Problem& problem) {
+    if (!dense_backward_can_implement(problem).ok) return 0;
+    return sparse::row_stats_bytes(problem) + partial_bytes(problem);
+}
+
+void dense_backward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    if (const Support s = dense_backward_can_implement(problem); !s.ok)
+        throw std::invalid_argument("wgmma_dense backward: " + s.reason);
+    if (args.workspace == nullptr)
+        throw std::invalid_argument(fmt::format("wgmma_dense backward needs a workspace of {} bytes",
+                                                dense_backward_workspace_bytes(problem)));
+    if (problem.total_tokens() == 0) return;
+    sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
+        launch_dq<decltype(tag), decltype(dim)::value>(args);
+        launch_dkdv<decltype(tag), decltype(dim)::value>(args);
+    });
+}
+
+}  // namespace moba::wgmma

@@ -1,0 +1,87 @@
+// Host side of the wgmma causal kernel (causal_kernel.cuh): limits, tensor maps, template
+// dispatch and the launch, for the dense forward and the MoBA forward's own-block pass.
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <stdexcept>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include "core/constants.hpp"
+#include "core/cuda_check.hpp"
+#include "core/dispatch.hpp"
+#include "kernels/support.hpp"
+#include "kernels/wgmma/causal_kernel.cuh"
+#include "kernels/wgmma/launch.hpp"
+#include "kernels/wgmma/tensor_map.hpp"
+#include "kernels/wgmma/wgmma.hpp"
+
+namespace moba::wgmma {
+namespace detail {
+namespace {
+
+template <typename T, int kD, bool kOwnBlock>
+void launch(const AttentionArgs& args, const sparse::Accumulator* acc) {
+    const Problem& problem = args.problem;
+    using S = TileShape<kD>;
+    const std::int64_t total = problem.total_tokens();
+    const CUtensorMap q_map = make_tile_map(args.q, total, problem.heads_q, kD, S::kBlockM);
+    const CUtensorMap k_map = make_tile_map(args.k, total, problem.heads_kv, kD, S::kBlockN);
+    const CUtensorMap v_map = make_tile_map(args.v, total, problem.heads_kv, kD, S::kBlockN);
+    const KernelParams params{args.cu_seqlens,
+                              args.out,
+                              args.lse,
+                              total,
+                              problem.heads_q,
+                              problem.group(),
+                              static_cast<float>(problem.scale() * kLog2e),
+                              problem.block,
+                              acc != nullptr ? acc->o : nullptr,
+                              acc != nullptr ? acc->ml : nullptr};
+    const auto kernel = causal_kernel<T, kD, kOwnBlock>;
+    constexpr int kSmem = static_cast<int>(SmemPlan<kD>::kBytes);
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+    const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
+    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
+                    static_cast<unsigned>(problem.batch()));
+    kernel<<<grid, kThreads, kSmem, args.stream>>>(q_map, k_map, v_map, params, max_tiles);
+    MOBA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void launch_causal(const AttentionArgs& args, const sparse::Accumulator* acc) {
+    dispatch_tensor_core(args.problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        if (acc == nullptr) launch<T, kD, false>(args, nullptr);
+        else launch<T, kD, true>(args, acc);
+    });
+}
+
+}  // namespace detail
+
+Support dense_can_implement(const Problem& problem) {
+    if (Support s = valid_bf16_or_fp16_d64_or_d128(problem, "wgmma_dense"); !s.ok) return s;
+    // TMA coordinates and the kernel's token arithmetic are 32-bit.
+    if (problem.total_tokens() > std::numeric_limits<std::int32_t>::max() - 256)
+        return Support::no(fmt::format("wgmma_dense needs fewer than 2^31 - 256 tokens, not {}",
+                                       problem.total_tokens()));
+    // Grid: heads on x, 128-row tiles on y, sequences on z (y and z at most 65535).
+    if (problem.max_seqlen() > 65535 * 128 || problem.batch() > 65535)
+        return Support::no(fmt::format("wgmma_dense launches 128-row tiles on grid y and sequences "
+                                       "on grid z: at most 65535 of each (max length {}, batch {})",
+                                       problem.max_seqlen(), problem.batch()));
+    return Support::yes();
+}
+
+void dense_forward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    if (const Support s = dense_can_implement(problem); !s.ok)
+        throw std::invalid_argument("wgmma_dense: " + s.reason);
+    if (problem.total_tokens() == 0) return;
+    detail::launch_causal(args, nullptr);
+}
+
+}  // namespace moba::wgmma

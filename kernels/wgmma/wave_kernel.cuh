@@ -1,0 +1,238 @@
+// The MoBA forward's sparse-wave kernel on Hopper wgmma: persistent CTAs over the work items of
+// one wave of tiled_mma's inverse block lists (block_lists.hpp, wave_items.cuh). An item is up to
+// 128 (token, query head) rows, any heads of one kv group, that chose the same past MoBA block
+// as their t-th block: their Q rows are gathered, the block's K/V streamed once for all of them
+// (the GQA sharing), and each row's partial (O, m, l) merged into its fp32 accumulator. A row is
+// in at most one list per wave, so the merge needs no ordering between CTAs.
+//
+// Same warpgroup split and tile steps as kernel.cuh (tile.cuh), 3 warpgroups:
+//   warpgroup 0, producer:
+//     warp 0, one thread: TMA loads of the item's K/V tiles (keys [block start, + Bs) of the kv
+//       head, 128 per tile) into the 2-stage ring; the ring runs on across items, so the next
+//       item's first tiles load while the consumers finish this one.
+//     warps 1-3, gatherers: for item i, into Q buffer i % 2 once item i - 2's consumers are done
+//       with it (q_empty): the rows' element offsets and their accumulators' reference m (the
+//       own-block pass's m + kWaveRefOffset, or what an earlier wave raised it to) into shared
+//       memory, then the Q rows with cp.async into the 128-byte-swizzled tile (zero rows past the
+//       item's count); then q_full. Two buffers: the gather of item i + 1 overlaps item i.
+//   warpgroups 1 and 2, consumers: 64 rows each; per key tile S = Q K^T, the last tile masked
+//     past Bs keys (a past block is complete and wholly before every row: no causal mask), online
+//     softmax, O += P V; then the merge. While the block's max m stays at or below the row's
+//     reference, the partial is scaled to the reference (by 2^(m - ref) <= 1, in fp32: P itself
+//     stays in [0, 1] against m, as fp16 needs) and added (red.global: fire and forget, no read;
+//     one add per element and wave, so the sum is deterministic); otherwise (a block scoring
+//     2^32 times the own block's largest weight) the row's accumulator is read, rescaled to m
+//     and written.
+// Keys past the block end that a 128-key box reads (the next block, or zeros past the end of the
+// tensor) are masked; padding Q rows are computed but never merged.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/moba/wave_items.cuh"
+#include "kernels/wgmma/causal_kernel.cuh"
+
+namespace moba::wgmma::detail {
+
+struct WaveParams {
+    const void* q;                // [total, Hq, D] in the dtype
+    const std::int32_t* cu_seqlens;
+    float* acc_o;                 // [total, Hq, D] fp32 accumulator (launch.hpp's Accumulator)
+    float2* acc_ml;               // [total, Hq] (m, l)
+    int batch;
+    int heads_q;
+    int heads_kv;
+    int group;                    // Hq / Hkv
+    int block;                    // MoBA block size Bs
+    float scale_log2;             // softmax scale * log2(e)
+};
+
+// The gatherers are one warp short of a warpgroup: warp 0 issues the K/V loads.
+constexpr int kGatherThreads = 96;
+// More producer registers than kernel.cuh's 24: the gatherers decode items and keep row
+// offsets (40 spilled at D 128). 128 * 56 + 256 * 224 = 64512 = 384 * 168, the CTA's registers
+// at launch; the consumers compile without spills at 224.
+constexpr int kWaveProducerRegs = 56;
+constexpr int kWaveConsumerRegs = 224;
+
+template <int kD>
+struct WaveSmemPlan {
+    using Plan = SmemPlan<kD>;  // Q buffer 0, the K/V ring and the ring's barriers as there
+    static constexpr int kRows = TileShape<kD>::kBlockM;
+    // After the ring's barriers: q_full of buffer 1 (buffer 0's is the ring's), q_empty[2].
+    static constexpr int kQFull1 = Plan::kNumBars;
+    static constexpr int kQEmpty = Plan::kNumBars + 1;
+    static_assert(8 * (Plan::kNumBars + 3) <= 1024);
+    static constexpr std::uint32_t kQ1 = Plan::kBars + 1024;  // Q buffer 1, 1024-byte aligned
+    static constexpr std::uint32_t kRowOffsets = kQ1 + TileShape<kD>::kQBytes;  // int64 [2][kRows]
+    static constexpr std::uint32_t kRowRefs = kRowOffsets + 2 * kRows * 8;      // float [2][kRows]
+    // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
+    static constexpr std::uint32_t kBytes = kRowRefs + 2 * kRows * 4 + 1024;
+};
+
+// Element offset of item row r in a [total, Hq, D] tensor, or -1 past the item's rows.
+template <int kD>
+__device__ __forceinline__ std::int64_t item_row_offset(const sparse::detail::WaveWork& w,
+                                                        const sparse::detail::WaveItem& it,
+                                                        int r, int group, int heads_q) {
+    if (r >= it.count) return -1;
+    const int entry = w.rows[it.begin + r];  // token * group + h % group
+    const std::int64_t token = entry / group;
+    const int h = it.hk * group + entry % group;
+    return (token * heads_q + h) * kD;
+}
+
+template <typename T, int kD>
+__global__ void __launch_bounds__(kThreads, 1)
+    sparse_wave_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
+                       WaveParams p, sparse::detail::WaveWork w) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    using Wave = WaveSmemPlan<kD>;
+    extern __shared__ unsigned char smem_raw[];
+    const Ring ring = ring_in<kD>(smem_raw);
+    // Per Q buffer b: the tile, its full and empty barriers, its rows' offsets and references
+    // (selected, not indexed: an array indexed at run time would live in local memory).
+    const auto q_tile = [&](int b) { return ring.smem + (b ? Wave::kQ1 : Plan::kQ); };
+    const auto q_full = [&](int b) { return ring.q_full + (b ? Wave::kQFull1 : 0); };
+    std::uint64_t* const q_empty = ring.q_full + Wave::kQEmpty;
+    auto* const row_offsets = reinterpret_cast<std::int64_t*>(ring.smem + Wave::kRowOffsets);
+    auto* const row_refs = reinterpret_cast<float*>(ring.smem + Wave::kRowRefs);
+
+    const int first = w.wave_items[w.wave] + static_cast<int>(blockIdx.x);
+    const int last = w.wave_items[w.wave + 1];
+    const int stride = static_cast<int>(gridDim.x);
+    const int key_tiles = (p.block + S::kBlockN - 1) / S::kBlockN;  // per item: one block
+
+    if (threadIdx.x == 0) {
+        for (int b = 0; b < 2; ++b) {
+            mbar_init(q_full(b), kGatherThreads);
+            mbar_init(&q_empty[b], 8);  // one arrival per consumer warp
+        }
+        init_kv_barriers(ring);
+        mbar_init_fence();
+    }
+    __syncthreads();
+
+    const int warpgroup = threadIdx.x / 128;
+    const int lane = threadIdx.x % 32;
+    if (warpgroup == 0) {
+        warpgroup_reg_dealloc<kWaveProducerRegs>();
+        if (threadIdx.x == 0) {
+            tma_prefetch_descriptor(&k_map);
+            tma_prefetch_descriptor(&v_map);
+            int n = 0;  // key tiles issued by this CTA over all its items: the ring position
+            for (int item = first; item < last; item += stride) {
+                const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
+                    w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
+                for (int j = 0; j < key_tiles; ++j, ++n)
+                    issue_kv_tile<kD>(ring, &k_map, &v_map, n, it.hk,
+                                      static_cast<int>(it.key_start) + j * S::kBlockN);
+            }
+        } else if (threadIdx.x >= 32) {
+            const int tid = threadIdx.x - 32;
+            int local = 0;  // items of this CTA so far: buffer local % 2, its use local / 2
+            for (int item = first; item < last; item += stride, ++local) {
+                const int b = local & 1;
+                const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
+                    w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
+                // Item local - 2 used this buffer: its consumers have merged (read its offsets).
+                if (local >= 2) mbar_wait(&q_empty[b], ((local - 2) / 2) & 1);
+                std::int64_t* offsets = row_offsets + b * Wave::kRows;
+                float* refs = row_refs + b * Wave::kRows;
+                for (int r = tid; r < Wave::kRows; r += kGatherThreads) {
+                    const std::int64_t off = item_row_offset<kD>(w, it, r, p.group, p.heads_q);
+                    offsets[r] = off;
+                    refs[r] = off >= 0 ? p.acc_ml[off / kD].x : 0.0f;
+                }
+                named_barrier_sync(1, kGatherThreads);  // every gatherer reads every offset
+                gather_tile<kD, S::kBlockM>(q_tile(b), p.q, tid, kGatherThreads,
+                                            [&](int r) { return offsets[r]; });
+                mbar_arrive(q_full(b));  // releases the offsets and references too
+            }
+        }
+        return;
+    }
+    warpgroup_reg_alloc<kWaveConsumerRegs>();
+
+    const int row0 = 64 * (warpgroup - 1);
+    const int t = lane % 4;
+    int n = 0;
+    int local = 0;
+    for (int item = first; item < last; item += stride, ++local) {
+        const int b = local & 1;
+        const std::int64_t* offsets = row_offsets + b * Wave::kRows + row0;
+        const float* refs = row_refs + b * Wave::kRows + row0;
+        float o[kD / 2];
+#pragma unroll
+        for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
+        float m[2] = {-INFINITY, -INFINITY};
+        float l[2] = {0.0f, 0.0f};
+
+        mbar_wait(q_full(b), (local / 2) & 1);
+        for (int j = 0; j < key_tiles; ++j, ++n) {
+            const int s = n % kStages;
+            const std::uint32_t full_parity = (n / kStages) & 1;
+
+            float sc[64];
+            mbar_wait(&ring.k_full[s], full_parity);
+            qk_gemm<T, kD>(sc, q_tile(b), row0, ring.smem + Plan::kK + s * S::kKVBytes);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&ring.k_empty[s]);
+
+            // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
+            const int valid = p.block - j * S::kBlockN;
+            if (valid < S::kBlockN) {
+                for_each_acc([&](int i, int r, int c) {
+                    if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
+                });
+            }
+
+            online_softmax<kD>(sc, m, l, o, p.scale_log2);
+
+            std::uint32_t a[8][4];
+            p_fragments<T>(a, sc);
+            mbar_wait(&ring.v_full[s], full_parity);
+            pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&ring.v_empty[s]);
+        }
+
+        // Merge. Each lane owns its row's columns acc_col(i, *); lane t == 0 of the quad owns (m, l).
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+            l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+            const std::int64_t off = offsets[acc_row(r)];
+            if (off < 0) continue;
+            // The accumulator's reference (finite: the own block saw at least the row itself).
+            const float ref = refs[acc_row(r)];
+            float* dst = p.acc_o + off;
+            float2* ml = p.acc_ml + off / kD;
+            if (m[r] <= ref) {
+                // O += o * cb, l += l * cb on the accumulator's reference (m unchanged).
+                const float cb = exp2f(m[r] - ref);
+#pragma unroll
+                for (int i = 0; i < kD / 8; ++i)
+                    atomicAdd(reinterpret_cast<float2*>(dst + acc_col(i, 0)),
+                              make_float2(o[4 * i + 2 * r] * cb, o[4 * i + 2 * r + 1] * cb));
+                if (t == 0) atomicAdd(&ml->y, l[r] * cb);
+            } else {
+                // m rose above the reference: rescale the accumulator to it (no other CTA
+                // touches this row in this wave, so the read-modify-write is safe).
+                const float ca = exp2f(ref - m[r]);
+#pragma unroll
+                for (int i = 0; i < kD / 8; ++i) {
+                    auto* cell = reinterpret_cast<float2*>(dst + acc_col(i, 0));
+                    const float2 old = *cell;
+                    *cell = make_float2(fmaf(old.x, ca, o[4 * i + 2 * r]), fmaf(old.y, ca, o[4 * i + 2 * r + 1]));
+                }
+                if (t == 0) *ml = make_float2(m[r], fmaf(ml->y, ca, l[r]));
+            }
+        }
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&q_empty[b]);  // Q buffer b, its offsets and references are free
+    }
+}
+
+}  // namespace moba::wgmma::detail

@@ -1,0 +1,51 @@
+// wgmma_dense: attention forward for Hopper (sm_90a) with warpgroup MMA (wgmma), TMA loads and a
+// producer / two-consumer warpgroup split, FlashAttention-3 style: dense causal attention, and
+// the MoBA forward built from the same causal kernel (own-block mode) plus a sparse-wave kernel
+// over tiled_mma's inverse block lists. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio,
+// packed varlen batches, any block size. The dense backward: tiled_mma's row statistics, then
+// dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA. The MoBA backward is
+// tiled_mma's (the registry pairs them).
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/kernel_api.hpp"
+
+namespace moba::wgmma {
+
+// Refuses, with the reason, what the kernel does not implement.
+Support dense_can_implement(const Problem& problem);
+
+// Full causal attention (ignores sel): writes out and lse. Launches on args.stream and checks
+// the launch (throws moba::CudaError); throws std::invalid_argument for a refused problem.
+void dense_forward(const AttentionArgs& args);
+
+// dense_can_implement plus tiled_mma::dense_backward_can_implement (the row statistics' limits).
+Support dense_backward_can_implement(const Problem& problem);
+
+// The row statistics [total, Hq] float2 (tiled_mma's dense backward workspace), then, for
+// GQA/MQA problems with few key tiles, fp32 dK/dV partial sums of the split head groups
+// ([2][parts][total, Hkv, D], backward.cu).
+std::size_t dense_backward_workspace_bytes(const Problem& problem);
+
+// Full causal attention backward: reads q, k, v, out, lse, dout; writes dq, dk, dv.
+// Deterministic (no floating-point atomics). Launches on args.stream; throws
+// std::invalid_argument for a refused problem or a null workspace (naming the size needed),
+// moba::CudaError for a failed launch.
+void dense_backward(const AttentionArgs& args);
+
+// dense_can_implement plus the block lists' limits (sparse::block_lists_can_implement for
+// items of 128 rows). The gating is not part of it: the forward reads sel.
+Support moba_can_implement(const Problem& problem);
+
+// fp32 accumulator (O [total, Hq, D], (m, l) [total, Hq]) plus the block lists' workspace for
+// 128-row items; 0 for a refused problem. Asks cub for its temporary storage size when the
+// selection has past-block slots, so it then needs a CUDA device.
+std::size_t moba_workspace_bytes(const Problem& problem);
+
+// MoBA forward with the selection args.sel (as sparse::gating writes it): writes out and lse.
+// Launches on args.stream without host synchronisation; throws std::invalid_argument for a
+// refused problem or a null workspace, moba::CudaError for a failed launch.
+void moba_forward(const AttentionArgs& args);
+
+}  // namespace moba::wgmma

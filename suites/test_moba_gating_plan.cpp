@@ -1,0 +1,343 @@
+// CPU checks of the tiled_mma gating's and block lists' host-side planning: the CTA tiling
+// covers every (token, head) row exactly once, the selection kernel follows k, unsupported
+// shapes are refused with a reason, the workspace sizes and bounds follow their formulas, and
+// the host emulation of the block lists and work items matches a brute-force expectation. No
+// GPU needed.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/problem.hpp"
+#include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/gating.hpp"
+
+namespace moba::sparse {
+namespace {
+
+Problem make(std::vector<int> seqlens, int heads_q, int heads_kv, int head_dim, int block, int topk,
+             DType dtype = DType::bf16) {
+    Problem p;
+    p.seqlens = std::move(seqlens);
+    p.heads_q = heads_q;
+    p.heads_kv = heads_kv;
+    p.head_dim = head_dim;
+    p.block = block;
+    p.topk = topk;
+    p.dtype = dtype;
+    return p;
+}
+
+TEST(TiledGatingPlan, SelectionKernelFollowsTopk) {
+    using Select = GatingPlan::Select;
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 1)).select, Select::top16);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 17)).select, Select::top16);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 18)).select, Select::top64);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 65)).select, Select::top64);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 66)).select, Select::passes);
+}
+
+TEST(TiledGatingPlan, TilesCoverEveryRowOnce) {
+    for (const int topk : {8, 40}) {
+        for (const int group : {1, 2, 3, 4, 8, 16, 100, 128, 129, 300}) {
+            const Problem p = make({1000, 1, 4097}, group, 1, 64, 64, topk);
+            const GatingPlan plan = plan_gating(p);
+            SCOPED_TRACE("group " + std::to_string(group) + ", topk " + std::to_string(topk));
+            EXPECT_EQ(plan.rows, topk <= 17 ? 256 : 128);
+            EXPECT_GE(plan.tile_heads, 1);
+            EXPECT_GE(plan.tile_tokens, 1);
+            EXPECT_LE(plan.tile_heads * plan.tile_tokens, plan.rows);
+            // The head chunks of a group cover it, none of them empty.
+            EXPECT_GE(plan.head_chunks * plan.tile_heads, group);
+            EXPECT_LT((plan.head_chunks - 1) * plan.tile_heads, group);
+            // Whole groups per CTA whenever they fit, so kbar tiles serve every head.
+            if (group <= plan.rows) {
+                EXPECT_EQ(plan.head_chunks, 1);
+            }
+            // Global tile indices: total / tile_tokens + B, enough for every sequence's tiles.
+            EXPECT_EQ(plan.tiles, p.total_tokens() / plan.tile_tokens + p.batch());
+            std::int64_t needed = 0;
+            for (const int len : p.seqlens)
+                needed += (len + plan.tile_tokens - 1) / plan.tile_tokens;
+            EXPECT_GE(plan.tiles, needed);
+        }
+    }
+}
+
+TEST(TiledGatingPlan, RefusesWithAReason) {
+    const Support fp32 = gating_can_implement(make({256}, 4, 4, 128, 64, 4, DType::f32));
+    EXPECT_FALSE(fp32.ok);
+    EXPECT_NE(fp32.reason.find("fp32"), std::string::npos) << fp32.reason;
+    for (const int d : {32, 96, 256}) {
+        const Support s = gating_can_implement(make({256}, 4, 4, d, 64, 4));
+        EXPECT_FALSE(s.ok);
+        EXPECT_NE(s.reason.find(std::to_string(d)), std::string::npos) << s.reason;
+        EXPECT_EQ(gating_workspace_bytes(make({256}, 4, 4, d, 64, 4)), 0u);
+    }
+    EXPECT_FALSE(gating_can_implement(make({256}, 6, 4, 64, 64, 4)).ok);  // Hq % Hkv != 0
+    EXPECT_TRUE(gating_can_implement(make({256}, 4, 4, 64, 64, 4, DType::f16)).ok);
+    EXPECT_TRUE(gating_can_implement(make({1 << 20}, 32, 8, 128, 4096, 12)).ok);
+    EXPECT_TRUE(gating_can_implement(make({1 << 19}, 16, 16, 128, 128, 8)).ok);
+}
+
+TEST(TiledGatingPlan, WorkspaceSizes) {
+    // hi and lo terms, each [Hkv, total/Bs + B, D] in the input dtype, the second 256-aligned.
+    const Problem p = make({1000, 24}, 8, 2, 64, 64, 4);
+    const std::size_t term = static_cast<std::size_t>(1024 / 64 + 2) * 2 * 64 * 2;
+    EXPECT_EQ(gating_workspace_bytes(p), 2 * ((term + 255) / 256 * 256));
+}
+
+TEST(TiledBlockLists, SizesAndBounds) {
+    // sel_slots = min(4, 16) = 4: 3 waves; kbar slots 1024/64 + 2 = 18 per wave, 2 kv heads.
+    const Problem p = make({1000, 24}, 8, 2, 64, 64, 4);
+    EXPECT_EQ(max_list_entries(p), 1024 * 8 * 3);
+    EXPECT_EQ(block_list_count(p), 3 * 18 * 2);
+    EXPECT_EQ(max_block_items(p, 64), 1024 * 8 * 3 / 64 + 3 * 18 * 2);
+    EXPECT_EQ(max_block_items(p, 7), 1024 * 8 * 3 / 7 + 3 * 18 * 2);
+    EXPECT_EQ(max_block_items(p, 1), 1024 * 8 * 3 + 3 * 18 * 2);
+    EXPECT_TRUE(block_lists_can_implement(p, 64).ok);
+    // One slot per row (k = 1, or a single block): no wave, no list, no item.
+    for (const Problem& none : {make({100}, 8, 2, 64, 64, 1), make({64, 30}, 8, 2, 64, 64, 8)}) {
+        EXPECT_EQ(none.sel_slots(), 1);
+        EXPECT_EQ(max_list_entries(none), 0);
+        EXPECT_EQ(block_list_count(none), 0);
+        EXPECT_EQ(max_block_items(none, 64), 0);
+        EXPECT_TRUE(block_lists_can_implement(none, 64).ok);
+        // No cub query without a wave, so this needs no GPU: offsets[0] and wave_items[0].
+        EXPECT_GT(block_lists_workspace_bytes(none, 64), 0u);
+    }
+}
+
+TEST(TiledBlockLists, RefusesWithAReason) {
+    const Problem p = make({1000, 24}, 8, 2, 64, 64, 4);
+    for (const int rows : {0, -3}) {
+        const Support s = block_lists_can_implement(p, rows);
+        EXPECT_FALSE(s.ok);
+        EXPECT_NE(s.reason.find("tile_rows"), std::string::npos) << s.reason;
+        EXPECT_EQ(block_lists_workspace_bytes(p, rows), 0u);
+    }
+    EXPECT_FALSE(block_lists_can_implement(make({256}, 6, 4, 64, 64, 4), 64).ok);  // Hq % Hkv
+    // Entries: 2^20 tokens x 4096 heads x 63 waves.
+    const Support entries = block_lists_can_implement(make({1 << 20}, 4096, 8, 64, 16, 64), 64);
+    EXPECT_FALSE(entries.ok);
+    EXPECT_NE(entries.reason.find("entries"), std::string::npos) << entries.reason;
+    // Lists above entries need the per-sequence gap slot: 58982 sequences of 2 tokens, Bs = 1,
+    // MHA with 16384 heads, one wave: 58982 * 2 * 16384 entries fit, 58982 * 3 * 16384 lists not.
+    const Problem gaps = make(std::vector<int>(58982, 2), 16384, 16384, 64, 1, 2);
+    EXPECT_LE(max_list_entries(gaps), INT32_MAX);
+    const Support lists = block_lists_can_implement(gaps, 64);
+    EXPECT_FALSE(lists.ok);
+    EXPECT_NE(lists.reason.find("lists"), std::string::npos) << lists.reason;
+    // Items: 2^21 x 16 x 63 entries fit, as do 63 x (2^17 + 1) x 16 lists, but their sum (one
+    // item per entry and list) does not.
+    const Problem many = make({1 << 21}, 16, 16, 64, 16, 64);
+    EXPECT_LE(max_list_entries(many), INT32_MAX);
+    EXPECT_TRUE(block_lists_can_implement(many, 64).ok);
+    const Support items = block_lists_can_implement(many, 1);
+    EXPECT_FALSE(items.ok);
+    EXPECT_NE(items.reason.find("items"), std::string::npos) << items.reason;
+    // Saturating sizes: 2^31 - 1 tokens x 2^30 heads x 2^31 - 1 waves overflow int64.
+    const Problem huge = make({INT32_MAX}, 1 << 30, 1 << 30, 64, 1, INT32_MAX);
+    EXPECT_EQ(max_list_entries(huge), INT64_MAX);
+    EXPECT_EQ(block_list_count(huge), INT64_MAX);
+    EXPECT_EQ(max_block_items(huge, 1), INT64_MAX);
+    EXPECT_FALSE(block_lists_can_implement(huge, 64).ok);
+    EXPECT_TRUE(block_lists_can_implement(make({1 << 20}, 32, 8, 128, 4096, 12), 64).ok);
+}
+
+// ---- host emulation against a brute-force expectation ---------------------------------------
+
+// A selection as gating writes it: per (token, head) up to k-1 distinct past blocks, ascending,
+// then the own block, then -1. `full` picks the most recent past blocks (every list as long as
+// it gets); otherwise a random subset. `noise` adds malformed entries that must be skipped:
+// future blocks and -1 holes before the own block, and rows of past blocks only (no own block).
+std::vector<std::int32_t> make_sel(const Problem& p, std::mt19937& rng, bool full, bool noise) {
+    const int slots = p.sel_slots();
+    std::vector<std::int32_t> sel(static_cast<std::size_t>(p.sel_elems()), -1);
+    std::size_t at = 0;
+    for (const int len : p.seqlens) {
+        for (int i = 0; i < len; ++i) {
+            const int own = i / p.block;
+            for (int h = 0; h < p.heads_q; ++h, at += static_cast<std::size_t>(slots)) {
+                std::vector<int> past(static_cast<std::size_t>(own));
+                for (int j = 0; j < own; ++j) past[static_cast<std::size_t>(j)] = j;
+                if (!full) std::shuffle(past.begin(), past.end(), rng);
+                const int keep = std::min(own, slots - 1);
+                std::vector<int> row(past.end() - keep, past.end());
+                std::sort(row.begin(), row.end());
+                const int kind = noise ? static_cast<int>(rng() % 4) : 0;
+                if (kind == 1 && !row.empty()) row[rng() % row.size()] = -1;
+                if (kind == 2 && !row.empty())
+                    row[rng() % row.size()] = own + 1 + static_cast<int>(rng() % 3);
+                if (kind == 3) {  // no own block: slots past-looking values, the last one unread
+                    row.clear();
+                    for (int t = 0; t < slots; ++t)
+                        row.push_back(own > 0 ? static_cast<int>(rng() % static_cast<unsigned>(own))
+                                              : -1);
+                } else {
+                    row.push_back(own);
+                }
+                for (std::size_t t = 0; t < row.size(); ++t) sel[at + t] = row[t];
+            }
+        }
+    }
+    return sel;
+}
+
+// Brute force, written from the definition in block_lists.hpp without its helpers: for each
+// (wave, sequence, block, kv head) in list order, scan every row for that entry.
+struct Expected {
+    std::vector<std::int32_t> offsets{0};
+    std::vector<std::int32_t> rows;
+    std::vector<std::int32_t> item_list;
+    std::vector<std::int32_t> item_start;
+    std::vector<std::int32_t> wave_items;
+};
+
+Expected brute_force(const Problem& p, const std::vector<std::int32_t>& sel, int tile_rows) {
+    const int slots = p.sel_slots();
+    const int group = p.heads_q / p.heads_kv;
+    const std::vector<std::int32_t> cu = p.cu_seqlens();
+    const std::int64_t per_wave = p.total_tokens() / p.block + p.batch();  // kbar slots
+    Expected e;
+    for (int t = 0; t + 1 < slots; ++t) {
+        e.wave_items.push_back(static_cast<std::int32_t>(e.item_list.size()));
+        for (std::int64_t slot = 0; slot < per_wave; ++slot) {
+            for (int hk = 0; hk < p.heads_kv; ++hk) {
+                const auto list = static_cast<std::int32_t>(e.offsets.size() - 1);
+                EXPECT_EQ(list, (t * per_wave + slot) * p.heads_kv + hk);
+                std::vector<std::int32_t> rows;
+                for (int b = 0; b < p.batch(); ++b) {
+                    const std::int64_t j = slot - (cu[b] / p.block + b);  // block j of sequence b
+                    if (j < 0) continue;
+                    for (std::int64_t token = cu[b]; token < cu[b + 1]; ++token) {
+                        if (j >= (token - cu[b]) / p.block) continue;  // not a past block
+                        for (int h = hk * group; h < (hk + 1) * group; ++h) {
+                            if (sel[static_cast<std::size_t>((token * p.heads_q + h) * slots +
+                                                             t)] == j) {
+                                rows.push_back(
+                                    static_cast<std::int32_t>(token * group + h - hk * group));
+                            }
+                        }
+                    }
+                }
+                std::sort(rows.begin(), rows.end());
+                for (std::size_t c = 0; c < rows.size(); c += static_cast<std::size_t>(tile_rows)) {
+                    e.item_list.push_back(list);
+                    e.item_start.push_back(static_cast<std::int32_t>(c));
+                }
+                e.rows.insert(e.rows.end(), rows.begin(), rows.end());
+                e.offsets.push_back(static_cast<std::int32_t>(e.rows.size()));
+            }
+        }
+    }
+    e.wave_items.push_back(static_cast<std::int32_t>(e.item_list.size()));
+    return e;
+}
+
+struct ListCase {
+    std::vector<int> seqlens;
+    int heads_q;
+    int heads_kv;
+    int block;
+    int topk;
+};
+
+TEST(TiledBlockLists, HostEmulationMatchesBruteForce) {
+    const std::vector<ListCase> cases = {
+        {{1}, 2, 1, 16, 4},           // one token: one slot, no wave
+        {{113}, 4, 4, 16, 3},         // MHA
+        {{200, 1, 47}, 6, 2, 16, 4},  // GQA, varlen with a 1-token sequence
+        {{257, 64}, 3, 1, 32, 64},    // MQA, k above the block count
+        {{300}, 8, 4, 8, 1},          // k = 1: no wave
+        {{160, 161}, 4, 2, 16, 2},    // one wave
+    };
+    std::mt19937 rng(7);
+    for (const ListCase& c : cases) {
+        const Problem p = make(c.seqlens, c.heads_q, c.heads_kv, 64, c.block, c.topk);
+        for (const int tile_rows : {1, 3, 64}) {
+            for (const bool full : {false, true}) {
+                for (const bool noise : {false, true}) {
+                    SCOPED_TRACE(p.flags() + " tile_rows " + std::to_string(tile_rows) +
+                                 (full ? " full" : " random") + (noise ? " noise" : ""));
+                    const std::vector<std::int32_t> sel = make_sel(p, rng, full, noise);
+                    const HostBlockLists got = build_block_lists_host(p, sel, tile_rows);
+                    const Expected want = brute_force(p, sel, tile_rows);
+                    EXPECT_EQ(got.waves, p.sel_slots() - 1);
+                    EXPECT_EQ(got.lists_per_wave,
+                              (p.total_tokens() / p.block + p.batch()) * p.heads_kv);
+                    EXPECT_EQ(got.lists, got.waves * got.lists_per_wave);
+                    EXPECT_EQ(got.lists, block_list_count(p));
+                    EXPECT_EQ(got.rows.empty(), got.waves == 0);  // never vacuous
+                    EXPECT_EQ(got.offsets, want.offsets);
+                    EXPECT_EQ(got.rows, want.rows);
+                    EXPECT_EQ(got.item_list, want.item_list);
+                    EXPECT_EQ(got.item_start, want.item_start);
+                    EXPECT_EQ(got.wave_items, want.wave_items);
+                    EXPECT_LE(static_cast<std::int64_t>(got.rows.size()), max_list_entries(p));
+                    EXPECT_LE(static_cast<std::int64_t>(got.item_list.size()),
+                              max_block_items(p, tile_rows));
+                }
+            }
+        }
+    }
+}
+
+// The properties the forward relies on, checked on the emulation's output: each wave's items
+// cover its entries exactly once in chunks of at most tile_rows, and no (row, kv head) appears
+// twice within a wave, so the wave's accumulator updates never collide.
+TEST(TiledBlockLists, WavesNeverRepeatARow) {
+    const Problem p = make({700, 90, 333}, 12, 4, 64, 32, 6);
+    std::mt19937 rng(11);
+    for (const bool full : {false, true}) {
+        const std::vector<std::int32_t> sel = make_sel(p, rng, full, true);
+        const int tile_rows = 5;
+        const HostBlockLists got = build_block_lists_host(p, sel, tile_rows);
+        ASSERT_EQ(got.waves, 5);
+        ASSERT_EQ(got.wave_items.size(), 6u);
+        std::int64_t listed = 0;
+        for (int t = 0; t < got.waves; ++t) {
+            std::set<std::pair<std::int32_t, std::int32_t>> seen;  // (row value, kv head)
+            std::int32_t prev_list = -1;
+            std::int32_t prev_end = 0;
+            for (std::int32_t i = got.wave_items[static_cast<std::size_t>(t)];
+                 i < got.wave_items[static_cast<std::size_t>(t) + 1]; ++i) {
+                const std::int32_t list = got.item_list[static_cast<std::size_t>(i)];
+                ASSERT_GE(list, t * got.lists_per_wave);
+                ASSERT_LT(list, (t + 1) * got.lists_per_wave);
+                const std::int32_t begin = got.offsets[static_cast<std::size_t>(list)];
+                const std::int32_t size = got.offsets[static_cast<std::size_t>(list) + 1] - begin;
+                const std::int32_t start = got.item_start[static_cast<std::size_t>(i)];
+                // Items follow each other: the next chunk of the same list, or a new list at 0.
+                EXPECT_EQ(start, list == prev_list ? prev_end : 0);
+                EXPECT_TRUE(list >= prev_list);
+                ASSERT_LT(start, size);
+                const std::int32_t end = std::min(start + tile_rows, size);
+                for (std::int32_t e = begin + start; e < begin + end; ++e) {
+                    const auto hk = static_cast<std::int32_t>(list % p.heads_kv);
+                    EXPECT_TRUE(seen.insert({got.rows[static_cast<std::size_t>(e)], hk}).second)
+                        << "row " << got.rows[static_cast<std::size_t>(e)] << " twice in wave "
+                        << t;
+                }
+                listed += end - start;
+                if (end == size) {
+                    prev_list = list;
+                    prev_end = -1;  // the list is done: another item of it would be an error
+                } else {
+                    prev_list = list;
+                    prev_end = end;
+                }
+            }
+        }
+        EXPECT_EQ(listed, static_cast<std::int64_t>(got.rows.size()));
+        EXPECT_GT(listed, 0);
+    }
+}
+
+}  // namespace
+}  // namespace moba::sparse
