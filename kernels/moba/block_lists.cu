@@ -13,7 +13,8 @@
 // Cost: two reads of sel (4 bytes per entry each), one atomic per (warp, list) and one 4-byte
 // write per listed entry; the lists take two scans and two passes (4 * lists bytes each); 8
 // bytes per item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment
-// strategies; hot blocks make long lists). Not measured yet (written without a GPU).
+// strategies; hot blocks make long lists). Measured inside the forward: kernels/NOTES.md (the
+// 2b MQA breakdown gives the lists 0.85 ms of a 24 ms forward at 128K).
 #include <climits>
 #include <cstdint>
 #include <cub/device/device_scan.cuh>

@@ -1,4 +1,4 @@
-// Inverse block lists of the tiled_mma version: for every (wave, kv block, kv head) the (query
+// Inverse block lists, which both MoBA backends' sparse waves run over: for every (wave, kv block, kv head) the (query
 // token, query head) rows that selected the block as a PAST block at position `wave` of their
 // selection row (the own block is the causal-diagonal pass's, never listed), cut into work items
 // of at most tile_rows rows. A block-sparse forward runs the waves one after another, each over

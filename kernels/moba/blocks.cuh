@@ -1,4 +1,4 @@
-// Index helpers shared by the tiled_mma kernels (gating, inverse block lists, forward): which
+// Index helpers of the MoBA kernels (gating, inverse block lists, both backends' waves): which
 // sequence of the packed batch a token belongs to, and where per-block (or per-tile) data of
 // sequence b lives in a buffer indexed without per-sequence offsets. Self-contained: include
 // it from any .cu file. Everything is __host__ __device__ and only reads cu_seqlens, so host

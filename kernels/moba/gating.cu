@@ -1,5 +1,5 @@
-// Fused gating of the tiled_mma version (SEMANTICS.md §2), the same selection as naive gating without
-// a [heads x tokens x blocks] score tensor. Two kernels:
+// Fused gating on mma.sync tensor cores (SEMANTICS.md §2), run by both MoBA backends (tiled_mma,
+// wgmma_moba): the same selection as naive gating without a [heads x tokens x blocks] score tensor. Two kernels:
 //
 // 1. block_means: one CTA per (block slot, kv head), 256 threads reading 16-byte vectors of K
 //    (D/8 vectors per token row, 256/(D/8) token rows side by side), fp32 sums combined in a
@@ -35,7 +35,7 @@
 // CUDA-core dot products run at ~1/15 of the H100's bf16 tensor-core rate.
 // Resources (ptxas, sm_90a; D 128 / D 64): top16 255 / 210 registers, no spills, 165 / 133 KB
 // shared memory; top64 254 (16 bytes spilled) / 240 registers, 163 / 131 KB: one CTA per SM.
-// Not measured yet (written without a GPU).
+// Measured: kernels/NOTES.md, "Gating v2" and the gating attempts after it.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

@@ -1,5 +1,5 @@
-// Fused MoBA gating of the tiled_mma version (SEMANTICS.md §2): block means, then tensor-core scores of
-// every query row against its past block means with a running top-(k-1) on chip. Writes the
+// Fused MoBA gating of both tensor-core backends (SEMANTICS.md §2): block means, then mma.sync
+// scores of every query row against its past block means with a running top-(k-1) on chip. Writes the
 // same selection as the naive gating: sel [total, Hq, sel_slots] int32, ascending, -1 padding.
 // bf16 and fp16 inputs, head dims 64 and 128, any Hq/Hkv ratio, varlen batches, any k.
 // The design, its cost and its limits are in gating.cu's header.

@@ -3,7 +3,8 @@
 // the forward's lse. Deterministic: no floating-point atomics; every sum runs in a fixed order.
 //
 // Launch sequence (all on args.stream):
-//   1. row_stats      (kernels/moba/row_stats.hpp) stats[token, h] = (lse * log2 e, Delta = dout . out)      [total, Hq] float2
+//   1. row_stats      stats[token, h] = (lse * log2 e, Delta = dout . out)  [total, Hq] float2
+//                     (kernels/moba/row_stats.hpp)
 //   2. MoBA only: build_block_lists(deterministic) over sel: lists keyed by (wave t, kv block,
 //      kv head) of the (token, head) rows whose t-th past block it is, cut into 64-row items.
 //   3. dq_causal      per (64-row query tile, head): keys of each row's own block up to the row
@@ -30,7 +31,7 @@
 // their rows (once by dQ, once by dK/dV); k, v once per dK/dV key tile and once per dQ tile or
 // item that uses them; dq_acc read and written once per wave (4 D bytes per row and wave).
 // Per-CTA shared memory at D = 128: 96.5 KB (dQ), 98.5 KB (dK/dV): two CTAs per SM.
-// Not measured yet (written without a GPU). Known imbalance: a MoBA key tile that nearly every
+// Measured: kernels/NOTES.md, "Backward". Known imbalance: a MoBA key tile that nearly every
 // later row selects (block 0) walks all of them in one CTA.
 #include <fmt/format.h>
 

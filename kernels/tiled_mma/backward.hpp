@@ -1,8 +1,8 @@
 // Backward of tiled_mma (MoBA with a fixed selection) and of tiled_mma_dense (full causal
 // attention), on mma.sync tensor cores. Deterministic: no floating-point atomics, every sum in
 // a fixed order, so repeated calls give bitwise identical gradients. The design, its cost and
-// its limits are in backward.cu's header; the kernels are in backward_kernels.cuh (row
-// statistics, dQ) and backward_dkdv.cuh (dK, dV).
+// its limits are in backward.cu's header; the kernels are in backward_kernels.cuh (dQ)
+// and backward_dkdv.cuh (dK, dV); the row statistics are kernels/moba/row_stats.hpp's.
 // bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, varlen batches, any block size.
 #pragma once
 

@@ -2,8 +2,9 @@
 // same attention core with every block selected as the project's own dense causal baseline.
 //   MoBA forward = own-block causal pass (writes an fp32 accumulator) + one wave per past-block
 //   slot over the inverse block lists (each (row, block) pair computed once, GQA groups sharing
-//   K/V loads) + finalize. Gating is the fused tensor-core gating of gating.hpp.
-// bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, varlen batches. Forward only so far.
+//   K/V loads) + finalize. Gating, block lists and the accumulator are kernels/moba/'s; the
+// backward is backward.hpp's. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, varlen
+// batches.
 #pragma once
 
 #include <cstddef>

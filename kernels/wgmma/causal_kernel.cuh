@@ -1,9 +1,9 @@
-// The wgmma_dense causal kernel: FlashAttention-3-style causal attention on Hopper, in two modes
+// The wgmma causal kernel (wgmma_dense, and wgmma_moba's first pass): FlashAttention-3-style causal attention on Hopper, in two modes
 // (template flag kOwnBlock):
 //   dense:     keys 0 .. the row (full causal attention); writes out and lse.
 //   own block: keys from the start of the row's own MoBA block to the row (the MoBA forward's
 //              first pass); writes the unnormalised fp32 accumulator (O, m, l) that the sparse
-//              waves (wave_kernel.cuh) merge into, in tiled_mma's layout, against the
+//              waves (wave_kernel.cuh) merge into, in kernels/moba/accumulator.hpp's layout, against the
 //              reference m + kWaveRefOffset (below).
 //
 // One CTA per (query head, 128-row query tile, sequence), 3 warpgroups:

@@ -1,5 +1,5 @@
-// Host side of the wgmma_dense backward (wgmma_dense.hpp): tiled_mma's row statistics
-// (tiled_mma::dense_row_stats, into the workspace), then the dQ kernel (dq_kernel.cuh) and the
+// Host side of the wgmma_dense backward (wgmma.hpp): the row statistics (kernels/moba/
+// row_stats.hpp, into the workspace's start), then the dQ kernel (dq_kernel.cuh) and the
 // dK/dV kernel (dkdv_kernel.cuh) on warpgroup MMA, both reading those statistics. All on
 // args.stream.
 #include <algorithm>

@@ -1,6 +1,6 @@
 // dK and dV of dense causal attention on warpgroup MMA (FlashAttention-3's dK/dV shape), the
 // wgmma_dense backward's replacement for tiled_mma's mma.sync dkdv_tile. dQ is dq_kernel.cuh's;
-// the row statistics are tiled_mma's row_stats.
+// the row statistics are kernels/moba/row_stats.hpp's.
 //
 // One CTA per (128-key tile, kv head, sequence), 3 warpgroups:
 //   warpgroup 0, producer: one thread loads the CTA's K and V tiles once (TMA, 128 keys), then

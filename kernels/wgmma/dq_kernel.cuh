@@ -1,4 +1,4 @@
-// dQ of dense causal attention on warpgroup MMA: the forward's causal kernel (kernel.cuh) with
+// dQ of dense causal attention on warpgroup MMA: the forward's causal kernel (causal_kernel.cuh) with
 // dO and V added. Same CTA (query head, 128-row tile, sequence), same producer / two-consumer
 // split and the same K/V ring of 128-key tiles; per key tile each consumer (64 rows) computes
 //   S  = Q K^T   and  dP = dO V^T          wgmma from shared memory (qk_gemm's layout)
@@ -6,8 +6,8 @@
 //   dQ += dS K                             dS rounded to the dtype in registers as A, K read
 //                                          MN-major (the forward's O += P V with K for V)
 // and writes dQ = scale * dQ once, in the dtype: a row's dQ is owned by one CTA, so no atomics
-// and a fixed order. Only the diagonal key tile is masked. The row statistics are tiled_mma's
-// row_stats ([total, Hq] float2: lse log2 e, Delta = dout . out).
+// and a fixed order. Only the diagonal key tile is masked. The row statistics are
+// kernels/moba/row_stats.hpp's ([total, Hq] float2: lse log2 e, Delta = dout . out).
 #pragma once
 
 #include <cstdint>

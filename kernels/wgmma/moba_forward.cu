@@ -1,5 +1,5 @@
-// Host side of the wgmma MoBA forward (wgmma_dense.hpp): the launch sequence on args.stream,
-//   1. own-block pass: the causal kernel (kernel.cuh) in own-block mode writes the fp32
+// Host side of the wgmma MoBA forward (wgmma.hpp): the launch sequence on args.stream,
+//   1. own-block pass: the causal kernel (causal_kernel.cuh) in own-block mode writes the fp32
 //      accumulator (O, m, l) of every row over its own block up to itself;
 //   2. the inverse block lists of sel (kernels/moba/block_lists.hpp), items of 128 rows (one CTA);
 //   3. one persistent launch of the sparse-wave kernel (wave_kernel.cuh) per past-block slot;

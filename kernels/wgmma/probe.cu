@@ -1,4 +1,4 @@
-// Layout probes of probe.hpp: the same device functions as kernel.cuh and wave_kernel.cuh
+// Layout probes of probe.hpp: the same device functions as causal_kernel.cuh and wave_kernel.cuh
 // (load_tile, gather_tile, qk_gemm, p_fragments, pv_gemm, acc_row/acc_col) with nothing around
 // them.
 #include "kernels/wgmma/probe.hpp"

@@ -1,4 +1,4 @@
-// Thin wrappers over the Hopper (sm_90a) PTX the wgmma_dense kernels are built from: mbarriers,
+// Thin wrappers over the Hopper (sm_90a) PTX the wgmma kernels are built from: mbarriers,
 // TMA tensor loads, cp.async gathers, warpgroup register reallocation (setmaxnreg), and the
 // warpgroup MMA (wgmma.mma_async) with its fence / commit / wait and shared-memory matrix descriptors.
 // Nothing here knows about attention; tile.cuh puts these together into the kernel's layouts.

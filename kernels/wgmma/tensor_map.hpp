@@ -1,5 +1,5 @@
-// Host side: TMA tensor maps over the project's [tokens, heads, D] tensors, as the wgmma_dense
-// kernel (and its layout probe) read them: boxes of 64 columns x 1 head x `box_rows` tokens in
+// Host side: TMA tensor maps over the project's [tokens, heads, D] tensors, as the wgmma
+// kernels (and the layout probes) read them: boxes of 64 columns x 1 head x `box_rows` tokens in
 // the 128-byte swizzle layout of tile.cuh, zeros for rows past the end of the tensor.
 #pragma once
 

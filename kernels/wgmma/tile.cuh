@@ -1,5 +1,6 @@
-// The shared-memory tile layout of wgmma_dense and the steps of one attention tile (loads, the
-// two GEMMs, the online softmax), as device functions the kernels (kernel.cuh, wave_kernel.cuh)
+// The shared-memory tile layout of the wgmma kernels and the steps of one attention tile (loads, the
+// two GEMMs, the online softmax), as device functions the kernels (causal_kernel.cuh, wave_kernel.cuh,
+// dq_kernel.cuh, dkdv_kernel.cuh)
 // and the layout probes (probe.cu, test_wgmma_layout_gpu) share.
 //
 // Layout. A tile of `rows` rows x kD columns (Q, K or V, as TMA writes them with 128-byte

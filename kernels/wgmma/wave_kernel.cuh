@@ -1,11 +1,11 @@
 // The MoBA forward's sparse-wave kernel on Hopper wgmma: persistent CTAs over the work items of
-// one wave of tiled_mma's inverse block lists (block_lists.hpp, wave_items.cuh). An item is up to
+// one wave of the inverse block lists (kernels/moba/block_lists.hpp, wave_items.cuh). An item is up to
 // 128 (token, query head) rows, any heads of one kv group, that chose the same past MoBA block
 // as their t-th block: their Q rows are gathered, the block's K/V streamed once for all of them
 // (the GQA sharing), and each row's partial (O, m, l) merged into its fp32 accumulator. A row is
 // in at most one list per wave, so the merge needs no ordering between CTAs.
 //
-// Same warpgroup split and tile steps as kernel.cuh (tile.cuh), 3 warpgroups:
+// Same warpgroup split and tile steps as causal_kernel.cuh (tile.cuh), 3 warpgroups:
 //   warpgroup 0, producer:
 //     warp 0, one thread: TMA loads of the item's K/V tiles (keys [block start, + Bs) of the kv
 //       head, 128 per tile) into the 2-stage ring; the ring runs on across items, so the next

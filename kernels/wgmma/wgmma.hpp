@@ -1,10 +1,11 @@
-// wgmma_dense: attention forward for Hopper (sm_90a) with warpgroup MMA (wgmma), TMA loads and a
-// producer / two-consumer warpgroup split, FlashAttention-3 style: dense causal attention, and
-// the MoBA forward built from the same causal kernel (own-block mode) plus a sparse-wave kernel
-// over tiled_mma's inverse block lists. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio,
-// packed varlen batches, any block size. The dense backward: tiled_mma's row statistics, then
-// dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA. The MoBA backward is
-// tiled_mma's (the registry pairs them).
+// wgmma: attention for Hopper (sm_90a) with warpgroup MMA (wgmma), TMA loads and a producer /
+// two-consumer warpgroup split, FlashAttention-3 style. The registry's wgmma_dense is dense
+// causal attention (forward and backward here); its wgmma_moba is the MoBA forward built from
+// the same causal kernel (own-block mode) plus a sparse-wave kernel over the inverse block lists
+// of kernels/moba/, paired in the registry with kernels/moba/'s gating and tiled_mma's
+// (mma.sync) backward. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, packed varlen
+// batches, any block size. The dense backward: the row statistics of kernels/moba/row_stats.hpp,
+// then dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA.
 #pragma once
 
 #include <cstddef>
@@ -20,10 +21,10 @@ Support dense_can_implement(const Problem& problem);
 // the launch (throws moba::CudaError); throws std::invalid_argument for a refused problem.
 void dense_forward(const AttentionArgs& args);
 
-// dense_can_implement plus tiled_mma::dense_backward_can_implement (the row statistics' limits).
+// dense_can_implement plus sparse::row_stats_can_implement (the row statistics' limits).
 Support dense_backward_can_implement(const Problem& problem);
 
-// The row statistics [total, Hq] float2 (tiled_mma's dense backward workspace), then, for
+// The row statistics [total, Hq] float2 (kernels/moba/row_stats.hpp), then, for
 // GQA/MQA problems with few key tiles, fp32 dK/dV partial sums of the split head groups
 // ([2][parts][total, Hkv, D], backward.cu).
 std::size_t dense_backward_workspace_bytes(const Problem& problem);
