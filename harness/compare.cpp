@@ -20,7 +20,7 @@ double tensor_atol(DType dtype) {
 
 TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
                            std::span<const double> ref, std::span<const float> base,
-                           double factor, double atol) {
+                           double factor, double atol, std::size_t row_len) {
     TensorCheck c;
     c.tensor = std::move(tensor);
     if (got.size() != ref.size() || base.size() != ref.size()) {
@@ -61,7 +61,29 @@ TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
     c.rel_l2_err = ref_norm > 0 ? std::sqrt(err2) / ref_norm : std::sqrt(err2);
     c.baseline_rel_l2_err = ref_norm > 0 ? std::sqrt(base_err2) / ref_norm : std::sqrt(base_err2);
     c.bound = factor * c.baseline_max_abs_err + atol;
-    c.ratio = c.bound > 0 ? c.max_abs_err / c.bound : std::numeric_limits<double>::infinity();
+    c.max_abs_ratio = c.bound > 0 ? c.max_abs_err / c.bound : std::numeric_limits<double>::infinity();
+    // atol as an rms absolute error, in relative terms: the L2 rule then asks no more of a tensor
+    // whose errors all sit at the rounding floor than the max rule does.
+    const double ref_rms = ref.empty() ? 0.0 : ref_norm / std::sqrt(static_cast<double>(ref.size()));
+    c.rel_l2_bound = factor * c.baseline_rel_l2_err + (ref_rms > 0 ? atol / ref_rms : atol);
+    c.rel_l2_ratio = c.rel_l2_bound > 0 ? c.rel_l2_err / c.rel_l2_bound
+                                        : std::numeric_limits<double>::infinity();
+    if (row_len > 0 && c.nonfinite == 0) {
+        for (std::size_t row = 0; row * row_len < ref.size(); ++row) {
+            double err = 0, base_err = 0;
+            const std::size_t end = std::min(ref.size(), (row + 1) * row_len);
+            for (std::size_t i = row * row_len; i < end; ++i) {
+                err = std::max(err, std::abs(static_cast<double>(got[i]) - ref[i]));
+                base_err = std::max(base_err, std::abs(static_cast<double>(base[i]) - ref[i]));
+            }
+            const double row_ratio = err / (factor * base_err + atol);
+            if (row_ratio > c.row_ratio) {
+                c.row_ratio = row_ratio;
+                c.worst_row = static_cast<std::int64_t>(row);
+            }
+        }
+    }
+    c.ratio = std::max({c.max_abs_ratio, c.row_ratio, c.rel_l2_ratio});
 
     if (ref_nonfinite > 0 || base_nonfinite > 0) {
         c.outcome = Outcome::failed;
@@ -76,6 +98,18 @@ TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
         c.outcome = Outcome::incorrect;
         c.reason = fmt::format("max error {:.3e} at flat index {} exceeds the bound {:.3e}",
                                c.max_abs_err, c.worst_index, c.bound);
+    } else if (c.row_ratio > 1.0) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("row {} (elements {}..{}) is {:.2f}x its own bound ({} x the "
+                               "baseline's error on that row + atol)",
+                               c.worst_row, c.worst_row * static_cast<std::int64_t>(row_len),
+                               (c.worst_row + 1) * static_cast<std::int64_t>(row_len) - 1,
+                               c.row_ratio, factor);
+    } else if (!(c.rel_l2_err <= c.rel_l2_bound)) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("relative L2 error {:.3e} exceeds its bound {:.3e} ({} x the "
+                               "baseline's {:.3e} + atol / rms)",
+                               c.rel_l2_err, c.rel_l2_bound, factor, c.baseline_rel_l2_err);
     }
     return c;
 }
