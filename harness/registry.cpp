@@ -1,8 +1,10 @@
 #include "harness/registry.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
@@ -13,12 +15,34 @@
 
 namespace moba {
 
+HeadDimSet HeadDimSet::exactly(std::vector<int> head_dims) {
+    std::sort(head_dims.begin(), head_dims.end());
+    return HeadDimSet{.listed = std::move(head_dims)};
+}
+
+HeadDimSet HeadDimSet::up_to(int largest_head_dim, int step) {
+    return HeadDimSet{.listed = {}, .max = largest_head_dim, .multiple_of = step};
+}
+
+int HeadDimSet::largest() const { return listed.empty() ? max : listed.back(); }
+
+bool HeadDimSet::contains(int head_dim) const {
+    if (!listed.empty()) return std::find(listed.begin(), listed.end(), head_dim) != listed.end();
+    return head_dim >= 1 && head_dim <= max && head_dim % multiple_of == 0;
+}
+
+std::string HeadDimSet::describe() const {
+    if (!listed.empty()) return fmt::format("{}", fmt::join(listed, ", "));
+    if (multiple_of == 1) return fmt::format("≤ {}", max);
+    return fmt::format("≤ {}, multiple of {}", max, multiple_of);
+}
+
 Support Implementation::supports(const Problem& problem) const {
     if (std::find(dtypes.begin(), dtypes.end(), problem.dtype) == dtypes.end())
         return Support::no(fmt::format("{} does not implement dtype {}", name, to_string(problem.dtype)));
-    if (problem.head_dim > max_head_dim)
+    if (problem.head_dim > head_dims.largest())
         return Support::no(fmt::format("{} implements head dims up to {}, not {}", name,
-                                       max_head_dim, problem.head_dim));
+                                       head_dims.largest(), problem.head_dim));
     return can_implement ? can_implement(problem) : Support::yes();
 }
 
@@ -29,7 +53,7 @@ const std::vector<Implementation>& registry() {
             .name = "naive",
             .technique = "fp32 CUDA cores, one warp per (query, head); gathered dk/dv, no atomics",
             .dtypes = {DType::bf16, DType::f16, DType::f32},
-            .max_head_dim = naive::kMaxHeadDim,
+            .head_dims = HeadDimSet::up_to(naive::kMaxHeadDim),
             .can_implement = naive::can_implement,
             .gating_workspace_bytes = naive::gating_workspace_bytes,
             .attention_workspace_bytes = naive::attention_workspace_bytes,
@@ -41,7 +65,7 @@ const std::vector<Implementation>& registry() {
             .name = "naive_dense",
             .technique = "full causal attention through the naive kernels (one block per sequence)",
             .dtypes = {DType::bf16, DType::f16, DType::f32},
-            .max_head_dim = naive::kMaxHeadDim,
+            .head_dims = HeadDimSet::up_to(naive::kMaxHeadDim),
             .dense = true,
             .can_implement = naive::can_implement,
             .gating_workspace_bytes = {},
@@ -55,7 +79,8 @@ const std::vector<Implementation>& registry() {
             .technique = "full causal attention: cuBLAS batched GEMMs (tensor cores) with a "
                          "softmax kernel between; ignores the selection",
             .dtypes = {DType::bf16, DType::f16},
-            .max_head_dim = dense_cublas::kMaxHeadDim,
+            // 16-byte aligned GEMM operands (dense_cublas::can_implement).
+            .head_dims = HeadDimSet::up_to(dense_cublas::kMaxHeadDim, 8),
             .dense = true,
             .can_implement = dense_cublas::can_implement,
             .gating_workspace_bytes = {},
@@ -71,7 +96,7 @@ const std::vector<Implementation>& registry() {
                          "K/V loads), fp32 accumulator merged without atomics; deterministic backward "
                          "(dK/dV per key tile over gathered rows, dQ in waves)",
             .dtypes = {DType::bf16, DType::f16},
-            .max_head_dim = tiled_mma::kMaxHeadDim,
+            .head_dims = HeadDimSet::exactly({64, 128}),
             .can_implement =
                 [](const Problem& p) {
                     if (Support s = tiled_mma::can_implement(p); !s.ok) return s;
@@ -92,7 +117,7 @@ const std::vector<Implementation>& registry() {
             .technique = "full causal attention through the tiled_mma core (FlashAttention-2 "
                          "style mma.sync, online softmax, masked diagonal tiles only)",
             .dtypes = {DType::bf16, DType::f16},
-            .max_head_dim = tiled_mma::kMaxHeadDim,
+            .head_dims = HeadDimSet::exactly({64, 128}),
             .dense = true,
             .can_implement =
                 [](const Problem& p) {
@@ -113,7 +138,7 @@ const std::vector<Implementation>& registry() {
                          "forward's shape, dK/dV with 64 keys per consumer warpgroup (P^T and "
                          "dS^T from registers); deterministic, no atomics",
             .dtypes = {DType::bf16, DType::f16},
-            .max_head_dim = 128,
+            .head_dims = HeadDimSet::exactly({64, 128}),
             .dense = true,
             .can_implement = wgmma::dense_backward_can_implement,
             .gating_workspace_bytes = {},
@@ -130,7 +155,7 @@ const std::vector<Implementation>& registry() {
                          "TMA, shared by the GQA group); gating and backward are tiled_mma's "
                          "(mma.sync)",
             .dtypes = {DType::bf16, DType::f16},
-            .max_head_dim = 128,
+            .head_dims = HeadDimSet::exactly({64, 128}),
             .can_implement =
                 [](const Problem& p) {
                     if (Support s = wgmma::moba_can_implement(p); !s.ok) return s;

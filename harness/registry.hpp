@@ -14,11 +14,27 @@
 
 namespace moba {
 
+// The head dims an entry accepts, declared so `moba list` and the README can state them;
+// test_readme checks the declaration against supports() for every head dim up to 512, so a
+// listing can claim neither more nor less than the kernels take.
+struct HeadDimSet {
+    std::vector<int> listed;  // non-empty: exactly these (tensor-core instances)
+    int max = 0;              // otherwise: every multiple of `multiple_of` up to max
+    int multiple_of = 1;
+
+    static HeadDimSet exactly(std::vector<int> head_dims);
+    static HeadDimSet up_to(int max, int multiple_of = 1);
+    int largest() const;
+    bool contains(int head_dim) const;
+    // "64, 128", "≤ 256" or "≤ 256, multiple of 8".
+    std::string describe() const;
+};
+
 struct Implementation {
-    std::string name;       // by technique: "naive", "tiled_mma", "wgmma_tma", ...
+    std::string name;       // by technique: "naive", "tiled_mma", "wgmma_moba", ...
     std::string technique;  // one line: what it does
     std::vector<DType> dtypes;
-    int max_head_dim = 0;
+    HeadDimSet head_dims;
     // Computes full causal attention whatever the selection: the dense baselines of the
     // speedup tables. Checked only at zero sparsity (k >= n), where MoBA equals it.
     bool dense = false;
@@ -32,7 +48,8 @@ struct Implementation {
 
     bool has_gating() const { return static_cast<bool>(gating); }
     bool has_backward() const { return static_cast<bool>(backward); }
-    // can_implement plus the dtype and head-dim lists, with a reason naming the value.
+    // can_implement plus the dtype list and the largest head dim, with a reason naming the value
+    // (finer head-dim refusals are can_implement's, whose reasons name the kernel's limit).
     Support supports(const Problem& problem) const;
 };
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/check_command.hpp"
+#include "harness/cli/list_command.hpp"
 #include "harness/cli/parse.hpp"
 #include "harness/registry.hpp"
 
@@ -223,6 +224,39 @@ TEST(Binary, ValidateCommittedReportsAndRefuseABrokenOne) {
     EXPECT_EQ(r.status, 1) << r.output;
     EXPECT_NE(r.output.find("meta"), std::string::npos) << r.output;
     EXPECT_EQ(run_moba("validate /nonexistent/report.json").status, 2);
+}
+
+// `moba list` needs no GPU: every rendering names every registered implementation, in order.
+TEST(Binary, ListPrintsTheRegistryInEachFormat) {
+    const MobaRun text = run_moba("list");
+    EXPECT_EQ(text.status, 0) << text.output;
+    EXPECT_EQ(text.output, implementation_table_text(registry()));
+    std::size_t at = 0;
+    for (const auto& impl : registry()) {
+        at = text.output.find("\n" + impl.name + " ", at);
+        EXPECT_NE(at, std::string::npos)
+            << impl.name << " missing or out of order:\n" << text.output;
+    }
+
+    const MobaRun markdown = run_moba("list --markdown");
+    EXPECT_EQ(markdown.status, 0) << markdown.output;
+    EXPECT_EQ(markdown.output, implementation_table_markdown(registry()));
+
+    const MobaRun json = run_moba("list --json");
+    EXPECT_EQ(json.status, 0) << json.output;
+    const auto doc = nlohmann::json::parse(json.output);
+    ASSERT_EQ(doc.size(), registry().size()) << json.output;
+    for (std::size_t i = 0; i < registry().size(); ++i) {
+        const Implementation& impl = registry()[i];
+        EXPECT_EQ(doc[i]["name"], impl.name);
+        EXPECT_EQ(doc[i]["backward"], impl.has_backward());
+        EXPECT_EQ(doc[i]["own_gating"], impl.has_gating());
+        EXPECT_EQ(doc[i]["dense"], impl.dense);
+        EXPECT_EQ(doc[i]["head_dims"]["description"], impl.head_dims.describe());
+        EXPECT_EQ(doc[i]["dtypes"].size(), impl.dtypes.size());
+    }
+
+    EXPECT_EQ(run_moba("list --markdown --json").status, 2);
 }
 
 }  // namespace

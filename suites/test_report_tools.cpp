@@ -191,7 +191,7 @@ TEST(Schema, AcceptsARealCheckReport) {
 
 TEST(Schema, AcceptsABenchReportAndBothDeviceShapes) {
     json doc = make_report(
-        {bench_record("naive", 1.0), skipped_bench_record("wgmma_tma", "check incorrect")});
+        {bench_record("naive", 1.0), skipped_bench_record("wgmma_moba", "check incorrect")});
     auto errors = schema().validate(doc);
     EXPECT_TRUE(errors.empty()) << joined(errors);
 

@@ -10,6 +10,7 @@
 #include "harness/cli/check_command.hpp"
 #include "harness/cli/compare_command.hpp"
 #include "harness/cli/export_command.hpp"
+#include "harness/cli/list_command.hpp"
 #include "harness/cli/paper_command.hpp"
 #include "harness/cli/validate_command.hpp"
 #include "harness/version.hpp"
@@ -31,6 +32,8 @@ int main(int argc, char** argv) {
     CLI::App* compare = moba::cli::add_compare_command(app, compare_flags);
     moba::cli::ExportFlags export_flags;
     CLI::App* export_cmd = moba::cli::add_export_command(app, export_flags);
+    moba::cli::ListFlags list_flags;
+    CLI::App* list = moba::cli::add_list_command(app, list_flags);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
         if (validate->parsed()) return moba::cli::run_validate(validate_flags);
         if (compare->parsed()) return moba::cli::run_compare(compare_flags);
         if (export_cmd->parsed()) return moba::cli::run_export(export_flags);
+        if (list->parsed()) return moba::cli::run_list(list_flags);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;
