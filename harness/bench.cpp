@@ -1,3 +1,5 @@
+// `moba bench`: device inputs, the forward check on sampled rows, the timed runs and the
+// bench records they fill.
 #include "harness/bench.hpp"
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include "core/cuda_check.hpp"
 #include "harness/device.hpp"
 #include "harness/device_random.hpp"
-#include "harness/gpu_clock.hpp"
 #include "harness/gpu_run.hpp"
 #include "reference/reference.hpp"
 
@@ -174,43 +175,20 @@ Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::v
 
 }  // namespace
 
-nlohmann::json bench_state_config(const CheckCase& s) {
+BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating) {
     const Problem& p = s.problem;
-    return {{"seqlens", p.seqlens},   {"heads_q", p.heads_q},   {"heads_kv", p.heads_kv},
-            {"layout", head_layout(p.heads_q, p.heads_kv)},     {"head_dim", p.head_dim},
-            {"block", p.block},       {"topk", p.topk},         {"dtype", to_string(p.dtype)},
-            {"scale", p.scale()},     {"seed", s.seed},         {"total_tokens", p.total_tokens()},
-            {"zero_sparsity", p.zero_sparsity()}};
-}
-
-namespace {
-
-json base_record(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating) {
-    const Problem& p = s.problem;
-    const double pairs = impl.dense ? dense_pairs(p) : moba_pairs(p);
-    return {{"kind", "bench"},
-            {"config", bench_state_config(s)},
-            {"impl", impl.name},
-            {"dense", impl.dense},
-            {"phase", to_string(phase)},
-            {"gating", gating_label(impl, phase, gating)},
-            {"pairs", static_cast<std::int64_t>(pairs)},
-            {"dense_pairs", static_cast<std::int64_t>(dense_pairs(p))},
-            {"ideal_speedup", dense_pairs(p) / pairs},
-            {"flops", attention_flops(p, pairs, phase)},
-            {"gating_flops", impl.has_gating() ? gating_flops(p) : 0.0},
-            {"dense_impl", nullptr},
-            {"speedup_vs_dense", nullptr},
-            {"check_outcome", "skipped"},
-            {"outcome", "skipped"},
-            {"reason", ""},
-            {"command", bench_command(s, impl.name, phase, gating)}};
-}
-
-}  // namespace
-
-nlohmann::json bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating) {
-    return base_record(s, impl, phase, gating);
+    BenchRecord r;
+    r.config = s;
+    r.impl = impl.name;
+    r.dense = impl.dense;
+    r.phase = phase;
+    r.gating = gating_label(impl, phase, gating);
+    r.pairs = impl.dense ? dense_pairs(p) : moba_pairs(p);
+    r.dense_pairs = dense_pairs(p);
+    r.flops = attention_flops(p, r.pairs, phase);
+    r.gating_flops = impl.has_gating() ? gating_flops(p) : 0.0;
+    r.command = bench_command(s, impl.name, phase, gating);
+    return r;  // outcome and check_outcome: skipped
 }
 
 namespace {
@@ -222,21 +200,21 @@ struct RunBuffers {
 
 void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptions& o, const DeviceState& d,
                 const DeviceBuffer* sel_ref, const HostRows* rows_moba, const HostRows* rows_dense,
-                std::vector<json>& records) {
+                std::vector<BenchRecord>& records) {
     const Problem& p = s.problem;
-    auto fail_all = [&](Outcome outcome, const std::string& reason, const std::string& check_outcome) {
+    auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
-            json r = base_record(s, impl, phase, o.gating);
-            r["outcome"] = to_string(outcome);
-            r["reason"] = reason;
-            r["check_outcome"] = check_outcome;
+            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            r.outcome = outcome;
+            r.reason = reason;
+            r.check_outcome = check_outcome;
             records.push_back(std::move(r));
         }
     };
     const Support support = impl.supports(p);
-    if (!support.ok) return fail_all(Outcome::not_supported, support.reason, "not supported");
+    if (!support.ok) return fail_all(Outcome::not_supported, support.reason, Outcome::not_supported);
     const bool need_bwd = std::any_of(o.phases.begin(), o.phases.end(), [](Phase ph) { return ph != Phase::fwd; });
-    if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", "skipped");
+    if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", Outcome::skipped);
     try {
         const std::size_t idle_free = device_memory().free_bytes;
         const std::size_t ws = impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0;
@@ -275,12 +253,12 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         std::optional<Selection> sel_rows;
         if (!impl.dense) sel_rows = selection_rows(p, *sel_ref, rows.tokens);
         const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(), b.lse.as<float>());
-        if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, std::string(to_string(rc.outcome)));
+        if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
         for (Phase phase : o.phases) {
-            json r = base_record(s, impl, phase, o.gating);
-            r["check_outcome"] = "passed";
-            r["check_worst_ratio"] = rc.worst_ratio;
+            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            BenchMeasurement m;
+            m.check_worst_ratio = rc.worst_ratio;
             const bool gate_in = impl.has_gating() && o.gating == GatingMode::included && phase != Phase::bwd;
             AttentionArgs timed = a;
             if (gate_in) timed.sel = b.sel.as<std::int32_t>();
@@ -294,56 +272,48 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 if (phase != Phase::bwd) impl.forward(timed);
                 if (phase != Phase::fwd) impl.backward(timed);
             };
-            const int clock_start = current_sm_clock_mhz();
-            const Timing t = measure(body, nullptr, o.timing);
-            const int clock_end = current_sm_clock_mhz();
-            const std::uint64_t reasons = throttle_reasons();
-            r["timing"] = timing_json(t);
-            r["tflops"] = r["flops"].get<double>() / (t.median_ms * 1e-3) / 1e12;
+            m.timing = measure(body, nullptr, o.timing);
             if (impl.has_gating() && o.gating == GatingMode::separate && phase != Phase::bwd) {
                 auto gate_body = [&](cudaStream_t stream) {
                     GatingArgs gg = g;
                     gg.stream = stream;
                     impl.gating(gg);
                 };
-                const Timing gt = measure(gate_body, nullptr, o.timing);
-                r["gating_ms"] = gt.median_ms;
+                m.gating_ms = measure(gate_body, nullptr, o.timing).median_ms;
             }
             const std::size_t busy_free = device_memory().free_bytes;
-            r["peak_memory_bytes"] = idle_free > busy_free ? idle_free - busy_free : 0;
-            r["sm_clock_start_mhz"] = clock_start;
-            r["sm_clock_end_mhz"] = clock_end;
-            r["throttle_reasons"] = reasons;
-            r["throttled"] = (clock_start > 0 && clock_end < 0.9 * clock_start) || is_throttling(reasons);
-            r["outcome"] = "passed";
+            m.peak_memory_bytes = idle_free > busy_free ? idle_free - busy_free : 0;
+            r.check_outcome = Outcome::passed;
+            r.outcome = Outcome::passed;
+            r.measured = std::move(m);
             records.push_back(std::move(r));
         }
     } catch (const std::exception& e) {
-        fail_all(Outcome::failed, e.what(), "failed");
+        fail_all(Outcome::failed, e.what(), Outcome::failed);
     }
 }
 
 // speedup_vs_dense: the fastest dense implementation's median over each record's median, per phase.
-void fill_speedups(std::vector<json>& records) {
-    std::map<std::string, std::pair<double, std::string>> best;  // phase -> (median, impl)
+void fill_speedups(std::vector<BenchRecord>& records) {
+    std::map<Phase, std::pair<double, std::string>> best;  // phase -> (median, impl)
     for (const auto& r : records)
-        if (r["dense"].get<bool>() && r["outcome"] == "passed") {
-            const double m = r["timing"]["median_ms"].get<double>();
-            auto& slot = best[r["phase"].get<std::string>()];
-            if (slot.second.empty() || m < slot.first) slot = {m, r["impl"].get<std::string>()};
+        if (r.dense && r.measured) {
+            const double m = r.measured->timing.median_ms;
+            auto& slot = best[r.phase];
+            if (slot.second.empty() || m < slot.first) slot = {m, r.impl};
         }
     for (auto& r : records) {
-        const auto it = best.find(r["phase"].get<std::string>());
-        if (it == best.end() || r["outcome"] != "passed") continue;
-        r["dense_impl"] = it->second.second;
-        r["speedup_vs_dense"] = it->second.first / r["timing"]["median_ms"].get<double>();
+        const auto it = best.find(r.phase);
+        if (it == best.end() || !r.measured) continue;
+        r.dense_impl = it->second.second;
+        r.speedup_vs_dense = it->second.first / r.measured->timing.median_ms;
     }
 }
 
 }  // namespace
 
-std::vector<json> run_bench(const CheckCase& s, const BenchOptions& o) {
-    std::vector<json> records;
+std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o) {
+    std::vector<BenchRecord> records;
     const Problem& p = s.problem;
     try {
         p.validate();
@@ -373,14 +343,19 @@ std::vector<json> run_bench(const CheckCase& s, const BenchOptions& o) {
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {
-                json r = base_record(s, *impl, phase, o.gating);
-                r["outcome"] = "failed";
-                r["reason"] = e.what();
+                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating);
+                r.outcome = Outcome::failed;
+                r.reason = e.what();
                 records.push_back(std::move(r));
             }
     }
     fill_speedups(records);
     return records;
+}
+
+std::vector<nlohmann::json> run_bench(const CheckCase& s, const BenchOptions& o) {
+    const std::vector<BenchRecord> records = bench_records(s, o);
+    return {records.begin(), records.end()};
 }
 
 }  // namespace moba

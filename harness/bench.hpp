@@ -1,7 +1,8 @@
 // `moba bench`: times registered implementations on one configuration after checking their
 // forward output on sampled query rows against the float64 reference (SEMANTICS.md §5 rules, restricted
 // to those rows). Inputs are drawn on the device. Every record carries the command line that
-// reproduces it. Speed is counted per SEMANTICS.md §6 (harness/flops.hpp).
+// reproduces it. Speed is counted per SEMANTICS.md §6 (harness/flops.hpp). Records are
+// BenchRecords (harness/records.hpp).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include "harness/check.hpp"
 #include "harness/flops.hpp"
+#include "harness/records.hpp"
 #include "harness/timer.hpp"
 
 namespace moba {
@@ -30,18 +32,17 @@ struct BenchOptions {
 
 // One record per (implementation, phase). Failures become records (outcome failed, with the
 // reason); nothing throws for one implementation's sake.
+std::vector<BenchRecord> bench_records(const CheckCase& state, const BenchOptions& options);
+// The same records as JSON.
 std::vector<nlohmann::json> run_bench(const CheckCase& state, const BenchOptions& options);
 
-// A record of that state with every field but the measurements: outcome "skipped" until set.
-nlohmann::json bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
-                                     GatingMode gating);
+// A record of that state with every field but the measurements: outcome skipped until set.
+BenchRecord bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
+                                  GatingMode gating);
 
 // What a record's "gating" says: none for implementations without gating and for the
 // backward phase alone, else the mode.
 std::string gating_label(const Implementation& impl, Phase phase, GatingMode gating);
-
-// The axis values of a state, as records hold them under "config".
-nlohmann::json bench_state_config(const CheckCase& state);
 
 std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating);
 

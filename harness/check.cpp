@@ -1,3 +1,5 @@
+// `moba check`: truths (float64 CPU or naive GPU), the judging of every implementation against
+// them, and the check records that say how it went.
 #include "harness/check.hpp"
 
 #include <cmath>
@@ -13,6 +15,7 @@
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/naive_truth.hpp"
+#include "harness/records.hpp"
 #include "reference/reference.hpp"
 
 namespace moba {
@@ -28,61 +31,38 @@ struct Truth {
     std::vector<float> base_out, base_lse, base_dq, base_dk, base_dv;
 };
 
-std::string_view reference_name(ReferenceKind r) { return r == ReferenceKind::cpu ? "cpu" : "naive"; }
-
-json config_json(const CheckCase& c) {
-    const Problem& p = c.problem;
-    return {{"seqlens", p.seqlens},         {"heads_q", p.heads_q},
-            {"heads_kv", p.heads_kv},       {"layout", head_layout(p.heads_q, p.heads_kv)},
-            {"head_dim", p.head_dim},       {"block", p.block},
-            {"topk", p.topk},               {"dtype", to_string(p.dtype)},
-            {"scale", p.scale()},           {"seed", c.seed},
-            {"total_tokens", p.total_tokens()}, {"zero_sparsity", p.zero_sparsity()}};
-}
-
-json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
-
-json base_record(const CheckCase& c, const std::string& impl, const std::string& check,
-                 const std::string& tensor, ReferenceKind ref) {
-    return {{"kind", "check"},  {"config", config_json(c)}, {"impl", impl},
-            {"check", check},   {"tensor", tensor},         {"reference", reference_name(ref)},
-            {"command", reproduce_command(c, impl, ref)}};
-}
-
-json tensor_record(const CheckCase& c, const std::string& impl, const std::string& check,
-                   ReferenceKind ref, const TensorCheck& t) {
-    json r = base_record(c, impl, check, t.tensor, ref);
-    r["max_abs_err"] = finite_or_null(t.max_abs_err);
-    r["rel_l2_err"] = finite_or_null(t.rel_l2_err);
-    r["baseline_max_abs_err"] = finite_or_null(t.baseline_max_abs_err);
-    r["baseline_rel_l2_err"] = finite_or_null(t.baseline_rel_l2_err);
-    r["bound"] = finite_or_null(t.bound);
-    r["ratio"] = finite_or_null(t.ratio);
-    r["nonfinite"] = t.nonfinite;
-    r["outcome"] = to_string(t.outcome);
-    r["reason"] = t.reason;
+CheckRecord record(const CheckCase& c, const std::string& impl, const std::string& check,
+                   const std::string& tensor, ReferenceKind ref, Outcome outcome, const std::string& reason) {
+    CheckRecord r;
+    r.config = c;
+    r.impl = impl;
+    r.check = check;
+    r.tensor = tensor;
+    r.reference = ref;
+    r.command = reproduce_command(c, impl, ref);
+    r.outcome = outcome;
+    r.reason = reason;
     return r;
 }
 
-json gating_record(const CheckCase& c, const std::string& impl, ReferenceKind ref,
-                   const GatingCheck& g) {
-    json r = base_record(c, impl, "gating", "selection", ref);
-    r["pairs"] = g.pairs;
-    r["mismatches"] = g.mismatches;
-    r["near_ties"] = g.near_ties;
-    r["near_tie_mismatches"] = g.near_tie_mismatches;
-    r["invalid"] = g.invalid;
-    r["outcome"] = to_string(g.outcome);
-    r["reason"] = g.reason;
+CheckRecord tensor_record(const CheckCase& c, const std::string& impl, const std::string& check,
+                          ReferenceKind ref, const TensorCheck& t) {
+    CheckRecord r = record(c, impl, check, t.tensor, ref, t.outcome, t.reason);
+    r.tensor_figures = t;
     return r;
 }
 
-json outcome_record(const CheckCase& c, const std::string& impl, const std::string& check,
-                    ReferenceKind ref, Outcome outcome, const std::string& reason) {
-    json r = base_record(c, impl, check, "", ref);
-    r["outcome"] = to_string(outcome);
-    r["reason"] = reason;
+CheckRecord gating_record(const CheckCase& c, const std::string& impl, ReferenceKind ref,
+                          const GatingCheck& g) {
+    CheckRecord r = record(c, impl, "gating", "selection", ref, g.outcome, g.reason);
+    r.gating_figures = g;
     return r;
+}
+
+// A record without figures: the implementation did not run, or the truth could not be had.
+CheckRecord outcome_record(const CheckCase& c, const std::string& impl, const std::string& check,
+                           ReferenceKind ref, Outcome outcome, const std::string& reason) {
+    return record(c, impl, check, "", ref, outcome, reason);
 }
 
 template <class T>
@@ -129,7 +109,7 @@ Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel) {
 void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind ref,
                      const std::string& fwd_check, const std::string& bwd_check,
                      const ForwardOutput& f, const GradientOutput* g, const Truth& t,
-                     std::vector<json>& records) {
+                     std::vector<CheckRecord>& records) {
     const double atol = tensor_atol(c.problem.dtype);
     records.push_back(tensor_record(c, impl, fwd_check, ref,
                                     compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol)));
@@ -148,7 +128,7 @@ void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind 
 // what its dtype's rounding explains (rel L2 <= 4 u, u the unit roundoff; 1e-5 for fp32).
 // This catches a broken rounding emulation; it is not a kernel check.
 void judge_baseline(const CheckCase& c, const std::string& fwd_check, const std::string& bwd_check,
-                    const Truth& t, std::vector<json>& records) {
+                    const Truth& t, std::vector<CheckRecord>& records) {
     const double u = c.problem.dtype == DType::bf16 ? std::ldexp(1.0, -8)
                      : c.problem.dtype == DType::f16 ? std::ldexp(1.0, -11)
                                                      : 2.5e-6;
@@ -162,8 +142,8 @@ void judge_baseline(const CheckCase& c, const std::string& fwd_check, const std:
             tc.outcome = Outcome::incorrect;
             tc.reason = fmt::format("baseline relative L2 error {:.3e} exceeds 4u = {:.3e}", tc.rel_l2_err, limit);
         }
-        json r = tensor_record(c, kBaselineName, check, ReferenceKind::cpu, tc);
-        r["bound_kind"] = "rel_l2 <= 4u";
+        CheckRecord r = tensor_record(c, kBaselineName, check, ReferenceKind::cpu, tc);
+        r.bound_kind = "rel_l2 <= 4u";
         records.push_back(std::move(r));
     };
     one(fwd_check, "out", t.base_out, t.out);
@@ -186,7 +166,7 @@ Support checkable(const Implementation& impl, const Problem& p) {
 void check_implementation(const CheckCase& c, const Implementation& impl, const CheckOptions& o,
                           const HostInputs& in, const ref::GatingResult* gate,
                           const Selection& sel, const Truth& truth, const std::string& fwd_check,
-                          const std::string& bwd_check, std::vector<json>& records) {
+                          const std::string& bwd_check, std::vector<CheckRecord>& records) {
     const Problem& p = c.problem;
     try {
         DeviceInputs din(impl, p, in);
@@ -241,7 +221,7 @@ std::string refusal(const CheckCase& c, const HostInputs& in, const CheckOptions
 
 // All checks of one problem whose selection is the reference gating's (or all blocks).
 void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions& o,
-                   std::vector<json>& records) {
+                   std::vector<CheckRecord>& records) {
     const Problem& p = c.problem;
     const bool zero = p.zero_sparsity();
     const std::string fwd_check = zero ? "zero_sparsity" : "forward";
@@ -307,7 +287,7 @@ std::vector<json> run_checks(const CheckCase& c, const CheckOptions& o) {
 }
 
 std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const CheckOptions& o) {
-    std::vector<json> records;
+    std::vector<CheckRecord> records;
     try {
         check_problem(c, in, o, records);
         if (o.add_zero_sparsity && !c.problem.zero_sparsity()) {
@@ -319,7 +299,7 @@ std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const 
         // The truth itself could not be computed (e.g. out of host or device memory).
         records.push_back(outcome_record(c, "reference", "reference", o.reference, Outcome::failed, e.what()));
     }
-    return records;
+    return {records.begin(), records.end()};
 }
 
 }  // namespace moba

@@ -3,7 +3,8 @@
 //   forward        out, lse with the reference's selection fed to every implementation
 //   backward       dq, dk, dv likewise
 //   zero_sparsity  k >= n: out, lse, dq, dk, dv against float64 full causal attention
-// One record (JSON) per (implementation, check, tensor), figures kept whatever the outcome.
+// One record (a CheckRecord of harness/records.hpp, returned as its JSON) per (implementation,
+// check, tensor), figures kept whatever the outcome.
 #pragma once
 
 #include <cstdint>

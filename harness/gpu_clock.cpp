@@ -1,3 +1,4 @@
+// NVML clock and throttle queries (dlopen-ed; see gpu_clock.hpp) and the clock window of a timed stretch.
 #include "harness/gpu_clock.hpp"
 
 #include <dlfcn.h>
@@ -51,5 +52,13 @@ std::uint64_t throttle_reasons() {
 }
 
 bool is_throttling(std::uint64_t reasons) { return (reasons & ~std::uint64_t{0x3}) != 0; }
+
+ClockWindow ClockWatch::finish() const {
+    ClockWindow w;
+    w.start_mhz = start_mhz_;
+    w.end_mhz = current_sm_clock_mhz();
+    w.throttle_reasons = throttle_reasons();  // after the end clock, as it always was read
+    return w;
+}
 
 }  // namespace moba

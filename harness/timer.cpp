@@ -1,3 +1,4 @@
+// The timing core: the CUDA event pair, the warm-up and stopping rule of measure(), statistics.
 #include "harness/timer.hpp"
 
 #include <algorithm>
@@ -8,21 +9,31 @@
 #include "core/cuda_check.hpp"
 
 namespace moba {
-namespace {
 
-class Event {
-public:
-    Event() { MOBA_CUDA_CALL(cudaEventCreate(&event_)); }
-    ~Event() { cudaEventDestroy(event_); }
-    Event(const Event&) = delete;
-    Event& operator=(const Event&) = delete;
-    cudaEvent_t get() const { return event_; }
+SampleTimer::SampleTimer() {
+    MOBA_CUDA_CALL(cudaEventCreate(&start_));
+    try {
+        MOBA_CUDA_CALL(cudaEventCreate(&stop_));
+    } catch (...) {
+        cudaEventDestroy(start_);  // the destructor does not run for a throwing constructor
+        throw;
+    }
+}
 
-private:
-    cudaEvent_t event_{};
-};
+SampleTimer::~SampleTimer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+}
 
-}  // namespace
+double SampleTimer::time_ms(const TimedBody& body, cudaStream_t stream) {
+    MOBA_CUDA_CALL(cudaEventRecord(start_, stream));
+    body(stream);
+    MOBA_CUDA_CALL(cudaEventRecord(stop_, stream));
+    MOBA_CUDA_CALL(cudaEventSynchronize(stop_));
+    float ms = 0;
+    MOBA_CUDA_CALL(cudaEventElapsedTime(&ms, start_, stop_));
+    return ms;
+}
 
 Timing summarize(std::vector<double> samples) {
     Timing t;
@@ -41,17 +52,10 @@ Timing summarize(std::vector<double> samples) {
     return t;
 }
 
-Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream, const TimingOptions& o) {
-    Event start, stop;
-    auto run_once = [&]() -> double {
-        MOBA_CUDA_CALL(cudaEventRecord(start.get(), stream));
-        body(stream);
-        MOBA_CUDA_CALL(cudaEventRecord(stop.get(), stream));
-        MOBA_CUDA_CALL(cudaEventSynchronize(stop.get()));
-        float ms = 0;
-        MOBA_CUDA_CALL(cudaEventElapsedTime(&ms, start.get(), stop.get()));
-        return ms;
-    };
+Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& o) {
+    const ClockWatch clock;
+    SampleTimer timer;
+    auto run_once = [&] { return timer.time_ms(body, stream); };
     int warmup = 0;
     for (int i = 0; i < o.warmup; ++i) {
         const double ms = run_once();
@@ -77,6 +81,7 @@ Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t strea
     Timing t = summarize(samples);
     t.warmup = warmup;
     t.stop = why;
+    t.clock = clock.finish();
     return t;
 }
 

@@ -1,5 +1,8 @@
-// Timing like nvbench: warm-up, then CUDA events around each sample, until the relative
-// spread is below a bound (with a minimum sample count) or a sample/time limit is reached.
+// The timing core, like nvbench: warm-up, then CUDA events around each sample, until the
+// relative spread is below a bound (with a minimum sample count) or a sample/time limit is
+// reached, with the SM clock read around it all. Every CUDA-event timing of the project goes
+// through SampleTimer: `measure` here, and Google Benchmark's manual-time loop in
+// suites/bench_moba.cpp, which lets the library choose the iteration count.
 #pragma once
 
 #include <functional>
@@ -9,7 +12,28 @@
 #include <cuda_runtime_api.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/gpu_clock.hpp"
+
 namespace moba {
+
+// Work to time: enqueues itself on the given stream.
+using TimedBody = std::function<void(cudaStream_t)>;
+
+// A start/stop CUDA event pair, made once and reused by every sample of a loop.
+class SampleTimer {
+public:
+    SampleTimer();
+    ~SampleTimer();
+    SampleTimer(const SampleTimer&) = delete;
+    SampleTimer& operator=(const SampleTimer&) = delete;
+
+    // Milliseconds of device time between events recorded on `stream` before and after `body`
+    // enqueues its work; waits for the stop event. Throws moba::CudaError on CUDA failures.
+    double time_ms(const TimedBody& body, cudaStream_t stream);
+
+private:
+    cudaEvent_t start_{}, stop_{};
+};
 
 struct TimingOptions {
     int warmup = 2;               // untimed runs first (1 when one run exceeds warmup_long_ms)
@@ -24,16 +48,17 @@ struct Timing {
     std::vector<double> samples_ms;
     double median_ms = 0, min_ms = 0, max_ms = 0, mean_ms = 0, rel_stddev = 0;
     int warmup = 0;
-    std::string stop;  // converged, max_samples, max_time
+    std::string stop;    // converged, max_samples, max_time
+    ClockWindow clock;   // SM clock from before the warm-up to after the last sample
 };
 
-// Times `body` (which enqueues work on `stream`). Throws moba::CudaError on CUDA failures.
-Timing measure(const std::function<void(cudaStream_t)>& body, cudaStream_t stream,
-               const TimingOptions& options);
+// Times `body` on `stream`. Throws moba::CudaError on CUDA failures.
+Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& options);
 
 // Summary statistics of samples (median, min, max, mean, relative standard deviation).
 Timing summarize(std::vector<double> samples_ms);
 
+// The report's "timing" object (the clock is written beside it, by the bench record).
 nlohmann::json timing_json(const Timing& t);
 
 }  // namespace moba

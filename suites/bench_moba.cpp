@@ -1,8 +1,10 @@
 // Google Benchmark suite: every registered implementation on a fixed set of configurations,
-// timed with CUDA events (manual time) and reported with TFLOP/s counters, so its JSON output
-// works with Google Benchmark's own tools/compare.py. Correctness is moba check's job and the
-// forward check of moba bench; here each implementation still runs its forward once and the
-// benchmark errors out if the output holds NaN or Inf.
+// timed with the timing core's CUDA event pair (manual time, harness/timer.hpp) and reported
+// with TFLOP/s and SM clock counters (sm_clock_start_mhz, sm_clock_end_mhz, throttled, as
+// `moba bench` records them), so its JSON output works with Google Benchmark's own
+// tools/compare.py. Correctness is moba check's job and the forward check of moba bench; here
+// each implementation still runs its forward once and the benchmark errors out if the output
+// holds NaN or Inf.
 //   build/release/suites/bench_moba --benchmark_out=gbench.json --benchmark_out_format=json
 #include <cmath>
 #include <string>
@@ -17,6 +19,7 @@
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/registry.hpp"
+#include "harness/timer.hpp"
 
 namespace moba {
 namespace {
@@ -68,20 +71,20 @@ void run_forward(benchmark::State& state, const Implementation& impl, const Prob
                 state.SkipWithError("the forward wrote NaN/Inf");
                 return;
             }
-        cudaEvent_t start, stop;
-        MOBA_CUDA_CALL(cudaEventCreate(&start));
-        MOBA_CUDA_CALL(cudaEventCreate(&stop));
-        for (auto _ : state) {
-            MOBA_CUDA_CALL(cudaEventRecord(start));
-            impl.forward(a);
-            MOBA_CUDA_CALL(cudaEventRecord(stop));
-            MOBA_CUDA_CALL(cudaEventSynchronize(stop));
-            float ms = 0;
-            MOBA_CUDA_CALL(cudaEventElapsedTime(&ms, start, stop));
-            state.SetIterationTime(ms * 1e-3);
-        }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
+        // The timing core's event pair around each iteration; the iteration count is Google
+        // Benchmark's. The clock window spans the loop, as measure()'s spans its samples.
+        SampleTimer timer;
+        const ClockWatch clock;
+        const TimedBody body = [&](cudaStream_t stream) {
+            AttentionArgs run = a;
+            run.stream = stream;
+            impl.forward(run);
+        };
+        for (auto _ : state) state.SetIterationTime(timer.time_ms(body, a.stream) * 1e-3);
+        const ClockWindow window = clock.finish();
+        state.counters["sm_clock_start_mhz"] = window.start_mhz;
+        state.counters["sm_clock_end_mhz"] = window.end_mhz;
+        state.counters["throttled"] = window.throttled() ? 1 : 0;
         const double flops = attention_flops(p, impl.dense ? dense_pairs(p) : moba_pairs(p), Phase::fwd);
         state.counters["TFLOP/s"] =
             benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);

@@ -16,12 +16,15 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "harness/bench.hpp"
 #include "harness/check.hpp"
 #include "harness/cli/compare_command.hpp"
 #include "harness/cli/export_command.hpp"
 #include "harness/report.hpp"
 #include "harness/report_compare.hpp"
 #include "harness/report_export.hpp"
+#include "harness/records.hpp"
+#include "harness/registry.hpp"
 #include "harness/report_io.hpp"
 #include "harness/schema.hpp"
 
@@ -702,6 +705,196 @@ TEST(Binary, CompareAndExportExitStatus) {
               std::string::npos)
         << out;
     fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed records (harness/records.hpp): each kind built through its struct validates against
+// the schema, and its one writer gives exactly the format's fields.
+
+CheckCase records_state() {
+    Problem p;
+    p.seqlens = {4096};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 512;
+    p.topk = 3;
+    p.dtype = DType::bf16;
+    return {p, 1};
+}
+
+// records_state() as "config" holds it: config() with the problem's own scale (config()'s
+// literal is a rounding of 1/sqrt(128) that no writer produces).
+json records_config() {
+    json c = config();
+    c["scale"] = records_state().problem.scale();
+    return c;
+}
+
+CheckRecord typed_check_record(const std::string& check, const std::string& tensor, Outcome outcome) {
+    CheckRecord r;
+    r.config = records_state();
+    r.impl = "naive";
+    r.check = check;
+    r.tensor = tensor;
+    r.reference = ReferenceKind::naive;
+    r.command = "moba check --seqlens 4096 --impl naive --reference naive";
+    r.outcome = outcome;
+    r.reason = outcome == Outcome::passed ? "" : "why";
+    return r;
+}
+
+TensorCheck tensor_figures() {
+    TensorCheck t;
+    t.tensor = "out";
+    t.max_abs_err = 0.001;
+    t.rel_l2_err = std::nan("");  // written null
+    t.baseline_max_abs_err = 0.002;
+    t.baseline_rel_l2_err = 0.0005;
+    t.bound = 0.006;
+    t.ratio = 1.0 / 6;
+    t.nonfinite = 2;
+    return t;
+}
+
+// A timed record of `impl` at records_state(): median 2 ms, the clock falling from 1980 MHz.
+BenchRecord typed_bench_record(const std::string& impl, GatingMode gating) {
+    BenchRecord r = bench_record_skeleton(records_state(), *find_implementation(impl), Phase::fwd, gating);
+    BenchMeasurement m;
+    m.check_worst_ratio = 0.25;
+    m.timing = summarize({2.0, 1.9, 2.1});
+    m.timing.warmup = 2;
+    m.timing.stop = "converged";
+    m.timing.clock = {1980, 1700, 0};
+    if (r.gating == "separate") m.gating_ms = 0.1;
+    m.peak_memory_bytes = 1 << 20;
+    r.measured = m;
+    r.check_outcome = Outcome::passed;
+    r.outcome = Outcome::passed;
+    return r;
+}
+
+TEST(Records, EveryKindBuiltThroughItsStructValidates) {
+    CheckRecord tensor = typed_check_record("forward", "out", Outcome::incorrect);
+    tensor.tensor_figures = tensor_figures();
+    CheckRecord baseline = typed_check_record("backward", "dq", Outcome::passed);
+    baseline.tensor_figures = tensor_figures();
+    baseline.bound_kind = "rel_l2 <= 4u";
+    CheckRecord gating = typed_check_record("gating", "selection", Outcome::passed);
+    gating.gating_figures = GatingCheck{};
+    gating.gating_figures->pairs = 100;
+    const CheckRecord not_run = typed_check_record("forward", "", Outcome::not_supported);
+    const CheckRecord failed = typed_check_record("reference", "", Outcome::failed);
+
+    const BenchRecord skipped =
+        bench_record_skeleton(records_state(), *find_implementation("naive"), Phase::bwd, GatingMode::separate);
+    BenchRecord timed = typed_bench_record("naive", GatingMode::separate);
+    timed.dense_impl = "dense_cublas";
+    timed.speedup_vs_dense = 2.5;
+    timed.published = PublishedFigures{"2a", 100.0, 20.0, 5.0};
+    BenchRecord not_timed = skipped;
+    not_timed.outcome = Outcome::failed;
+    not_timed.check_outcome = Outcome::failed;
+    not_timed.reason = "out of memory";
+
+    json doc = make_report({tensor, baseline, gating, not_run, failed, skipped, timed,
+                            typed_bench_record("dense_cublas", GatingMode::included), not_timed},
+                           "check");
+    const auto errors = schema().validate(doc);
+    EXPECT_TRUE(errors.empty()) << joined(errors);
+    EXPECT_EQ(doc["summary"]["passed"], 4);
+    EXPECT_EQ(doc["summary"]["not supported"], 1);
+
+    // A passed bench record without its measurement is no valid record.
+    BenchRecord unmeasured = timed;
+    unmeasured.measured.reset();
+    expect_error(make_report({unmeasured}), "/records/0: required property 'timing' is missing");
+    // Nor a gating record without its figures.
+    expect_error(make_report({typed_check_record("gating", "selection", Outcome::passed)}, "check"),
+                 "/records/0: required property 'pairs' is missing");
+}
+
+TEST(Records, CheckRecordWritesTheFormatsFields) {
+    CheckRecord r = typed_check_record("forward", "out", Outcome::incorrect);
+    r.tensor_figures = tensor_figures();
+    const json expected = {{"kind", "check"},
+                           {"config", records_config()},
+                           {"impl", "naive"},
+                           {"check", "forward"},
+                           {"tensor", "out"},
+                           {"reference", "naive"},
+                           {"command", "moba check --seqlens 4096 --impl naive --reference naive"},
+                           {"max_abs_err", 0.001},
+                           {"rel_l2_err", nullptr},
+                           {"baseline_max_abs_err", 0.002},
+                           {"baseline_rel_l2_err", 0.0005},
+                           {"bound", 0.006},
+                           {"ratio", 1.0 / 6},
+                           {"nonfinite", 2},
+                           {"outcome", "incorrect"},
+                           {"reason", "why"}};
+    EXPECT_EQ(json(r), expected) << json(r).dump(1);
+
+    CheckRecord g = typed_check_record("gating", "selection", Outcome::passed);
+    g.gating_figures = GatingCheck{};
+    g.gating_figures->pairs = 7;
+    g.gating_figures->near_ties = 1;
+    g.bound_kind = "why not";
+    json got = g;
+    EXPECT_EQ(got["pairs"], 7);
+    EXPECT_EQ(got["near_ties"], 1);
+    EXPECT_EQ(got["bound_kind"], "why not");
+    for (const char* key : {"max_abs_err", "ratio", "nonfinite"}) EXPECT_FALSE(got.contains(key)) << key;
+    EXPECT_EQ(got.size(), 9u + 5u + 1u) << got.dump(1);  // common fields, gating figures, bound_kind
+}
+
+TEST(Records, BenchRecordWritesTheFormatsFields) {
+    const BenchRecord r = typed_bench_record("naive", GatingMode::separate);
+    ASSERT_EQ(r.gating, "separate");
+    const json got = r;
+    const json expected = {{"kind", "bench"},
+                           {"config", records_config()},
+                           {"impl", "naive"},
+                           {"dense", false},
+                           {"phase", "fwd"},
+                           {"gating", "separate"},
+                           {"pairs", static_cast<std::int64_t>(r.pairs)},
+                           {"dense_pairs", std::int64_t{8} * 4096 * 4097 / 2},
+                           {"ideal_speedup", r.dense_pairs / r.pairs},
+                           {"flops", r.flops},
+                           {"gating_flops", r.gating_flops},
+                           {"dense_impl", nullptr},
+                           {"speedup_vs_dense", nullptr},
+                           {"check_outcome", "passed"},
+                           {"outcome", "passed"},
+                           {"reason", ""},
+                           {"command", bench_command(records_state(), "naive", Phase::fwd, GatingMode::separate)},
+                           {"check_worst_ratio", 0.25},
+                           {"timing", timing_json(r.measured->timing)},
+                           {"tflops", r.flops / 2e-3 / 1e12},
+                           {"gating_ms", 0.1},
+                           {"peak_memory_bytes", 1 << 20},
+                           {"sm_clock_start_mhz", 1980},
+                           {"sm_clock_end_mhz", 1700},
+                           {"throttle_reasons", 0},
+                           {"throttled", true}};  // 1700 < 0.9 * 1980
+    EXPECT_EQ(got, expected) << got.dump(1);
+    EXPECT_EQ(got["timing"]["median_ms"], 2.0);
+    // An implementation without gating: gating "none", gating_flops still a real number.
+    const json dense = bench_record_skeleton(records_state(), *find_implementation("dense_cublas"), Phase::fwd,
+                                             GatingMode::separate);
+    EXPECT_EQ(dense["gating"], "none");
+    EXPECT_EQ(dense["gating_flops"].dump(), "0.0");
+    EXPECT_FALSE(dense.contains("timing"));
+}
+
+TEST(Records, CheckAndBenchShareOneConfigWriter) {
+    const CheckCase state = records_state();
+    const json check = typed_check_record("forward", "out", Outcome::passed);
+    const json bench = bench_record_skeleton(state, *find_implementation("naive"), Phase::fwd, GatingMode::included);
+    EXPECT_EQ(check["config"], config_json(state));
+    EXPECT_EQ(bench["config"], config_json(state));
+    EXPECT_EQ(config_json(state), records_config()) << config_json(state).dump(1);
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+// `moba bench`: flags, grid files and sweeps planned into states, --resume, progress and the report.
 #include "harness/cli/bench_command.hpp"
 
 #include <chrono>
@@ -12,6 +13,7 @@
 
 #include "harness/cli/parse.hpp"
 #include "harness/device.hpp"
+#include "harness/records.hpp"
 #include "harness/report.hpp"
 
 namespace moba::cli {
@@ -178,9 +180,13 @@ std::string fmt_duration(double secs) {
     return fmt::format("{:.0f}m{:02.0f}s", std::floor(secs / 60), std::fmod(secs, 60));
 }
 
+// Whether a record (read back from a report, or just written) has the given outcome.
+// (Compared as text: an odd string in a resumed file is no match rather than an error.)
+bool has_outcome(const nlohmann::json& r, Outcome o) { return r["outcome"] == std::string(to_string(o)); }
+
 void print_line(const nlohmann::json& r) {
     const std::string outcome = r["outcome"].get<std::string>();
-    if (outcome != "passed") {
+    if (!has_outcome(r, Outcome::passed)) {
         fmt::print("  {:<13} {:<6} {:<13} {}\n", r["impl"].get<std::string>(), r["phase"].get<std::string>(), outcome,
                    r["reason"].get<std::string>().substr(0, 160));
         return;
@@ -218,12 +224,12 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
         for (const auto& r : old["records"]) {
             if (r.value("kind", "") != "bench") continue;
             previous.push_back(r);
-            if (r["outcome"] != "failed") done.insert(state_key(r));  // failed states are retried
+            if (!has_outcome(r, Outcome::failed)) done.insert(state_key(r));  // failed states are retried
         }
     }
     ReportWriter report(flags.out, "bench", argv);
     for (auto& r : previous)
-        if (r["outcome"] != "failed") report.add(r);
+        if (!has_outcome(r, Outcome::failed)) report.add(r);
     report.flush();
 
     fmt::print("GPU: {} ({} SMs), {} states x {} implementations x {} phases -> {}\n", dev.name, dev.sms,
@@ -239,7 +245,7 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
         for (const Implementation* impl : options.impls) {
             bool all_done = !done.empty();
             for (Phase ph : options.phases) {
-                const nlohmann::json probe = {{"config", bench_state_config(s)},
+                const nlohmann::json probe = {{"config", config_json(s)},
                                               {"impl", impl->name},
                                               {"phase", to_string(ph)},
                                               {"gating", gating_label(*impl, ph, options.gating)}};
@@ -261,8 +267,8 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
         if (tty) fmt::print("\r\033[K{}\n", head);
         for (auto& r : records) {
             print_line(r);
-            failures += r["outcome"] == "failed";
-            timed += r["outcome"] == "passed";
+            failures += has_outcome(r, Outcome::failed);
+            timed += has_outcome(r, Outcome::passed);
             report.add(std::move(r));
         }
         report.flush();  // every finished state is on disk before the next one starts

@@ -1,3 +1,4 @@
+// `moba check`: flags and suites planned into cases, progress lines, the tables and the report.
 #include "harness/cli/check_command.hpp"
 
 #include <algorithm>
@@ -117,7 +118,7 @@ double worst_ratio(const std::vector<nlohmann::json>& records) {
 }
 
 std::string worst_outcome(const std::vector<nlohmann::json>& records) {
-    std::string worst = "passed";
+    std::string worst(to_string(Outcome::passed));
     for (const auto& r : records) {
         const auto o = parse_outcome(r["outcome"].get<std::string>());
         if (is_failure(o)) return std::string(to_string(o));
@@ -216,9 +217,10 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
                            r["command"].get<std::string>());
         }
     const auto& s = report.document()["summary"];
+    auto count = [&](Outcome o) { return s[std::string(to_string(o))].get<int>(); };
     fmt::print("\n{} records: {} passed, {} incorrect, {} failed, {} not supported, {} skipped\nreport: {}\n",
-               s["records"].get<int>(), s["passed"].get<int>(), s["incorrect"].get<int>(), s["failed"].get<int>(),
-               s["not supported"].get<int>(), s["skipped"].get<int>(), flags.out);
+               s["records"].get<int>(), count(Outcome::passed), count(Outcome::incorrect), count(Outcome::failed),
+               count(Outcome::not_supported), count(Outcome::skipped), flags.out);
     return failing > 0 ? 1 : 0;
 }
 

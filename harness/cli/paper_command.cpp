@@ -1,3 +1,4 @@
+// `moba paper`: the published points of Figure 2, the runs at their lengths, and the table beside them.
 #include "harness/cli/paper_command.hpp"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "harness/bench.hpp"
 #include "harness/cli/parse.hpp"
 #include "harness/device.hpp"
+#include "harness/records.hpp"
 #include "harness/report.hpp"
 
 namespace moba::cli {
@@ -124,14 +126,14 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
         BenchOptions options;
         options.gating = GatingMode::included;
         options.timing.max_seconds = flags.max_seconds;
-        std::vector<nlohmann::json> records;
+        std::vector<BenchRecord> records;
         for (const Implementation* impl : impls) {
             const double pairs = impl->dense ? p.dense_pairs() : moba_pairs(p);
             const auto rate = ms_per_pair.find(impl->name);
             if (rate != ms_per_pair.end() && rate->second * pairs > 1000 * flags.max_run_seconds) {
-                nlohmann::json r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating);
-                r["reason"] = fmt::format("not run: {:.1f} s per call predicted from its rate at the previous length "
-                                          "exceeds --max-run-seconds {}", rate->second * pairs / 1000, flags.max_run_seconds);
+                BenchRecord r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating);
+                r.reason = fmt::format("not run: {:.1f} s per call predicted from its rate at the previous length "
+                                       "exceeds --max-run-seconds {}", rate->second * pairs / 1000, flags.max_run_seconds);
                 records.push_back(std::move(r));
             } else {
                 options.impls.push_back(impl);
@@ -140,28 +142,27 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
         fmt::print("L={} block={} topk={}: running {} implementations\n", pt.length, p.block, p.topk, options.impls.size());
         std::fflush(stdout);
         if (!options.impls.empty()) {
-            auto measured = run_bench(state, options);
+            auto measured = bench_records(state, options);
             records.insert(records.end(), measured.begin(), measured.end());
         }
         Row row{pt, {}, {}, {}, "", "", "", p.dense_pairs() / moba_pairs(p)};
         for (auto& r : records) {
-            r["published"] = {{"figure", flags.figure}, {"dense_ms", pt.dense_ms}, {"moba_ms", pt.moba_ms}, {"speedup", pt.speedup}};
-            const std::string name = r["impl"].get<std::string>();
-            if (r["outcome"] == "passed") {
-                const double m = r["timing"]["median_ms"].get<double>();
-                ms_per_pair[name] = m / static_cast<double>(r["pairs"].get<std::int64_t>());
-                auto& best = r["dense"].get<bool>() ? row.dense_ms : row.moba_ms;
-                auto& best_name = r["dense"].get<bool>() ? row.dense_impl : row.moba_impl;
+            r.published = PublishedFigures{flags.figure, pt.dense_ms, pt.moba_ms, pt.speedup};
+            const bool passed = r.outcome == Outcome::passed;
+            if (passed) {
+                const double m = r.measured->timing.median_ms;
+                ms_per_pair[r.impl] = m / static_cast<double>(static_cast<std::int64_t>(r.pairs));  // as written
+                auto& best = r.dense ? row.dense_ms : row.moba_ms;
+                auto& best_name = r.dense ? row.dense_impl : row.moba_impl;
                 if (!best || m < *best) {
                     best = m;
-                    best_name = name;
+                    best_name = r.impl;
                 }
             } else {
-                row.note += (row.note.empty() ? "" : "; ") + name + ": " + r["reason"].get<std::string>().substr(0, 100);
+                row.note += (row.note.empty() ? "" : "; ") + r.impl + ": " + r.reason.substr(0, 100);
             }
-            fmt::print("  {:<13} {:<9} {}\n", name, r["outcome"].get<std::string>(),
-                       r["outcome"] == "passed" ? fmt::format("{:.3f} ms", r["timing"]["median_ms"].get<double>())
-                                                : r["reason"].get<std::string>());
+            fmt::print("  {:<13} {:<9} {}\n", r.impl, to_string(r.outcome),
+                       passed ? fmt::format("{:.3f} ms", r.measured->timing.median_ms) : r.reason);
             report.add(r);
         }
         if (row.dense_ms && row.moba_ms) row.speedup = *row.dense_ms / *row.moba_ms;

@@ -1,4 +1,9 @@
 #!/usr/bin/env python3
+# sdpa_anchors.py: reference points for the MoBA harness. Times PyTorch's SDPA with its cuDNN
+# and flash backends (and a flex_attention MoBA) in a process of its own, apart from the C++
+# harness, on the harness's configurations, and writes a moba-report that `moba compare` and
+# `moba export` read beside the project's kernels. It lives in harness/ because it is a tool;
+# reports/ holds data. A later issue makes it a user of a Python package instead of a script.
 """PyTorch anchors beside the MoBA harness.
 
 Times what a PyTorch user would run instead of the project's kernels, on the same
@@ -18,7 +23,7 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    sys.exit("anchors.py needs PyTorch (python3 -c 'import torch' fails)")
+    sys.exit("sdpa_anchors.py needs PyTorch (python3 -c 'import torch' fails)")
 try:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 except ImportError:
@@ -385,7 +390,7 @@ def base_record(S, impl, phase, args):
     dense = impl in SDPA_BACKEND
     pairs = dense_pairs(L, hq) if dense else moba_pairs(L, block, topk, hq)
     flops = 4 * D * pairs * {"fwd": 1.0, "bwd": 2.5, "fwdbwd": 3.5}[phase]
-    cmd = ["python3", "reports/anchors.py", "--seqlen", str(L), "--heads", str(hq), "--kv-heads", str(hkv),
+    cmd = ["python3", "harness/tools/sdpa_anchors.py", "--seqlen", str(L), "--heads", str(hq), "--kv-heads", str(hkv),
            "--head-dim", str(D), "--block", str(block), "--topk", str(topk), "--dtype", S["dtype"],
            "--impl", impl, "--phase", phase, "--seed", str(S["seed"]), "--max-seconds", f"{args.max_seconds:g}"]
     config = {"seqlens": [L], "heads_q": hq, "heads_kv": hkv, "layout": layout(hq, hkv), "head_dim": D,
@@ -483,7 +488,7 @@ def describe_config(c):
 
 def run(args, argv):
     if not torch.cuda.is_available():
-        sys.exit("anchors.py: no CUDA device (torch.cuda.is_available() is False)")
+        sys.exit("sdpa_anchors.py: no CUDA device (torch.cuda.is_available() is False)")
     torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 gating and baseline are plain fp32
     dyn = importlib.import_module("torch._dynamo").config
     for name in ("cache_size_limit", "recompile_limit", "accumulated_cache_size_limit", "accumulated_recompile_limit"):
@@ -637,7 +642,7 @@ def main():
     problems += [f"{hq} query heads are not a multiple of {hkv} kv heads"
                  for hq in args.heads for hkv in (args.kv_heads or []) if hkv > 0 and hq % hkv]
     if problems:
-        print("anchors.py: " + "; ".join(problems), file=sys.stderr)
+        print("sdpa_anchors.py: " + "; ".join(problems), file=sys.stderr)
         return 2
     return run(args, sys.argv)
 

@@ -1,0 +1,81 @@
+// The records of a report (reports/FORMAT.md), one struct per kind:
+//   CheckRecord  "kind": "check"  one (implementation, check, tensor) of `moba check`
+//   BenchRecord  "kind": "bench"  one (implementation, phase) of `moba bench` / `moba paper`
+// Each has exactly one writer, nlohmann's to_json (so `nlohmann::json j = record;` works), and
+// both write their problem through the one config writer, config_json. Outcome strings come
+// from Outcome's to_string only. The JSON is the report format's; reports/moba-report.schema.json
+// validates it, and old reports must keep validating, so a field changes here only with the
+// format version.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/check.hpp"
+#include "harness/compare.hpp"
+#include "harness/flops.hpp"
+#include "harness/outcome.hpp"
+#include "harness/timer.hpp"
+
+namespace moba {
+
+// A problem and its seed as every record holds them under "config".
+nlohmann::json config_json(const CheckCase& state);
+
+struct CheckRecord {
+    CheckCase config;
+    std::string impl;
+    std::string check;   // gating, forward, backward, zero_sparsity, reference
+    std::string tensor;  // out, lse, dq, dk, dv; "selection" for gating; "" when nothing was compared
+    ReferenceKind reference = ReferenceKind::cpu;
+    std::string command;  // reproduces the record (reproduce_command)
+    Outcome outcome = Outcome::failed;
+    std::string reason;
+    // The figures of a comparison, at most one of the two; their outcome and reason are the
+    // record's own (the record_* makers in check.cpp copy them).
+    std::optional<TensorCheck> tensor_figures;
+    std::optional<GatingCheck> gating_figures;
+    std::string bound_kind;  // how `bound` was derived when it is not the §5 rule; "" = not written
+};
+void to_json(nlohmann::json& j, const CheckRecord& r);
+
+// What a timed (passed) bench record adds.
+struct BenchMeasurement {
+    double check_worst_ratio = 0;     // worst bound ratio of the forward check on sampled rows
+    Timing timing;                    // its clock window gives sm_clock_* and throttled
+    std::optional<double> gating_ms;  // gating timed on its own (gating "separate")
+    std::size_t peak_memory_bytes = 0;
+};
+
+// The published point a `moba paper` record is set beside.
+struct PublishedFigures {
+    std::string figure;
+    double dense_ms = 0, moba_ms = 0, speedup = 0;
+};
+
+struct BenchRecord {
+    CheckCase config;
+    std::string impl;
+    bool dense = false;
+    Phase phase = Phase::fwd;
+    std::string gating;  // gating_label(): included, separate or none
+    double pairs = 0;    // attended (query, key) pairs of this implementation (written as an integer)
+    double dense_pairs = 0;
+    double flops = 0;
+    double gating_flops = 0;
+    std::optional<std::string> dense_impl;  // the fastest dense implementation of the phase
+    std::optional<double> speedup_vs_dense;
+    Outcome check_outcome = Outcome::skipped;
+    Outcome outcome = Outcome::skipped;
+    std::string reason;
+    std::string command;  // reproduces the record (bench_command)
+    std::optional<BenchMeasurement> measured;  // set exactly when outcome is passed
+    std::optional<PublishedFigures> published;
+};
+void to_json(nlohmann::json& j, const BenchRecord& r);
+
+}  // namespace moba

@@ -1,0 +1,140 @@
+#include "harness/sanitizer.hpp"
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+
+#include <fmt/format.h>
+#include <sys/wait.h>
+
+namespace moba {
+
+std::string_view to_string(SanitizerTool tool) {
+    switch (tool) {
+        case SanitizerTool::memcheck: return "memcheck";
+        case SanitizerTool::racecheck: return "racecheck";
+        case SanitizerTool::synccheck: return "synccheck";
+        case SanitizerTool::initcheck: return "initcheck";
+    }
+    return "unknown";
+}
+
+SanitizerTool parse_sanitizer_tool(std::string_view text) {
+    for (SanitizerTool t : {SanitizerTool::memcheck, SanitizerTool::racecheck,
+                            SanitizerTool::synccheck, SanitizerTool::initcheck})
+        if (text == to_string(t)) return t;
+    throw std::invalid_argument(fmt::format(
+        "unknown sanitizer tool '{}' (expected memcheck, racecheck, synccheck, initcheck or all)",
+        text));
+}
+
+std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view list) {
+    if (list == "all")
+        return {SanitizerTool::memcheck, SanitizerTool::racecheck, SanitizerTool::synccheck,
+                SanitizerTool::initcheck};
+    std::vector<SanitizerTool> tools;
+    std::size_t start = 0;
+    while (start <= list.size()) {
+        const std::size_t comma = std::min(list.find(',', start), list.size());
+        tools.push_back(parse_sanitizer_tool(list.substr(start, comma - start)));
+        start = comma + 1;
+    }
+    return tools;
+}
+
+std::int64_t parse_sanitizer_summary(SanitizerTool tool, std::string_view output,
+                                     std::string* line) {
+    // memcheck, synccheck and initcheck end with "ERROR SUMMARY: N error(s)"; racecheck with
+    // "RACECHECK SUMMARY: N hazard(s) displayed (E errors, W warnings)".
+    static const std::regex errors(R"(ERROR SUMMARY: (\d+) error)");
+    static const std::regex hazards(R"(RACECHECK SUMMARY: (\d+) hazards? displayed \((\d+) errors?, (\d+) warnings?\))");
+    const std::string text(output);
+    std::smatch m;
+    if (tool == SanitizerTool::racecheck && std::regex_search(text, m, hazards)) {
+        if (line) *line = m.str(0);
+        return std::stoll(m.str(2)) + std::stoll(m.str(3));
+    }
+    if (std::regex_search(text, m, errors)) {
+        if (line) *line = m.str(0);
+        return std::stoll(m.str(1));
+    }
+    return -1;
+}
+
+namespace {
+
+// Single-quotes an argument for /bin/sh.
+std::string quote(const std::string& arg) {
+    std::string q = "'";
+    for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+}  // namespace
+
+SanitizerRun run_under_sanitizer(SanitizerTool tool, const std::string& sanitizer,
+                                 const std::string& self_exe,
+                                 const std::vector<std::string>& check_args) {
+    SanitizerRun run;
+    run.tool = tool;
+    std::string command = fmt::format("{} --tool {} --error-exitcode 3 {} check", quote(sanitizer),
+                                      to_string(tool), quote(self_exe));
+    for (const auto& a : check_args) command += " " + quote(a);
+    run.command = command;
+    FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+    if (pipe == nullptr) {
+        run.outcome = Outcome::failed;
+        run.summary = "could not start compute-sanitizer";
+        return run;
+    }
+    std::string output;
+    std::array<char, 4096> buffer{};
+    while (std::fgets(buffer.data(), static_cast<int>(buffer.size()), pipe) != nullptr)
+        output += buffer.data();
+    const int status = pclose(pipe);
+    run.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::string line;
+    run.problems = parse_sanitizer_summary(tool, output, &line);
+    if (run.problems < 0) {
+        run.outcome = Outcome::failed;
+        std::string tail = output.size() > 400 ? output.substr(output.size() - 400) : output;
+        run.summary = fmt::format("no {} summary (exit {}): {}", to_string(tool), run.exit_status, tail);
+    } else if (run.problems > 0) {
+        run.outcome = Outcome::incorrect;
+        run.summary = line;
+    } else if (run.exit_status != 0 && run.exit_status != 1) {
+        // 1: the check itself found a wrong number, which its own records report; anything else
+        // (a crash, a refused configuration) is a failure of this run.
+        run.outcome = Outcome::failed;
+        run.summary = fmt::format("{}; the checked program exited {}", line, run.exit_status);
+    } else {
+        run.summary = line;
+    }
+    return run;
+}
+
+std::string find_compute_sanitizer() {
+    if (const char* env = std::getenv("MOBA_COMPUTE_SANITIZER"); env && *env) return env;
+    if (const char* path = std::getenv("PATH")) {
+        std::stringstream dirs(path);
+        std::string dir;
+        while (std::getline(dirs, dir, ':')) {
+            const auto candidate = std::filesystem::path(dir) / "compute-sanitizer";
+            if (!dir.empty() && std::filesystem::exists(candidate)) return candidate.string();
+        }
+    }
+    const std::filesystem::path fallback = "/usr/local/cuda/bin/compute-sanitizer";
+    return std::filesystem::exists(fallback) ? fallback.string() : std::string();
+}
+
+std::string self_executable() {
+    std::error_code ec;
+    const auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : path.string();
+}
+
+}  // namespace moba

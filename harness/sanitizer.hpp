@@ -1,0 +1,54 @@
+// Races and memory errors as a verdict: runs this program's own `moba check` on one small
+// configuration under NVIDIA compute-sanitizer (racecheck, memcheck, synccheck, initcheck) and
+// reads the tool's summary line. A hazard or error makes the check incorrect; a sanitizer that
+// cannot run (not installed, crashed) makes it failed, with the reason; the command that
+// reproduces it is kept. Used by `moba check --sanitize` and ci/gpu_verify.sh.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "harness/outcome.hpp"
+
+namespace moba {
+
+enum class SanitizerTool { memcheck, racecheck, synccheck, initcheck };
+
+std::string_view to_string(SanitizerTool tool);
+// Throws std::invalid_argument naming the bad text and the valid names.
+SanitizerTool parse_sanitizer_tool(std::string_view text);
+// "memcheck,racecheck" -> tools; "all" -> every tool. Throws as parse_sanitizer_tool.
+std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view list);
+
+struct SanitizerRun {
+    SanitizerTool tool = SanitizerTool::memcheck;
+    std::string command;       // the full command line that was run (reproduces the record)
+    std::int64_t problems = 0; // errors (memcheck, synccheck, initcheck) or hazards (racecheck)
+    int exit_status = 0;       // of compute-sanitizer
+    std::string summary;       // the tool's summary line, or what went wrong
+    Outcome outcome = Outcome::passed;
+};
+
+// The number in a summary line such as "========= ERROR SUMMARY: 3 errors" or
+// "========= RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)"; -1 if the text has
+// no summary line. Racecheck counts its errors and warnings both (a warning is a hazard too).
+std::int64_t parse_sanitizer_summary(SanitizerTool tool, std::string_view output,
+                                     std::string* line = nullptr);
+
+// Runs `sanitizer --tool T --error-exitcode 3 self_exe check_args...` and judges its output.
+// sanitizer: path or name of compute-sanitizer. Never throws for a failing child: the result
+// says failed with the reason.
+SanitizerRun run_under_sanitizer(SanitizerTool tool, const std::string& sanitizer,
+                                 const std::string& self_exe,
+                                 const std::vector<std::string>& check_args);
+
+// compute-sanitizer's path: $MOBA_COMPUTE_SANITIZER, then PATH, then /usr/local/cuda/bin; empty
+// when none is found.
+std::string find_compute_sanitizer();
+
+// This process's executable (/proc/self/exe).
+std::string self_executable();
+
+}  // namespace moba
