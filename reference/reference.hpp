@@ -24,7 +24,13 @@ struct GatingResult {
     // differ, when boundary_gap <= 2 (D + Bs + 1) 2^-24 boundary_magnitude (SEMANTICS.md).
     std::vector<double> boundary_magnitude;
 };
+// Scores every past block in fp32 first and rescores in float64 only the blocks a rigorous
+// error bound cannot rule out (SEMANTICS.md §2, "How the float64 gating is computed fast");
+// bitwise the result of gating_exhaustive.
 GatingResult gating(const Problem& problem, const HostInputs& inputs);
+// The plain definition: a float64 score for every (query, head, past block). The yardstick
+// gating is tested against; cost Hq * D * sum_i b(i) double multiply-adds.
+GatingResult gating_exhaustive(const Problem& problem, const HostInputs& inputs);
 
 // Every block up to the query's own one (what k >= n selects): MoBA's zero-sparsity selection.
 Selection full_selection(const Problem& problem);
