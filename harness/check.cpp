@@ -111,17 +111,18 @@ void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind 
                      const ForwardOutput& f, const GradientOutput* g, const Truth& t,
                      std::vector<CheckRecord>& records) {
     const double atol = tensor_atol(c.problem.dtype);
+    const auto row = static_cast<std::size_t>(c.problem.head_dim);  // one (token, head) per row
     records.push_back(tensor_record(c, impl, fwd_check, ref,
-                                    compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol)));
+                                    compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol, row)));
     records.push_back(tensor_record(c, impl, fwd_check, ref,
                                     compare_tensor("lse", f.lse, t.lse, t.base_lse, kForwardFactor, kLseAtol)));
     if (!g) return;
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol)));
+                                    compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol, row)));
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dk", g->dk, t.dk, t.base_dk, kGradientFactor, atol)));
+                                    compare_tensor("dk", g->dk, t.dk, t.base_dk, kGradientFactor, atol, row)));
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dv", g->dv, t.dv, t.base_dv, kGradientFactor, atol)));
+                                    compare_tensor("dv", g->dv, t.dv, t.base_dv, kGradientFactor, atol, row)));
 }
 
 // Without a GPU the baseline itself is judged: its error against float64 must stay within
@@ -172,7 +173,7 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
         DeviceInputs din(impl, p, in);
         if (impl.has_gating() && gate) {
             const Selection got = run_gating(impl, din);
-            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, *gate)));
+            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, *gate, in)));
         }
         const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
         judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
@@ -262,7 +263,7 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
                                                           : gpu_truth(p, in, sel);
     if (!o.gpu) {
         if (gate) records.push_back(gating_record(c, kBaselineName, o.reference,
-                                                  compare_gating(p, ref::baseline_gating(p, in), *gate)));
+                                                  compare_gating(p, ref::baseline_gating(p, in), *gate, in)));
         judge_baseline(c, fwd_check, bwd_check, truth, records);
         return;
     }
@@ -273,17 +274,20 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
 
 }  // namespace
 
-void PrintTo(const CheckCase& c, std::ostream* os) { *os << c.problem.flags() << " --seed " << c.seed; }
+void PrintTo(const CheckCase& c, std::ostream* os) {
+    *os << c.problem.flags() << " --seed " << c.seed << " --inputs " << to_string(c.inputs);
+}
 
 std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref) {
-    std::string cmd = fmt::format("moba check {} --seed {}", c.problem.flags(), c.seed);
+    std::string cmd = fmt::format("moba check {} --seed {} --inputs {}", c.problem.flags(), c.seed,
+                                  to_string(c.inputs));
     if (impl != kBaselineName) cmd += " --impl " + impl;
     if (ref == ReferenceKind::naive) cmd += " --reference naive";
     return cmd;
 }
 
 std::vector<json> run_checks(const CheckCase& c, const CheckOptions& o) {
-    return run_checks_on(c, make_inputs(c.problem, c.seed), o);
+    return run_checks_on(c, make_inputs(c.problem, c.seed, c.inputs), o);
 }
 
 std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const CheckOptions& o) {

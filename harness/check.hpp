@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/problem.hpp"
+#include "harness/input_families.hpp"
 #include "harness/registry.hpp"
 #include "core/tensors.hpp"
 
@@ -33,6 +34,7 @@ struct CheckOptions {
 struct CheckCase {
     Problem problem;
     std::uint64_t seed = 0;
+    InputFamily inputs = InputFamily::normal;  // how the inputs are drawn (input_families.hpp)
 };
 // For GoogleTest's messages: the flags and seed that reproduce the case.
 void PrintTo(const CheckCase& c, std::ostream* os);

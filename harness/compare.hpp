@@ -52,21 +52,35 @@ TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
 
 struct GatingCheck {
     std::int64_t pairs = 0;                // (query token, query head) pairs compared
-    std::int64_t mismatches = 0;           // sets differ and the reference has no near-tie there
-    std::int64_t near_ties = 0;            // reference boundary gap below the margin
-    std::int64_t near_tie_mismatches = 0;  // sets differ at a near-tie (counted, not an error)
+    std::int64_t mismatches = 0;           // sets differ by more than near-tie swaps (an error)
+    std::int64_t near_ties = 0;            // reference boundary gap within the margin (> 0)
+    std::int64_t exact_ties = 0;           // reference boundary gap exactly 0: the lower index wins
+    std::int64_t near_tie_mismatches = 0;  // sets differ only by near-tie swaps (counted, not an error)
+    std::int64_t tie_violations = 0;       // of the mismatches: an exact tie given to the higher index
     std::int64_t invalid = 0;              // out-of-range, unsorted, missing own block, future
     std::int64_t first_bad_pair = -1;
     Outcome outcome = Outcome::passed;
     std::string reason;
 };
 
-// Near-tie margin for one pair: the first-order worst-case fp32 rounding of a block mean over
-// Bs tokens and a dot product over D terms, in any summation order (reference/SEMANTICS.md):
-// 2 * (D + Bs + 1) * 2^-24 * sum_d |q_d| mean_t |k_td|.
-double gating_margin(const Problem& problem, double boundary_magnitude);
+// How far an fp32-class gating's score of one block may lie from the float64 one
+// (SEMANTICS.md §2, "Near ties"): with u = 2^-24, lambda = 8, M = sum_d |q_d| mean_t |k_td| and
+// N = sum_d |q_d kbar_d|,
+//   e = lambda u (sqrt(Bs) M + sqrt(D) N) + rho N,
+// the block mean's fp32 sum and the dot product's fp32 sum (Higham and Mary's probabilistic
+// bound: exceeded with probability below 2 exp(-lambda^2 / 2) ~ 1e-14 per sum), plus rho, the
+// relative precision a block mean may be held to: two terms of the input dtype (u_dtype^2:
+// 2^-16 bf16, 2^-22 fp16), or fp32 itself (2^-24).
+double gating_score_error(const Problem& problem, double magnitude, double abs_score);
+// The near-tie margin of the boundary pair: the two blocks' errors added, each taken at the
+// pair's larger magnitudes.
+double gating_margin(const Problem& problem, double boundary_magnitude, double boundary_abs_score);
 
+// Judges got against the float64 reference. A pair whose set differs is excused (a near-tie
+// mismatch) only when every block it took instead of a reference block scores below that block
+// by more than 0 and at most the two blocks' errors; an exact tie must go to the lower index.
+// `inputs` are the ones gating ran on (the scores of the differing blocks are recomputed).
 GatingCheck compare_gating(const Problem& problem, const Selection& got,
-                           const ref::GatingResult& ref);
+                           const ref::GatingResult& ref, const HostInputs& inputs);
 
 }  // namespace moba

@@ -25,6 +25,7 @@ json config_json(const CheckCase& s) {
             {"head_dim", p.head_dim},       {"block", p.block},
             {"topk", p.topk},               {"dtype", to_string(p.dtype)},
             {"scale", p.scale()},           {"seed", s.seed},
+            {"inputs", to_string(s.inputs)},
             {"total_tokens", p.total_tokens()}, {"zero_sparsity", p.zero_sparsity()}};
 }
 
@@ -41,6 +42,11 @@ void to_json(json& j, const CheckRecord& r) {
         j["baseline_rel_l2_err"] = finite_or_null(t->baseline_rel_l2_err);
         j["bound"] = finite_or_null(t->bound);
         j["ratio"] = finite_or_null(t->ratio);
+        j["max_abs_ratio"] = finite_or_null(t->max_abs_ratio);
+        j["row_ratio"] = finite_or_null(t->row_ratio);
+        j["worst_row"] = t->worst_row;
+        j["rel_l2_bound"] = finite_or_null(t->rel_l2_bound);
+        j["rel_l2_ratio"] = finite_or_null(t->rel_l2_ratio);
         j["nonfinite"] = t->nonfinite;
     }
     if (const auto& g = r.gating_figures) {
@@ -48,6 +54,9 @@ void to_json(json& j, const CheckRecord& r) {
         j["mismatches"] = g->mismatches;
         j["near_ties"] = g->near_ties;
         j["near_tie_mismatches"] = g->near_tie_mismatches;
+        j["exact_ties"] = g->exact_ties;
+        j["tie_violations"] = g->tie_violations;
+        j["near_tie_fraction"] = g->pairs > 0 ? static_cast<double>(g->near_ties) / static_cast<double>(g->pairs) : 0.0;
         j["invalid"] = g->invalid;
     }
     if (!r.bound_kind.empty()) j["bound_kind"] = r.bound_kind;

@@ -32,7 +32,11 @@ RecordRef record_ref(const json& r, std::size_t index) {
 // (config without seed, impl, phase, gating): what makes two bench records comparable.
 std::string match_key(const json& r) {
     json config = r.value("config", json::object());
-    if (config.is_object()) config.erase("seed");
+    if (config.is_object()) {
+        config.erase("seed");
+        // Reports written before input families existed drew every input from N(0, 1).
+        if (!config.contains("inputs")) config["inputs"] = "normal";
+    }
     return fmt::format("{}\x1f{}\x1f{}\x1f{}", config.dump(), text_field(r, "impl"),
                        text_field(r, "phase"), text_field(r, "gating"));
 }

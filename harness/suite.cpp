@@ -13,7 +13,8 @@ struct Lengths {
 
 std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::vector<int>& topks,
                               const std::vector<int>& head_dims, int heads_q,
-                              const std::vector<int>& kv_heads, std::uint64_t base_seed) {
+                              const std::vector<int>& kv_heads, std::uint64_t base_seed,
+                              const std::vector<InputFamily>& families) {
     std::vector<CheckCase> cases;
     for (int hkv : kv_heads)
         for (DType dtype : {DType::bf16, DType::f16})
@@ -28,28 +29,32 @@ std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::ve
                         p.block = len.block;
                         p.dtype = dtype;
                         p.topk = k > 0 ? k : p.max_blocks();  // k <= 0 means "k >= n"
-                        cases.push_back({p, base_seed + cases.size()});
+                        const std::size_t index = cases.size();
+                        // Every family in turn, so each shape class meets several of them.
+                        cases.push_back({p, base_seed + index, families[index % families.size()]});
                     }
     return cases;
 }
 
 }  // namespace
 
-std::vector<CheckCase> quick_suite(std::uint64_t base_seed) {
+std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
     const std::vector<Lengths> lengths = {
         {{1}, 16}, {{113}, 32}, {{1023}, 128}, {{4097}, 256}, {{1000, 17, 2049, 1}, 128}};
-    return matrix(lengths, {1, 3, 0}, {64, 128}, 4, {4, 2, 1}, base_seed);
+    return matrix(lengths, {1, 3, 0}, {64, 128}, 4, {4, 2, 1}, base_seed, families);
 }
 
-std::vector<CheckCase> long_suite(std::uint64_t base_seed) {
+std::vector<CheckCase> long_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
     const std::vector<Lengths> lengths = {
         {{16384}, 512}, {{65536}, 1024}, {{40000, 1, 8191, 16385}, 512}};
-    return matrix(lengths, {3, 8, 0}, {128}, 8, {8, 2, 1}, base_seed);
+    return matrix(lengths, {3, 8, 0}, {128}, 8, {8, 2, 1}, base_seed, families);
 }
 
-std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed) {
-    if (name == "quick") return quick_suite(base_seed);
-    if (name == "long") return long_suite(base_seed);
+std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,
+                                   const std::vector<InputFamily>& families) {
+    if (families.empty()) throw std::invalid_argument("a suite needs at least one input family");
+    if (name == "quick") return quick_suite(base_seed, families);
+    if (name == "long") return long_suite(base_seed, families);
     throw std::invalid_argument("unknown suite '" + std::string(name) + "' (expected quick or long)");
 }
 

@@ -11,12 +11,16 @@ namespace moba {
 // quick: MHA, GQA, MQA (4 query heads; 4, 2, 1 kv heads) x bf16, fp16 x D 64, 128 x lengths
 // 1, 113, 1023, 4097 and a mixed batch {1000, 17, 2049, 1} x k in {1, 3, >= n}.
 // Block size per length so every length has several blocks: 16, 32, 128, 256, 128.
-// Seeds are base_seed + index, so each case is reproducible on its own.
-std::vector<CheckCase> quick_suite(std::uint64_t base_seed);
+// Seeds are base_seed + index, so each case is reproducible on its own. Case i draws its inputs
+// from families[i % families.size()]: by default every family in turn (input_families.hpp).
+std::vector<CheckCase> quick_suite(std::uint64_t base_seed,
+                                   const std::vector<InputFamily>& families = all_input_families());
 // long: lengths up to 64K for --reference naive (GPU truth).
-std::vector<CheckCase> long_suite(std::uint64_t base_seed);
+std::vector<CheckCase> long_suite(std::uint64_t base_seed,
+                                  const std::vector<InputFamily>& families = all_input_families());
 
-// Throws std::invalid_argument naming the suite when it is unknown.
-std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed);
+// Throws std::invalid_argument naming the suite when it is unknown, or for no family.
+std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,
+                                   const std::vector<InputFamily>& families = all_input_families());
 
 }  // namespace moba

@@ -58,6 +58,7 @@ GatingResult empty_gating_result(const Shape& shape) {
     result.boundary_gap.assign(shape.total * shape.heads_q,
                                std::numeric_limits<double>::infinity());
     result.boundary_magnitude.assign(shape.total * shape.heads_q, 0.0);
+    result.boundary_abs_score.assign(shape.total * shape.heads_q, 0.0);
     return result;
 }
 
@@ -93,6 +94,13 @@ void rank_row(const Shape& shape, const BlockMeans& means, const GatingRow& row,
             return m;
         };
         result.boundary_magnitude[pair] = std::max(magnitude(weakest), magnitude(rival));
+        auto abs_score = [&](int position) {
+            const double* kbar = means.kbar.data() + means.row(row.s, blocks[position], hk);
+            double m = 0.0;
+            for (int d = 0; d < shape.dim; ++d) m += std::fabs(row.q[d] * kbar[d]);
+            return m;
+        };
+        result.boundary_abs_score[pair] = std::max(abs_score(weakest), abs_score(rival));
     }
 }
 
@@ -109,3 +117,37 @@ void exhaustive_row(const Shape& shape, const BlockMeans& means, const GatingRow
 }
 
 }  // namespace moba::ref::detail
+
+namespace moba::ref {
+
+struct BlockScorer::State {
+    detail::Shape shape;
+    detail::BlockMeans means;
+    const HostInputs* inputs;
+};
+
+BlockScorer::BlockScorer(const Problem& problem, const HostInputs& inputs)
+    : state_(new State{detail::Shape(problem), {}, &inputs}) {
+    detail::check_inputs(problem, inputs, false);
+    state_->means = detail::block_means(state_->shape, inputs);
+}
+
+BlockScorer::~BlockScorer() { delete state_; }
+
+BlockScore BlockScorer::score(std::int64_t token, int head, int block) const {
+    const detail::Shape& shape = state_->shape;
+    const int s = shape.sequence_of(token);
+    const int hk = head / shape.group;
+    const float* q = state_->inputs->q.data() + shape.q_row(token, head);
+    const double* kbar = state_->means.kbar.data() + state_->means.row(s, block, hk);
+    const double* kabs = state_->means.kabs.data() + state_->means.row(s, block, hk);
+    BlockScore b;
+    b.score = detail::dot64(q, kbar, shape.dim);
+    for (int d = 0; d < shape.dim; ++d) {
+        b.magnitude += std::fabs(q[d]) * kabs[d];
+        b.abs_score += std::fabs(q[d] * kbar[d]);
+    }
+    return b;
+}
+
+}  // namespace moba::ref

@@ -20,9 +20,34 @@ struct GatingResult {
     std::vector<double> boundary_gap;
     // Per (query token, query head) [total, Hq]: max over the two blocks at the boundary of
     // sum_d |q_d| * mean_t |k_td|, the magnitude that bounds an fp32 score's rounding error.
-    // 0 where boundary_gap is +inf. A (token, head) is a near tie, whose fp32 selection may
-    // differ, when boundary_gap <= 2 (D + Bs + 1) 2^-24 boundary_magnitude (SEMANTICS.md).
+    // 0 where boundary_gap is +inf. Together with boundary_abs_score it gives the near-tie
+    // margin of SEMANTICS.md §2 (harness/compare.hpp, gating_margin).
     std::vector<double> boundary_magnitude;
+    // Per (query token, query head) [total, Hq]: max over the same two blocks of
+    // sum_d |q_d * kbar_d|, the magnitude of the dot product's own rounding. 0 likewise.
+    std::vector<double> boundary_abs_score;
+};
+
+// float64 scores of single (query, head, block) triples, with the two magnitudes an fp32 score's
+// rounding scales with: for judging a selection that differs from the reference's by blocks
+// other than the boundary pair (harness/compare.cpp). Computes the block means once.
+struct BlockScore {
+    double score = 0;      // q . kbar, as gating computes it
+    double magnitude = 0;  // sum_d |q_d| mean_t |k_td|
+    double abs_score = 0;  // sum_d |q_d kbar_d|
+};
+class BlockScorer {
+public:
+    BlockScorer(const Problem& problem, const HostInputs& inputs);
+    ~BlockScorer();
+    BlockScorer(const BlockScorer&) = delete;
+    BlockScorer& operator=(const BlockScorer&) = delete;
+    // Local block j of the sequence of packed token t, query head h.
+    BlockScore score(std::int64_t token, int head, int block) const;
+
+private:
+    struct State;
+    State* state_;
 };
 // Scores every past block in fp32 first and rescores in float64 only the blocks a rigorous
 // error bound cannot rule out (SEMANTICS.md §2, "How the float64 gating is computed fast");

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/compare.hpp"
+#include "reference/reference.hpp"
 
 namespace moba {
 namespace {
@@ -96,29 +97,35 @@ TEST(Atol, RoundingStepNearPointThree) {
     EXPECT_EQ(tensor_atol(DType::f16), std::ldexp(1.0, -12));
 }
 
-// One sequence of 3 blocks (Bs 2, L 6), one head, top-2: pairs of the last block choose one
-// of blocks 0, 1.
+// One sequence of 6 tokens, block 2, top-2, fp32, q = (1, 1, 1, 1): tokens 4 and 5 (own block 2)
+// choose one of past blocks 0 and 1 by the block means' sums. The keys of block b are all
+// (x_b, x_b, x_b, y_b); the reference is ref::gating on exactly these inputs.
 struct GatingFixture {
     Problem p;
+    HostInputs in;
     ref::GatingResult ref;
-    GatingFixture() {
+    explicit GatingFixture(float block0_last = 0.25f, float block1_last = 0.375f) {
         p.seqlens = {6};
         p.heads_q = p.heads_kv = 1;
         p.head_dim = 4;
         p.block = 2;
         p.topk = 2;
-        ref.selection.slots = 2;
-        // tokens 0,1: {0,-1}; tokens 2,3: {0,1}; tokens 4,5: {1,2} (block 1 beat block 0)
-        ref.selection.blocks = {0, -1, 0, -1, 0, 1, 0, 1, 1, 2, 1, 2};
-        const double inf = std::numeric_limits<double>::infinity();
-        ref.boundary_gap = {inf, inf, inf, inf, 0.5, 0.5};
-        ref.boundary_magnitude = {0, 0, 0, 0, 1.0, 1.0};
+        p.dtype = DType::f32;
+        in.q.assign(24, 1.0f);
+        in.v.assign(24, 0.5f);
+        in.dout.assign(24, 0.25f);
+        const float x[3] = {0.25f, 0.375f, 0.125f};
+        const float y[3] = {block0_last, block1_last, 0.125f};
+        for (int t = 0; t < 6; ++t)
+            for (int d = 0; d < 4; ++d) in.k.push_back(d < 3 ? x[t / 2] : y[t / 2]);
+        ref = ref::gating(p, in);
     }
 };
 
 TEST(CompareGating, EqualSetsPass) {
     GatingFixture f;
-    const GatingCheck c = compare_gating(f.p, f.ref.selection, f.ref);
+    ASSERT_EQ(f.ref.selection.blocks[8], 1);  // block 1 (score 1.5) beats block 0 (1.0)
+    const GatingCheck c = compare_gating(f.p, f.ref.selection, f.ref, f.in);
     EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
     EXPECT_EQ(c.pairs, 6);
     EXPECT_EQ(c.mismatches, 0);
@@ -130,23 +137,45 @@ TEST(CompareGating, MismatchAwayFromTiesIsIncorrect) {
     Selection got = f.ref.selection;
     got.blocks[8] = 0;  // token 4 picks block 0 although block 1 scored 0.5 higher
     got.blocks[9] = 2;
-    const GatingCheck c = compare_gating(f.p, got, f.ref);
+    const GatingCheck c = compare_gating(f.p, got, f.ref, f.in);
     EXPECT_EQ(c.outcome, Outcome::incorrect);
     EXPECT_EQ(c.mismatches, 1);
+    EXPECT_EQ(c.tie_violations, 0);
     EXPECT_EQ(c.first_bad_pair, 4);
 }
 
-TEST(CompareGating, MismatchAtNearTieIsCountedNotFailed) {
-    GatingFixture f;
-    f.ref.boundary_gap[4] = 1e-9;  // far below the fp32 margin
+// Block 0 scores 2^-20 below block 1: far inside the fp32 margin, so taking it is excused.
+TEST(CompareGating, SwapAtNearTieIsCountedNotFailed) {
+    GatingFixture f(0.375f - std::ldexp(1.0f, -20), 0.375f);
+    for (int x : {0, 1, 2}) f.in.k[static_cast<std::size_t>(x)] = 0.375f;  // token 0: x = 0.375
+    for (int x : {4, 5, 6}) f.in.k[static_cast<std::size_t>(x)] = 0.375f;  // token 1
+    f.ref = ref::gating(f.p, f.in);
+    ASSERT_EQ(f.ref.selection.blocks[8], 1);
+    ASSERT_GT(f.ref.boundary_gap[4], 0.0);
     Selection got = f.ref.selection;
     got.blocks[8] = 0;
     got.blocks[9] = 2;
-    const GatingCheck c = compare_gating(f.p, got, f.ref);
+    const GatingCheck c = compare_gating(f.p, got, f.ref, f.in);
     EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
-    EXPECT_EQ(c.near_ties, 1);
+    EXPECT_EQ(c.near_ties, 2);  // tokens 4 and 5
     EXPECT_EQ(c.near_tie_mismatches, 1);
     EXPECT_EQ(c.mismatches, 0);
+}
+
+// Blocks 0 and 1 equal: an exact tie, which the lower index wins; taking block 1 is never excused.
+TEST(CompareGating, ExactTieGivenToTheHigherIndexIsIncorrect) {
+    GatingFixture f(0.375f, 0.375f);
+    for (int x : {0, 1, 2, 4, 5, 6}) f.in.k[static_cast<std::size_t>(x)] = 0.375f;
+    f.ref = ref::gating(f.p, f.in);
+    ASSERT_EQ(f.ref.boundary_gap[4], 0.0);
+    ASSERT_EQ(f.ref.selection.blocks[8], 0);
+    Selection got = f.ref.selection;
+    got.blocks[8] = 1;
+    const GatingCheck c = compare_gating(f.p, got, f.ref, f.in);
+    EXPECT_EQ(c.outcome, Outcome::incorrect) << c.reason;
+    EXPECT_EQ(c.exact_ties, 2);
+    EXPECT_EQ(c.mismatches, 1);
+    EXPECT_EQ(c.tie_violations, 1);
 }
 
 TEST(CompareGating, InvalidListsAreIncorrect) {
@@ -164,18 +193,25 @@ TEST(CompareGating, InvalidListsAreIncorrect) {
         Selection got = f.ref.selection;
         got.blocks[2 * bad.token] = bad.a;
         got.blocks[2 * bad.token + 1] = bad.b;
-        const GatingCheck c = compare_gating(f.p, got, f.ref);
+        const GatingCheck c = compare_gating(f.p, got, f.ref, f.in);
         EXPECT_EQ(c.outcome, Outcome::incorrect) << bad.what;
         EXPECT_EQ(c.invalid, 1) << bad.what;
     }
 }
 
-TEST(CompareGating, MarginScalesWithBlockAndHeadDim) {
+// The margin grows with sqrt(Bs) and sqrt(D), not with Bs: at block 4096 it is 8x tighter than
+// the first-order worst case 2 (D + Bs + 1) u M it replaced (1024 u M against 8322 u M).
+TEST(CompareGating, MarginGrowsWithTheSquareRootOfTheBlock) {
     Problem p;
     p.block = 64;
     p.head_dim = 64;
-    EXPECT_DOUBLE_EQ(gating_margin(p, 1.0), 2.0 * 129 * std::ldexp(1.0, -24));
-    EXPECT_DOUBLE_EQ(gating_margin(p, 0.0), 0.0);
+    p.dtype = DType::f16;
+    const double u = std::ldexp(1.0, -24);
+    EXPECT_DOUBLE_EQ(gating_margin(p, 1.0, 0.0), 2.0 * 8 * u * 8);
+    EXPECT_DOUBLE_EQ(gating_margin(p, 0.0, 1.0), 2.0 * (8 * u * 8 + std::ldexp(1.0, -22)));
+    EXPECT_DOUBLE_EQ(gating_margin(p, 0.0, 0.0), 0.0);
+    p.block = 4096;
+    EXPECT_LT(8 * gating_margin(p, 1.0, 0.0), 2.0 * (64 + 4096 + 1) * u);
 }
 
 }  // namespace

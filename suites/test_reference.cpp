@@ -646,8 +646,9 @@ TEST_P(Baseline, ErrorIsSmallButNotZeroAndGatingAgrees) {
     EXPECT_GT(rel_l2(base.lse, ref.lse), 0.0);
     EXPECT_LT(rel_l2(base.lse, ref.lse), 1e-6);
 
-    // fp32 gating selects what float64 selects except within the near-tie margin
-    // 2 (D + Bs + 1) 2^-24 * boundary_magnitude (reference/SEMANTICS.md).
+    // fp32 gating selects what float64 selects except within the first-order worst-case bound
+    // 2 (D + Bs + 1) 2^-24 * boundary_magnitude of any fp32 summation order (the harness judges
+    // kernels by the tighter margin of SEMANTICS.md §2; this is the baseline's own sanity check).
     const Selection base_sel = baseline_gating(p, in);
     ASSERT_EQ(base_sel.slots, g.selection.slots);
     const double u = std::ldexp(1.0, -24);

@@ -728,6 +728,7 @@ CheckCase records_state() {
 json records_config() {
     json c = config();
     c["scale"] = records_state().problem.scale();
+    c["inputs"] = "normal";
     return c;
 }
 
@@ -830,6 +831,11 @@ TEST(Records, CheckRecordWritesTheFormatsFields) {
                            {"baseline_rel_l2_err", 0.0005},
                            {"bound", 0.006},
                            {"ratio", 1.0 / 6},
+                           {"max_abs_ratio", 0.0},
+                           {"row_ratio", 0.0},
+                           {"worst_row", -1},
+                           {"rel_l2_bound", 0.0},
+                           {"rel_l2_ratio", 0.0},
                            {"nonfinite", 2},
                            {"outcome", "incorrect"},
                            {"reason", "why"}};
@@ -845,7 +851,7 @@ TEST(Records, CheckRecordWritesTheFormatsFields) {
     EXPECT_EQ(got["near_ties"], 1);
     EXPECT_EQ(got["bound_kind"], "why not");
     for (const char* key : {"max_abs_err", "ratio", "nonfinite"}) EXPECT_FALSE(got.contains(key)) << key;
-    EXPECT_EQ(got.size(), 9u + 5u + 1u) << got.dump(1);  // common fields, gating figures, bound_kind
+    EXPECT_EQ(got.size(), 9u + 8u + 1u) << got.dump(1);  // common fields, gating figures, bound_kind
 }
 
 TEST(Records, BenchRecordWritesTheFormatsFields) {

@@ -260,7 +260,7 @@ TEST_P(FusedGating, AgreesWithReferenceOverManyBlockTiles) {
     ASSERT_GT(p.max_blocks(), 4 * 64);  // rows score more than four tiles of block means
     const HostInputs in = make_inputs(p, 21);
     DeviceInputs din(impl, p, in);
-    const GatingCheck check = compare_gating(p, run_gating(impl, din), ref::gating(p, in));
+    const GatingCheck check = compare_gating(p, run_gating(impl, din), ref::gating(p, in), in);
     EXPECT_EQ(check.outcome, Outcome::passed) << check.reason;
     EXPECT_EQ(check.mismatches, 0);
     EXPECT_EQ(check.invalid, 0);

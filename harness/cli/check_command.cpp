@@ -35,9 +35,25 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--shard", f.shard,
                     "With --suite: run only cases whose index % N == I, given as I/N (e.g. 0/3), so a "
                     "long suite fits several time-limited runs");
+    cmd->add_option("--inputs", f.inputs,
+                    "Input families, comma list or all (normal, dominant, sink, recency, peaked, "
+                    "large_v, ties; SEMANTICS.md §8). One configuration: one case per family "
+                    "(default normal). Suites: case i takes family i mod count (default all)");
     cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32 inputs, double accumulation)")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     return cmd;
+}
+
+std::vector<InputFamily> parse_input_families(std::string_view text) {
+    if (text == "all") return all_input_families();
+    std::vector<InputFamily> families;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        families.push_back(parse_input_family(text.substr(start, comma - start)));
+        start = comma + 1;
+    }
+    return families;
 }
 
 std::pair<int, int> parse_shard(std::string_view text) {
@@ -72,7 +88,8 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
 
     if (!f.suite.empty()) {
         if (!f.seqlens.empty()) throw std::invalid_argument("give either --suite or --seqlens, not both");
-        plan.cases = named_suite(f.suite, f.seed);
+        plan.cases = named_suite(f.suite, f.seed,
+                                 f.inputs.empty() ? all_input_families() : parse_input_families(f.inputs));
         if (!f.shard.empty()) {
             const auto [index, count] = parse_shard(f.shard);
             std::vector<CheckCase> kept;
@@ -95,7 +112,9 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     p.dtype = parse_dtype(f.dtype);
     p.softmax_scale = f.scale;
     p.validate();
-    plan.cases.push_back({p, f.seed});
+    for (InputFamily family : f.inputs.empty() ? std::vector<InputFamily>{InputFamily::normal}
+                                               : parse_input_families(f.inputs))
+        plan.cases.push_back({p, f.seed, family});
     return plan;
 }
 
@@ -106,8 +125,9 @@ std::string describe(const CheckCase& c) {
     std::string lens;
     for (std::size_t i = 0; i < p.seqlens.size() && i < 4; ++i) lens += (i ? "," : "") + std::to_string(p.seqlens[i]);
     if (p.seqlens.size() > 4) lens += ",...";
-    return fmt::format("{} {}x{} {} D{} L={} Bs={} k={}", head_layout(p.heads_q, p.heads_kv), p.heads_q,
-                       p.heads_kv, to_string(p.dtype), p.head_dim, lens, p.block, p.topk);
+    return fmt::format("{} {}x{} {} D{} L={} Bs={} k={} {}", head_layout(p.heads_q, p.heads_kv), p.heads_q,
+                       p.heads_kv, to_string(p.dtype), p.head_dim, lens, p.block, p.topk,
+                       to_string(c.inputs));
 }
 
 double worst_ratio(const std::vector<nlohmann::json>& records) {

@@ -26,11 +26,15 @@ struct CheckFlags {
     std::uint64_t seed = 1;
     std::string suite;
     std::string shard;  // "I/N": with --suite, only cases whose index % N == I
+    std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
     std::string out = "reports/check.json";
 };
 
 CLI::App* add_check_command(CLI::App& app, CheckFlags& flags);
+
+// "normal,ties" -> families, "all" -> every family; throws std::invalid_argument naming the text.
+std::vector<InputFamily> parse_input_families(std::string_view text);
 
 // "I/N" -> {I, N} with 0 <= I < N; throws std::invalid_argument naming the text otherwise.
 std::pair<int, int> parse_shard(std::string_view text);
