@@ -111,18 +111,20 @@ void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind 
                      const ForwardOutput& f, const GradientOutput* g, const Truth& t,
                      std::vector<CheckRecord>& records) {
     const double atol = tensor_atol(c.problem.dtype);
-    const auto row = static_cast<std::size_t>(c.problem.head_dim);  // one (token, head) per row
+    const auto d = static_cast<std::size_t>(c.problem.head_dim);
+    const Rows q_rows{d, static_cast<std::size_t>(c.problem.heads_q)};    // out, dq
+    const Rows kv_rows{d, static_cast<std::size_t>(c.problem.heads_kv)};  // dk, dv
     records.push_back(tensor_record(c, impl, fwd_check, ref,
-                                    compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol, row)));
+                                    compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol, q_rows)));
     records.push_back(tensor_record(c, impl, fwd_check, ref,
                                     compare_tensor("lse", f.lse, t.lse, t.base_lse, kForwardFactor, kLseAtol)));
     if (!g) return;
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol, row)));
+                                    compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol, q_rows)));
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dk", g->dk, t.dk, t.base_dk, kGradientFactor, atol, row)));
+                                    compare_tensor("dk", g->dk, t.dk, t.base_dk, kGradientFactor, atol, kv_rows)));
     records.push_back(tensor_record(c, impl, bwd_check, ref,
-                                    compare_tensor("dv", g->dv, t.dv, t.base_dv, kGradientFactor, atol, row)));
+                                    compare_tensor("dv", g->dv, t.dv, t.base_dv, kGradientFactor, atol, kv_rows)));
 }
 
 // Without a GPU the baseline itself is judged: its error against float64 must stay within
@@ -214,7 +216,7 @@ std::string refusal(const CheckCase& c, const HostInputs& in, const CheckOptions
         in.v.size() != in.k.size() || in.dout.size() != in.q.size())
         return "input sizes do not match the problem";
     const double work = reference_work(p) * (p.zero_sparsity() ? 1.0 : 2.0);
-    if (o.reference == ReferenceKind::cpu && work > kMaxCpuReferenceWork)
+    if (o.reference == ReferenceKind::cpu && !o.gating_only && work > kMaxCpuReferenceWork)
         return fmt::format("the float64 CPU reference would take about {:.1e} pair x D operations (limit {:.1e}); "
                            "use --reference naive on a GPU for this size", work, kMaxCpuReferenceWork);
     return {};
@@ -236,6 +238,11 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
     // truth (minutes per case of a long suite).
     std::vector<const Implementation*> impls;
     for (const Implementation* impl : o.gpu ? o.impls : std::vector<const Implementation*>{}) {
+        if (o.gating_only && !impl->has_gating()) {
+            records.push_back(outcome_record(c, impl->name, "gating", o.reference, Outcome::not_supported,
+                                             "has no gating of its own (--gating-only)"));
+            continue;
+        }
         if (const Support s = checkable(*impl, p); !s.ok) {
             records.push_back(outcome_record(c, impl->name, fwd_check, o.reference, Outcome::not_supported, s.reason));
             continue;
@@ -251,6 +258,28 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
 
     // With --reference cpu the selection is the float64 gating's; with --reference naive it
     // is the naive GPU gating's in fp32 (no gating check then: the truth is that gating).
+    if (o.gating_only) {
+        if (o.reference != ReferenceKind::cpu)
+            throw std::invalid_argument("--gating-only judges against the float64 gating: --reference cpu");
+        const ref::GatingResult gate = ref::gating(p, in);
+        if (!o.gpu) {
+            records.push_back(gating_record(c, kBaselineName, o.reference,
+                                            compare_gating(p, ref::baseline_gating(p, in), gate, in)));
+            records.back().command += " --gating-only";
+            return;
+        }
+        for (const Implementation* impl : impls) {
+            try {
+                DeviceInputs din(*impl, p, in);
+                records.push_back(gating_record(c, impl->name, o.reference,
+                                                compare_gating(p, run_gating(*impl, din), gate, in)));
+            } catch (const std::exception& e) {
+                records.push_back(outcome_record(c, impl->name, "gating", o.reference, Outcome::failed, e.what()));
+            }
+            records.back().command += " --gating-only";
+        }
+        return;
+    }
     std::optional<ref::GatingResult> gate;
     Selection sel;
     if (o.reference == ReferenceKind::cpu) {
@@ -294,7 +323,7 @@ std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const 
     std::vector<CheckRecord> records;
     try {
         check_problem(c, in, o, records);
-        if (o.add_zero_sparsity && !c.problem.zero_sparsity()) {
+        if (o.add_zero_sparsity && !o.gating_only && !c.problem.zero_sparsity()) {
             CheckCase full = c;
             full.problem.topk = c.problem.max_blocks();
             check_problem(full, in, o, records);

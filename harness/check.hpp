@@ -29,6 +29,9 @@ struct CheckOptions {
     // Also check the zero-sparsity equivalence (topk raised to n) when the problem is sparse.
     bool add_zero_sparsity = true;
     bool gpu = true;  // false: no GPU present; only the CPU baseline is judged
+    // Only the gating check, against the float64 gating (fast at paper sizes: 1M tokens at block
+    // 4096, 512K at block 128); no attention truth, no zero-sparsity case.
+    bool gating_only = false;
 };
 
 struct CheckCase {

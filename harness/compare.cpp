@@ -22,7 +22,7 @@ double tensor_atol(DType dtype) {
 
 TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
                            std::span<const double> ref, std::span<const float> base,
-                           double factor, double atol, std::size_t row_len) {
+                           double factor, double atol, Rows rows) {
     TensorCheck c;
     c.tensor = std::move(tensor);
     if (got.size() != ref.size() || base.size() != ref.size()) {
@@ -70,22 +70,26 @@ TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
     c.rel_l2_bound = factor * c.baseline_rel_l2_err + (ref_rms > 0 ? atol / ref_rms : atol);
     c.rel_l2_ratio = c.rel_l2_bound > 0 ? c.rel_l2_err / c.rel_l2_bound
                                         : std::numeric_limits<double>::infinity();
-    if (row_len > 0 && c.nonfinite == 0) {
-        for (std::size_t row = 0; row * row_len < ref.size(); ++row) {
-            double err = 0, base_err = 0;
-            const std::size_t end = std::min(ref.size(), (row + 1) * row_len);
-            for (std::size_t i = row * row_len; i < end; ++i) {
-                err = std::max(err, std::abs(static_cast<double>(got[i]) - ref[i]));
-                base_err = std::max(base_err, std::abs(static_cast<double>(base[i]) - ref[i]));
-            }
-            const double row_ratio = err / (factor * base_err + atol);
-            if (row_ratio > c.row_ratio) {
-                c.row_ratio = row_ratio;
-                c.worst_row = static_cast<std::int64_t>(row);
+    if (rows.row_len > 0 && rows.heads > 0 && c.nonfinite == 0) {
+        const std::size_t row_count = ref.size() / rows.row_len;
+        const std::size_t tokens = row_count / rows.heads;
+        const std::size_t tiles = (tokens + kRegionTokens - 1) / kRegionTokens;
+        std::vector<double> err(tiles * rows.heads, 0.0), base_err(tiles * rows.heads, 0.0);
+        for (std::size_t i = 0; i < row_count * rows.row_len; ++i) {
+            const std::size_t row = i / rows.row_len;
+            const std::size_t region = (row / rows.heads / kRegionTokens) * rows.heads + row % rows.heads;
+            err[region] = std::max(err[region], std::abs(static_cast<double>(got[i]) - ref[i]));
+            base_err[region] = std::max(base_err[region], std::abs(static_cast<double>(base[i]) - ref[i]));
+        }
+        for (std::size_t region = 0; region < err.size(); ++region) {
+            const double ratio = err[region] / (factor * base_err[region] + atol);
+            if (ratio > c.region_ratio) {
+                c.region_ratio = ratio;
+                c.worst_region = static_cast<std::int64_t>(region);
             }
         }
     }
-    c.ratio = std::max({c.max_abs_ratio, c.row_ratio, c.rel_l2_ratio});
+    c.ratio = std::max({c.max_abs_ratio, c.region_ratio, c.rel_l2_ratio});
 
     if (ref_nonfinite > 0 || base_nonfinite > 0) {
         c.outcome = Outcome::failed;
@@ -100,13 +104,14 @@ TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
         c.outcome = Outcome::incorrect;
         c.reason = fmt::format("max error {:.3e} at flat index {} exceeds the bound {:.3e}",
                                c.max_abs_err, c.worst_index, c.bound);
-    } else if (c.row_ratio > 1.0) {
+    } else if (c.region_ratio > 1.0) {
+        const auto heads = static_cast<std::int64_t>(rows.heads);
+        const std::int64_t first = c.worst_region / heads * static_cast<std::int64_t>(kRegionTokens);
         c.outcome = Outcome::incorrect;
-        c.reason = fmt::format("row {} (elements {}..{}) is {:.2f}x its own bound ({} x the "
-                               "baseline's error on that row + atol)",
-                               c.worst_row, c.worst_row * static_cast<std::int64_t>(row_len),
-                               (c.worst_row + 1) * static_cast<std::int64_t>(row_len) - 1,
-                               c.row_ratio, factor);
+        c.reason = fmt::format("tokens {}..{} of head {} are {:.2f}x their own bound ({} x the "
+                               "baseline's error there + atol)",
+                               first, first + static_cast<std::int64_t>(kRegionTokens) - 1,
+                               c.worst_region % heads, c.region_ratio, factor);
     } else if (!(c.rel_l2_err <= c.rel_l2_bound)) {
         c.outcome = Outcome::incorrect;
         c.reason = fmt::format("relative L2 error {:.3e} exceeds its bound {:.3e} ({} x the "

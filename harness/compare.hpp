@@ -2,9 +2,11 @@
 // 2 (forward) or 3 (gradients) and atol the rounding step of the dtype near 0.3
 // (FlashAttention's choice: 2^-9 bf16, 2^-12 fp16, 2^-25 fp32; 1e-5 for the fp32 lse):
 //   whole tensor:  max|x - ref| <= factor * max|x_base - ref| + atol
-//   every row:     max over the row |x - ref| <= factor * (the same on the baseline's row) + atol
-//                  (rows of D elements: one (token, head); an error confined to a few rows or
-//                  to the routed rows cannot hide under the largest rows' bound)
+//   every region:  max over the region |x - ref| <= factor * (the same on the baseline) + atol,
+//                  a region being one head's rows of one tile of kRegionTokens consecutive
+//                  tokens (an error confined to a few rows, one head or the routed rows cannot
+//                  hide under the bound the largest rows set elsewhere; a single row is no
+//                  yardstick: a row's baseline error can be near 0 by chance, SEMANTICS.md §5)
 //   relative L2:   ||x - ref|| / ||ref|| <= factor * ||x_base - ref|| / ||ref|| + atol / rms(ref)
 #pragma once
 
@@ -32,8 +34,8 @@ struct TensorCheck {
     double baseline_rel_l2_err = 0;
     double bound = 0;              // factor * baseline_max_abs_err + atol
     double max_abs_ratio = 0;      // max_abs_err / bound
-    double row_ratio = 0;          // worst row: its max error / its row bound (0: no rows judged)
-    std::int64_t worst_row = -1;   // that row's index (flat element index / row length)
+    double region_ratio = 0;       // worst region: its max error / its bound (0: none judged)
+    std::int64_t worst_region = -1;  // tile * heads + head of that region
     double rel_l2_bound = 0;       // factor * baseline_rel_l2_err + atol / rms(ref)
     double rel_l2_ratio = 0;       // rel_l2_err / rel_l2_bound
     double ratio = 0;              // the largest of the three ratios (<= 1 passes)
@@ -43,12 +45,18 @@ struct TensorCheck {
     std::string reason;
 };
 
+inline constexpr std::size_t kRegionTokens = 64;
+
+// How a [tokens, heads, row_len] tensor splits into regions; row_len 0: no region rule (lse).
+struct Rows {
+    std::size_t row_len = 0;
+    std::size_t heads = 1;
+};
+
 // `got` is the implementation's tensor, `ref` the truth, `base` the same-precision baseline.
-// row_len > 0: the tensor is rows of row_len elements, each judged on its own as well (0: the
-// per-row rule is not applied, as for lse).
 TensorCheck compare_tensor(std::string tensor, std::span<const float> got,
                            std::span<const double> ref, std::span<const float> base,
-                           double factor, double atol, std::size_t row_len = 0);
+                           double factor, double atol, Rows rows = {});
 
 struct GatingCheck {
     std::int64_t pairs = 0;                // (query token, query head) pairs compared

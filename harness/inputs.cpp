@@ -2,9 +2,11 @@
 // rounding to the dtype that makes every value exactly what a kernel sees.
 #include "harness/inputs.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
+#include "reference/parallel.hpp"
 #include "reference/rounding.hpp"
 
 namespace moba {
@@ -31,6 +33,12 @@ std::uint64_t Normals::bits() {  // splitmix64
     return z ^ (z >> 31);
 }
 
+Normals Normals::at(std::uint64_t seed, std::uint64_t position) {
+    Normals rng(seed + (position / 2) * 2 * 0x9E3779B97F4A7C15ull);
+    if (position % 2 == 1) rng.next();  // the pair's cosine, so that next() gives its sine
+    return rng;
+}
+
 std::int64_t Normals::below(std::int64_t n) {
     // 32 random bits times n, high half: exact in 64 bits for n < 2^32.
     return static_cast<std::int64_t>(((bits() >> 32) * static_cast<std::uint64_t>(n)) >> 32);
@@ -42,25 +50,36 @@ namespace {
 
 // Unrounded: a family transforms these before the one rounding (for `normal` the transform is
 // the identity, so rounding here or at the draw gives the same bits as the draw always did).
-std::vector<float> draw(detail::Normals& rng, std::int64_t n) {
+// Values [position, position + n) of the seed's stream, on every core in even-aligned chunks.
+std::vector<float> draw(std::uint64_t seed, std::uint64_t position, std::int64_t n) {
     std::vector<float> x(static_cast<std::size_t>(n));
-    for (auto& e : x) e = rng.next();
+    constexpr std::int64_t kChunk = 1 << 16;
+    ref::parallel_for((n + kChunk - 1) / kChunk, [&](std::int64_t chunk) {
+        const std::int64_t begin = chunk * kChunk;
+        const std::int64_t end = std::min(n, begin + kChunk);
+        detail::Normals rng = detail::Normals::at(seed, position + static_cast<std::uint64_t>(begin));
+        for (std::int64_t i = begin; i < end; ++i) x[static_cast<std::size_t>(i)] = rng.next();
+    });
     return x;
 }
 
 void round_all(std::vector<float>& x, DType dtype) {
-    for (auto& e : x) e = ref::round_to(dtype, e);
+    ref::parallel_for_ranges(static_cast<std::int64_t>(x.size()), [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i)
+            x[static_cast<std::size_t>(i)] = ref::round_to(dtype, x[static_cast<std::size_t>(i)]);
+    });
 }
 
 }  // namespace
 
 HostInputs make_inputs(const Problem& problem, std::uint64_t seed, InputFamily family) {
-    detail::Normals rng(seed);
-    HostInputs in;
-    in.q = draw(rng, problem.q_elems());
-    in.k = draw(rng, problem.kv_elems());
-    in.v = draw(rng, problem.kv_elems());
-    in.dout = draw(rng, problem.q_elems());
+    const auto nq = static_cast<std::uint64_t>(problem.q_elems());
+    const auto nk = static_cast<std::uint64_t>(problem.kv_elems());
+    HostInputs in;  // q, k, v, dout: consecutive stretches of one stream
+    in.q = draw(seed, 0, problem.q_elems());
+    in.k = draw(seed, nq, problem.kv_elems());
+    in.v = draw(seed, nq + nk, problem.kv_elems());
+    in.dout = draw(seed, nq + 2 * nk, problem.q_elems());
     detail::apply_family(family, problem, seed, in);
     for (auto* x : {&in.q, &in.k, &in.v, &in.dout}) round_all(*x, problem.dtype);
     return in;

@@ -26,6 +26,10 @@ namespace detail {
 class Normals {
 public:
     explicit Normals(std::uint64_t seed) : state_(seed) {}
+    // The generator after `position` values of next(): splitmix64's state is a counter and each
+    // Box-Muller pair takes two draws, so any position is reached in O(1). This is what lets
+    // make_inputs draw on every core and still give the sequential stream's bits.
+    static Normals at(std::uint64_t seed, std::uint64_t position);
 
     float next();           // N(0, 1), Box-Muller on two uniforms
     std::uint64_t bits();   // splitmix64: 64 uniform bits

@@ -43,8 +43,8 @@ void to_json(json& j, const CheckRecord& r) {
         j["bound"] = finite_or_null(t->bound);
         j["ratio"] = finite_or_null(t->ratio);
         j["max_abs_ratio"] = finite_or_null(t->max_abs_ratio);
-        j["row_ratio"] = finite_or_null(t->row_ratio);
-        j["worst_row"] = t->worst_row;
+        j["region_ratio"] = finite_or_null(t->region_ratio);
+        j["worst_region"] = t->worst_region;
         j["rel_l2_bound"] = finite_or_null(t->rel_l2_bound);
         j["rel_l2_ratio"] = finite_or_null(t->rel_l2_ratio);
         j["nonfinite"] = t->nonfinite;

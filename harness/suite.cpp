@@ -38,6 +38,11 @@ std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::ve
 
 }  // namespace
 
+std::vector<InputFamily> suite_input_families() {
+    return {InputFamily::normal, InputFamily::dominant, InputFamily::sink, InputFamily::recency,
+            InputFamily::ties};
+}
+
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
     const std::vector<Lengths> lengths = {
         {{1}, 16}, {{113}, 32}, {{1023}, 128}, {{4097}, 256}, {{1000, 17, 2049, 1}, 128}};

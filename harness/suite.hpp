@@ -8,19 +8,27 @@
 
 namespace moba {
 
+// The families a suite cycles through unless told otherwise: every family except `peaked` and
+// `large_v`. Those two run on request (--inputs all, or by name): on them every tensor-core
+// implementation and dense_cublas exceed today's bounds (lse at |lse| ~ 50 against an absolute
+// atol of 1e-5; dq/dk with |v| ~ 256, up to 2.1x the max rule and 8x the relative-L2 rule;
+// H200, 2026-12-02), and whether the kernels or the yardstick are at fault is open
+// (kernels/NOTES.md). A default suite that fails correct-looking kernels would hide planted bugs.
+std::vector<InputFamily> suite_input_families();
+
 // quick: MHA, GQA, MQA (4 query heads; 4, 2, 1 kv heads) x bf16, fp16 x D 64, 128 x lengths
 // 1, 113, 1023, 4097 and a mixed batch {1000, 17, 2049, 1} x k in {1, 3, >= n}.
 // Block size per length so every length has several blocks: 16, 32, 128, 256, 128.
 // Seeds are base_seed + index, so each case is reproducible on its own. Case i draws its inputs
-// from families[i % families.size()]: by default every family in turn (input_families.hpp).
+// from families[i % families.size()]: by default suite_input_families() in turn.
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed,
-                                   const std::vector<InputFamily>& families = all_input_families());
+                                   const std::vector<InputFamily>& families = suite_input_families());
 // long: lengths up to 64K for --reference naive (GPU truth).
 std::vector<CheckCase> long_suite(std::uint64_t base_seed,
-                                  const std::vector<InputFamily>& families = all_input_families());
+                                  const std::vector<InputFamily>& families = suite_input_families());
 
 // Throws std::invalid_argument naming the suite when it is unknown, or for no family.
 std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,
-                                   const std::vector<InputFamily>& families = all_input_families());
+                                   const std::vector<InputFamily>& families = suite_input_families());
 
 }  // namespace moba

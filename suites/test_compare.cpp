@@ -35,23 +35,26 @@ TEST(CompareTensor, PlantedErrorIsIncorrect) {
     EXPECT_GT(c.ratio, 1.0);
 }
 
-// Two rows of four: row 0 large (|x| ~ 4, baseline error 0.03), row 1 small (|x| ~ 0.1, baseline
-// exact). An error of 0.02 confined to row 1 is within the whole tensor's bound (2 x 0.03 + atol)
-// but 200x row 1's own bound: the per-row rule must catch it.
-TEST(CompareTensor, ErrorConfinedToASmallRowIsIncorrect) {
-    const std::vector<double> ref = {4.0, -4.0, 3.5, 4.0, 0.1, -0.1, 0.05, 0.1};
-    const std::vector<float> base = {4.03f, -4.0f, 3.5f, 4.0f, 0.1f, -0.1f, 0.05f, 0.1f};
-    std::vector<float> got = {4.0f, -4.0f, 3.5f, 4.0f, 0.1f, -0.1f, 0.05f, 0.1f};
+// Two heads x 64 tokens x 2 elements. Head 0 large (|x| ~ 4, baseline error 0.03 on one row);
+// head 1 small (|x| ~ 0.1, baseline exact). An error of 0.02 on one row of head 1 is within the
+// whole tensor's bound (2 x 0.03 + atol) but 200x its region's: the region rule must catch it.
+TEST(CompareTensor, ErrorConfinedToAQuietRegionIsIncorrect) {
+    std::vector<double> ref;
+    for (int t = 0; t < 64; ++t) ref.insert(ref.end(), {4.0, -4.0, 0.1, -0.1});
+    std::vector<float> base(ref.begin(), ref.end());
+    base[0] = 4.03f;
+    std::vector<float> got(ref.begin(), ref.end());
     const double atol = 1e-4;
-    EXPECT_EQ(compare_tensor("out", got, ref, base, kForwardFactor, atol, 4).outcome, Outcome::passed);
-    got[5] = static_cast<float>(-0.1 + 0.02);
+    const Rows rows{2, 2};
+    EXPECT_EQ(compare_tensor("out", got, ref, base, kForwardFactor, atol, rows).outcome, Outcome::passed);
+    got[4 * 10 + 3] = static_cast<float>(-0.1 + 0.02);  // token 10, head 1
     const TensorCheck whole = compare_tensor("out", got, ref, base, kForwardFactor, atol);
-    const TensorCheck rows = compare_tensor("out", got, ref, base, kForwardFactor, atol, 4);
+    const TensorCheck regions = compare_tensor("out", got, ref, base, kForwardFactor, atol, rows);
     EXPECT_LE(whole.max_abs_ratio, 1.0);
-    EXPECT_EQ(rows.outcome, Outcome::incorrect) << rows.reason;
-    EXPECT_EQ(rows.worst_row, 1);
-    EXPECT_GT(rows.row_ratio, 100.0);
-    EXPECT_DOUBLE_EQ(rows.ratio, rows.row_ratio);
+    EXPECT_EQ(regions.outcome, Outcome::incorrect) << regions.reason;
+    EXPECT_EQ(regions.worst_region, 1);  // tile 0, head 1
+    EXPECT_GT(regions.region_ratio, 100.0);
+    EXPECT_DOUBLE_EQ(regions.ratio, regions.region_ratio);
 }
 
 // Many elements each a little off, every one under the max bound (the baseline has one larger
@@ -61,7 +64,7 @@ TEST(CompareTensor, SpreadErrorFailsTheRelativeL2Rule) {
     std::vector<float> base(1000, 1.0f);
     base[0] = 1.01f;  // baseline: one error of 0.01, relative L2 1e-2 / sqrt(1000) ~ 3.2e-4
     std::vector<float> got(1000, 1.015f);  // every element off by 0.015 < 2 x 0.01 + atol
-    const TensorCheck c = compare_tensor("out", got, ref, base, kForwardFactor, 1e-4, 10);
+    const TensorCheck c = compare_tensor("out", got, ref, base, kForwardFactor, 1e-4);
     EXPECT_LE(c.max_abs_ratio, 1.0);
     EXPECT_EQ(c.outcome, Outcome::incorrect) << c.reason;
     EXPECT_GT(c.rel_l2_ratio, 1.0);

@@ -183,6 +183,17 @@ TEST(InputFamilies, NormalIsTheOldGeneratorBitForBit) {
     }
 }
 
+// make_inputs draws on every core from positions of the stream; odd tensor sizes put a
+// Box-Muller pair across two tensors and chunks of 2^16 across many threads: still the
+// sequential stream, bit for bit.
+TEST(InputFamilies, ParallelDrawIsTheSequentialStream) {
+    for (const auto& [lengths, d] : {std::pair{std::vector<int>{3}, 3}, std::pair{std::vector<int>{70001}, 5}}) {
+        const Problem p = make_problem(lengths, 1, 1, d, 64, 3, DType::f32);
+        ASSERT_EQ(p.q_elems() % 2, 1);
+        EXPECT_TRUE(same_bits(make_inputs(p, 77), old_make_inputs(p, 77))) << d;
+    }
+}
+
 TEST(InputFamilies, ValuesAreRepresentableFiniteNonzeroSeededAndDeterministic) {
     for (const DType dtype : kDtypes) {
         const Problem p = make_problem({300, 130, 64, 3}, 4, 2, 64, 64, 3, dtype);

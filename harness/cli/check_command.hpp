@@ -26,6 +26,7 @@ struct CheckFlags {
     std::uint64_t seed = 1;
     std::string suite;
     std::string shard;  // "I/N": with --suite, only cases whose index % N == I
+    bool gating_only = false;
     std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
     std::string out = "reports/check.json";
