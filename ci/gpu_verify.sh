@@ -2,8 +2,8 @@
 # Verification of the whole tree on a GPU machine in one call (under 10 minutes on an H100):
 # build; every GPU test (ctest -L gpu: the quick matrix against the float64 reference for naive,
 # the dense implementations and tiled_mma, determinism, the 64K naive forward, the benchmark
-# plumbing); compute-sanitizer memcheck and racecheck on gating, forward and backward of every
-# registered implementation; and a short benchmark of every implementation over MHA/GQA/MQA at 8K
+# plumbing); compute-sanitizer memcheck and racecheck (moba check --sanitize) on gating, forward
+# and backward of every registered implementation; and a short benchmark of every implementation over MHA/GQA/MQA at 8K
 # and 32K. MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all`; MOBA_VERIFY_BENCH=0
 # drops the benchmark; MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build, e.g. the
 # parent commit's) adds ci/sass_diff.py against this build's objects; MOBA_VERIFY_CTEST=0 and
@@ -26,20 +26,19 @@ if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
   step sass_diff 200 python3 ci/sass_diff.py /tmp/sass_old build/release
 fi
-# Sparse (top-3 of up to 10 blocks) for the MoBA implementations; every block selected
-# (top-k 10) for the dense ones, which refuse anything else.
-small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --out /tmp/s.json)
-[[ ${MOBA_VERIFY_SANITIZE:-1} == 1 ]] && for impl in naive naive_dense dense_cublas tiled_mma tiled_mma_dense wgmma_dense wgmma_moba; do
-  topk=3; [[ $impl == *dense* ]] && topk=10
-  step memcheck_$impl 90 compute-sanitizer --tool memcheck --error-exitcode 3 $moba "${small[@]}" --topk $topk --impl $impl
-  step racecheck_$impl 90 compute-sanitizer --tool racecheck --error-exitcode 3 $moba "${small[@]}" --topk $topk --impl $impl
-done
+# Races and memory errors as records (`moba check --sanitize`): top-3 of up to 10 blocks for the
+# MoBA implementations, every block (top-k 10) for the dense ones, which refuse anything else.
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --sanitize memcheck,racecheck)
+if [[ ${MOBA_VERIFY_SANITIZE:-1} == 1 ]]; then
+  step sanitize_moba 300 $moba "${small[@]}" --topk 3 --impl naive,tiled_mma,wgmma_moba --out "$out/sanitize-moba.json"
+  step sanitize_dense 300 $moba "${small[@]}" --topk 10 --impl naive_dense,dense_cublas,tiled_mma_dense,wgmma_dense --out "$out/sanitize-dense.json"
+fi
 [[ ${MOBA_VERIFY_BENCH:-1} == 1 ]] && step bench 200 $moba bench --seqlen 8K,32K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
   --dtype bf16 --phase fwd --max-seconds 1 --out "$out/bench-verify.json"
 [[ ${MOBA_VERIFY_BENCH:-1} == 1 ]] && step validate 30 $moba validate "$out/bench-verify.json"
 step_gather
 [[ -f $step_logs/ctest_gpu.log ]] && grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
-ls "$step_logs"/memcheck_*.log >/dev/null 2>&1 && grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$step_logs"/memcheck_*.log "$step_logs"/racecheck_*.log
+ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
 [[ -f $step_logs/check_quick_all.log ]] && grep -E "records:" "$step_logs/check_quick_all.log"
 [[ -f $step_logs/sass_diff.log ]] && cat "$step_logs/sass_diff.log"
 [[ -f $step_logs/bench.log ]] && grep -E "TFLOP|fwd" "$step_logs/bench.log" | tail -42

@@ -60,6 +60,11 @@ void to_json(json& j, const CheckRecord& r) {
         j["invalid"] = g->invalid;
     }
     if (!r.bound_kind.empty()) j["bound_kind"] = r.bound_kind;
+    if (const auto& s = r.sanitizer_figures) {
+        j["sanitizer"] = s->tool;
+        j["sanitizer_problems"] = s->problems;
+        j["sanitizer_exit_status"] = s->exit_status;
+    }
 }
 
 void to_json(json& j, const BenchRecord& r) {

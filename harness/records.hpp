@@ -40,6 +40,13 @@ struct CheckRecord {
     std::optional<TensorCheck> tensor_figures;
     std::optional<GatingCheck> gating_figures;
     std::string bound_kind;  // how `bound` was derived when it is not the §5 rule; "" = not written
+    // check "sanitizer": the compute-sanitizer run this record judges (harness/sanitizer.hpp).
+    struct Sanitizer {
+        std::string tool;
+        std::int64_t problems = 0;  // errors or hazards; -1 when no summary was printed
+        int exit_status = 0;
+    };
+    std::optional<Sanitizer> sanitizer_figures;
 };
 void to_json(nlohmann::json& j, const CheckRecord& r);
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -14,6 +15,7 @@
 
 #include "harness/cli/parse.hpp"
 #include "harness/device.hpp"
+#include "harness/records.hpp"
 #include "harness/report.hpp"
 #include "harness/suite.hpp"
 
@@ -43,6 +45,10 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_flag("--gating-only", f.gating_only,
                   "Only the gating check, against the float64 gating (fast enough for 1M tokens "
                   "at block 4096 or 512K at block 128); no attention truth");
+    cmd->add_option("--sanitize", f.sanitize,
+                    "Instead of the numeric checks: run each case (at most 16K tokens) and "
+                    "implementation under compute-sanitizer tools (memcheck, racecheck, synccheck, "
+                    "initcheck or all); a hazard or error is an incorrect record");
     cmd->add_option("--reference", f.reference, "Truth: cpu (float64) or naive (GPU, fp32 inputs, double accumulation)")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     return cmd;
@@ -89,6 +95,11 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     }
     plan.options.gpu = gpu_present;
     plan.options.gating_only = f.gating_only;
+    if (!f.sanitize.empty()) {
+        plan.sanitizers = parse_sanitizer_tools(f.sanitize);
+        if (!gpu_present) throw std::invalid_argument("--sanitize needs a GPU, and none was found");
+        if (f.gating_only) throw std::invalid_argument("--sanitize runs whole checks; drop --gating-only");
+    }
     if (f.gating_only && plan.options.reference != ReferenceKind::cpu)
         throw std::invalid_argument("--gating-only judges against the float64 gating; it takes --reference cpu, not " +
                                     f.reference);
@@ -196,6 +207,51 @@ void print_summary_table(const nlohmann::json& records) {
                    row.near_ties > 0 ? fmt::format("{} ties", row.near_ties) : fmt::format("{:.3f}", row.worst));
 }
 
+// The sanitizers slow a run 10-100x: only a suite's small shapes go through them.
+constexpr std::int64_t kMaxSanitizeTokens = 16384;
+
+std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPlan& plan,
+                                              const std::string& out) {
+    std::vector<nlohmann::json> records;
+    const std::string sanitizer = find_compute_sanitizer();
+    const std::string self = self_executable();
+    for (const Implementation* impl : plan.options.impls) {
+        for (SanitizerTool tool : plan.sanitizers) {
+            CheckRecord r;
+            r.config = c;
+            r.impl = impl->name;
+            r.check = "sanitizer";
+            r.reference = plan.options.reference;
+            r.sanitizer_figures = CheckRecord::Sanitizer{std::string(to_string(tool)), -1, 0};
+            std::vector<std::string> args;
+            std::istringstream flags(c.problem.flags());
+            for (std::string word; flags >> word;) args.push_back(word);
+            args.insert(args.end(), {"--seed", std::to_string(c.seed), "--inputs",
+                                     std::string(to_string(c.inputs)), "--impl", impl->name,
+                                     "--out", out + ".sanitize.json"});
+            if (c.problem.total_tokens() > kMaxSanitizeTokens) {
+                r.outcome = Outcome::skipped;
+                r.reason = fmt::format("{} tokens: more than the {} a sanitizer run takes",
+                                       c.problem.total_tokens(), kMaxSanitizeTokens);
+            } else if (sanitizer.empty() || self.empty()) {
+                r.outcome = Outcome::failed;
+                r.reason = sanitizer.empty() ? "compute-sanitizer not found (set MOBA_COMPUTE_SANITIZER)"
+                                             : "cannot locate this program (/proc/self/exe)";
+            } else {
+                const SanitizerRun run = run_under_sanitizer(tool, sanitizer, self, args);
+                r.command = run.command;
+                r.outcome = run.outcome;
+                r.reason = run.outcome == Outcome::passed ? "" : run.summary;
+                r.sanitizer_figures->problems = run.problems;
+                r.sanitizer_figures->exit_status = run.exit_status;
+            }
+            if (r.command.empty()) r.command = reproduce_command(c, impl->name, r.reference) + " --sanitize " + std::string(to_string(tool));
+            records.push_back(r);
+        }
+    }
+    return records;
+}
+
 }  // namespace
 
 int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
@@ -216,7 +272,8 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     for (std::size_t i = 0; i < plan.cases.size(); ++i) {
         const auto& c = plan.cases[i];
         const auto t_case = std::chrono::steady_clock::now();
-        auto records = run_checks(c, plan.options);
+        auto records = plan.sanitizers.empty() ? run_checks(c, plan.options)
+                                               : sanitizer_records(c, plan, flags.out);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case).count();
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(plan.cases.size() - i - 1);

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "harness/check.hpp"
+#include "harness/sanitizer.hpp"
 
 namespace moba::cli {
 
@@ -27,6 +28,7 @@ struct CheckFlags {
     std::string suite;
     std::string shard;  // "I/N": with --suite, only cases whose index % N == I
     bool gating_only = false;
+    std::string sanitize;  // comma list of compute-sanitizer tools, or all: only sanitizer records
     std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
     std::string out = "reports/check.json";
@@ -44,6 +46,7 @@ std::pair<int, int> parse_shard(std::string_view text);
 struct CheckPlan {
     std::vector<CheckCase> cases;
     CheckOptions options;
+    std::vector<SanitizerTool> sanitizers;  // non-empty: only sanitizer runs (--sanitize)
 };
 CheckPlan plan_check(const CheckFlags& flags, bool gpu_present);
 

@@ -1,0 +1,55 @@
+// `moba check --sanitize` on the CPU side: the tool names, the summary lines compute-sanitizer
+// prints (so a hazard can never be read as a pass), and the refusals before any work.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+
+#include "harness/cli/check_command.hpp"
+#include "harness/sanitizer.hpp"
+
+namespace moba {
+namespace {
+
+TEST(Sanitizer, ToolNames) {
+    EXPECT_EQ(parse_sanitizer_tools("all").size(), 4u);
+    const auto two = parse_sanitizer_tools("racecheck,memcheck");
+    ASSERT_EQ(two.size(), 2u);
+    EXPECT_EQ(two[0], SanitizerTool::racecheck);
+    EXPECT_EQ(to_string(two[1]), "memcheck");
+    EXPECT_THROW(parse_sanitizer_tools("racecheck,leakcheck"), std::invalid_argument);
+    EXPECT_THROW(parse_sanitizer_tools(""), std::invalid_argument);
+}
+
+TEST(Sanitizer, SummaryLines) {
+    std::string line;
+    EXPECT_EQ(parse_sanitizer_summary(SanitizerTool::memcheck,
+                                      "x\n========= ERROR SUMMARY: 0 errors\n", &line), 0);
+    EXPECT_EQ(line, "ERROR SUMMARY: 0 error");
+    EXPECT_EQ(parse_sanitizer_summary(SanitizerTool::memcheck, "========= ERROR SUMMARY: 3 errors\n"), 3);
+    EXPECT_EQ(parse_sanitizer_summary(SanitizerTool::synccheck, "========= ERROR SUMMARY: 1 error\n"), 1);
+    // racecheck: errors and warnings are both hazards.
+    EXPECT_EQ(parse_sanitizer_summary(
+                  SanitizerTool::racecheck,
+                  "========= RACECHECK SUMMARY: 2 hazards displayed (1 error, 1 warning)\n"), 2);
+    EXPECT_EQ(parse_sanitizer_summary(
+                  SanitizerTool::racecheck,
+                  "========= RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)\n"), 0);
+    EXPECT_EQ(parse_sanitizer_summary(SanitizerTool::racecheck, "the program crashed\n"), -1);
+}
+
+TEST(Sanitizer, RefusedWithoutAGpuAndWithGatingOnly) {
+    cli::CheckFlags f;
+    f.seqlens = "300,45,1";
+    f.sanitize = "racecheck";
+    EXPECT_THROW(cli::plan_check(f, /*gpu_present=*/false), std::invalid_argument);
+    f.gating_only = true;
+    EXPECT_THROW(cli::plan_check(f, /*gpu_present=*/true), std::invalid_argument);
+    f.gating_only = false;
+    f.sanitize = "leakcheck";
+    EXPECT_THROW(cli::plan_check(f, /*gpu_present=*/true), std::invalid_argument);
+    f.sanitize = "racecheck,memcheck";
+    EXPECT_EQ(cli::plan_check(f, /*gpu_present=*/true).sanitizers.size(), 2u);
+}
+
+}  // namespace
+}  // namespace moba
