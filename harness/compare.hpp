@@ -51,6 +51,9 @@ inline constexpr std::size_t kRegionTokens = 64;
 struct Rows {
     std::size_t row_len = 0;
     std::size_t heads = 1;
+    // false: region_ratio is measured and recorded but does not judge (the gradients, for now:
+    // SEMANTICS.md §5 says why).
+    bool judged = true;
 };
 
 // `got` is the implementation's tensor, `ref` the truth, `base` the same-precision baseline.
