@@ -32,20 +32,6 @@ SanitizerTool parse_sanitizer_tool(std::string_view text) {
         text));
 }
 
-std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view list) {
-    if (list == "all")
-        return {SanitizerTool::memcheck, SanitizerTool::racecheck, SanitizerTool::synccheck,
-                SanitizerTool::initcheck};
-    std::vector<SanitizerTool> tools;
-    std::size_t start = 0;
-    while (start <= list.size()) {
-        const std::size_t comma = std::min(list.find(',', start), list.size());
-        tools.push_back(parse_sanitizer_tool(list.substr(start, comma - start)));
-        start = comma + 1;
-    }
-    return tools;
-}
-
 std::int64_t parse_sanitizer_summary(SanitizerTool tool, std::string_view output,
                                      std::string* line) {
     // memcheck, synccheck and initcheck end with "ERROR SUMMARY: N error(s)"; racecheck with

@@ -19,8 +19,7 @@ enum class SanitizerTool { memcheck, racecheck, synccheck, initcheck };
 std::string_view to_string(SanitizerTool tool);
 // Throws std::invalid_argument naming the bad text and the valid names.
 SanitizerTool parse_sanitizer_tool(std::string_view text);
-// "memcheck,racecheck" -> tools; "all" -> every tool. Throws as parse_sanitizer_tool.
-std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view list);
+// (Lists of tools: cli::parse_sanitizer_tools, harness/cli/parse.hpp.)
 
 struct SanitizerRun {
     SanitizerTool tool = SanitizerTool::memcheck;

@@ -5,19 +5,20 @@
 #include <stdexcept>
 
 #include "harness/cli/check_command.hpp"
+#include "harness/cli/parse.hpp"
 #include "harness/sanitizer.hpp"
 
 namespace moba {
 namespace {
 
 TEST(Sanitizer, ToolNames) {
-    EXPECT_EQ(parse_sanitizer_tools("all").size(), 4u);
-    const auto two = parse_sanitizer_tools("racecheck,memcheck");
+    EXPECT_EQ(cli::parse_sanitizer_tools("all").size(), 4u);
+    const auto two = cli::parse_sanitizer_tools("racecheck,memcheck");
     ASSERT_EQ(two.size(), 2u);
     EXPECT_EQ(two[0], SanitizerTool::racecheck);
     EXPECT_EQ(to_string(two[1]), "memcheck");
-    EXPECT_THROW(parse_sanitizer_tools("racecheck,leakcheck"), std::invalid_argument);
-    EXPECT_THROW(parse_sanitizer_tools(""), std::invalid_argument);
+    EXPECT_THROW(cli::parse_sanitizer_tools("racecheck,leakcheck"), std::invalid_argument);
+    EXPECT_THROW(cli::parse_sanitizer_tools(""), std::invalid_argument);
 }
 
 TEST(Sanitizer, SummaryLines) {

@@ -54,18 +54,6 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     return cmd;
 }
 
-std::vector<InputFamily> parse_input_families(std::string_view text) {
-    if (text == "all") return all_input_families();
-    std::vector<InputFamily> families;
-    std::size_t start = 0;
-    while (start <= text.size()) {
-        const std::size_t comma = std::min(text.find(',', start), text.size());
-        families.push_back(parse_input_family(text.substr(start, comma - start)));
-        start = comma + 1;
-    }
-    return families;
-}
-
 std::pair<int, int> parse_shard(std::string_view text) {
     const std::string bad = fmt::format("--shard '{}' is not I/N with 0 <= I < N", text);
     const auto slash = text.find('/');

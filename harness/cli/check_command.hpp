@@ -36,9 +36,6 @@ struct CheckFlags {
 
 CLI::App* add_check_command(CLI::App& app, CheckFlags& flags);
 
-// "normal,ties" -> families, "all" -> every family; throws std::invalid_argument naming the text.
-std::vector<InputFamily> parse_input_families(std::string_view text);
-
 // "I/N" -> {I, N} with 0 <= I < N; throws std::invalid_argument naming the text otherwise.
 std::pair<int, int> parse_shard(std::string_view text);
 

@@ -10,9 +10,7 @@
 #include "harness/registry.hpp"
 
 namespace moba::cli {
-namespace {
-
-std::vector<std::string_view> split(std::string_view text) {
+std::vector<std::string_view> split_list(std::string_view text) {
     std::vector<std::string_view> parts;
     std::size_t start = 0;
     while (true) {
@@ -24,12 +22,26 @@ std::vector<std::string_view> split(std::string_view text) {
     return parts;
 }
 
-}  // namespace
+std::vector<InputFamily> parse_input_families(std::string_view text) {
+    if (text == "all") return all_input_families();
+    std::vector<InputFamily> families;
+    for (std::string_view part : split_list(text)) families.push_back(parse_input_family(part));
+    return families;
+}
+
+std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view text) {
+    if (text == "all")
+        return {SanitizerTool::memcheck, SanitizerTool::racecheck, SanitizerTool::synccheck,
+                SanitizerTool::initcheck};
+    std::vector<SanitizerTool> tools;
+    for (std::string_view part : split_list(text)) tools.push_back(parse_sanitizer_tool(part));
+    return tools;
+}
 
 std::vector<int> parse_lengths(std::string_view text, std::string_view what) {
     if (text.empty()) throw std::invalid_argument(fmt::format("{} is empty", what));
     std::vector<int> values;
-    for (std::string_view part : split(text)) {
+    for (std::string_view part : split_list(text)) {
         std::string_view digits = part;
         std::int64_t multiplier = 1;
         if (!digits.empty() && (digits.back() == 'K' || digits.back() == 'k')) {
@@ -58,7 +70,7 @@ std::vector<std::string> parse_impl_list(std::string_view text) {
         for (const auto& impl : registry()) names.push_back(impl.name);
         return names;
     }
-    for (std::string_view part : split(text)) {
+    for (std::string_view part : split_list(text)) {
         if (!find_implementation(part))
             throw std::invalid_argument(fmt::format("unknown implementation '{}' (registered: {})",
                                                     part, implementation_names()));

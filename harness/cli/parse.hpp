@@ -5,6 +5,9 @@
 #include <string_view>
 #include <vector>
 
+#include "harness/input_families.hpp"
+#include "harness/sanitizer.hpp"
+
 namespace moba::cli {
 
 // "4096,1000,17" or "8K,32K,1M" (K = 1024, M = 1024*1024). Throws std::invalid_argument naming
@@ -12,5 +15,12 @@ namespace moba::cli {
 std::vector<int> parse_lengths(std::string_view text, std::string_view what);
 // "naive,wgmma" -> names; "all" -> every registered implementation. Unknown names throw.
 std::vector<std::string> parse_impl_list(std::string_view text);
+// "a,b,,c" -> {"a", "b", "", "c"}: the elements between commas, empty ones kept (the callers'
+// parsers name an empty element as bad text).
+std::vector<std::string_view> split_list(std::string_view text);
+// "normal,ties" -> families; "all" -> every family. Throws naming a bad name.
+std::vector<InputFamily> parse_input_families(std::string_view text);
+// "memcheck,racecheck" -> tools; "all" -> every tool. Throws naming a bad name.
+std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view text);
 
 }  // namespace moba::cli
