@@ -42,6 +42,8 @@ std::string match_key(const json& r) {
 }
 
 bool is_bench(const json& r) { return r.is_object() && r.value("kind", json()) == "bench"; }
+// The outcome string as Outcome writes it (outcome.cpp lives in moba_harness, which this
+// report-reading library does not link).
 bool passed(const json& r) { return r.value("outcome", json()) == "passed"; }
 
 TimingStats timing_stats(const json& r, std::size_t index, const std::string& file) {

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpu_test_util.hpp"
+#include "core/constants.hpp"
 #include "harness/check.hpp"
 #include "harness/compare.hpp"
 #include "harness/gpu_run.hpp"
@@ -165,7 +166,7 @@ HostInputs dominant_inputs(const Problem& p) {
 // the row's own-block maximum: those a wave must merge by rescaling.
 int rows_past_reference(const Problem& p, const HostInputs& in, const Selection& sel, double margin) {
     const int d = p.head_dim;
-    const double scale_log2 = p.scale() * 1.4426950408889634;
+    const double scale_log2 = p.scale() * kLog2e;
     const auto score = [&](std::int64_t token, int h, std::int64_t key) {
         double s = 0.0;
         for (int e = 0; e < d; ++e)
