@@ -25,19 +25,7 @@ namespace {
 
 constexpr DType kDtypes[] = {DType::f32, DType::f16, DType::bf16};
 
-Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
-                     int topk, DType dtype = DType::bf16) {
-    Problem p;
-    p.seqlens = std::move(seqlens);
-    p.heads_q = heads_q;
-    p.heads_kv = heads_kv;
-    p.head_dim = dim;
-    p.block = block;
-    p.topk = topk;
-    p.dtype = dtype;
-    p.validate();
-    return p;
-}
+using test::make_problem;
 
 // ---- make_inputs as it was before the families existed (commit d46d131), verbatim ----------
 class OldNormals {
@@ -501,7 +489,7 @@ TEST(InputFamilies, TiesAreExactAndGoToTheLowerBlock) {
 TEST(InputFamilies, TieCheckCatchesAHigherIndexTieBreak) {
     // topk = 2: each row's one past block moved to its equal twin two blocks up (still past),
     // as a gating that breaks ties towards the higher index would choose. The check must object.
-    const Problem p = make_problem({640}, 2, 1, 64, 64, 2);
+    const Problem p = make_problem({640}, 2, 1, 64, 64, 2, DType::bf16);
     const HostInputs in = make_inputs(p, 12, InputFamily::ties);
     ref::GatingResult g = ref::gating(p, in);
     ASSERT_EQ(ties_of(p, in, g).violations, 0);

@@ -4,6 +4,8 @@
 // the top scores), GQA/MQA sums, varlen isolation, edge lengths, and the baseline's error.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -20,19 +22,7 @@
 namespace moba::ref {
 namespace {
 
-Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
-                     int topk, DType dtype = DType::f32) {
-    Problem p;
-    p.seqlens = std::move(seqlens);
-    p.heads_q = heads_q;
-    p.heads_kv = heads_kv;
-    p.head_dim = dim;
-    p.block = block;
-    p.topk = topk;
-    p.dtype = dtype;
-    p.validate();
-    return p;
-}
+using test::make_problem;
 
 // Uniform in (-1, 1) on the grid of multiples of 2^-16, never zero, then rounded to the dtype.
 // On that grid x +- 2^-16 is exact in float, which the finite differences rely on.

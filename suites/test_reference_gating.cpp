@@ -5,6 +5,8 @@
 // Also prints the speedup on a larger problem (informational, no threshold).
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -22,19 +24,7 @@
 namespace moba::ref {
 namespace {
 
-Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
-                     int topk, DType dtype = DType::f32) {
-    Problem p;
-    p.seqlens = std::move(seqlens);
-    p.heads_q = heads_q;
-    p.heads_kv = heads_kv;
-    p.head_dim = dim;
-    p.block = block;
-    p.topk = topk;
-    p.dtype = dtype;
-    p.validate();
-    return p;
-}
+using test::make_problem;
 
 std::vector<float> normal_values(std::int64_t count, DType dtype, std::mt19937_64& rng) {
     std::normal_distribution<float> normal(0.0f, 1.0f);

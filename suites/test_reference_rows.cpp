@@ -6,6 +6,8 @@
 // sequence exercises the large-index path.
 #include <gtest/gtest.h>
 
+#include "test_util.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -22,19 +24,7 @@
 namespace moba::ref {
 namespace {
 
-Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
-                     int topk, DType dtype) {
-    Problem p;
-    p.seqlens = std::move(seqlens);
-    p.heads_q = heads_q;
-    p.heads_kv = heads_kv;
-    p.head_dim = dim;
-    p.block = block;
-    p.topk = topk;
-    p.dtype = dtype;
-    p.validate();
-    return p;
-}
+using test::make_problem;
 
 // `count` random tokens, plus the first and last token of every sequence and one duplicate,
 // shuffled.

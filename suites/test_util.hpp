@@ -3,10 +3,29 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "core/problem.hpp"
+
 namespace moba::test {
+
+// A validated problem; throws std::invalid_argument for a bad shape, as Problem::validate does.
+inline Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
+                            int topk, DType dtype = DType::f32) {
+    Problem p;
+    p.seqlens = std::move(seqlens);
+    p.heads_q = heads_q;
+    p.heads_kv = heads_kv;
+    p.head_dim = dim;
+    p.block = block;
+    p.topk = topk;
+    p.dtype = dtype;
+    p.validate();
+    return p;
+}
 
 // Expects `fn` to throw std::invalid_argument whose message contains `needle`.
 template <class F>
