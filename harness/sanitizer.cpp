@@ -92,9 +92,14 @@ SanitizerRun run_under_sanitizer(SanitizerTool tool, const std::string& sanitize
     } else if (run.problems > 0) {
         run.outcome = Outcome::incorrect;
         run.summary = line;
-    } else if (run.exit_status != 0 && run.exit_status != 1) {
-        // 1: the check itself found a wrong number, which its own records report; anything else
-        // (a crash, a refused configuration) is a failure of this run.
+    } else if (run.exit_status == 1) {
+        // No hazard, but the check run under the tool found wrong numbers: still a failing
+        // record (its own report is scratch), so a sanitized run can never pass a wrong kernel.
+        run.outcome = Outcome::incorrect;
+        run.summary = fmt::format("{}; the check itself was incorrect (rerun without --sanitize "
+                                  "for its records)", line);
+    } else if (run.exit_status != 0) {
+        // A crash or a refused configuration.
         run.outcome = Outcome::failed;
         run.summary = fmt::format("{}; the checked program exited {}", line, run.exit_status);
     } else {

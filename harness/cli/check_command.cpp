@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -198,9 +199,11 @@ void print_summary_table(const nlohmann::json& records) {
 // The sanitizers slow a run 10-100x: only a suite's small shapes go through them.
 constexpr std::int64_t kMaxSanitizeTokens = 16384;
 
-std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPlan& plan,
-                                              const std::string& out) {
+std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPlan& plan) {
     std::vector<nlohmann::json> records;
+    // The checked child's own report is scratch: only the sanitizer's verdict is kept.
+    const std::string scratch =
+        (std::filesystem::temp_directory_path() / fmt::format("moba-sanitize-{}.json", getpid())).string();
     const std::string sanitizer = find_compute_sanitizer();
     const std::string self = self_executable();
     for (const Implementation* impl : plan.options.impls) {
@@ -216,7 +219,7 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
             for (std::string word; flags >> word;) args.push_back(word);
             args.insert(args.end(), {"--seed", std::to_string(c.seed), "--inputs",
                                      std::string(to_string(c.inputs)), "--impl", impl->name,
-                                     "--out", out + ".sanitize.json"});
+                                     "--out", scratch});
             if (c.problem.total_tokens() > kMaxSanitizeTokens) {
                 r.outcome = Outcome::skipped;
                 r.reason = fmt::format("{} tokens: more than the {} a sanitizer run takes",
@@ -237,6 +240,8 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
             records.push_back(r);
         }
     }
+    std::error_code ignored;
+    std::filesystem::remove(scratch, ignored);
     return records;
 }
 
@@ -261,7 +266,7 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
         const auto& c = plan.cases[i];
         const auto t_case = std::chrono::steady_clock::now();
         auto records = plan.sanitizers.empty() ? run_checks(c, plan.options)
-                                               : sanitizer_records(c, plan, flags.out);
+                                               : sanitizer_records(c, plan);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case).count();
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(plan.cases.size() - i - 1);
