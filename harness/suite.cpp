@@ -40,7 +40,7 @@ std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::ve
 
 std::vector<InputFamily> suite_input_families() {
     return {InputFamily::normal, InputFamily::dominant, InputFamily::sink, InputFamily::recency,
-            InputFamily::ties};
+            InputFamily::peaked, InputFamily::large_v, InputFamily::ties};
 }
 
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {

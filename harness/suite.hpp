@@ -8,12 +8,9 @@
 
 namespace moba {
 
-// The families a suite cycles through unless told otherwise: every family except `peaked` and
-// `large_v`. Those two run on request (--inputs all, or by name): on them every tensor-core
-// implementation and dense_cublas exceed today's bounds (lse at |lse| ~ 50 against an absolute
-// atol of 1e-5; dq/dk with |v| ~ 256, up to 2.1x the max rule and 8x the relative-L2 rule;
-// H200, 2026-12-02), and whether the kernels or the yardstick are at fault is open
-// (kernels/NOTES.md). A default suite that fails correct-looking kernels would hide planted bugs.
+// The families a suite cycles through unless told otherwise: all seven (input_families.hpp).
+// `peaked` and `large_v` joined once the baseline's scores and dP followed the tensor cores'
+// accumulation (SEMANTICS.md §5.1, the tensor-core model).
 std::vector<InputFamily> suite_input_families();
 
 // quick: MHA, GQA, MQA (4 query heads; 4, 2, 1 kv heads) x bf16, fp16 x D 64, 128 x lengths

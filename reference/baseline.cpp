@@ -2,7 +2,9 @@
 // the yardstick of every error bound. fp32 arithmetic throughout; rounded to the problem's
 // dtype exactly where such an implementation stores a low-precision value: the probabilities
 // before the product with V, dS before the products with K and Q, and every output.
-// Sums over keys or queries run in ascending index order; dot products use detail::dot32.
+// Sums over keys or queries run in ascending index order. The dot products a tensor-core
+// implementation takes from MMAs (scores q.k, dP = dout.v) use the tensor-core model
+// detail::dot_mma; the others (Delta, gating scores) detail::dot32, as CUDA cores compute them.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -31,7 +33,7 @@ struct Context {
 
 // Scaled fp32 score of query row (t, h) against kv row of token `key`.
 float score(const Context& c, std::int64_t t, int h, std::int64_t key) {
-    return dot32(c.x.q.row(t, h), c.x.k.row(key, h / c.shape.group), c.shape.dim) * c.scale;
+    return detail::dot_mma(c.dtype, c.x.q.row(t, h), c.x.k.row(key, h / c.shape.group), c.shape.dim) * c.scale;
 }
 
 // The rounded probability from a score and its row's max and exp-sum.
@@ -42,7 +44,7 @@ float probability(const Context& c, float s, float max, float sum) {
 // dS = round(P * (dout . v - Delta)).
 float score_grad(const Context& c, float p, const float* dout, std::int64_t key, int h,
                  float delta) {
-    const float dp = dot32(dout, c.x.v.row(key, h / c.shape.group), c.shape.dim);
+    const float dp = detail::dot_mma(c.dtype, dout, c.x.v.row(key, h / c.shape.group), c.shape.dim);
     return round_to(c.dtype, p * (dp - delta));
 }
 

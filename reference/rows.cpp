@@ -27,7 +27,6 @@
 namespace moba::ref {
 
 using detail::axpy64;
-using detail::dot32;
 using detail::dot64;
 using detail::Shape;
 
@@ -215,7 +214,7 @@ ForwardOutput baseline_forward_rows(const Problem& problem, const RowInputs& inp
     ForwardOutput fwd;
     fwd.out.resize(count * shape.heads_q * dim);
     fwd.lse.resize(count * shape.heads_q);
-    // baseline_forward's arithmetic per (row, head): s = dot32(q, k) * scale, max; sum of
+    // baseline_forward's arithmetic per (row, head): s = dot_mma(q, k) * scale, max; sum of
     // exp(s - max); P = r(exp(s - max) / sum), acc += P v in key order; out = r(acc).
     parallel_for_ranges(rows.items(), [&](std::int64_t begin, std::int64_t end) {
         Walk walk(shape.heads_q);
@@ -225,7 +224,7 @@ ForwardOutput baseline_forward_rows(const Problem& problem, const RowInputs& inp
             const std::int64_t r = rows.row_of(item);
             const int h0 = rows.first_head(item), h1 = rows.last_head(item);
             auto score = [&](std::int64_t j, int h) {
-                return dot32(rows.q(r, h), rows.k(r, j, h), dim) * scale;
+                return detail::dot_mma(dtype, rows.q(r, h), rows.k(r, j, h), dim) * scale;
             };
             std::fill(max.begin() + h0, max.begin() + h1, -HUGE_VALF);
             std::fill(sum.begin() + h0, sum.begin() + h1, 0.0f);

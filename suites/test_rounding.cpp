@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "reference/common.hpp"
 #include "reference/rounding.hpp"
 
 namespace moba::ref {
@@ -150,6 +151,34 @@ TEST(Rounding, RoundToPerDtype) {
     EXPECT_TRUE(std::isinf(round_to(DType::f16, 70000.0f)));
     EXPECT_EQ(round_to(DType::bf16, 1.0f + std::ldexp(1.0f, -8)), 1.0f);  // tie to even
     EXPECT_EQ(round_to(DType::f16, 1.0f + std::ldexp(3.0f, -11)), 1.0f + std::ldexp(1.0f, -9));
+}
+
+// ---- the baseline's tensor-core model (SEMANTICS.md §5.1) ------------------------------------
+// 1 + 3 * 2^-25 lies 1.5 half-ulps above 1: nearest gives 1 + 2^-23, toward zero gives 1.
+TEST(TensorCoreModel, RoundsEachStepTowardZero) {
+    std::vector<float> a(128, 0.0f), ones(128, 1.0f);
+    a[0] = 1.0f;
+    a[1] = 3 * std::ldexp(1.0f, -25);
+    EXPECT_EQ(detail::dot_tc32(a.data(), ones.data(), 128), 1.0f);
+    EXPECT_EQ(detail::dot32(a.data(), ones.data(), 128), 1.0f + std::ldexp(1.0f, -23));
+    for (float& x : a) x = -x;
+    EXPECT_EQ(detail::dot_tc32(a.data(), ones.data(), 128), -1.0f);  // toward zero, not down
+}
+
+// Within a step of 16 the sum is exact (2^24 + 1 - 2^24 = 1, lost by any fp32 running sum);
+// across steps the accumulator is fp32 (the same terms 16 apart lose the 1).
+TEST(TensorCoreModel, SumsAStepExactlyAndRoundsBetweenSteps) {
+    std::vector<float> a(128, 0.0f), ones(128, 1.0f);
+    a[0] = std::ldexp(1.0f, 24);
+    a[1] = 1.0f;
+    a[2] = -std::ldexp(1.0f, 24);
+    EXPECT_EQ(detail::dot_tc32(a.data(), ones.data(), 128), 1.0f);
+    std::vector<float> b(128, 0.0f);
+    b[0] = std::ldexp(1.0f, 24);
+    b[16] = 1.0f;
+    b[32] = -std::ldexp(1.0f, 24);
+    EXPECT_EQ(detail::dot_tc32(b.data(), ones.data(), 128), 0.0f);
+    EXPECT_EQ(detail::dot_mma(DType::f32, a.data(), ones.data(), 128), detail::dot32(a.data(), ones.data(), 128));
 }
 
 }  // namespace

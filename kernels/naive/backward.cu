@@ -78,7 +78,8 @@ __device__ void dq_query(const AttentionParams<T>& p, std::int64_t i, int h, int
         load_row(p.k + kv, s.head_dim, lane, kr);
         load_row(p.v + kv, s.head_dim, lane, vr);
         const float ds =
-            prob_and_ds<T>(p, s.scale * warp_dot(qr, kr) - lse, warp_dot(dor, vr) - delta).y;
+            prob_and_ds<T>(p, s.scale * mma_dot<T>(p.round_like_dtype, qr, kr) - lse,
+                               mma_dot<T>(p.round_like_dtype, dor, vr) - delta).y;
 #pragma unroll
         for (int r = 0; r < kSteps; ++r) acc[r] = fmaf(ds, kr[r], acc[r]);
     });
@@ -149,8 +150,8 @@ __device__ void dkdv_key(const AttentionParams<T>& p, std::int64_t j, int hk, in
                 load_row(p.q + q_offset, s.head_dim, lane, qr);
                 load_row(p.dout + q_offset, s.head_dim, lane, dor);
                 const float2 pds =
-                    prob_and_ds<T>(p, s.scale * warp_dot(qr, kr) - p.lse[h * s.total + i],
-                                   warp_dot(dor, vr) - p.delta[h * s.total + i]);
+                    prob_and_ds<T>(p, s.scale * mma_dot<T>(p.round_like_dtype, qr, kr) - p.lse[h * s.total + i],
+                                   mma_dot<T>(p.round_like_dtype, dor, vr) - p.delta[h * s.total + i]);
                 const float prob = pds.x;
                 const float ds = pds.y;
 #pragma unroll

@@ -145,6 +145,37 @@ __device__ __forceinline__ float warp_dot(const float (&a)[kSteps], const float 
     return warp_sum(partial);
 }
 
+// The same-precision baseline's tensor-core model (SEMANTICS.md §5.1; reference/common.hpp's
+// dot_tc32) on lane-distributed rows, element d = lane + 32 r: per k-step of 16 elements (lanes
+// 0-15, then 16-31, of each r) the step's products are summed in double (exact for these
+// values) and added to the fp32 accumulator with rounding toward zero. Every lane ends with the
+// same bits.
+template <int kSteps>
+__device__ __forceinline__ float warp_dot_tc32(const float (&a)[kSteps], const float (&b)[kSteps]) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kSteps; ++r) {
+        double step = static_cast<double>(a[r]) * static_cast<double>(b[r]);
+#pragma unroll
+        for (int offset = 8; offset > 0; offset /= 2) step += __shfl_xor_sync(kFullMask, step, offset);
+        const double low = __shfl_sync(kFullMask, step, 0);
+        const double high = __shfl_sync(kFullMask, step, 16);
+        acc = __double2float_rz(static_cast<double>(acc) + low);
+        acc = __double2float_rz(static_cast<double>(acc) + high);
+    }
+    return acc;
+}
+
+// The dot products an implementation takes from MMAs (scores, dP): the naive implementation's
+// own fp32 warp_dot, or for the baseline of a 16-bit dtype the tensor-core model.
+template <typename T, int kSteps>
+__device__ __forceinline__ float mma_dot(bool baseline, const float (&a)[kSteps], const float (&b)[kSteps]) {
+    if constexpr (!std::is_same_v<T, float>) {
+        if (baseline) return warp_dot_tc32(a, b);
+    }
+    return warp_dot(a, b);
+}
+
 // ---- sequence lookup ----------------------------------------------------------------------
 // Largest b in [0, n) with key(b) <= x, for key nondecreasing in b and key(0) <= x.
 template <typename Key>

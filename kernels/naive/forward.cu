@@ -43,7 +43,7 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
         const std::int64_t kv = (start + j) * kv_token_stride + kv_offset;
         float kr[kSteps];
         load_row(p.k + kv, s.head_dim, lane, kr);
-        const Acc score = static_cast<Acc>(s.scale * warp_dot(qr, kr));
+        const Acc score = static_cast<Acc>(s.scale * mma_dot<T>(p.round_like_dtype, qr, kr));
         const Acc m_new = m > score ? m : score;
         const Acc rescale = exp(m - m_new);  // 0 on the first key (m = -inf)
         const Acc prob = exp(score - m_new);
@@ -71,7 +71,7 @@ __device__ void forward_query(const AttentionParams<T>& p, std::int64_t i, int h
             float vr[kSteps];
             load_row(p.k + kv, s.head_dim, lane, kr);
             load_row(p.v + kv, s.head_dim, lane, vr);
-            const float prob = round_to_dtype<T>(expf(s.scale * warp_dot(qr, kr) - lse));
+            const float prob = round_to_dtype<T>(expf(s.scale * mma_dot<T>(true, qr, kr) - lse));
 #pragma unroll
             for (int r = 0; r < kSteps; ++r) result[r] = fmaf(prob, vr[r], result[r]);
         });
