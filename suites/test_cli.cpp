@@ -94,8 +94,11 @@ TEST(PlanCheck, EveryBadInputNamesTheValue) {
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "huge"; f.seqlens.clear(); }), false); },
                  "unknown suite 'huge'");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "quick"; }), false); }, "not both");
-    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "'gpu'");
-    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "needs a GPU");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "fp32"; }), false); }, "'fp32'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "needs a GPU");
+    // The retired fp32 truth is refused with the one that replaced it, GPU or not.
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "--reference gpu");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), true); }, "'naive'");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.scale = -1; }), false); }, "softmax scale -1");
 }
 
