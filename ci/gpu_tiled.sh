@@ -28,7 +28,7 @@ step determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_filter='Mob
 step bench 240 $moba bench --seqlen 32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
   --impl "$impls" --phase fwd,fwdbwd --max-seconds 2 --out "$out/bench-tiled.json"
 if [[ ${MOBA_LONG:-0} == 1 ]]; then
-  step check_long 400 $moba check --suite long --reference naive --impl "$impls" --out "$out/check-long-tiled.json"
+  step check_long 400 $moba check --suite long --reference gpu --impl "$impls" --out "$out/check-long-tiled.json"
 fi
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$out/memcheck.log" "$out/racecheck.log"
 grep -hE "records:" "$out"/check_topk*.log "$out/check_quick.log"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Verification of the whole tree on a GPU machine in one call (under 10 minutes on an H100):
 # build; every GPU test (ctest -L gpu: the quick matrix against the float64 reference for naive,
-# the dense implementations and tiled_mma, determinism, the 64K naive forward, the benchmark
-# plumbing); compute-sanitizer memcheck and racecheck (moba check --sanitize) on gating, forward
+# the dense implementations and tiled_mma, determinism, the 64K naive forward, the float64 GPU
+# truth against the CPU reference and at 64K, the benchmark plumbing); compute-sanitizer memcheck and racecheck (moba check --sanitize) on gating, forward
 # and backward of every registered implementation; and a short benchmark of every implementation over MHA/GQA/MQA at 8K
 # and 32K. MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all`; MOBA_VERIFY_BENCH=0
 # drops the benchmark; MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build, e.g. the

@@ -1,10 +1,9 @@
-// `moba check`: truths (float64 CPU or naive GPU), the judging of every implementation against
-// them, and the check records that say how it went.
+// `moba check`: truths (float64 on the CPU or on the GPU), the judging of every implementation
+// against them, and the check records that say how it went.
 #include "harness/check.hpp"
 
 #include <cmath>
 #include <exception>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -14,8 +13,9 @@
 #include "core/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
-#include "harness/naive_truth.hpp"
+#include "harness/naive_baseline.hpp"
 #include "harness/records.hpp"
+#include "reference/gpu/attention64.hpp"
 #include "reference/reference.hpp"
 
 namespace moba {
@@ -65,11 +65,6 @@ CheckRecord outcome_record(const CheckCase& c, const std::string& impl, const st
     return record(c, impl, check, "", ref, outcome, reason);
 }
 
-template <class T>
-std::vector<double> widen(const std::vector<T>& x) {
-    return std::vector<double>(x.begin(), x.end());
-}
-
 Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full) {
     Truth t;
     ref::Forward f = full ? ref::full_attention_forward(p, in) : ref::attention_forward(p, in, sel);
@@ -89,19 +84,22 @@ Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bo
     return t;
 }
 
-Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel) {
-    NaiveTruth n = naive_truth(p, in, sel);
+// float64 on the GPU; the baseline beside it is SEMANTICS.md §5.1's computed by the naive
+// kernels in the dtype (the CPU baseline would take too long at these lengths).
+Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full) {
+    ref::gpu::Result r = full ? ref::gpu::full_attention(p, in) : ref::gpu::attention(p, in, sel);
     Truth t;
-    t.out = widen(n.truth.forward.out);
-    t.lse = widen(n.truth.forward.lse);
-    t.dq = widen(n.truth.gradients.dq);
-    t.dk = widen(n.truth.gradients.dk);
-    t.dv = widen(n.truth.gradients.dv);
-    t.base_out = std::move(n.baseline.forward.out);
-    t.base_lse = std::move(n.baseline.forward.lse);
-    t.base_dq = std::move(n.baseline.gradients.dq);
-    t.base_dk = std::move(n.baseline.gradients.dk);
-    t.base_dv = std::move(n.baseline.gradients.dv);
+    t.out = std::move(r.forward.out);
+    t.lse = std::move(r.forward.lse);
+    t.dq = std::move(r.gradients.dq);
+    t.dk = std::move(r.gradients.dk);
+    t.dv = std::move(r.gradients.dv);
+    AttentionRun base = naive_baseline(p, in, sel);
+    t.base_out = std::move(base.forward.out);
+    t.base_lse = std::move(base.forward.lse);
+    t.base_dq = std::move(base.gradients.dq);
+    t.base_dk = std::move(base.gradients.dk);
+    t.base_dv = std::move(base.gradients.dv);
     return t;
 }
 
@@ -169,15 +167,15 @@ Support checkable(const Implementation& impl, const Problem& p) {
 }
 
 void check_implementation(const CheckCase& c, const Implementation& impl, const CheckOptions& o,
-                          const HostInputs& in, const ref::GatingResult* gate,
+                          const HostInputs& in, const ref::GatingResult& gate,
                           const Selection& sel, const Truth& truth, const std::string& fwd_check,
                           const std::string& bwd_check, std::vector<CheckRecord>& records) {
     const Problem& p = c.problem;
     try {
         DeviceInputs din(impl, p, in);
-        if (impl.has_gating() && gate) {
+        if (impl.has_gating()) {
             const Selection got = run_gating(impl, din);
-            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, *gate, in)));
+            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, gate, in)));
         }
         const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
         judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
@@ -220,7 +218,7 @@ std::string refusal(const CheckCase& c, const HostInputs& in, const CheckOptions
     const double work = reference_work(p) * (p.zero_sparsity() ? 1.0 : 2.0);
     if (o.reference == ReferenceKind::cpu && !o.gating_only && work > kMaxCpuReferenceWork)
         return fmt::format("the float64 CPU reference would take about {:.1e} pair x D operations (limit {:.1e}); "
-                           "use --reference naive on a GPU for this size", work, kMaxCpuReferenceWork);
+                           "use --reference gpu (float64 on the GPU) for this size", work, kMaxCpuReferenceWork);
     return {};
 }
 
@@ -258,8 +256,6 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
     }
     if (o.gpu && impls.empty()) return;
 
-    // With --reference cpu the selection is the float64 gating's; with --reference naive it
-    // is the naive GPU gating's in fp32 (no gating check then: the truth is that gating).
     if (o.gating_only) {
         if (o.reference != ReferenceKind::cpu)
             throw std::invalid_argument("--gating-only judges against the float64 gating: --reference cpu");
@@ -282,25 +278,20 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
         }
         return;
     }
-    std::optional<ref::GatingResult> gate;
-    Selection sel;
-    if (o.reference == ReferenceKind::cpu) {
-        gate = ref::gating(p, in);
-        sel = zero ? ref::full_selection(p) : gate->selection;
-    } else {
-        sel = zero ? ref::full_selection(p) : naive_selection(p, in);
-    }
+    // Either truth is judged against the float64 gating's selection, and the gating check is
+    // recorded; at zero sparsity the selection is every block.
+    const ref::GatingResult gate = ref::gating(p, in);
+    const Selection sel = zero ? ref::full_selection(p) : gate.selection;
     const Truth truth = o.reference == ReferenceKind::cpu ? cpu_truth(p, in, sel, zero)
-                                                          : gpu_truth(p, in, sel);
+                                                          : gpu_truth(p, in, sel, zero);
     if (!o.gpu) {
-        if (gate) records.push_back(gating_record(c, kBaselineName, o.reference,
-                                                  compare_gating(p, ref::baseline_gating(p, in), *gate, in)));
+        records.push_back(gating_record(c, kBaselineName, o.reference,
+                                        compare_gating(p, ref::baseline_gating(p, in), gate, in)));
         judge_baseline(c, fwd_check, bwd_check, truth, records);
         return;
     }
     for (const Implementation* impl : impls)
-        check_implementation(c, *impl, o, in, gate ? &*gate : nullptr, sel, truth, fwd_check,
-                             bwd_check, records);
+        check_implementation(c, *impl, o, in, gate, sel, truth, fwd_check, bwd_check, records);
 }
 
 }  // namespace
@@ -313,7 +304,7 @@ std::string reproduce_command(const CheckCase& c, const std::string& impl, Refer
     std::string cmd = fmt::format("moba check {} --seed {} --inputs {}", c.problem.flags(), c.seed,
                                   to_string(c.inputs));
     if (impl != kBaselineName) cmd += " --impl " + impl;
-    if (ref == ReferenceKind::naive) cmd += " --reference naive";
+    if (ref == ReferenceKind::gpu) cmd += " --reference gpu";
     return cmd;
 }
 

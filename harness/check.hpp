@@ -21,7 +21,10 @@
 
 namespace moba {
 
-enum class ReferenceKind { cpu, naive };
+// The truth a check judges against (SEMANTICS.md §3.1): the float64 CPU reference, or the
+// float64 GPU one (reference/gpu/attention64.hpp) for lengths the CPU cannot reach. Both judge
+// against the float64 gating's selection.
+enum class ReferenceKind { cpu, gpu };
 
 struct CheckOptions {
     std::vector<const Implementation*> impls;  // empty with no GPU: the baseline is checked
@@ -50,7 +53,7 @@ std::vector<nlohmann::json> run_checks_on(const CheckCase& c, const HostInputs& 
                                           const CheckOptions& options);
 
 // Largest problem the float64 CPU reference takes on: attended pairs x D (about a minute on
-// 16 cores). Larger problems are refused with a pointer to --reference naive.
+// 16 cores). Larger problems are refused with a pointer to --reference gpu.
 inline constexpr double kMaxCpuReferenceWork = 4e11;
 
 // The command line that reproduces one record: "moba check <problem flags> --impl X --seed N".

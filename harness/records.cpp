@@ -9,7 +9,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string_view reference_name(ReferenceKind r) { return r == ReferenceKind::cpu ? "cpu" : "naive"; }
+std::string_view reference_name(ReferenceKind r) { return r == ReferenceKind::cpu ? "cpu" : "gpu"; }
 
 // NaN and Inf are not JSON numbers: an error that could not be computed is written null.
 json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }

@@ -20,7 +20,7 @@ std::vector<InputFamily> suite_input_families();
 // from families[i % families.size()]: by default suite_input_families() in turn.
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed,
                                    const std::vector<InputFamily>& families = suite_input_families());
-// long: lengths up to 64K for --reference naive (GPU truth).
+// long: lengths up to 64K for --reference gpu (the float64 GPU truth, SEMANTICS.md §3.1).
 std::vector<CheckCase> long_suite(std::uint64_t base_seed,
                                   const std::vector<InputFamily>& families = suite_input_families());
 

@@ -8,6 +8,7 @@
 
 #include "core/problem.hpp"
 #include "core/tensors.hpp"
+#include "reference/results.hpp"
 
 namespace moba::ref {
 
@@ -60,16 +61,7 @@ GatingResult gating_exhaustive(const Problem& problem, const HostInputs& inputs)
 // Every block up to the query's own one (what k >= n selects): MoBA's zero-sparsity selection.
 Selection full_selection(const Problem& problem);
 
-// ---- Attention given a selection, float64 ------------------------------------------------
-struct Forward {
-    std::vector<double> out;  // [total, Hq, D]
-    std::vector<double> lse;  // [Hq, total]
-};
-struct Gradients {
-    std::vector<double> dq;  // [total, Hq, D]
-    std::vector<double> dk;  // [total, Hkv, D] summed over the group's query heads
-    std::vector<double> dv;  // [total, Hkv, D]
-};
+// ---- Attention given a selection, float64 (Forward, Gradients: results.hpp) --------------
 Forward attention_forward(const Problem& problem, const HostInputs& inputs, const Selection& sel);
 Gradients attention_backward(const Problem& problem, const HostInputs& inputs,
                              const Selection& sel);

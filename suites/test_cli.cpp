@@ -8,6 +8,7 @@
 #include <string>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -94,8 +95,11 @@ TEST(PlanCheck, EveryBadInputNamesTheValue) {
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "huge"; f.seqlens.clear(); }), false); },
                  "unknown suite 'huge'");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.suite = "quick"; }), false); }, "not both");
-    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "'gpu'");
-    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "needs a GPU");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "fp32"; }), false); }, "'fp32'");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "gpu"; }), false); }, "needs a GPU");
+    // The retired fp32 truth is refused with the one that replaced it, GPU or not.
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), false); }, "--reference gpu");
+    expect_error([&] { plan_check(with([](CheckFlags& f) { f.reference = "naive"; }), true); }, "'naive'");
     expect_error([&] { plan_check(with([](CheckFlags& f) { f.scale = -1; }), false); }, "softmax scale -1");
 }
 
@@ -166,8 +170,13 @@ struct MobaRun {
     int status;
     std::string output;
 };
+// A scratch file of this process: two worktrees' test runs on one machine share /tmp.
+fs::path scratch(const std::string& name) {
+    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
+}
+
 MobaRun run_moba(const std::string& args) {
-    const fs::path log = fs::temp_directory_path() / "moba_cli_test.log";
+    const fs::path log = scratch("moba_cli_test.log");
     const std::string cmd = std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1";
     const int raw = std::system(cmd.c_str());
     std::ifstream in(log);
@@ -176,7 +185,7 @@ MobaRun run_moba(const std::string& args) {
 }
 
 TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
-    const fs::path out = fs::temp_directory_path() / "moba_cli_bad.json";
+    const fs::path out = scratch("moba_cli_bad.json");
     fs::remove(out);
     const MobaRun r = run_moba("check --seqlens 128 --heads 6 --kv-heads 4 --out " + out.string());
     EXPECT_EQ(r.status, 2) << r.output;
@@ -189,7 +198,7 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
 }
 
 TEST(Binary, SmallCheckWritesACompleteReport) {
-    const fs::path out = fs::temp_directory_path() / "moba_cli_small.json";
+    const fs::path out = scratch("moba_cli_small.json");
     fs::remove(out);
     const MobaRun r = run_moba("check --seqlens 70,5 --heads 2 --kv-heads 1 --head-dim 16 --block 8 --topk 2 --out " +
                            out.string());
@@ -218,7 +227,7 @@ TEST(Binary, ValidateCommittedReportsAndRefuseABrokenOne) {
         ++seen;
     }
     EXPECT_GE(seen, 4);
-    const fs::path broken = fs::temp_directory_path() / "moba_broken_report.json";
+    const fs::path broken = scratch("moba_broken_report.json");
     std::ofstream(broken) << R"({"format": "moba-report", "format_version": 1, "complete": true})";
     const MobaRun r = run_moba("validate " + broken.string());
     EXPECT_EQ(r.status, 1) << r.output;

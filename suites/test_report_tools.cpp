@@ -738,8 +738,8 @@ CheckRecord typed_check_record(const std::string& check, const std::string& tens
     r.impl = "naive";
     r.check = check;
     r.tensor = tensor;
-    r.reference = ReferenceKind::naive;
-    r.command = "moba check --seqlens 4096 --impl naive --reference naive";
+    r.reference = ReferenceKind::gpu;
+    r.command = "moba check --seqlens 4096 --impl naive --reference gpu";
     r.outcome = outcome;
     r.reason = outcome == Outcome::passed ? "" : "why";
     return r;
@@ -823,8 +823,8 @@ TEST(Records, CheckRecordWritesTheFormatsFields) {
                            {"impl", "naive"},
                            {"check", "forward"},
                            {"tensor", "out"},
-                           {"reference", "naive"},
-                           {"command", "moba check --seqlens 4096 --impl naive --reference naive"},
+                           {"reference", "gpu"},
+                           {"command", "moba check --seqlens 4096 --impl naive --reference gpu"},
                            {"max_abs_err", 0.001},
                            {"rel_l2_err", nullptr},
                            {"baseline_max_abs_err", 0.002},

@@ -2,9 +2,10 @@
 // query's sequence whose block the selection row lists; lse = log of the softmax's sum.
 // One warp per (query token, query head), lanes splitting D; keys visited one at a time with
 // an online softmax (running max, running sum, rescaled accumulator): fp32 for bf16/fp16
-// inputs, double for fp32 inputs. fp32 inputs are the truth of `--reference naive`: an fp32
-// running sum over 64K keys drifts by about 1e-5 in lse (measured against kernels that sum in
-// tiles), as large as the lse tolerance, so the truth accumulates in double.
+// inputs, double for fp32 inputs. fp32 inputs were the long suite's truth before the float64 GPU
+// truth (reference/gpu/) replaced it: an fp32 running sum over 64K keys drifts by about 1e-5 in
+// lse (measured against kernels that sum in tiles), as large as the lse tolerance, so fp32
+// inputs accumulate in double.
 // Cost per attended key: one D-long dot product with a 5-step warp sum, two expf, one
 // D-long axpy; K/V come from L1/L2, since neighbouring warps walk the same keys.
 // Measured on an H200 (bf16, one 64K-token sequence, 16 heads, D 128): full causal 3.7 s;

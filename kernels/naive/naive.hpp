@@ -22,7 +22,7 @@ void gating(const GatingArgs& args);
 void forward(const AttentionArgs& args);   // writes out, lse
 void backward(const AttentionArgs& args);  // reads out, lse, dout; writes dq, dk, dv
 
-// The same-precision baseline of SEMANTICS.md §5 on the GPU (the yardstick of `--reference naive`):
+// The same-precision baseline of SEMANTICS.md §5 on the GPU (the yardstick of `--reference gpu`):
 // the same kernels, but P rounded to the dtype before its product with V (forward: a second
 // pass with the row's final lse) or with dO, and dS rounded before its products with K and Q,
 // as the CPU baseline (reference/baseline.cpp) does. Not registered: not an implementation.
