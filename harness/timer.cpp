@@ -52,6 +52,14 @@ Timing summarize(std::vector<double> samples) {
     return t;
 }
 
+std::string stop_reason(int samples, double rel_stddev, double elapsed, const TimingOptions& o) {
+    if (samples >= o.max_samples) return "max_samples";
+    if (samples >= o.min_samples && rel_stddev <= o.target_rel_stddev) return "converged";
+    if (samples >= o.min_samples && elapsed > o.max_seconds) return "max_time";
+    if (elapsed > o.cap_seconds) return "time_cap";
+    return {};
+}
+
 Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& o) {
     const ClockWatch clock;
     SampleTimer timer;
@@ -63,24 +71,18 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
         if (ms > o.warmup_long_ms) break;  // one long run is warm-up enough
     }
     std::vector<double> samples;
-    std::string why = "max_samples";
+    std::string why;
     const auto t0 = std::chrono::steady_clock::now();
-    while (static_cast<int>(samples.size()) < o.max_samples) {
+    while (why.empty()) {
         samples.push_back(run_once());
-        if (static_cast<int>(samples.size()) >= o.min_samples &&
-            summarize(samples).rel_stddev <= o.target_rel_stddev) {
-            why = "converged";
-            break;
-        }
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (elapsed > o.max_seconds) {
-            why = "max_time";
-            break;
-        }
+        why = stop_reason(static_cast<int>(samples.size()), summarize(samples).rel_stddev, elapsed, o);
     }
     Timing t = summarize(samples);
     t.warmup = warmup;
     t.stop = why;
+    t.min_samples = o.min_samples;
+    t.under_sampled = static_cast<int>(samples.size()) < o.min_samples;
     t.clock = clock.finish();
     return t;
 }
@@ -88,7 +90,8 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
 nlohmann::json timing_json(const Timing& t) {
     return {{"samples", t.samples_ms.size()}, {"median_ms", t.median_ms}, {"min_ms", t.min_ms},
             {"max_ms", t.max_ms},             {"mean_ms", t.mean_ms},     {"rel_stddev", t.rel_stddev},
-            {"warmup", t.warmup},             {"stop", t.stop}};
+            {"warmup", t.warmup},             {"stop", t.stop},
+            {"min_samples", t.min_samples},   {"under_sampled", t.under_sampled}};
 }
 
 }  // namespace moba

@@ -210,3 +210,27 @@ TEST(BenchRecords, ValidateAgainstTheSchema) {
 
 }  // namespace
 }  // namespace moba
+
+// The stopping rule of the timing core: --max-seconds never ends sampling before --min-samples;
+// only the per-state cap does, and then the record says under_sampled.
+namespace moba {
+namespace {
+
+TEST(StoppingRule, MinimumSamplesBeforeTheSoftTimeLimit) {
+    TimingOptions o;
+    o.min_samples = 5;
+    o.max_samples = 100;
+    o.target_rel_stddev = 0.02;
+    o.max_seconds = 1.0;
+    o.cap_seconds = 60.0;
+    EXPECT_EQ(stop_reason(1, 0.5, 30.0, o), "");           // slow, but only one sample: go on
+    EXPECT_EQ(stop_reason(4, 0.0, 30.0, o), "");           // converged spread, still under the minimum
+    EXPECT_EQ(stop_reason(5, 0.5, 30.0, o), "max_time");   // minimum in, soft limit passed
+    EXPECT_EQ(stop_reason(5, 0.01, 0.1, o), "converged");
+    EXPECT_EQ(stop_reason(3, 0.5, 61.0, o), "time_cap");   // the hard cap, under the minimum
+    EXPECT_EQ(stop_reason(100, 0.5, 0.1, o), "max_samples");
+    EXPECT_EQ(stop_reason(6, 0.5, 0.5, o), "");
+}
+
+}  // namespace
+}  // namespace moba

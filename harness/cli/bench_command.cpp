@@ -37,7 +37,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--grid", f.grid, "JSON grid file of axes (overrides the axis flags it names)");
     cmd->add_flag("--resume", f.resume, "Skip states already in --out, keep its records");
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
-    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time limit per state")->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds,
+                    "Sampling time per state once --min-samples are in")->capture_default_str();
+    cmd->add_option("--time-cap", f.time_cap,
+                    "Hard sampling limit per state, the only one that may stop before --min-samples "
+                    "(the record then says under_sampled)")->capture_default_str();
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
@@ -126,6 +130,8 @@ BenchPlan plan_bench(const BenchFlags& given) {
     if (f.check_rows < 1) throw std::invalid_argument(fmt::format("--check-rows {} must be positive", f.check_rows));
     if (f.batch < 1) throw std::invalid_argument(fmt::format("--batch {} must be positive", f.batch));
     plan.options.timing.max_seconds = f.max_seconds;
+    if (!(f.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", f.time_cap));
+    plan.options.timing.cap_seconds = f.time_cap;
     plan.options.timing.min_samples = f.min_samples;
     plan.options.timing.max_samples = f.max_samples;
     plan.options.timing.target_rel_stddev = f.rel_stddev;
@@ -192,11 +198,16 @@ void print_line(const nlohmann::json& r) {
         return;
     }
     const auto& t = r["timing"];
-    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}\n",
+    // A median of fewer samples than asked is marked where it is printed, not only in the JSON.
+    const std::string under = t.value("under_sampled", false)
+                                  ? fmt::format("  UNDER-SAMPLED ({} of {})", t["samples"].get<int>(),
+                                                t["min_samples"].get<int>())
+                                  : "";
+    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}{}\n",
                r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),
                100 * t["rel_stddev"].get<double>(), r["tflops"].get<double>(),
                r["speedup_vs_dense"].is_number() ? fmt::format("{:.2f}", r["speedup_vs_dense"].get<double>()) : "-",
-               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "");
+               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "", under);
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ CLI::App* add_paper_command(CLI::App& app, PaperFlags& f) {
     cmd->add_option("--max-run-seconds", f.max_run_seconds,
                     "Do not run an implementation predicted (from its rate at the previous length) to take longer per call")
         ->capture_default_str();
-    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time per state")->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time per state once the minimum samples are in")->capture_default_str();
+    cmd->add_option("--time-cap", f.time_cap, "Hard sampling limit per state (may leave a record under_sampled)")->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report (default reports/paper-<figure>.json)");
     cmd->add_option("--markdown", f.markdown, "Markdown table (default: the report path with .md)");
@@ -126,6 +127,7 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
         BenchOptions options;
         options.gating = GatingMode::included;
         options.timing.max_seconds = flags.max_seconds;
+        options.timing.cap_seconds = flags.time_cap;
         std::vector<BenchRecord> records;
         for (const Implementation* impl : impls) {
             const double pairs = impl->dense ? p.dense_pairs() : moba_pairs(p);
