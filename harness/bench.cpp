@@ -205,6 +205,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
             BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            if (o.timing.cold) r.command += " --cold";
             r.outcome = outcome;
             r.reason = reason;
             r.check_outcome = check_outcome;
@@ -257,6 +258,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
 
         for (Phase phase : o.phases) {
             BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            if (o.timing.cold) r.command += " --cold";
             BenchMeasurement m;
             m.check_worst_ratio = rc.worst_ratio;
             const bool gate_in = impl.has_gating() && o.gating == GatingMode::included && phase != Phase::bwd;
@@ -344,6 +346,7 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {
                 BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating);
+                if (o.timing.cold) r.command += " --cold";
                 r.outcome = Outcome::failed;
                 r.reason = e.what();
                 records.push_back(std::move(r));

@@ -45,6 +45,9 @@ struct TimingOptions {
     // Hard cap for one state: the only thing that ends sampling before min_samples (the record
     // then says under_sampled). 1M-token dense baselines take ~19 s a run.
     double cap_seconds = 300.0;
+    // Cold samples: before each sample (outside its events) a buffer of twice the device's L2 is
+    // overwritten, so the timed work starts from DRAM, as a layer of a real model does.
+    bool cold = false;
 };
 
 // Why sampling stops after `samples` samples, `elapsed` seconds and a relative spread of
@@ -59,6 +62,7 @@ struct Timing {
     int warmup = 0;
     std::string stop;    // converged, max_samples, max_time, time_cap
     int min_samples = 1;         // what was asked
+    bool cold = false;           // L2 flushed before each sample
     bool under_sampled = false;  // fewer samples than asked (only the time cap does this)
     ClockWindow clock;   // SM clock from before the warm-up to after the last sample
 };

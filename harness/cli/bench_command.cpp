@@ -42,6 +42,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--time-cap", f.time_cap,
                     "Hard sampling limit per state, the only one that may stop before --min-samples "
                     "(the record then says under_sampled)")->capture_default_str();
+    cmd->add_flag("--cold", f.cold, "Flush L2 (overwrite twice its size) before every sample");
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
@@ -132,6 +133,7 @@ BenchPlan plan_bench(const BenchFlags& given) {
     plan.options.timing.max_seconds = f.max_seconds;
     if (!(f.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", f.time_cap));
     plan.options.timing.cap_seconds = f.time_cap;
+    plan.options.timing.cold = f.cold;
     plan.options.timing.min_samples = f.min_samples;
     plan.options.timing.max_samples = f.max_samples;
     plan.options.timing.target_rel_stddev = f.rel_stddev;
