@@ -34,9 +34,9 @@ std::string gating_label(const Implementation& impl, Phase phase, GatingMode gat
     return impl.has_gating() && phase != Phase::bwd ? std::string(to_string(gating)) : std::string("none");
 }
 
-std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating) {
-    return fmt::format("moba bench {} --seed {} --impl {} --phase {} --gating {}", s.problem.flags(), s.seed, impl,
-                       to_string(phase), to_string(gating));
+std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold) {
+    return fmt::format("moba bench {} --seed {} --impl {} --phase {} --gating {}{}", s.problem.flags(), s.seed, impl,
+                       to_string(phase), to_string(gating), cold ? " --cold" : "");
 }
 
 namespace {
@@ -175,7 +175,8 @@ Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::v
 
 }  // namespace
 
-BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating) {
+BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating,
+                                  bool cold) {
     const Problem& p = s.problem;
     BenchRecord r;
     r.config = s;
@@ -187,7 +188,7 @@ BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl
     r.dense_pairs = dense_pairs(p);
     r.flops = attention_flops(p, r.pairs, phase);
     r.gating_flops = impl.has_gating() ? gating_flops(p) : 0.0;
-    r.command = bench_command(s, impl.name, phase, gating);
+    r.command = bench_command(s, impl.name, phase, gating, cold);
     return r;  // outcome and check_outcome: skipped
 }
 
@@ -204,8 +205,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     const Problem& p = s.problem;
     auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
-            if (o.timing.cold) r.command += " --cold";
+            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
             r.outcome = outcome;
             r.reason = reason;
             r.check_outcome = check_outcome;
@@ -257,8 +257,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
-            if (o.timing.cold) r.command += " --cold";
+            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
             BenchMeasurement m;
             m.check_worst_ratio = rc.worst_ratio;
             const bool gate_in = impl.has_gating() && o.gating == GatingMode::included && phase != Phase::bwd;
@@ -345,8 +344,7 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {
-                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating);
-                if (o.timing.cold) r.command += " --cold";
+                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating, o.timing.cold);
                 r.outcome = Outcome::failed;
                 r.reason = e.what();
                 records.push_back(std::move(r));

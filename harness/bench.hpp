@@ -37,13 +37,15 @@ std::vector<BenchRecord> bench_records(const CheckCase& state, const BenchOption
 std::vector<nlohmann::json> run_bench(const CheckCase& state, const BenchOptions& options);
 
 // A record of that state with every field but the measurements: outcome skipped until set.
+// `cold`: the samples were taken with L2 flushed (--cold), said in the reproduce command.
 BenchRecord bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
-                                  GatingMode gating);
+                                  GatingMode gating, bool cold = false);
 
 // What a record's "gating" says: none for implementations without gating and for the
 // backward phase alone, else the mode.
 std::string gating_label(const Implementation& impl, Phase phase, GatingMode gating);
 
-std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating);
+std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating,
+                          bool cold = false);
 
 }  // namespace moba

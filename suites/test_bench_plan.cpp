@@ -234,3 +234,33 @@ TEST(StoppingRule, MinimumSamplesBeforeTheSoftTimeLimit) {
 
 }  // namespace
 }  // namespace moba
+
+// --cold reaches the timing options and every record's reproduce command; --time-cap must be
+// positive.
+namespace moba {
+namespace {
+
+TEST(ColdSamples, PlannedAndInTheCommand) {
+    cli::BenchFlags f;
+    f.seqlens = "1000";
+    f.cold = true;
+    EXPECT_TRUE(cli::plan_bench(f).options.timing.cold);
+    f.cold = false;
+    EXPECT_FALSE(cli::plan_bench(f).options.timing.cold);
+    f.time_cap = 0;
+    test::expect_error([&] { cli::plan_bench(f); }, "--time-cap");
+    Problem p;
+    p.seqlens = {1000};
+    p.heads_q = p.heads_kv = 2;
+    p.head_dim = 64;
+    p.block = 128;
+    p.topk = 2;
+    const CheckCase state{p, 3};
+    const Implementation& naive = *find_implementation("naive");
+    const std::string cold = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, true).command;
+    const std::string warm = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
+    EXPECT_EQ(cold, warm + " --cold");
+}
+
+}  // namespace
+}  // namespace moba

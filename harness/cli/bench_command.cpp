@@ -236,6 +236,11 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
             throw std::invalid_argument(fmt::format("--resume: '{}' is not a {} file", flags.out, kReportFormat));
         for (const auto& r : old["records"]) {
             if (r.value("kind", "") != "bench") continue;
+            // Warm and cold samples are different measurements: a resumed sweep keeps to one.
+            const bool was_cold = r.value("command", "").find(" --cold") != std::string::npos;
+            if (was_cold != flags.cold)
+                throw std::invalid_argument(fmt::format("--resume: '{}' was measured {} --cold; run {} it or write to another --out",
+                                                        flags.out, was_cold ? "with" : "without", was_cold ? "with" : "without"));
             previous.push_back(r);
             if (!has_outcome(r, Outcome::failed)) done.insert(state_key(r));  // failed states are retried
         }
