@@ -8,6 +8,7 @@
 #include <string>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -161,13 +162,19 @@ TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
     EXPECT_TRUE(naive->supports(p).ok) << naive->supports(p).reason;
 }
 
+// A scratch file of this process: two test runs at once (two worktrees on one machine) must not
+// read each other's output.
+fs::path scratch(const std::string& name) {
+    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
+}
+
 // The binary itself: exit status 2 and a message on stderr for bad input, nothing written.
 struct MobaRun {
     int status;
     std::string output;
 };
 MobaRun run_moba(const std::string& args) {
-    const fs::path log = fs::temp_directory_path() / "moba_cli_test.log";
+    const fs::path log = scratch("moba_cli_test.log");
     const std::string cmd = std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1";
     const int raw = std::system(cmd.c_str());
     std::ifstream in(log);
@@ -176,7 +183,7 @@ MobaRun run_moba(const std::string& args) {
 }
 
 TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
-    const fs::path out = fs::temp_directory_path() / "moba_cli_bad.json";
+    const fs::path out = scratch("moba_cli_bad.json");
     fs::remove(out);
     const MobaRun r = run_moba("check --seqlens 128 --heads 6 --kv-heads 4 --out " + out.string());
     EXPECT_EQ(r.status, 2) << r.output;
@@ -189,7 +196,7 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
 }
 
 TEST(Binary, SmallCheckWritesACompleteReport) {
-    const fs::path out = fs::temp_directory_path() / "moba_cli_small.json";
+    const fs::path out = scratch("moba_cli_small.json");
     fs::remove(out);
     const MobaRun r = run_moba("check --seqlens 70,5 --heads 2 --kv-heads 1 --head-dim 16 --block 8 --topk 2 --out " +
                            out.string());
@@ -218,7 +225,7 @@ TEST(Binary, ValidateCommittedReportsAndRefuseABrokenOne) {
         ++seen;
     }
     EXPECT_GE(seen, 4);
-    const fs::path broken = fs::temp_directory_path() / "moba_broken_report.json";
+    const fs::path broken = scratch("moba_broken_report.json");
     std::ofstream(broken) << R"({"format": "moba-report", "format_version": 1, "complete": true})";
     const MobaRun r = run_moba("validate " + broken.string());
     EXPECT_EQ(r.status, 1) << r.output;
