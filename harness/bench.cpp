@@ -1,4 +1,4 @@
-// `moba bench`: device inputs, the forward check on sampled rows, the timed runs and the
+// `moba bench`: device inputs, the checks on sampled rows (gating, forward, backward), the timed runs and the
 // bench records they fill.
 #include "harness/bench.hpp"
 
@@ -16,6 +16,8 @@
 #include "harness/compare.hpp"
 #include "core/cuda_check.hpp"
 #include "harness/device.hpp"
+#include "harness/device_equal.hpp"
+#include "harness/key_sampling.hpp"
 #include "harness/device_random.hpp"
 #include "harness/gpu_run.hpp"
 #include "reference/reference.hpp"
@@ -93,11 +95,27 @@ std::vector<std::int64_t> sample_tokens(const Problem& p, std::uint64_t seed, in
     return tokens;
 }
 
-// What the forward check needs on the host: full k, v and the sampled rows of q.
+// Rows `tokens` (ascending or not) of a device tensor [total, width] in the problem's dtype, as
+// floats [T, width]; runs of consecutive tokens are copied in one call.
+std::vector<float> gather_rows(const Problem& p, const void* src, const std::vector<std::int64_t>& tokens,
+                               std::int64_t width) {
+    std::vector<float> rows;
+    rows.reserve(tokens.size() * static_cast<std::size_t>(width));
+    for (std::size_t i = 0; i < tokens.size();) {
+        std::size_t j = i + 1;
+        while (j < tokens.size() && tokens[j] == tokens[j - 1] + 1) ++j;
+        const auto r = download_floats(p, src, tokens[i] * width, static_cast<std::int64_t>(j - i) * width);
+        rows.insert(rows.end(), r.begin(), r.end());
+        i = j;
+    }
+    return rows;
+}
+
+// What the checks need on the host: full k, v and the sampled rows of q and dout.
 struct HostRows {
     std::shared_ptr<const std::vector<float>> k, v;  // shared between the MoBA and dense rows
     std::vector<std::int64_t> tokens;
-    std::vector<float> q_rows;
+    std::vector<float> q_rows, dout_rows;
 };
 
 HostRows host_rows(const DeviceState& d, const std::vector<std::int64_t>& tokens, const HostRows* share_kv) {
@@ -112,11 +130,20 @@ HostRows host_rows(const DeviceState& d, const std::vector<std::int64_t>& tokens
     }
     h.tokens = tokens;
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
-    for (std::int64_t t : tokens) {
-        const auto r = download_floats(p, d.q.get(), t * row, row);
-        h.q_rows.insert(h.q_rows.end(), r.begin(), r.end());
-    }
+    h.q_rows = gather_rows(p, d.q.get(), tokens, row);
+    h.dout_rows = gather_rows(p, d.dout.get(), tokens, row);
     return h;
+}
+
+// The reference's row inputs of those rows with the given selection rows (none: full causal).
+ref::RowInputs row_inputs(const HostRows& h, const Selection* sel_rows) {
+    ref::RowInputs in;
+    in.tokens = h.tokens;
+    in.q_rows = h.q_rows;
+    in.k = h.k.get();
+    in.v = h.v.get();
+    if (sel_rows) in.sel_rows = *sel_rows;
+    return in;
 }
 
 // Forward check on the sampled rows: out and lse against float64, bounds from the baseline.
@@ -128,21 +155,13 @@ struct RowCheck {
 
 RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_rows, const void* out,
                     const float* lse_dev) {
-    ref::RowInputs in;
-    in.tokens = h.tokens;
-    in.q_rows = h.q_rows;
-    in.k = h.k.get();
-    in.v = h.v.get();
-    if (sel_rows) in.sel_rows = *sel_rows;
+    const ref::RowInputs in = row_inputs(h, sel_rows);
     const ref::Forward truth = ref::forward_rows(p, in);
     const ForwardOutput base = ref::baseline_forward_rows(p, in);
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
     const auto n = static_cast<std::int64_t>(h.tokens.size());
-    std::vector<float> got_out, got_lse(static_cast<std::size_t>(n * p.heads_q));
-    for (std::int64_t t : h.tokens) {
-        const auto r = download_floats(p, out, t * row, row);
-        got_out.insert(got_out.end(), r.begin(), r.end());
-    }
+    const std::vector<float> got_out = gather_rows(p, out, h.tokens, row);
+    std::vector<float> got_lse(static_cast<std::size_t>(n * p.heads_q));
     for (int hd = 0; hd < p.heads_q; ++hd)
         for (std::int64_t i = 0; i < n; ++i)
             MOBA_CUDA_CALL(cudaMemcpy(&got_lse[static_cast<std::size_t>(hd * n + i)],
@@ -161,6 +180,71 @@ RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_ro
     return rc;
 }
 
+// Work budget of the dk / dv check (SEMANTICS.md §5.3): the attended keys, times D, of every
+// (query, head) pair whose forward the sampled keys need; about 10 such dot products per unit
+// run on the CPU (float64 and baseline).
+constexpr double kKeyCheckWork = 2e10;
+constexpr int kKeyBlocks = 4;        // key blocks sampled at most
+constexpr int kKeysPerBlock = 4;     // keys per block: its first, its last and random others
+
+// Backward check: dq of the sampled query rows, dk and dv of sampled key rows, each against
+// float64 with bounds from the baseline on the same rows (SEMANTICS.md §5.3). The implementation's
+// backward has run: dq, dk, dv are its outputs. `sel`: the full selection it ran with (host), or
+// null for full causal attention.
+BackwardCheckFigures check_backward(const Problem& p, std::uint64_t seed, const HostRows& h, const Selection* sel_rows,
+                                    const Selection* sel, const DeviceState& d, const void* dq, const void* dk,
+                                    const void* dv, std::string& reason) {
+    BackwardCheckFigures f;
+    f.work_budget = kKeyCheckWork;
+    const std::int64_t q_width = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
+    const std::int64_t kv_width = static_cast<std::int64_t>(p.heads_kv) * p.head_dim;
+    const double atol = tensor_atol(p.dtype);
+    auto judge = [&](const TensorCheck& c, const std::string& rows) {
+        f.worst_ratio = std::max(f.worst_ratio, c.ratio);
+        if (c.outcome != Outcome::passed && f.outcome == Outcome::passed) {
+            f.outcome = c.outcome;
+            reason = fmt::format("backward check on {}, {}: {}", rows, c.tensor, c.reason);
+        }
+    };
+    // dq of the sampled query rows.
+    ref::BackwardRowInputs q_in{row_inputs(h, sel_rows), h.dout_rows};
+    f.query_rows = static_cast<std::int64_t>(h.tokens.size());
+    judge(compare_tensor("dq", gather_rows(p, dq, h.tokens, q_width), ref::backward_query_rows(p, q_in),
+                         ref::baseline_backward_query_rows(p, q_in), kGradientFactor, atol),
+          fmt::format("{} sampled query rows", f.query_rows));
+
+    // dk, dv of sampled keys, with every query row that attends them.
+    const KeySample ks = sample_keys(p, sel, kKeyCheckWork, kKeyBlocks, kKeysPerBlock, seed);
+    f.key_rows = static_cast<std::int64_t>(ks.keys.size());
+    f.attending_rows = static_cast<std::int64_t>(ks.query_tokens.size());
+    f.key_blocks = ks.blocks;
+    f.blocks_total = ks.blocks_total;
+    f.blocks_over_budget = ks.blocks_over_budget;
+    f.most_attended = ks.most_attended;
+    f.most_attended_checked = ks.most_attended_checked;
+    f.last_tokens_only = ks.last_tokens_only;
+    if (ks.keys.empty()) return f;
+    ref::BackwardRowInputs k_in;
+    k_in.rows.tokens = ks.query_tokens;
+    k_in.rows.q_rows = gather_rows(p, d.q.get(), ks.query_tokens, q_width);
+    k_in.rows.k = h.k.get();
+    k_in.rows.v = h.v.get();
+    if (sel) {
+        k_in.rows.sel_rows.slots = sel->slots;
+        const std::int64_t w = static_cast<std::int64_t>(p.heads_q) * sel->slots;
+        for (std::int64_t t : ks.query_tokens)
+            k_in.rows.sel_rows.blocks.insert(k_in.rows.sel_rows.blocks.end(), sel->blocks.begin() + t * w,
+                                             sel->blocks.begin() + (t + 1) * w);
+    }
+    k_in.dout_rows = gather_rows(p, d.dout.get(), ks.query_tokens, q_width);
+    const ref::KeyGradients truth = ref::backward_key_rows(p, k_in, ks.keys);
+    const ref::BaselineKeyGradients base = ref::baseline_backward_key_rows(p, k_in, ks.keys);
+    const std::string rows = fmt::format("{} sampled key rows ({} attending query rows)", f.key_rows, f.attending_rows);
+    judge(compare_tensor("dk", gather_rows(p, dk, ks.keys, kv_width), truth.dk, base.dk, kGradientFactor, atol), rows);
+    judge(compare_tensor("dv", gather_rows(p, dv, ks.keys, kv_width), truth.dv, base.dv, kGradientFactor, atol), rows);
+    return f;
+}
+
 Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::vector<std::int64_t>& tokens) {
     Selection s;
     s.slots = p.sel_slots();
@@ -170,6 +254,14 @@ Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::v
         MOBA_CUDA_CALL(cudaMemcpy(s.blocks.data() + static_cast<std::int64_t>(i) * row,
                                   sel.as<std::int32_t>() + tokens[i] * row, static_cast<std::size_t>(row) * 4,
                                   cudaMemcpyDeviceToHost));
+    return s;
+}
+
+Selection download_selection(const Problem& p, const DeviceBuffer& sel) {
+    Selection s;
+    s.slots = p.sel_slots();
+    s.blocks.resize(static_cast<std::size_t>(p.sel_elems()));
+    sel.download(s.blocks.data(), s.blocks.size() * 4);
     return s;
 }
 
@@ -194,18 +286,41 @@ BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl
 
 namespace {
 
-// Buffers of one implementation's runs.
+// Buffers of one implementation's runs; sel_checked: the copy of its own selection that was
+// checked, compared with sel after timing.
 struct RunBuffers {
-    DeviceBuffer out, lse, dq, dk, dv, sel, workspace, gating_workspace;
+    DeviceBuffer out, lse, dq, dk, dv, sel, sel_checked, workspace, gating_workspace;
+};
+
+// What the state shares between implementations: the sampled rows, the float64 gating of the
+// MoBA rows (for implementations with gating) and the naive GPU selection (for MoBA
+// implementations without gating; none is registered today).
+struct StateChecks {
+    const DeviceBuffer* sel_ref = nullptr;
+    const HostRows* rows_moba = nullptr;
+    const HostRows* rows_dense = nullptr;
+    const ref::GatingResult* gating_truth = nullptr;
 };
 
 void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptions& o, const DeviceState& d,
-                const DeviceBuffer* sel_ref, const HostRows* rows_moba, const HostRows* rows_dense,
-                std::vector<BenchRecord>& records) {
+                const StateChecks& sc, std::vector<BenchRecord>& records) {
     const Problem& p = s.problem;
+    // Figures every record of the implementation carries, whatever its outcome.
+    std::string check_selection;
+    std::int64_t sampled_rows = 0;
+    std::optional<GatingCheck> gating_check;
+    std::optional<BackwardCheckFigures> backward_check;
+    auto skeleton = [&](Phase phase) {
+        BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
+        r.check_selection = check_selection;
+        r.check_rows = sampled_rows;
+        r.gating_check = gating_check;
+        if (phase != Phase::fwd) r.backward_check = backward_check;
+        return r;
+    };
     auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
+            BenchRecord r = skeleton(phase);
             r.outcome = outcome;
             r.reason = reason;
             r.check_outcome = check_outcome;
@@ -217,12 +332,13 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     const bool need_bwd = std::any_of(o.phases.begin(), o.phases.end(), [](Phase ph) { return ph != Phase::fwd; });
     if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", Outcome::skipped);
     try {
+        const bool own = impl.has_gating();
         const std::size_t idle_free = device_memory().free_bytes;
         const std::size_t ws = impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0;
         const std::size_t gws = impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0;
         const std::size_t q_bytes = elems_bytes(p, p.q_elems()), kv_bytes = elems_bytes(p, p.kv_elems());
-        const std::size_t sel_bytes = impl.has_gating() ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
-        require_device_memory(q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws + sel_bytes +
+        const std::size_t sel_bytes = own ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
+        require_device_memory(q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws + 2 * sel_bytes +
                                   (need_bwd ? q_bytes + 2 * kv_bytes : 0),
                               fmt::format("{} on {}", impl.name, p.flags()));
         RunBuffers b;
@@ -231,38 +347,86 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         b.workspace = DeviceBuffer(ws);
         b.gating_workspace = DeviceBuffer(gws);
         b.sel = DeviceBuffer(sel_bytes);
+        b.sel_checked = DeviceBuffer(sel_bytes);
         if (need_bwd) {
             b.dq = DeviceBuffer(q_bytes);
             b.dk = DeviceBuffer(kv_bytes);
             b.dv = DeviceBuffer(kv_bytes);
         }
-        AttentionArgs a = forward_args(p, d.cu, d.q, d.k, d.v, sel_ref ? sel_ref->as<std::int32_t>() : nullptr,
-                                       b.out, b.lse, b.workspace);
+        GatingArgs g{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), b.sel.as<std::int32_t>(),
+                     b.gating_workspace.get(), nullptr};
+        const HostRows& rows = impl.dense ? *sc.rows_dense : *sc.rows_moba;
+        sampled_rows = static_cast<std::int64_t>(rows.tokens.size());
+
+        // The selection that is checked and then timed: the implementation's own gating, judged
+        // on the sampled rows against float64 gating (SEMANTICS.md §5.2).
+        const DeviceBuffer* sel = nullptr;
+        std::optional<Selection> sel_rows;
+        if (own) {
+            check_selection = "own";
+            b.sel.poison();
+            impl.gating(g);
+            MOBA_CUDA_CALL(cudaDeviceSynchronize());
+            sel_rows = selection_rows(p, b.sel, rows.tokens);
+            gating_check = compare_gating_rows(p, *sel_rows, *sc.gating_truth, row_inputs(rows, nullptr));
+            if (gating_check->outcome != Outcome::passed)
+                return fail_all(Outcome::skipped,
+                                fmt::format("not timed: gating check on {} sampled rows: {}", sampled_rows,
+                                            gating_check->reason),
+                                gating_check->outcome);
+            MOBA_CUDA_CALL(cudaMemcpy(b.sel_checked.get(), b.sel.get(), sel_bytes, cudaMemcpyDeviceToDevice));
+            sel = &b.sel;
+        } else if (!impl.dense) {
+            check_selection = "naive_gpu";
+            sel = sc.sel_ref;
+            sel_rows = selection_rows(p, *sel, rows.tokens);
+        } else {
+            check_selection = "full_causal";
+        }
+        AttentionArgs a = forward_args(p, d.cu, d.q, d.k, d.v, sel ? sel->as<std::int32_t>() : nullptr, b.out, b.lse,
+                                       b.workspace);
         a.dout = d.dout.get();
         a.dq = b.dq.get();
         a.dk = b.dk.get();
         a.dv = b.dv.get();
-        GatingArgs g{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), b.sel.as<std::int32_t>(),
-                     b.gating_workspace.get(), nullptr};
 
-        // Correct first: the forward with the reference selection, checked on sampled rows.
+        // Correct first: the forward with that selection, checked on the sampled rows against
+        // float64 rows computed for that same selection.
         b.out.poison();
         b.lse.poison();
         impl.forward(a);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
-        const HostRows& rows = impl.dense ? *rows_dense : *rows_moba;
-        std::optional<Selection> sel_rows;
-        if (!impl.dense) sel_rows = selection_rows(p, *sel_ref, rows.tokens);
         const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(), b.lse.as<float>());
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
+        // Then the backward, before any phase that runs it is timed.
+        std::string bwd_reason;
+        if (need_bwd) {
+            b.dq.poison();
+            b.dk.poison();
+            b.dv.poison();
+            impl.backward(a);
+            MOBA_CUDA_CALL(cudaDeviceSynchronize());
+            std::optional<Selection> host_sel;
+            if (sel) host_sel = download_selection(p, *sel);
+            backward_check = check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr,
+                                            host_sel ? &*host_sel : nullptr, d, b.dq.get(), b.dk.get(), b.dv.get(),
+                                            bwd_reason);
+        }
+
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
+            BenchRecord r = skeleton(phase);
+            if (phase != Phase::fwd && backward_check->outcome != Outcome::passed) {
+                r.outcome = Outcome::skipped;
+                r.check_outcome = backward_check->outcome;
+                r.reason = "not timed: " + bwd_reason;
+                records.push_back(std::move(r));
+                continue;
+            }
             BenchMeasurement m;
             m.check_worst_ratio = rc.worst_ratio;
-            const bool gate_in = impl.has_gating() && o.gating == GatingMode::included && phase != Phase::bwd;
-            AttentionArgs timed = a;
-            if (gate_in) timed.sel = b.sel.as<std::int32_t>();
+            const bool gate_in = own && o.gating == GatingMode::included && phase != Phase::bwd;
+            AttentionArgs timed = a;  // the checked selection; with gate_in the gating rewrites it first
             auto body = [&](cudaStream_t stream) {
                 timed.stream = stream;
                 if (gate_in) {
@@ -274,7 +438,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 if (phase != Phase::fwd) impl.backward(timed);
             };
             m.timing = measure(body, nullptr, o.timing);
-            if (impl.has_gating() && o.gating == GatingMode::separate && phase != Phase::bwd) {
+            if (own && o.gating == GatingMode::separate && phase != Phase::bwd) {
                 auto gate_body = [&](cudaStream_t stream) {
                     GatingArgs gg = g;
                     gg.stream = stream;
@@ -284,6 +448,19 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             }
             const std::size_t busy_free = device_memory().free_bytes;
             m.peak_memory_bytes = idle_free > busy_free ? idle_free - busy_free : 0;
+            // The gating that ran while timing must have rewritten exactly the checked selection.
+            const WordDifference diff = own ? differing_words(b.sel.get(), b.sel_checked.get(), p.sel_elems())
+                                            : WordDifference{};
+            if (diff.count > 0) {
+                const std::int64_t pair = diff.first / p.sel_slots();
+                r.outcome = Outcome::incorrect;
+                r.check_outcome = Outcome::incorrect;
+                r.reason = fmt::format("nondeterministic gating: after timing, {} of {} selection entries differ from "
+                                       "the checked selection (first: token {}, head {})",
+                                       diff.count, p.sel_elems(), pair / p.heads_q, pair % p.heads_q);
+                records.push_back(std::move(r));
+                continue;
+            }
             r.check_outcome = Outcome::passed;
             r.outcome = Outcome::passed;
             r.measured = std::move(m);
@@ -319,13 +496,17 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
     try {
         p.validate();
         DeviceState d(p, s.seed);
-        // The selection every MoBA implementation is fed for its check: the naive GPU gating
-        // (fp32), itself checked against the float64 gating on the quick matrix.
         std::optional<DeviceBuffer> sel_ref;
         std::optional<HostRows> rows_moba, rows_dense;
+        std::optional<ref::GatingResult> gating_truth;
         const bool any_moba = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return !i->dense; });
         const bool any_dense = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return i->dense; });
-        if (any_moba) {
+        const bool any_gating = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return i->has_gating(); });
+        const bool any_ungated_moba =
+            std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return !i->dense && !i->has_gating(); });
+        if (any_ungated_moba) {
+            // A MoBA implementation without gating needs a full selection on the device: the naive
+            // GPU gating's (fp32), itself checked against float64 gating on the quick matrix.
             const Implementation* naive = find_implementation("naive");
             require_device_memory(static_cast<std::size_t>(p.sel_elems()) * 4 + naive->gating_workspace_bytes(p),
                                   "the reference selection");
@@ -334,13 +515,15 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
             naive->gating(GatingArgs{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), sel_ref->as<std::int32_t>(),
                                      ws.get(), nullptr});
             MOBA_CUDA_CALL(cudaDeviceSynchronize());
-            rows_moba = host_rows(d, sample_tokens(p, s.seed, o.check_rows, false), nullptr);
         }
+        if (any_moba) rows_moba = host_rows(d, sample_tokens(p, s.seed, o.check_rows, false), nullptr);
         if (any_dense)
             rows_dense = host_rows(d, sample_tokens(p, s.seed, o.check_rows, true), rows_moba ? &*rows_moba : nullptr);
-        for (const Implementation* impl : o.impls)
-            bench_impl(s, *impl, o, d, sel_ref ? &*sel_ref : nullptr, rows_moba ? &*rows_moba : nullptr,
-                       rows_dense ? &*rows_dense : nullptr, records);
+        // float64 gating of the sampled MoBA rows: block means once, every past block of those rows.
+        if (any_gating) gating_truth = ref::gating_rows(p, row_inputs(*rows_moba, nullptr));
+        const StateChecks sc{sel_ref ? &*sel_ref : nullptr, rows_moba ? &*rows_moba : nullptr,
+                             rows_dense ? &*rows_dense : nullptr, gating_truth ? &*gating_truth : nullptr};
+        for (const Implementation* impl : o.impls) bench_impl(s, *impl, o, d, sc, records);
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {

@@ -180,7 +180,37 @@ TEST(BenchRecords, ValidateAgainstTheSchema) {
     ReportWriter w("", "bench", {"moba", "bench"});
     for (const auto& impl : registry())
         for (Phase phase : {Phase::fwd, Phase::bwd, Phase::fwdbwd}) {
-            nlohmann::json r = bench_record_skeleton(state, impl, phase, GatingMode::separate);
+            BenchRecord rec = bench_record_skeleton(state, impl, phase, GatingMode::separate);
+            // The check figures as bench_impl fills them.
+            rec.check_selection = impl.dense ? "full_causal" : "own";
+            rec.check_rows = 32;
+            if (impl.has_gating()) {
+                GatingCheck g;
+                g.pairs = 32 * 8;
+                g.near_ties = 3;
+                g.near_tie_mismatches = 1;
+                rec.gating_check = g;
+            }
+            if (phase != Phase::fwd) {
+                BackwardCheckFigures b;
+                b.worst_ratio = 0.4;
+                b.query_rows = 32;
+                b.key_rows = 8;
+                b.attending_rows = 700;
+                b.key_blocks = {KeyBlock{0, 7, 4096, 1e9}, KeyBlock{1, 0, 800, 2e8}};
+                b.blocks_total = 9;
+                b.blocks_over_budget = 1;
+                b.most_attended = KeyBlock{0, 0, 30000, 9e10};
+                b.work_budget = 2e10;
+                rec.backward_check = b;
+            }
+            nlohmann::json r = rec;
+            if (impl.has_gating()) {
+                EXPECT_EQ(r["gating_check"]["rows"], 32);
+            }
+            if (phase != Phase::fwd) {
+                EXPECT_EQ(r["backward_check"]["most_attended"]["block"], 0);
+            }
             EXPECT_EQ(r["command"].get<std::string>().find("moba bench --seqlens 4096,100"), 0u) << r["command"];
             EXPECT_EQ(r["gating"], gating_label(impl, phase, GatingMode::separate));
             w.add(r);  // skipped: no measurements
@@ -205,6 +235,12 @@ TEST(BenchRecords, ValidateAgainstTheSchema) {
     // And a planted violation is caught.
     nlohmann::json bad = w.document();
     bad["records"][1].erase("timing");
+    EXPECT_FALSE(validator.validate(bad).empty());
+    bad = w.document();
+    bad["records"][1]["gating_check"].erase("mismatches");  // naive, fwd: has gating
+    EXPECT_FALSE(validator.validate(bad).empty());
+    bad = w.document();
+    bad["records"][3]["backward_check"]["key_blocks"][0]["work"] = -1;  // naive, bwd
     EXPECT_FALSE(validator.validate(bad).empty());
 }
 

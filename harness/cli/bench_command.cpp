@@ -19,7 +19,7 @@
 namespace moba::cli {
 
 CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
-    CLI::App* cmd = app.add_subcommand("bench", "Time implementations (after a forward check) on one configuration or a sweep");
+    CLI::App* cmd = app.add_subcommand("bench", "Time implementations (after checking them on sampled rows) on one configuration or a sweep");
     cmd->add_option("--seqlens", f.seqlens, "One packed varlen batch, e.g. 4096,1000,17");
     cmd->add_option("--seqlen", f.seqlen, "Sweep axis: single-sequence lengths, e.g. 8K,32K,128K");
     cmd->add_option("--batch", f.batch, "With --seqlen: sequences per batch")->capture_default_str();
@@ -46,7 +46,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
-    cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the forward check")->capture_default_str();
+    cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the gating, forward and dq checks")->capture_default_str();
     return cmd;
 }
 
