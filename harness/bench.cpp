@@ -356,8 +356,13 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         if (phase != Phase::fwd) r.backward_check = backward_check;
         return r;
     };
+    const std::size_t first_record = records.size();
+    // Every phase not recorded yet (a failure after some phases were timed keeps those).
     auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
+            if (std::any_of(records.begin() + static_cast<std::ptrdiff_t>(first_record), records.end(),
+                            [&](const BenchRecord& done) { return done.phase == phase; }))
+                continue;
             BenchRecord r = skeleton(phase);
             r.outcome = outcome;
             r.reason = reason;

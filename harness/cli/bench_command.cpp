@@ -205,11 +205,21 @@ void print_line(const nlohmann::json& r) {
                                   ? fmt::format("  UNDER-SAMPLED ({} of {})", t["samples"].get<int>(),
                                                 t["min_samples"].get<int>())
                                   : "";
-    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}{}\n",
+    // What the backward check covered, where a popular block was left out.
+    std::string bwd;
+    if (r.contains("backward_check")) {
+        const auto& b = r["backward_check"];
+        bwd = fmt::format("  [bwd check: dq {} rows, dk/dv {} keys of {} blocks{}]", b["query_rows"].get<std::int64_t>(),
+                          b["key_rows"].get<std::int64_t>(), b["key_blocks"].size(),
+                          b["most_attended_checked"].get<bool>()
+                              ? ""
+                              : fmt::format(", most attended block {} not checked", b["most_attended"]["block"].get<std::int64_t>()));
+    }
+    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}{}{}\n",
                r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),
                100 * t["rel_stddev"].get<double>(), r["tflops"].get<double>(),
                r["speedup_vs_dense"].is_number() ? fmt::format("{:.2f}", r["speedup_vs_dense"].get<double>()) : "-",
-               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "", under);
+               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "", under, bwd);
 }
 
 }  // namespace
