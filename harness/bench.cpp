@@ -1,4 +1,4 @@
-// `moba bench`: device inputs, the forward check on sampled rows, the timed runs and the
+// `moba bench`: device inputs, the checks on sampled rows (gating, forward, backward), the timed runs and the
 // bench records they fill.
 #include "harness/bench.hpp"
 
@@ -16,6 +16,8 @@
 #include "harness/compare.hpp"
 #include "core/cuda_check.hpp"
 #include "harness/device.hpp"
+#include "harness/device_equal.hpp"
+#include "harness/key_sampling.hpp"
 #include "harness/device_random.hpp"
 #include "harness/gpu_run.hpp"
 #include "reference/reference.hpp"
@@ -34,9 +36,9 @@ std::string gating_label(const Implementation& impl, Phase phase, GatingMode gat
     return impl.has_gating() && phase != Phase::bwd ? std::string(to_string(gating)) : std::string("none");
 }
 
-std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating) {
-    return fmt::format("moba bench {} --seed {} --impl {} --phase {} --gating {}", s.problem.flags(), s.seed, impl,
-                       to_string(phase), to_string(gating));
+std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold) {
+    return fmt::format("moba bench {} --seed {} --impl {} --phase {} --gating {}{}", s.problem.flags(), s.seed, impl,
+                       to_string(phase), to_string(gating), cold ? " --cold" : "");
 }
 
 namespace {
@@ -93,11 +95,27 @@ std::vector<std::int64_t> sample_tokens(const Problem& p, std::uint64_t seed, in
     return tokens;
 }
 
-// What the forward check needs on the host: full k, v and the sampled rows of q.
+// Rows `tokens` (ascending or not) of a device tensor [total, width] in the problem's dtype, as
+// floats [T, width]; runs of consecutive tokens are copied in one call.
+std::vector<float> gather_rows(const Problem& p, const void* src, const std::vector<std::int64_t>& tokens,
+                               std::int64_t width) {
+    std::vector<float> rows;
+    rows.reserve(tokens.size() * static_cast<std::size_t>(width));
+    for (std::size_t i = 0; i < tokens.size();) {
+        std::size_t j = i + 1;
+        while (j < tokens.size() && tokens[j] == tokens[j - 1] + 1) ++j;
+        const auto r = download_floats(p, src, tokens[i] * width, static_cast<std::int64_t>(j - i) * width);
+        rows.insert(rows.end(), r.begin(), r.end());
+        i = j;
+    }
+    return rows;
+}
+
+// What the checks need on the host: full k, v and the sampled rows of q and dout.
 struct HostRows {
     std::shared_ptr<const std::vector<float>> k, v;  // shared between the MoBA and dense rows
     std::vector<std::int64_t> tokens;
-    std::vector<float> q_rows;
+    std::vector<float> q_rows, dout_rows;
 };
 
 HostRows host_rows(const DeviceState& d, const std::vector<std::int64_t>& tokens, const HostRows* share_kv) {
@@ -112,11 +130,20 @@ HostRows host_rows(const DeviceState& d, const std::vector<std::int64_t>& tokens
     }
     h.tokens = tokens;
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
-    for (std::int64_t t : tokens) {
-        const auto r = download_floats(p, d.q.get(), t * row, row);
-        h.q_rows.insert(h.q_rows.end(), r.begin(), r.end());
-    }
+    h.q_rows = gather_rows(p, d.q.get(), tokens, row);
+    h.dout_rows = gather_rows(p, d.dout.get(), tokens, row);
     return h;
+}
+
+// The reference's row inputs of those rows with the given selection rows (none: full causal).
+ref::RowInputs row_inputs(const HostRows& h, const Selection* sel_rows) {
+    ref::RowInputs in;
+    in.tokens = h.tokens;
+    in.q_rows = h.q_rows;
+    in.k = h.k.get();
+    in.v = h.v.get();
+    if (sel_rows) in.sel_rows = *sel_rows;
+    return in;
 }
 
 // Forward check on the sampled rows: out and lse against float64, bounds from the baseline.
@@ -128,21 +155,13 @@ struct RowCheck {
 
 RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_rows, const void* out,
                     const float* lse_dev) {
-    ref::RowInputs in;
-    in.tokens = h.tokens;
-    in.q_rows = h.q_rows;
-    in.k = h.k.get();
-    in.v = h.v.get();
-    if (sel_rows) in.sel_rows = *sel_rows;
+    const ref::RowInputs in = row_inputs(h, sel_rows);
     const ref::Forward truth = ref::forward_rows(p, in);
     const ForwardOutput base = ref::baseline_forward_rows(p, in);
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
     const auto n = static_cast<std::int64_t>(h.tokens.size());
-    std::vector<float> got_out, got_lse(static_cast<std::size_t>(n * p.heads_q));
-    for (std::int64_t t : h.tokens) {
-        const auto r = download_floats(p, out, t * row, row);
-        got_out.insert(got_out.end(), r.begin(), r.end());
-    }
+    const std::vector<float> got_out = gather_rows(p, out, h.tokens, row);
+    std::vector<float> got_lse(static_cast<std::size_t>(n * p.heads_q));
     for (int hd = 0; hd < p.heads_q; ++hd)
         for (std::int64_t i = 0; i < n; ++i)
             MOBA_CUDA_CALL(cudaMemcpy(&got_lse[static_cast<std::size_t>(hd * n + i)],
@@ -161,6 +180,108 @@ RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_ro
     return rc;
 }
 
+// Work budget of the dk / dv check (SEMANTICS.md §5.3): the attended keys, times D, of every
+// (query, head) pair whose forward the sampled keys need. Each unit costs about 8 ns of one CPU
+// core (float64 and baseline passes: 160 CPU-s for 1.9e10 at 32K, 16 / 4 heads, D 128, block 512,
+// top-k 8), so the budget is about 80 CPU-s, a few seconds on a GPU host's cores, once per
+// distinct selection of a state (backward_truth is shared).
+constexpr double kKeyCheckWork = 1e10;
+constexpr int kKeyBlocks = 4;        // key blocks sampled at most
+constexpr int kKeysPerBlock = 4;     // keys per block: its first, its last and random others
+
+// The float64 and baseline rows of a backward check for one selection: implementations that run
+// with the same selection (the dense ones; MoBA ones whose gating agrees) share them.
+struct BackwardTruth {
+    bool full_causal = false;
+    Selection sel;       // the full selection (host), empty for full causal
+    Selection sel_rows;  // its rows of the sampled query tokens
+    std::vector<double> dq;
+    std::vector<float> dq_base;
+    KeySample keys;
+    ref::KeyGradients k;
+    ref::BaselineKeyGradients k_base;
+};
+
+BackwardTruth backward_truth(const Problem& p, std::uint64_t seed, const HostRows& h, const Selection* sel_rows,
+                             const Selection* sel, const DeviceState& d) {
+    const std::int64_t q_width = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
+    BackwardTruth t;
+    t.full_causal = sel == nullptr;
+    if (sel) t.sel = *sel;
+    if (sel_rows) t.sel_rows = *sel_rows;
+    const ref::BackwardRowInputs q_in{row_inputs(h, sel_rows), h.dout_rows};
+    t.dq = ref::backward_query_rows(p, q_in);
+    t.dq_base = ref::baseline_backward_query_rows(p, q_in);
+    t.keys = sample_keys(p, sel, kKeyCheckWork, kKeyBlocks, kKeysPerBlock, seed);
+    if (t.keys.keys.empty()) return t;
+    const std::vector<std::int64_t>& queries = t.keys.query_tokens;
+    ref::BackwardRowInputs k_in;
+    k_in.rows.tokens = queries;
+    k_in.rows.q_rows = gather_rows(p, d.q.get(), queries, q_width);
+    k_in.rows.k = h.k.get();
+    k_in.rows.v = h.v.get();
+    if (sel) {
+        k_in.rows.sel_rows.slots = sel->slots;
+        const std::int64_t w = static_cast<std::int64_t>(p.heads_q) * sel->slots;
+        for (std::int64_t q : queries)
+            k_in.rows.sel_rows.blocks.insert(k_in.rows.sel_rows.blocks.end(), sel->blocks.begin() + q * w,
+                                             sel->blocks.begin() + (q + 1) * w);
+    }
+    k_in.dout_rows = gather_rows(p, d.dout.get(), queries, q_width);
+    t.k = ref::backward_key_rows(p, k_in, t.keys.keys);
+    t.k_base = ref::baseline_backward_key_rows(p, k_in, t.keys.keys);
+    return t;
+}
+
+// Backward check: dq of the sampled query rows, dk and dv of sampled key rows, each against
+// float64 with bounds from the baseline on the same rows (SEMANTICS.md §5.3). The implementation's
+// backward has run: dq, dk, dv are its outputs. `sel`: the full selection it ran with (host), or
+// null for full causal attention; `cache` holds the truth of the selections seen in this state.
+BackwardCheckFigures check_backward(const Problem& p, std::uint64_t seed, const HostRows& h, const Selection* sel_rows,
+                                    const Selection* sel, const DeviceState& d, const void* dq, const void* dk,
+                                    const void* dv, std::vector<BackwardTruth>& cache, std::string& reason) {
+    auto same = [&](const BackwardTruth& t) {
+        return t.full_causal == (sel == nullptr) && (!sel || t.sel.blocks == sel->blocks) &&
+               (!sel_rows || t.sel_rows.blocks == sel_rows->blocks);
+    };
+    auto hit = std::find_if(cache.begin(), cache.end(), same);
+    if (hit == cache.end()) {
+        if (sel) std::erase_if(cache, [](const BackwardTruth& t) { return !t.full_causal; });  // one MoBA selection kept
+        cache.push_back(backward_truth(p, seed, h, sel_rows, sel, d));
+        hit = cache.end() - 1;
+    }
+    const BackwardTruth& t = *hit;
+    const KeySample& ks = t.keys;
+    BackwardCheckFigures f;
+    f.work_budget = kKeyCheckWork;
+    f.query_rows = static_cast<std::int64_t>(h.tokens.size());
+    f.key_rows = static_cast<std::int64_t>(ks.keys.size());
+    f.attending_rows = static_cast<std::int64_t>(ks.query_tokens.size());
+    f.key_blocks = ks.blocks;
+    f.blocks_total = ks.blocks_total;
+    f.blocks_over_budget = ks.blocks_over_budget;
+    f.most_attended = ks.most_attended;
+    f.most_attended_checked = ks.most_attended_checked;
+    f.last_tokens_only = ks.last_tokens_only;
+    const double atol = tensor_atol(p.dtype);
+    auto judge = [&](const TensorCheck& c, const std::string& rows) {
+        f.worst_ratio = std::max(f.worst_ratio, c.ratio);
+        if (c.outcome != Outcome::passed && f.outcome == Outcome::passed) {
+            f.outcome = c.outcome;
+            reason = fmt::format("backward check on {}, {}: {}", rows, c.tensor, c.reason);
+        }
+    };
+    const std::int64_t q_width = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
+    const std::int64_t kv_width = static_cast<std::int64_t>(p.heads_kv) * p.head_dim;
+    judge(compare_tensor("dq", gather_rows(p, dq, h.tokens, q_width), t.dq, t.dq_base, kGradientFactor, atol),
+          fmt::format("{} sampled query rows", f.query_rows));
+    if (ks.keys.empty()) return f;
+    const std::string rows = fmt::format("{} sampled key rows ({} attending query rows)", f.key_rows, f.attending_rows);
+    judge(compare_tensor("dk", gather_rows(p, dk, ks.keys, kv_width), t.k.dk, t.k_base.dk, kGradientFactor, atol), rows);
+    judge(compare_tensor("dv", gather_rows(p, dv, ks.keys, kv_width), t.k.dv, t.k_base.dv, kGradientFactor, atol), rows);
+    return f;
+}
+
 Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::vector<std::int64_t>& tokens) {
     Selection s;
     s.slots = p.sel_slots();
@@ -173,9 +294,18 @@ Selection selection_rows(const Problem& p, const DeviceBuffer& sel, const std::v
     return s;
 }
 
+Selection download_selection(const Problem& p, const DeviceBuffer& sel) {
+    Selection s;
+    s.slots = p.sel_slots();
+    s.blocks.resize(static_cast<std::size_t>(p.sel_elems()));
+    sel.download(s.blocks.data(), s.blocks.size() * 4);
+    return s;
+}
+
 }  // namespace
 
-BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating) {
+BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating,
+                                  bool cold) {
     const Problem& p = s.problem;
     BenchRecord r;
     r.config = s;
@@ -187,24 +317,53 @@ BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl
     r.dense_pairs = dense_pairs(p);
     r.flops = attention_flops(p, r.pairs, phase);
     r.gating_flops = impl.has_gating() ? gating_flops(p) : 0.0;
-    r.command = bench_command(s, impl.name, phase, gating);
+    r.command = bench_command(s, impl.name, phase, gating, cold);
     return r;  // outcome and check_outcome: skipped
 }
 
 namespace {
 
-// Buffers of one implementation's runs.
+// Buffers of one implementation's runs; sel_checked: the copy of its own selection that was
+// checked, compared with sel after timing.
 struct RunBuffers {
-    DeviceBuffer out, lse, dq, dk, dv, sel, workspace, gating_workspace;
+    DeviceBuffer out, lse, dq, dk, dv, sel, sel_checked, workspace, gating_workspace;
+};
+
+// What the state shares between implementations: the sampled rows, the float64 gating of the
+// MoBA rows (for implementations with gating) and the naive GPU selection (for MoBA
+// implementations without gating; none is registered today).
+struct StateChecks {
+    const DeviceBuffer* sel_ref = nullptr;
+    const HostRows* rows_moba = nullptr;
+    const HostRows* rows_dense = nullptr;
+    const ref::GatingResult* gating_truth = nullptr;
+    std::vector<BackwardTruth>* backward_truths = nullptr;  // filled as implementations are checked
 };
 
 void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptions& o, const DeviceState& d,
-                const DeviceBuffer* sel_ref, const HostRows* rows_moba, const HostRows* rows_dense,
-                std::vector<BenchRecord>& records) {
+                const StateChecks& sc, std::vector<BenchRecord>& records) {
     const Problem& p = s.problem;
+    // Figures every record of the implementation carries, whatever its outcome.
+    std::string check_selection;
+    std::int64_t sampled_rows = 0;
+    std::optional<GatingCheck> gating_check;
+    std::optional<BackwardCheckFigures> backward_check;
+    auto skeleton = [&](Phase phase) {
+        BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
+        r.check_selection = check_selection;
+        r.check_rows = sampled_rows;
+        r.gating_check = gating_check;
+        if (phase != Phase::fwd) r.backward_check = backward_check;
+        return r;
+    };
+    const std::size_t first_record = records.size();
+    // Every phase not recorded yet (a failure after some phases were timed keeps those).
     auto fail_all = [&](Outcome outcome, const std::string& reason, Outcome check_outcome) {
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            if (std::any_of(records.begin() + static_cast<std::ptrdiff_t>(first_record), records.end(),
+                            [&](const BenchRecord& done) { return done.phase == phase; }))
+                continue;
+            BenchRecord r = skeleton(phase);
             r.outcome = outcome;
             r.reason = reason;
             r.check_outcome = check_outcome;
@@ -216,12 +375,13 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     const bool need_bwd = std::any_of(o.phases.begin(), o.phases.end(), [](Phase ph) { return ph != Phase::fwd; });
     if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", Outcome::skipped);
     try {
+        const bool own = impl.has_gating();
         const std::size_t idle_free = device_memory().free_bytes;
         const std::size_t ws = impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0;
         const std::size_t gws = impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0;
         const std::size_t q_bytes = elems_bytes(p, p.q_elems()), kv_bytes = elems_bytes(p, p.kv_elems());
-        const std::size_t sel_bytes = impl.has_gating() ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
-        require_device_memory(q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws + sel_bytes +
+        const std::size_t sel_bytes = own ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
+        require_device_memory(q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws + 2 * sel_bytes +
                                   (need_bwd ? q_bytes + 2 * kv_bytes : 0),
                               fmt::format("{} on {}", impl.name, p.flags()));
         RunBuffers b;
@@ -230,38 +390,86 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         b.workspace = DeviceBuffer(ws);
         b.gating_workspace = DeviceBuffer(gws);
         b.sel = DeviceBuffer(sel_bytes);
+        b.sel_checked = DeviceBuffer(sel_bytes);
         if (need_bwd) {
             b.dq = DeviceBuffer(q_bytes);
             b.dk = DeviceBuffer(kv_bytes);
             b.dv = DeviceBuffer(kv_bytes);
         }
-        AttentionArgs a = forward_args(p, d.cu, d.q, d.k, d.v, sel_ref ? sel_ref->as<std::int32_t>() : nullptr,
-                                       b.out, b.lse, b.workspace);
+        GatingArgs g{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), b.sel.as<std::int32_t>(),
+                     b.gating_workspace.get(), nullptr};
+        const HostRows& rows = impl.dense ? *sc.rows_dense : *sc.rows_moba;
+        sampled_rows = static_cast<std::int64_t>(rows.tokens.size());
+
+        // The selection that is checked and then timed: the implementation's own gating, judged
+        // on the sampled rows against float64 gating (SEMANTICS.md §5.2).
+        const DeviceBuffer* sel = nullptr;
+        std::optional<Selection> sel_rows;
+        if (own) {
+            check_selection = "own";
+            b.sel.poison();
+            impl.gating(g);
+            MOBA_CUDA_CALL(cudaDeviceSynchronize());
+            sel_rows = selection_rows(p, b.sel, rows.tokens);
+            gating_check = compare_gating_rows(p, *sel_rows, *sc.gating_truth, row_inputs(rows, nullptr));
+            if (gating_check->outcome != Outcome::passed)
+                return fail_all(Outcome::skipped,
+                                fmt::format("not timed: gating check on {} sampled rows: {}", sampled_rows,
+                                            gating_check->reason),
+                                gating_check->outcome);
+            MOBA_CUDA_CALL(cudaMemcpy(b.sel_checked.get(), b.sel.get(), sel_bytes, cudaMemcpyDeviceToDevice));
+            sel = &b.sel;
+        } else if (!impl.dense) {
+            check_selection = "naive_gpu";
+            sel = sc.sel_ref;
+            sel_rows = selection_rows(p, *sel, rows.tokens);
+        } else {
+            check_selection = "full_causal";
+        }
+        AttentionArgs a = forward_args(p, d.cu, d.q, d.k, d.v, sel ? sel->as<std::int32_t>() : nullptr, b.out, b.lse,
+                                       b.workspace);
         a.dout = d.dout.get();
         a.dq = b.dq.get();
         a.dk = b.dk.get();
         a.dv = b.dv.get();
-        GatingArgs g{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), b.sel.as<std::int32_t>(),
-                     b.gating_workspace.get(), nullptr};
 
-        // Correct first: the forward with the reference selection, checked on sampled rows.
+        // Correct first: the forward with that selection, checked on the sampled rows against
+        // float64 rows computed for that same selection.
         b.out.poison();
         b.lse.poison();
         impl.forward(a);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
-        const HostRows& rows = impl.dense ? *rows_dense : *rows_moba;
-        std::optional<Selection> sel_rows;
-        if (!impl.dense) sel_rows = selection_rows(p, *sel_ref, rows.tokens);
         const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(), b.lse.as<float>());
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
+        // Then the backward, before any phase that runs it is timed.
+        std::string bwd_reason;
+        if (need_bwd) {
+            b.dq.poison();
+            b.dk.poison();
+            b.dv.poison();
+            impl.backward(a);
+            MOBA_CUDA_CALL(cudaDeviceSynchronize());
+            std::optional<Selection> host_sel;
+            if (sel) host_sel = download_selection(p, *sel);
+            backward_check = check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr,
+                                            host_sel ? &*host_sel : nullptr, d, b.dq.get(), b.dk.get(), b.dv.get(),
+                                            *sc.backward_truths, bwd_reason);
+        }
+
         for (Phase phase : o.phases) {
-            BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating);
+            BenchRecord r = skeleton(phase);
+            if (phase != Phase::fwd && backward_check->outcome != Outcome::passed) {
+                r.outcome = Outcome::skipped;
+                r.check_outcome = backward_check->outcome;
+                r.reason = "not timed: " + bwd_reason;
+                records.push_back(std::move(r));
+                continue;
+            }
             BenchMeasurement m;
             m.check_worst_ratio = rc.worst_ratio;
-            const bool gate_in = impl.has_gating() && o.gating == GatingMode::included && phase != Phase::bwd;
-            AttentionArgs timed = a;
-            if (gate_in) timed.sel = b.sel.as<std::int32_t>();
+            const bool gate_in = own && o.gating == GatingMode::included && phase != Phase::bwd;
+            AttentionArgs timed = a;  // the checked selection; with gate_in the gating rewrites it first
             auto body = [&](cudaStream_t stream) {
                 timed.stream = stream;
                 if (gate_in) {
@@ -273,7 +481,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 if (phase != Phase::fwd) impl.backward(timed);
             };
             m.timing = measure(body, nullptr, o.timing);
-            if (impl.has_gating() && o.gating == GatingMode::separate && phase != Phase::bwd) {
+            if (own && o.gating == GatingMode::separate && phase != Phase::bwd) {
                 auto gate_body = [&](cudaStream_t stream) {
                     GatingArgs gg = g;
                     gg.stream = stream;
@@ -283,6 +491,19 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             }
             const std::size_t busy_free = device_memory().free_bytes;
             m.peak_memory_bytes = idle_free > busy_free ? idle_free - busy_free : 0;
+            // The gating that ran while timing must have rewritten exactly the checked selection.
+            const WordDifference diff = own ? differing_words(b.sel.get(), b.sel_checked.get(), p.sel_elems())
+                                            : WordDifference{};
+            if (diff.count > 0) {
+                const std::int64_t pair = diff.first / p.sel_slots();
+                r.outcome = Outcome::incorrect;
+                r.check_outcome = Outcome::incorrect;
+                r.reason = fmt::format("nondeterministic gating: after timing, {} of {} selection entries differ from "
+                                       "the checked selection (first: token {}, head {})",
+                                       diff.count, p.sel_elems(), pair / p.heads_q, pair % p.heads_q);
+                records.push_back(std::move(r));
+                continue;
+            }
             r.check_outcome = Outcome::passed;
             r.outcome = Outcome::passed;
             r.measured = std::move(m);
@@ -318,13 +539,17 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
     try {
         p.validate();
         DeviceState d(p, s.seed);
-        // The selection every MoBA implementation is fed for its check: the naive GPU gating
-        // (fp32), itself checked against the float64 gating on the quick matrix.
         std::optional<DeviceBuffer> sel_ref;
         std::optional<HostRows> rows_moba, rows_dense;
+        std::optional<ref::GatingResult> gating_truth;
         const bool any_moba = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return !i->dense; });
         const bool any_dense = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return i->dense; });
-        if (any_moba) {
+        const bool any_gating = std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return i->has_gating(); });
+        const bool any_ungated_moba =
+            std::any_of(o.impls.begin(), o.impls.end(), [](auto* i) { return !i->dense && !i->has_gating(); });
+        if (any_ungated_moba) {
+            // A MoBA implementation without gating needs a full selection on the device: the naive
+            // GPU gating's (fp32), itself checked against float64 gating on the quick matrix.
             const Implementation* naive = find_implementation("naive");
             require_device_memory(static_cast<std::size_t>(p.sel_elems()) * 4 + naive->gating_workspace_bytes(p),
                                   "the reference selection");
@@ -333,17 +558,21 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
             naive->gating(GatingArgs{p, d.cu.as<std::int32_t>(), d.q.get(), d.k.get(), sel_ref->as<std::int32_t>(),
                                      ws.get(), nullptr});
             MOBA_CUDA_CALL(cudaDeviceSynchronize());
-            rows_moba = host_rows(d, sample_tokens(p, s.seed, o.check_rows, false), nullptr);
         }
+        if (any_moba) rows_moba = host_rows(d, sample_tokens(p, s.seed, o.check_rows, false), nullptr);
         if (any_dense)
             rows_dense = host_rows(d, sample_tokens(p, s.seed, o.check_rows, true), rows_moba ? &*rows_moba : nullptr);
-        for (const Implementation* impl : o.impls)
-            bench_impl(s, *impl, o, d, sel_ref ? &*sel_ref : nullptr, rows_moba ? &*rows_moba : nullptr,
-                       rows_dense ? &*rows_dense : nullptr, records);
+        // float64 gating of the sampled MoBA rows: block means once, every past block of those rows.
+        if (any_gating) gating_truth = ref::gating_rows(p, row_inputs(*rows_moba, nullptr));
+        std::vector<BackwardTruth> backward_truths;
+        const StateChecks sc{sel_ref ? &*sel_ref : nullptr, rows_moba ? &*rows_moba : nullptr,
+                             rows_dense ? &*rows_dense : nullptr, gating_truth ? &*gating_truth : nullptr,
+                             &backward_truths};
+        for (const Implementation* impl : o.impls) bench_impl(s, *impl, o, d, sc, records);
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {
-                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating);
+                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating, o.timing.cold);
                 r.outcome = Outcome::failed;
                 r.reason = e.what();
                 records.push_back(std::move(r));

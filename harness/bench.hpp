@@ -1,7 +1,11 @@
-// `moba bench`: times registered implementations on one configuration after checking their
-// forward output on sampled query rows against the float64 reference (SEMANTICS.md §5 rules, restricted
-// to those rows). Inputs are drawn on the device. Every record carries the command line that
-// reproduces it. Speed is counted per SEMANTICS.md §6 (harness/flops.hpp). Records are
+// `moba bench`: times registered implementations on one configuration after checking them on
+// sampled rows against the float64 reference (SEMANTICS.md §5.2, §5.3): an implementation with
+// gating runs it once, its selection is judged on the sampled query tokens against float64
+// gating, and that selection is the one the forward (and backward) checks use and the timed
+// runs use; after timing the selection on the device must still be bitwise the checked one.
+// Phases that run backward are timed only after dq of the sampled query rows and dk, dv of
+// sampled key rows pass. Inputs are drawn on the device. Every record carries the command line
+// that reproduces it. Speed is counted per SEMANTICS.md §6 (harness/flops.hpp). Records are
 // BenchRecords (harness/records.hpp).
 #pragma once
 
@@ -27,7 +31,7 @@ struct BenchOptions {
     std::vector<Phase> phases = {Phase::fwd};
     GatingMode gating = GatingMode::separate;
     TimingOptions timing;
-    int check_rows = 32;  // sampled query tokens for the forward check (fewer for huge rows)
+    int check_rows = 32;  // sampled query tokens of the gating, forward and dq checks (fewer for huge rows)
 };
 
 // One record per (implementation, phase). Failures become records (outcome failed, with the
@@ -37,13 +41,15 @@ std::vector<BenchRecord> bench_records(const CheckCase& state, const BenchOption
 std::vector<nlohmann::json> run_bench(const CheckCase& state, const BenchOptions& options);
 
 // A record of that state with every field but the measurements: outcome skipped until set.
+// `cold`: the samples were taken with L2 flushed (--cold), said in the reproduce command.
 BenchRecord bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
-                                  GatingMode gating);
+                                  GatingMode gating, bool cold = false);
 
 // What a record's "gating" says: none for implementations without gating and for the
 // backward phase alone, else the mode.
 std::string gating_label(const Implementation& impl, Phase phase, GatingMode gating);
 
-std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating);
+std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating,
+                          bool cold = false);
 
 }  // namespace moba

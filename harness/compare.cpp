@@ -161,89 +161,140 @@ bool valid_slots(const std::int32_t* s, int slots, int own_block, int topk) {
 
 }  // namespace
 
+namespace {
+
+// Judges one (query token, head) pair: counts its reference tie class and whether its set
+// differs beyond near-tie swaps. `score(block)` gives the pair's float64 score of a block.
+template <class Score>
+void judge_pair(const Problem& problem, const std::int32_t* g, const std::int32_t* w, int own,
+                double gap, double magnitude, double abs_score, std::int64_t pair, Score&& score,
+                GatingCheck& c) {
+    const int slots = problem.sel_slots();
+    ++c.pairs;
+    if (gap == 0.0) {
+        ++c.exact_ties;
+    } else if (std::isfinite(gap) && gap <= gating_margin(problem, magnitude, abs_score)) {
+        ++c.near_ties;
+    }
+    if (!valid_slots(g, slots, own, problem.topk)) {
+        ++c.invalid;
+        if (c.first_bad_pair < 0) c.first_bad_pair = pair;
+        return;
+    }
+    if (std::equal(g, g + slots, w)) return;
+    // The blocks it took that the reference did not, and the reverse (both sorted, the same
+    // count since both rows are valid).
+    std::vector<std::int32_t> took, missed;
+    std::set_difference(g, g + slots, w, w + slots, std::back_inserter(took));
+    std::set_difference(w, w + slots, g, g + slots, std::back_inserter(missed));
+    bool excused = true, tie_broken = false;
+    for (std::int32_t a : took) {
+        if (a < 0) continue;
+        const ref::BlockScore sa = score(a);
+        for (std::int32_t r : missed) {
+            if (r < 0) continue;
+            const ref::BlockScore sr = score(r);
+            const double below = sr.score - sa.score;
+            if (below == 0.0) tie_broken = true;
+            if (!(below > 0.0 &&
+                  below <= gating_score_error(problem, sa.magnitude, sa.abs_score) +
+                               gating_score_error(problem, sr.magnitude, sr.abs_score)))
+                excused = false;
+        }
+    }
+    if (excused) {
+        ++c.near_tie_mismatches;
+    } else {
+        ++c.mismatches;
+        c.tie_violations += tie_broken;
+        if (c.first_bad_pair < 0) c.first_bad_pair = pair;
+    }
+}
+
+// The outcome and reason from the counts; `token_of(pair)` names the pair's token.
+template <class TokenOf>
+void finish_gating(const Problem& problem, GatingCheck& c, TokenOf&& token_of) {
+    const std::int64_t token = c.first_bad_pair < 0 ? -1 : token_of(c.first_bad_pair);
+    const std::int64_t head = c.first_bad_pair < 0 ? -1 : c.first_bad_pair % problem.heads_q;
+    if (c.invalid > 0) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("{} pairs have an invalid block list (first: token {}, head {})",
+                               c.invalid, token, head);
+    } else if (c.mismatches > 0) {
+        c.outcome = Outcome::incorrect;
+        c.reason = fmt::format("{} of {} pairs select other blocks than the reference beyond "
+                               "near-tie swaps ({} of them exact ties given to the higher index; "
+                               "first: token {}, head {})",
+                               c.mismatches, c.pairs, c.tie_violations, token, head);
+    }
+}
+
+GatingCheck shape_mismatch(const Problem& problem, const Selection& got, const Selection& want,
+                           std::size_t rows) {
+    GatingCheck c;
+    const std::size_t entries = rows * static_cast<std::size_t>(problem.heads_q * problem.sel_slots());
+    if (got.slots == problem.sel_slots() && want.slots == problem.sel_slots() &&
+        got.blocks.size() == entries && want.blocks.size() == entries)
+        return c;
+    c.outcome = Outcome::failed;
+    c.reason = fmt::format("selection shape mismatch: got {} slots x {} entries, reference "
+                           "{} slots x {} entries, {} expected",
+                           got.slots, got.blocks.size(), want.slots, want.blocks.size(), entries);
+    return c;
+}
+
+}  // namespace
+
 GatingCheck compare_gating(const Problem& problem, const Selection& got,
                            const ref::GatingResult& ref, const HostInputs& inputs) {
-    GatingCheck c;
+    GatingCheck c = shape_mismatch(problem, got, ref.selection,
+                                   static_cast<std::size_t>(problem.total_tokens()));
+    if (c.outcome != Outcome::passed) return c;
     const int slots = problem.sel_slots();
-    const auto& want = ref.selection;
-    if (got.slots != slots || want.slots != slots ||
-        got.blocks.size() != want.blocks.size()) {
-        c.outcome = Outcome::failed;
-        c.reason = fmt::format("selection shape mismatch: got {} slots x {} entries, reference "
-                               "{} slots x {} entries",
-                               got.slots, got.blocks.size(), want.slots, want.blocks.size());
-        return c;
-    }
     std::unique_ptr<ref::BlockScorer> scorer;  // built at the first differing pair
-    std::vector<std::int32_t> took, missed;
     const auto cu = problem.cu_seqlens();
     for (int b = 0; b < problem.batch(); ++b) {
         for (std::int64_t t = cu[b]; t < cu[b + 1]; ++t) {
             const int own = static_cast<int>((t - cu[b]) / problem.block);
             for (int h = 0; h < problem.heads_q; ++h) {
                 const std::int64_t pair = t * problem.heads_q + h;
-                const std::int32_t* g = got.blocks.data() + pair * slots;
-                const std::int32_t* w = want.blocks.data() + pair * slots;
-                ++c.pairs;
-                const double gap = ref.boundary_gap[pair];
-                if (gap == 0.0) {
-                    ++c.exact_ties;
-                } else if (std::isfinite(gap) &&
-                           gap <= gating_margin(problem, ref.boundary_magnitude[pair],
-                                                ref.boundary_abs_score[pair])) {
-                    ++c.near_ties;
-                }
-                if (!valid_slots(g, slots, own, problem.topk)) {
-                    ++c.invalid;
-                    if (c.first_bad_pair < 0) c.first_bad_pair = pair;
-                    continue;
-                }
-                if (std::equal(g, g + slots, w)) continue;
-                // The blocks it took that the reference did not, and the reverse (both sorted,
-                // the same count since both rows are valid).
-                took.clear();
-                missed.clear();
-                std::set_difference(g, g + slots, w, w + slots, std::back_inserter(took));
-                std::set_difference(w, w + slots, g, g + slots, std::back_inserter(missed));
-                if (!scorer) scorer = std::make_unique<ref::BlockScorer>(problem, inputs);
-                bool excused = true, tie_broken = false;
-                for (std::int32_t a : took) {
-                    if (a < 0) continue;
-                    const ref::BlockScore sa = scorer->score(t, h, a);
-                    for (std::int32_t r : missed) {
-                        if (r < 0) continue;
-                        const ref::BlockScore sr = scorer->score(t, h, r);
-                        const double below = sr.score - sa.score;
-                        if (below == 0.0) tie_broken = true;
-                        if (!(below > 0.0 &&
-                              below <= gating_score_error(problem, sa.magnitude, sa.abs_score) +
-                                           gating_score_error(problem, sr.magnitude, sr.abs_score)))
-                            excused = false;
-                    }
-                }
-                if (excused) {
-                    ++c.near_tie_mismatches;
-                } else {
-                    ++c.mismatches;
-                    c.tie_violations += tie_broken;
-                    if (c.first_bad_pair < 0) c.first_bad_pair = pair;
-                }
+                auto score = [&](std::int32_t block) {
+                    if (!scorer) scorer = std::make_unique<ref::BlockScorer>(problem, inputs);
+                    return scorer->score(t, h, block);
+                };
+                judge_pair(problem, got.blocks.data() + pair * slots,
+                           ref.selection.blocks.data() + pair * slots, own, ref.boundary_gap[pair],
+                           ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, c);
             }
         }
     }
-    if (c.invalid > 0) {
-        c.outcome = Outcome::incorrect;
-        c.reason = fmt::format("{} pairs have an invalid block list (first: token {}, head {})",
-                               c.invalid, c.first_bad_pair / problem.heads_q,
-                               c.first_bad_pair % problem.heads_q);
-    } else if (c.mismatches > 0) {
-        c.outcome = Outcome::incorrect;
-        c.reason = fmt::format("{} of {} pairs select other blocks than the reference beyond "
-                               "near-tie swaps ({} of them exact ties given to the higher index; "
-                               "first: token {}, head {})",
-                               c.mismatches, c.pairs, c.tie_violations,
-                               c.first_bad_pair / problem.heads_q, c.first_bad_pair % problem.heads_q);
+    finish_gating(problem, c, [&](std::int64_t pair) { return pair / problem.heads_q; });
+    return c;
+}
+
+GatingCheck compare_gating_rows(const Problem& problem, const Selection& got,
+                                const ref::GatingResult& ref, const ref::RowInputs& rows) {
+    GatingCheck c = shape_mismatch(problem, got, ref.selection, rows.tokens.size());
+    if (c.outcome != Outcome::passed) return c;
+    const int slots = problem.sel_slots();
+    std::unique_ptr<ref::BlockScorer> scorer;  // built at the first differing pair
+    const auto cu = problem.cu_seqlens();
+    for (std::size_t r = 0; r < rows.tokens.size(); ++r) {
+        const std::int64_t t = rows.tokens[r];
+        const auto seq = std::upper_bound(cu.begin(), cu.end(), t) - cu.begin() - 1;
+        const int own = static_cast<int>((t - cu[static_cast<std::size_t>(seq)]) / problem.block);
+        for (int h = 0; h < problem.heads_q; ++h) {
+            const auto pair = static_cast<std::int64_t>(r) * problem.heads_q + h;
+            auto score = [&](std::int32_t block) {
+                if (!scorer) scorer = std::make_unique<ref::BlockScorer>(problem, *rows.k);
+                return scorer->score(rows.q_rows.data() + pair * problem.head_dim, t, h, block);
+            };
+            judge_pair(problem, got.blocks.data() + pair * slots,
+                       ref.selection.blocks.data() + pair * slots, own, ref.boundary_gap[pair],
+                       ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, c);
+        }
     }
+    finish_gating(problem, c, [&](std::int64_t pair) { return rows.tokens[static_cast<std::size_t>(pair / problem.heads_q)]; });
     return c;
 }
 

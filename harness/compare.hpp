@@ -93,5 +93,11 @@ double gating_margin(const Problem& problem, double boundary_magnitude, double b
 // `inputs` are the ones gating ran on (the scores of the differing blocks are recomputed).
 GatingCheck compare_gating(const Problem& problem, const Selection& got,
                            const ref::GatingResult& ref, const HostInputs& inputs);
+// The same on sampled query rows (`moba bench`): got [T, Hq, slots] holds the implementation's
+// selection rows of rows.tokens, ref = ref::gating_rows(problem, rows); the scores of differing
+// blocks are recomputed from rows.q_rows and *rows.k. `pairs` counts (row, head) pairs checked;
+// first_bad_pair is r * Hq + h, the reason names the token.
+GatingCheck compare_gating_rows(const Problem& problem, const Selection& got,
+                                const ref::GatingResult& ref, const ref::RowInputs& rows);
 
 }  // namespace moba

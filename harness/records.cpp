@@ -16,6 +16,38 @@ json finite_or_null(double x) { return std::isfinite(x) ? json(x) : json(nullptr
 
 json optional_or_null(const auto& x) { return x ? json(*x) : json(nullptr); }
 
+json gating_json(const GatingCheck& g) {
+    return {{"pairs", g.pairs},
+            {"mismatches", g.mismatches},
+            {"near_ties", g.near_ties},
+            {"near_tie_mismatches", g.near_tie_mismatches},
+            {"exact_ties", g.exact_ties},
+            {"tie_violations", g.tie_violations},
+            {"near_tie_fraction", g.pairs > 0 ? static_cast<double>(g.near_ties) / static_cast<double>(g.pairs) : 0.0},
+            {"invalid", g.invalid}};
+}
+
+json key_block_json(const KeyBlock& b) {
+    return {{"seq", b.seq}, {"block", b.block}, {"attending_pairs", b.attending_pairs}, {"work", b.work}};
+}
+
+json backward_check_json(const BackwardCheckFigures& b) {
+    json blocks = json::array();
+    for (const KeyBlock& k : b.key_blocks) blocks.push_back(key_block_json(k));
+    return {{"outcome", to_string(b.outcome)},
+            {"worst_ratio", finite_or_null(b.worst_ratio)},
+            {"query_rows", b.query_rows},
+            {"key_rows", b.key_rows},
+            {"attending_rows", b.attending_rows},
+            {"key_blocks", blocks},
+            {"blocks_total", b.blocks_total},
+            {"blocks_over_budget", b.blocks_over_budget},
+            {"most_attended", key_block_json(b.most_attended)},
+            {"most_attended_checked", b.most_attended_checked},
+            {"last_tokens_only", b.last_tokens_only},
+            {"work_budget", b.work_budget}};
+}
+
 }  // namespace
 
 json config_json(const CheckCase& s) {
@@ -49,16 +81,7 @@ void to_json(json& j, const CheckRecord& r) {
         j["rel_l2_ratio"] = finite_or_null(t->rel_l2_ratio);
         j["nonfinite"] = t->nonfinite;
     }
-    if (const auto& g = r.gating_figures) {
-        j["pairs"] = g->pairs;
-        j["mismatches"] = g->mismatches;
-        j["near_ties"] = g->near_ties;
-        j["near_tie_mismatches"] = g->near_tie_mismatches;
-        j["exact_ties"] = g->exact_ties;
-        j["tie_violations"] = g->tie_violations;
-        j["near_tie_fraction"] = g->pairs > 0 ? static_cast<double>(g->near_ties) / static_cast<double>(g->pairs) : 0.0;
-        j["invalid"] = g->invalid;
-    }
+    if (const auto& g = r.gating_figures) j.update(gating_json(*g));
     if (!r.bound_kind.empty()) j["bound_kind"] = r.bound_kind;
     if (const auto& s = r.sanitizer_figures) {
         j["sanitizer"] = s->tool;
@@ -85,6 +108,17 @@ void to_json(json& j, const BenchRecord& r) {
          {"outcome", to_string(r.outcome)},
          {"reason", r.reason},
          {"command", r.command}};
+    if (!r.check_selection.empty()) {
+        j["check_selection"] = r.check_selection;
+        j["check_rows"] = r.check_rows;
+    }
+    if (const auto& g = r.gating_check) {
+        json gj = gating_json(*g);
+        gj["rows"] = r.config.problem.heads_q > 0 ? g->pairs / r.config.problem.heads_q : 0;
+        gj["outcome"] = to_string(g->outcome);
+        j["gating_check"] = std::move(gj);
+    }
+    if (const auto& b = r.backward_check) j["backward_check"] = backward_check_json(*b);
     if (const auto& m = r.measured) {
         const ClockWindow& clock = m->timing.clock;
         j["check_worst_ratio"] = m->check_worst_ratio;

@@ -12,12 +12,14 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "harness/check.hpp"
 #include "harness/compare.hpp"
 #include "harness/flops.hpp"
+#include "harness/key_sampling.hpp"
 #include "harness/outcome.hpp"
 #include "harness/timer.hpp"
 
@@ -50,6 +52,23 @@ struct CheckRecord {
 };
 void to_json(nlohmann::json& j, const CheckRecord& r);
 
+// The backward check of a bench record (phases bwd, fwdbwd; SEMANTICS.md §5.3): dq of the
+// sampled query rows, dk and dv of sampled key rows, against float64 with the baseline's bounds.
+struct BackwardCheckFigures {
+    Outcome outcome = Outcome::passed;
+    double worst_ratio = 0;          // over dq, dk, dv
+    std::int64_t query_rows = 0;     // sampled query tokens (dq)
+    std::int64_t key_rows = 0;       // sampled key tokens (dk, dv); 0: none fitted the budget
+    std::int64_t attending_rows = 0; // query tokens whose forward the key rows needed
+    std::vector<KeyBlock> key_blocks;
+    std::int64_t blocks_total = 0;
+    std::int64_t blocks_over_budget = 0;  // blocks whose attending work alone exceeds the budget
+    KeyBlock most_attended;
+    bool most_attended_checked = false;
+    bool last_tokens_only = false;        // no block fitted: the last token of sequences
+    double work_budget = 0;
+};
+
 // What a timed (passed) bench record adds.
 struct BenchMeasurement {
     double check_worst_ratio = 0;     // worst bound ratio of the forward check on sampled rows
@@ -81,6 +100,13 @@ struct BenchRecord {
     std::string reason;
     std::string command;  // reproduces the record (bench_command)
     std::optional<BenchMeasurement> measured;  // set exactly when outcome is passed
+    // Which selection the checks and the timed runs used: "own" (the implementation's gating,
+    // itself checked on the sampled rows), "naive_gpu" (MoBA without gating of its own: the naive
+    // GPU gating's), "full_causal" (dense); empty when no check ran.
+    std::string check_selection;
+    std::int64_t check_rows = 0;                   // sampled query tokens of the checks
+    std::optional<GatingCheck> gating_check;       // the implementation's gating on those rows
+    std::optional<BackwardCheckFigures> backward_check;
     std::optional<PublishedFigures> published;
 };
 void to_json(nlohmann::json& j, const BenchRecord& r);

@@ -52,10 +52,52 @@ Timing summarize(std::vector<double> samples) {
     return t;
 }
 
+namespace {
+
+// Twice the L2 of the current device, overwritten on the stream before a cold sample.
+class L2Flush {
+public:
+    explicit L2Flush(bool enabled) {
+        if (!enabled) return;
+        int device = 0, l2 = 0;
+        MOBA_CUDA_CALL(cudaGetDevice(&device));
+        MOBA_CUDA_CALL(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
+        bytes_ = 2 * static_cast<std::size_t>(std::max(l2, 1 << 20));
+        MOBA_CUDA_CALL(cudaMalloc(&buffer_, bytes_));
+    }
+    ~L2Flush() {
+        if (buffer_) cudaFree(buffer_);
+    }
+    L2Flush(const L2Flush&) = delete;
+    L2Flush& operator=(const L2Flush&) = delete;
+    void operator()(cudaStream_t stream) {
+        if (buffer_) MOBA_CUDA_CALL(cudaMemsetAsync(buffer_, ++value_ & 0xff, bytes_, stream));
+    }
+
+private:
+    void* buffer_ = nullptr;
+    std::size_t bytes_ = 0;
+    int value_ = 0;
+};
+
+}  // namespace
+
+std::string stop_reason(int samples, double rel_stddev, double elapsed, const TimingOptions& o) {
+    if (samples >= o.max_samples) return "max_samples";
+    if (samples >= o.min_samples && rel_stddev <= o.target_rel_stddev) return "converged";
+    if (samples >= o.min_samples && elapsed > o.max_seconds) return "max_time";
+    if (elapsed > o.cap_seconds) return "time_cap";
+    return {};
+}
+
 Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& o) {
     const ClockWatch clock;
     SampleTimer timer;
-    auto run_once = [&] { return timer.time_ms(body, stream); };
+    L2Flush flush(o.cold);
+    auto run_once = [&] {
+        flush(stream);
+        return timer.time_ms(body, stream);
+    };
     int warmup = 0;
     for (int i = 0; i < o.warmup; ++i) {
         const double ms = run_once();
@@ -63,24 +105,19 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
         if (ms > o.warmup_long_ms) break;  // one long run is warm-up enough
     }
     std::vector<double> samples;
-    std::string why = "max_samples";
+    std::string why;
     const auto t0 = std::chrono::steady_clock::now();
-    while (static_cast<int>(samples.size()) < o.max_samples) {
+    while (why.empty()) {
         samples.push_back(run_once());
-        if (static_cast<int>(samples.size()) >= o.min_samples &&
-            summarize(samples).rel_stddev <= o.target_rel_stddev) {
-            why = "converged";
-            break;
-        }
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (elapsed > o.max_seconds) {
-            why = "max_time";
-            break;
-        }
+        why = stop_reason(static_cast<int>(samples.size()), summarize(samples).rel_stddev, elapsed, o);
     }
     Timing t = summarize(samples);
     t.warmup = warmup;
     t.stop = why;
+    t.min_samples = o.min_samples;
+    t.cold = o.cold;
+    t.under_sampled = static_cast<int>(samples.size()) < o.min_samples;
     t.clock = clock.finish();
     return t;
 }
@@ -88,7 +125,9 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
 nlohmann::json timing_json(const Timing& t) {
     return {{"samples", t.samples_ms.size()}, {"median_ms", t.median_ms}, {"min_ms", t.min_ms},
             {"max_ms", t.max_ms},             {"mean_ms", t.mean_ms},     {"rel_stddev", t.rel_stddev},
-            {"warmup", t.warmup},             {"stop", t.stop}};
+            {"warmup", t.warmup},             {"stop", t.stop},
+            {"min_samples", t.min_samples},   {"under_sampled", t.under_sampled},
+            {"cold", t.cold}};
 }
 
 }  // namespace moba

@@ -41,14 +41,29 @@ struct TimingOptions {
     int min_samples = 5;
     int max_samples = 100;
     double target_rel_stddev = 0.02;
-    double max_seconds = 10.0;    // wall budget for the samples of one state
+    double max_seconds = 10.0;    // wall budget for the samples of one state, once min_samples are in
+    // Hard cap for one state: the only thing that ends sampling before min_samples (the record
+    // then says under_sampled). 1M-token dense baselines take ~19 s a run.
+    double cap_seconds = 300.0;
+    // Cold samples: before each sample (outside its events) a buffer of twice the device's L2 is
+    // overwritten, so the timed work starts from DRAM, as a layer of a real model does.
+    bool cold = false;
 };
+
+// Why sampling stops after `samples` samples, `elapsed` seconds and a relative spread of
+// `rel_stddev`: "converged", "max_samples", "max_time" (max_seconds, after min_samples),
+// "time_cap" (cap_seconds, possibly before min_samples); empty to go on. Pure, so the rule is
+// tested without a GPU.
+std::string stop_reason(int samples, double rel_stddev, double elapsed, const TimingOptions& options);
 
 struct Timing {
     std::vector<double> samples_ms;
     double median_ms = 0, min_ms = 0, max_ms = 0, mean_ms = 0, rel_stddev = 0;
     int warmup = 0;
-    std::string stop;    // converged, max_samples, max_time
+    std::string stop;    // converged, max_samples, max_time, time_cap
+    int min_samples = 1;         // what was asked
+    bool cold = false;           // L2 flushed before each sample
+    bool under_sampled = false;  // fewer samples than asked (only the time cap does this)
     ClockWindow clock;   // SM clock from before the warm-up to after the last sample
 };
 

@@ -6,12 +6,18 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 #include "reference/parallel.hpp"
 
 namespace moba::ref::detail {
 
 BlockMeans block_means(const Shape& shape, const HostInputs& inputs) {
+    return block_means(shape, inputs.k);
+}
+
+BlockMeans block_means(const Shape& shape, const std::vector<float>& k_all) {
     BlockMeans means;
     means.heads_kv = shape.heads_kv;
     means.dim = shape.dim;
@@ -36,7 +42,7 @@ BlockMeans block_means(const Shape& shape, const HostInputs& inputs) {
         double* mean = means.kbar.data() + index * dim;
         double* mean_abs = means.kabs.data() + index * dim;
         for (std::int64_t t = t0; t < t1; ++t) {
-            const float* k = inputs.k.data() + shape.kv_row(t, hk);
+            const float* k = k_all.data() + shape.kv_row(t, hk);
             for (int d = 0; d < dim; ++d) {
                 mean[d] += k[d];
                 mean_abs[d] += std::fabs(k[d]);
@@ -123,7 +129,7 @@ namespace moba::ref {
 struct BlockScorer::State {
     detail::Shape shape;
     detail::BlockMeans means;
-    const HostInputs* inputs;
+    const HostInputs* inputs;  // null when made from k alone
 };
 
 BlockScorer::BlockScorer(const Problem& problem, const HostInputs& inputs)
@@ -132,13 +138,26 @@ BlockScorer::BlockScorer(const Problem& problem, const HostInputs& inputs)
     state_->means = detail::block_means(state_->shape, inputs);
 }
 
+BlockScorer::BlockScorer(const Problem& problem, const std::vector<float>& k)
+    : state_(new State{detail::Shape(problem), {}, nullptr}) {
+    problem.validate();
+    detail::check_size("k", k.size(), problem.kv_elems());
+    state_->means = detail::block_means(state_->shape, k);
+}
+
 BlockScorer::~BlockScorer() { delete state_; }
 
 BlockScore BlockScorer::score(std::int64_t token, int head, int block) const {
+    if (state_->inputs == nullptr) {
+        throw std::logic_error("BlockScorer made from k alone: pass the query row");
+    }
+    return score(state_->inputs->q.data() + state_->shape.q_row(token, head), token, head, block);
+}
+
+BlockScore BlockScorer::score(const float* q, std::int64_t token, int head, int block) const {
     const detail::Shape& shape = state_->shape;
     const int s = shape.sequence_of(token);
     const int hk = head / shape.group;
-    const float* q = state_->inputs->q.data() + shape.q_row(token, head);
     const double* kbar = state_->means.kbar.data() + state_->means.row(s, block, hk);
     const double* kabs = state_->means.kabs.data() + state_->means.row(s, block, hk);
     BlockScore b;
@@ -148,6 +167,44 @@ BlockScore BlockScorer::score(std::int64_t token, int head, int block) const {
         b.abs_score += std::fabs(q[d] * kbar[d]);
     }
     return b;
+}
+
+GatingResult gating_rows(const Problem& problem, const RowInputs& rows) {
+    problem.validate();
+    const detail::Shape shape(problem);
+    const auto count = static_cast<std::int64_t>(rows.tokens.size());
+    detail::check_size("q_rows", rows.q_rows.size(), count * shape.heads_q * shape.dim);
+    if (rows.k == nullptr) throw std::invalid_argument("row inputs lack k (null pointer)");
+    detail::check_size("k", rows.k->size(), problem.kv_elems());
+    for (std::int64_t r = 0; r < count; ++r) {
+        if (rows.tokens[r] < 0 || rows.tokens[r] >= shape.total) {
+            throw std::invalid_argument("row " + std::to_string(r) + " names token " +
+                                        std::to_string(rows.tokens[r]) + ", the problem has " +
+                                        std::to_string(shape.total) + " tokens");
+        }
+    }
+    const detail::BlockMeans means = detail::block_means(shape, *rows.k);
+    GatingResult result;
+    result.selection.slots = shape.slots;
+    result.selection.blocks.assign(count * shape.heads_q * shape.slots, -1);
+    result.boundary_gap.assign(count * shape.heads_q, std::numeric_limits<double>::infinity());
+    result.boundary_magnitude.assign(count * shape.heads_q, 0.0);
+    result.boundary_abs_score.assign(count * shape.heads_q, 0.0);
+    // Row r stands where gating's token would: rank_row writes by (row.t, row.h) only.
+    parallel_for_ranges(count * shape.heads_q, [&](std::int64_t begin, std::int64_t end) {
+        detail::RankScratch scratch;
+        for (std::int64_t index = begin; index < end; ++index) {
+            const std::int64_t r = index / shape.heads_q;
+            const int h = static_cast<int>(index % shape.heads_q);
+            const std::int64_t t = rows.tokens[r];
+            const int s = shape.sequence_of(t);
+            const int own = static_cast<int>((t - shape.cu[s]) / shape.block);
+            const detail::GatingRow row{rows.q_rows.data() + (r * shape.heads_q + h) * shape.dim,
+                                        r, h, s, own, std::min(problem.topk - 1, own)};
+            detail::exhaustive_row(shape, means, row, scratch, result);
+        }
+    });
+    return result;
 }
 
 }  // namespace moba::ref

@@ -26,6 +26,8 @@ struct BlockMeans {
     }
 };
 BlockMeans block_means(const Shape& shape, const HostInputs& inputs);
+// The same from k [total, Hkv, D] alone.
+BlockMeans block_means(const Shape& shape, const std::vector<float>& k);
 
 // Outputs sized for the problem: selection -1, boundary_gap +inf, boundary_magnitude 0.
 GatingResult empty_gating_result(const Shape& shape);

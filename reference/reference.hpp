@@ -40,11 +40,15 @@ struct BlockScore {
 class BlockScorer {
 public:
     BlockScorer(const Problem& problem, const HostInputs& inputs);
+    // From k [total, Hkv, D] alone: only score(q, ...) may be called.
+    BlockScorer(const Problem& problem, const std::vector<float>& k);
     ~BlockScorer();
     BlockScorer(const BlockScorer&) = delete;
     BlockScorer& operator=(const BlockScorer&) = delete;
     // Local block j of the sequence of packed token t, query head h.
     BlockScore score(std::int64_t token, int head, int block) const;
+    // The same for the query row q [D] of that (token, head).
+    BlockScore score(const float* q, std::int64_t token, int head, int block) const;
 
 private:
     struct State;
@@ -57,6 +61,14 @@ GatingResult gating(const Problem& problem, const HostInputs& inputs);
 // The plain definition: a float64 score for every (query, head, past block). The yardstick
 // gating is tested against; cost Hq * D * sum_i b(i) double multiply-adds.
 GatingResult gating_exhaustive(const Problem& problem, const HostInputs& inputs);
+
+// Gating of sampled query rows only (the tokens, q rows and k of RowInputs; v and sel_rows
+// unused): selection [T, Hq, slots] and the boundary data [T, Hq], row r bitwise row tokens[r]
+// of gating's. Block means once, then every past block of each row scored in float64
+// (gating_exhaustive's path). Throws std::invalid_argument on a size mismatch or a token
+// outside the problem.
+struct RowInputs;
+GatingResult gating_rows(const Problem& problem, const RowInputs& rows);
 
 // Every block up to the query's own one (what k >= n selects): MoBA's zero-sparsity selection.
 Selection full_selection(const Problem& problem);
@@ -90,6 +102,30 @@ struct RowInputs {
 // Cost: the rows' attended keys times D; k, v are read in place.
 Forward forward_rows(const Problem& problem, const RowInputs& rows);
 
+// ---- Backward of sampled rows (SEMANTICS.md §5.3) -------------------------------------------
+// The row inputs of a backward: the rows' forward inputs and dout of the same tokens.
+struct BackwardRowInputs {
+    RowInputs rows;
+    std::vector<float> dout_rows;  // [T, Hq, D]
+};
+// float64 dq of the rows' tokens [T, Hq, D]: row r is row tokens[r] of attention_backward's dq
+// (bitwise; full causal when sel_rows is empty: of attention_backward with full_selection).
+// Each (row, head) takes its lse and Delta from its own float64 forward, as that function does.
+std::vector<double> backward_query_rows(const Problem& problem, const BackwardRowInputs& inputs);
+// dk, dv [K, Hkv, D] of sampled key tokens.
+struct KeyGradients {
+    std::vector<double> dk, dv;
+};
+// float64 dk, dv of the key tokens `keys` (global packed indices, any order): row m is row
+// keys[m] of attention_backward's dk, dv (bitwise). Every (query token, head) that attends a key
+// contributes, so `queries` must hold every query token that attends one of the keys with some
+// head (a token of the key's sequence at or after it whose selection holds the key's block;
+// rows that attend none are ignored), each once: tokens repeated, or a key whose own token is
+// missing (its own row always attends it), are refused with std::invalid_argument. Only the
+// (row, head) pairs that attend a key run their forward (for lse and Delta).
+KeyGradients backward_key_rows(const Problem& problem, const BackwardRowInputs& queries,
+                               const std::vector<std::int64_t>& keys);
+
 // ---- Same-precision baseline (SEMANTICS.md §5) ---------------------------------------------------
 // What a plain low-precision implementation computes: fp32 scores from the rounded inputs,
 // probabilities rounded to the dtype before the product with V, outputs rounded to the dtype.
@@ -102,6 +138,17 @@ GradientOutput baseline_backward(const Problem& problem, const HostInputs& input
 // when sel_rows is empty): bitwise the rows of baseline_forward given the same selection
 // (full_selection for the full-causal case). out [T, Hq, D], lse [Hq, T].
 ForwardOutput baseline_forward_rows(const Problem& problem, const RowInputs& rows);
+// The baseline's dq of the rows [T, Hq, D], bitwise the rows of baseline_backward's dq.
+std::vector<float> baseline_backward_query_rows(const Problem& problem,
+                                                const BackwardRowInputs& inputs);
+// The baseline's dk, dv [K, Hkv, D] of the key tokens, bitwise the rows of baseline_backward's;
+// `queries` as for backward_key_rows.
+struct BaselineKeyGradients {
+    std::vector<float> dk, dv;
+};
+BaselineKeyGradients baseline_backward_key_rows(const Problem& problem,
+                                                const BackwardRowInputs& queries,
+                                                const std::vector<std::int64_t>& keys);
 // Gating as a plain fp32 implementation computes it (fp32 block means and scores).
 Selection baseline_gating(const Problem& problem, const HostInputs& inputs);
 

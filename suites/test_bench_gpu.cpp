@@ -51,7 +51,99 @@ TEST(BenchGpu, EveryImplementationIsCheckedThenTimed) {
         EXPECT_NE(r["command"].get<std::string>().find("moba bench"), std::string::npos);
         if (r["dense"].get<bool>()) EXPECT_DOUBLE_EQ(r["ideal_speedup"].get<double>(), 1.0);
         else EXPECT_GT(r["ideal_speedup"].get<double>(), 1.0);
+        // What was checked is recorded: the implementation's own gating on the sampled rows,
+        // and for fwdbwd the backward on sampled query and key rows.
+        EXPECT_EQ(r["check_selection"], r["dense"].get<bool>() ? "full_causal" : "own");
+        if (!r["dense"].get<bool>()) {
+            EXPECT_EQ(r["gating_check"]["outcome"], "passed");
+            EXPECT_GT(r["gating_check"]["rows"].get<int>(), 0);
+        }
+        if (r["phase"] == "fwdbwd") {
+            EXPECT_EQ(r["backward_check"]["outcome"], "passed");
+            EXPECT_GT(r["backward_check"]["query_rows"].get<int>(), 0);
+            EXPECT_GT(r["backward_check"]["key_rows"].get<int>(), 0);
+        }
     }
+}
+
+// The naive gating, then (from the `from`-th call on) one selection row changed to other
+// valid past blocks: the last token of sequence 0 (own block 7), head 0.
+void gating_then_change(const GatingArgs& g, int from, int& calls) {
+    find_implementation("naive")->gating(g);
+    if (++calls < from) return;
+    MOBA_CUDA_CALL(cudaStreamSynchronize(g.stream));
+    const int slots = g.problem.sel_slots();
+    std::int32_t row[3];
+    ASSERT_EQ(slots, 3);
+    std::int32_t* at = g.sel + std::int64_t{2047} * g.problem.heads_q * slots;
+    MOBA_CUDA_CALL(cudaMemcpy(row, at, sizeof row, cudaMemcpyDeviceToHost));
+    const bool was_01 = row[0] == 0 && row[1] == 1;
+    row[0] = 0;
+    row[1] = was_01 ? 2 : 1;
+    MOBA_CUDA_CALL(cudaMemcpy(at, row, sizeof row, cudaMemcpyHostToDevice));
+}
+
+// A gating whose selection is wrong on a sampled row (the last token of a sequence is always
+// sampled) is caught before anything is timed.
+TEST(BenchGpu, AWrongGatingIsNotTimed) {
+    MOBA_REQUIRE_GPU();
+    Implementation wrong = *find_implementation("naive");
+    wrong.name = "wrong_gating";
+    static int calls = 0;
+    calls = 0;
+    wrong.gating = [](const GatingArgs& g) { gating_then_change(g, 1, calls); };
+    BenchOptions o = quick_options();
+    o.impls = {&wrong};
+    for (const auto& r : run_bench(small_state(), o)) {
+        EXPECT_EQ(r["outcome"], "skipped") << r.dump();
+        EXPECT_EQ(r["check_outcome"], "incorrect") << r.dump();
+        EXPECT_EQ(r["gating_check"]["mismatches"], 1) << r.dump();
+        EXPECT_FALSE(r.contains("timing"));
+    }
+}
+
+// A gating that is right when checked and different later: the timed runs read another
+// selection than the checked one, and the record says so.
+TEST(BenchGpu, ANondeterministicGatingIsIncorrect) {
+    MOBA_REQUIRE_GPU();
+    Implementation flaky = *find_implementation("naive");
+    flaky.name = "flaky_gating";
+    static int calls = 0;
+    calls = 0;
+    flaky.gating = [](const GatingArgs& g) { gating_then_change(g, 2, calls); };
+    BenchOptions o = quick_options();
+    o.impls = {&flaky};
+    o.phases = {Phase::fwd};
+    o.gating = GatingMode::included;
+    const auto records = run_bench(small_state(), o);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_EQ(records[0]["outcome"], "incorrect") << records[0].dump();
+    EXPECT_EQ(records[0]["check_outcome"], "incorrect");
+    EXPECT_NE(records[0]["reason"].get<std::string>().find("nondeterministic gating"), std::string::npos);
+    EXPECT_FALSE(records[0].contains("timing"));
+}
+
+// A wrong backward: the forward is timed, the phases that run backward are not.
+TEST(BenchGpu, AWrongBackwardLeavesOnlyTheForwardTimed) {
+    MOBA_REQUIRE_GPU();
+    Implementation wrong = *find_implementation("naive");
+    wrong.name = "wrong_backward";
+    wrong.backward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        b.problem.softmax_scale = 1.1 * a.problem.scale();
+        find_implementation("naive")->backward(b);
+    };
+    BenchOptions o = quick_options();
+    o.impls = {&wrong};
+    const auto records = run_bench(small_state(), o);
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(records[0]["phase"], "fwd");
+    EXPECT_EQ(records[0]["outcome"], "passed") << records[0].dump();
+    EXPECT_EQ(records[1]["phase"], "fwdbwd");
+    EXPECT_EQ(records[1]["outcome"], "skipped") << records[1].dump();
+    EXPECT_EQ(records[1]["check_outcome"], "incorrect");
+    EXPECT_EQ(records[1]["backward_check"]["outcome"], "incorrect");
+    EXPECT_FALSE(records[1].contains("timing"));
 }
 
 TEST(BenchGpu, AWrongImplementationIsNotTimed) {

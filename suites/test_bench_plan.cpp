@@ -180,7 +180,37 @@ TEST(BenchRecords, ValidateAgainstTheSchema) {
     ReportWriter w("", "bench", {"moba", "bench"});
     for (const auto& impl : registry())
         for (Phase phase : {Phase::fwd, Phase::bwd, Phase::fwdbwd}) {
-            nlohmann::json r = bench_record_skeleton(state, impl, phase, GatingMode::separate);
+            BenchRecord rec = bench_record_skeleton(state, impl, phase, GatingMode::separate);
+            // The check figures as bench_impl fills them.
+            rec.check_selection = impl.dense ? "full_causal" : "own";
+            rec.check_rows = 32;
+            if (impl.has_gating()) {
+                GatingCheck g;
+                g.pairs = 32 * 8;
+                g.near_ties = 3;
+                g.near_tie_mismatches = 1;
+                rec.gating_check = g;
+            }
+            if (phase != Phase::fwd) {
+                BackwardCheckFigures b;
+                b.worst_ratio = 0.4;
+                b.query_rows = 32;
+                b.key_rows = 8;
+                b.attending_rows = 700;
+                b.key_blocks = {KeyBlock{0, 7, 4096, 1e9}, KeyBlock{1, 0, 800, 2e8}};
+                b.blocks_total = 9;
+                b.blocks_over_budget = 1;
+                b.most_attended = KeyBlock{0, 0, 30000, 9e10};
+                b.work_budget = 2e10;
+                rec.backward_check = b;
+            }
+            nlohmann::json r = rec;
+            if (impl.has_gating()) {
+                EXPECT_EQ(r["gating_check"]["rows"], 32);
+            }
+            if (phase != Phase::fwd) {
+                EXPECT_EQ(r["backward_check"]["most_attended"]["block"], 0);
+            }
             EXPECT_EQ(r["command"].get<std::string>().find("moba bench --seqlens 4096,100"), 0u) << r["command"];
             EXPECT_EQ(r["gating"], gating_label(impl, phase, GatingMode::separate));
             w.add(r);  // skipped: no measurements
@@ -206,6 +236,66 @@ TEST(BenchRecords, ValidateAgainstTheSchema) {
     nlohmann::json bad = w.document();
     bad["records"][1].erase("timing");
     EXPECT_FALSE(validator.validate(bad).empty());
+    bad = w.document();
+    bad["records"][1]["gating_check"].erase("mismatches");  // naive, fwd: has gating
+    EXPECT_FALSE(validator.validate(bad).empty());
+    bad = w.document();
+    bad["records"][3]["backward_check"]["key_blocks"][0]["work"] = -1;  // naive, bwd
+    EXPECT_FALSE(validator.validate(bad).empty());
+}
+
+}  // namespace
+}  // namespace moba
+
+// The stopping rule of the timing core: --max-seconds never ends sampling before --min-samples;
+// only the per-state cap does, and then the record says under_sampled.
+namespace moba {
+namespace {
+
+TEST(StoppingRule, MinimumSamplesBeforeTheSoftTimeLimit) {
+    TimingOptions o;
+    o.min_samples = 5;
+    o.max_samples = 100;
+    o.target_rel_stddev = 0.02;
+    o.max_seconds = 1.0;
+    o.cap_seconds = 60.0;
+    EXPECT_EQ(stop_reason(1, 0.5, 30.0, o), "");           // slow, but only one sample: go on
+    EXPECT_EQ(stop_reason(4, 0.0, 30.0, o), "");           // converged spread, still under the minimum
+    EXPECT_EQ(stop_reason(5, 0.5, 30.0, o), "max_time");   // minimum in, soft limit passed
+    EXPECT_EQ(stop_reason(5, 0.01, 0.1, o), "converged");
+    EXPECT_EQ(stop_reason(3, 0.5, 61.0, o), "time_cap");   // the hard cap, under the minimum
+    EXPECT_EQ(stop_reason(100, 0.5, 0.1, o), "max_samples");
+    EXPECT_EQ(stop_reason(6, 0.5, 0.5, o), "");
+}
+
+}  // namespace
+}  // namespace moba
+
+// --cold reaches the timing options and every record's reproduce command; --time-cap must be
+// positive.
+namespace moba {
+namespace {
+
+TEST(ColdSamples, PlannedAndInTheCommand) {
+    cli::BenchFlags f;
+    f.seqlens = "1000";
+    f.cold = true;
+    EXPECT_TRUE(cli::plan_bench(f).options.timing.cold);
+    f.cold = false;
+    EXPECT_FALSE(cli::plan_bench(f).options.timing.cold);
+    f.time_cap = 0;
+    test::expect_error([&] { cli::plan_bench(f); }, "--time-cap");
+    Problem p;
+    p.seqlens = {1000};
+    p.heads_q = p.heads_kv = 2;
+    p.head_dim = 64;
+    p.block = 128;
+    p.topk = 2;
+    const CheckCase state{p, 3};
+    const Implementation& naive = *find_implementation("naive");
+    const std::string cold = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, true).command;
+    const std::string warm = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
+    EXPECT_EQ(cold, warm + " --cold");
 }
 
 }  // namespace

@@ -165,16 +165,17 @@ TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
     EXPECT_TRUE(naive->supports(p).ok) << naive->supports(p).reason;
 }
 
+// A scratch file of this process: two test runs at once (two worktrees on one machine) must not
+// read each other's output.
+fs::path scratch(const std::string& name) {
+    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
+}
+
 // The binary itself: exit status 2 and a message on stderr for bad input, nothing written.
 struct MobaRun {
     int status;
     std::string output;
 };
-// A scratch file of this process: two worktrees' test runs on one machine share /tmp.
-fs::path scratch(const std::string& name) {
-    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
-}
-
 MobaRun run_moba(const std::string& args) {
     const fs::path log = scratch("moba_cli_test.log");
     const std::string cmd = std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1";

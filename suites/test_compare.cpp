@@ -202,6 +202,38 @@ TEST(CompareGating, InvalidListsAreIncorrect) {
     }
 }
 
+// Sampled rows (moba bench): the same judgement on the rows of tokens 5, 4 and 0 (any order),
+// with the float64 gating of those rows only and the scores of differing blocks recomputed from
+// the rows' q and the full k.
+TEST(CompareGating, SampledRowsAreJudgedLikeTheFullSelection) {
+    GatingFixture f(0.375f, 0.375f);  // exact ties at tokens 4 and 5
+    for (int x : {0, 1, 2, 4, 5, 6}) f.in.k[static_cast<std::size_t>(x)] = 0.375f;
+    ref::RowInputs rows;
+    rows.tokens = {5, 4, 0};
+    rows.q_rows.assign(12, 1.0f);
+    rows.k = &f.in.k;
+    rows.v = &f.in.v;
+    const ref::GatingResult truth = ref::gating_rows(f.p, rows);
+    ASSERT_EQ(truth.selection.blocks, (std::vector<std::int32_t>{0, 2, 0, 2, 0, -1}));
+    GatingCheck c = compare_gating_rows(f.p, truth.selection, truth, rows);
+    EXPECT_EQ(c.outcome, Outcome::passed) << c.reason;
+    EXPECT_EQ(c.pairs, 3);
+    EXPECT_EQ(c.exact_ties, 2);
+    Selection got = truth.selection;
+    got.blocks[2] = 1;  // token 4 gives the exact tie to the higher index
+    c = compare_gating_rows(f.p, got, truth, rows);
+    EXPECT_EQ(c.outcome, Outcome::incorrect);
+    EXPECT_EQ(c.tie_violations, 1);
+    EXPECT_EQ(c.first_bad_pair, 1);
+    EXPECT_NE(c.reason.find("token 4, head 0"), std::string::npos) << c.reason;
+    got = truth.selection;
+    got.blocks[5] = 1;  // token 0 (own block 0) names the future block 1
+    c = compare_gating_rows(f.p, got, truth, rows);
+    EXPECT_EQ(c.invalid, 1);
+    got.blocks.pop_back();
+    EXPECT_EQ(compare_gating_rows(f.p, got, truth, rows).outcome, Outcome::failed);
+}
+
 // The margin grows with sqrt(Bs) and sqrt(D), not with Bs: at block 4096 it is 8x tighter than
 // the first-order worst case 2 (D + Bs + 1) u M it replaced (1024 u M against 8322 u M).
 TEST(CompareGating, MarginGrowsWithTheSquareRootOfTheBlock) {

@@ -12,6 +12,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 #include <ostream>
 #include <random>
 #include <stdexcept>
@@ -322,6 +323,186 @@ TEST(Rows, LongSequenceFullCausal) {
     for (int d = 0; d < 64; ++d) err = std::max(err, std::fabs(b.out[d] - f.out[d]));
     EXPECT_GT(err, 0.0);
     EXPECT_LT(err, 1e-2 * max_abs(f.out));
+}
+
+}  // namespace
+}  // namespace moba::ref
+
+// ---- 4. Backward rows equal the full backward's rows ---------------------------------------
+namespace moba::ref {
+namespace {
+
+std::int64_t bit_mismatches64(const std::vector<double>& a, const std::vector<double>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    if (a.size() != b.size()) return -1;
+    std::int64_t n = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        n += std::bit_cast<std::uint64_t>(a[i]) != std::bit_cast<std::uint64_t>(b[i]);
+    }
+    return n;
+}
+
+// Rows `tokens` of a [total, heads, D] tensor.
+template <class T>
+std::vector<T> take_rows(const std::vector<T>& full, const std::vector<std::int64_t>& tokens,
+                         std::int64_t width) {
+    std::vector<T> rows;
+    for (std::int64_t t : tokens) {
+        rows.insert(rows.end(), full.begin() + t * width, full.begin() + (t + 1) * width);
+    }
+    return rows;
+}
+
+BackwardRowInputs gather_backward(const Problem& p, const HostInputs& in, const Selection* sel,
+                                  std::vector<std::int64_t> tokens) {
+    BackwardRowInputs b;
+    b.rows = gather(p, in, sel, std::move(tokens));
+    b.dout_rows = take_rows(in.dout, b.rows.tokens, std::int64_t{p.heads_q} * p.head_dim);
+    return b;
+}
+
+// Every query token attending one of `keys` with some head (same sequence, at or after it,
+// its block selected), ascending: the rows backward_key_rows needs.
+std::vector<std::int64_t> attending_tokens(const Problem& p, const Selection* sel,
+                                           const std::vector<std::int64_t>& keys) {
+    const std::vector<std::int32_t> cu = p.cu_seqlens();
+    std::vector<std::int64_t> tokens;
+    for (std::int64_t t = 0; t < p.total_tokens(); ++t) {
+        const auto s = std::upper_bound(cu.begin(), cu.end(), t) - cu.begin() - 1;
+        bool attends = false;
+        for (std::int64_t key : keys) {
+            if (key < cu[s] || key > t) continue;
+            const auto block = static_cast<std::int32_t>((key - cu[s]) / p.block);
+            for (int h = 0; h < p.heads_q && !attends; ++h) {
+                if (sel == nullptr) {
+                    attends = true;
+                    break;
+                }
+                const std::int32_t* row = sel->blocks.data() + (t * p.heads_q + h) * sel->slots;
+                attends = std::find(row, row + sel->slots, block) != row + sel->slots;
+            }
+        }
+        if (attends) tokens.push_back(t);
+    }
+    return tokens;
+}
+
+std::vector<std::int64_t> all_tokens(const Problem& p) {
+    std::vector<std::int64_t> tokens(static_cast<std::size_t>(p.total_tokens()));
+    std::iota(tokens.begin(), tokens.end(), std::int64_t{0});
+    return tokens;
+}
+
+class BackwardRowsMatch : public RowsMatch {};
+
+TEST_P(BackwardRowsMatch, SelectionRowsEqualAttentionBackwardRows) {
+    const Problem p = problem();
+    const HostInputs in = make_inputs(p, 2026);
+    const Selection sel = gating(p, in).selection;
+    const std::int64_t qw = std::int64_t{p.heads_q} * p.head_dim;
+    const std::int64_t kw = std::int64_t{p.heads_kv} * p.head_dim;
+    const Gradients full = attention_backward(p, in, sel);
+    const GradientOutput base = baseline_backward(p, in, sel);
+
+    const std::vector<std::int64_t> tokens = pick_tokens(p, 12, 9);
+    const BackwardRowInputs q_rows = gather_backward(p, in, &sel, tokens);
+    EXPECT_EQ(bit_mismatches64(backward_query_rows(p, q_rows), take_rows(full.dq, tokens, qw)), 0);
+    EXPECT_EQ(bit_mismatches(baseline_backward_query_rows(p, q_rows), take_rows(base.dq, tokens, qw)), 0);
+
+    // Keys: random ones and every sequence's first and last token (no repeats needed).
+    std::vector<std::int64_t> keys = pick_tokens(p, 6, 10);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    std::shuffle(keys.begin(), keys.end(), std::mt19937_64(11));
+    for (const std::vector<std::int64_t>& queries : {all_tokens(p), attending_tokens(p, &sel, keys)}) {
+        std::vector<std::int64_t> shuffled = queries;  // the rows may come in any order
+        std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(12));
+        const BackwardRowInputs rows = gather_backward(p, in, &sel, shuffled);
+        const KeyGradients got = backward_key_rows(p, rows, keys);
+        EXPECT_GT(max_abs(got.dk), 0.0);
+        EXPECT_EQ(bit_mismatches64(got.dk, take_rows(full.dk, keys, kw)), 0) << queries.size() << " rows";
+        EXPECT_EQ(bit_mismatches64(got.dv, take_rows(full.dv, keys, kw)), 0) << queries.size() << " rows";
+        const BaselineKeyGradients b = baseline_backward_key_rows(p, rows, keys);
+        EXPECT_EQ(bit_mismatches(b.dk, take_rows(base.dk, keys, kw)), 0) << queries.size() << " rows";
+        EXPECT_EQ(bit_mismatches(b.dv, take_rows(base.dv, keys, kw)), 0) << queries.size() << " rows";
+    }
+}
+
+TEST_P(BackwardRowsMatch, FullCausalRowsEqualFullSelectionRows) {
+    const Problem p = problem();
+    const HostInputs in = make_inputs(p, 2027);
+    Problem dense = p;
+    dense.topk = p.max_blocks();
+    const Selection all = full_selection(dense);
+    const std::int64_t qw = std::int64_t{p.heads_q} * p.head_dim;
+    const std::int64_t kw = std::int64_t{p.heads_kv} * p.head_dim;
+    const Gradients full = attention_backward(dense, in, all);
+    const GradientOutput base = baseline_backward(dense, in, all);
+    const std::vector<std::int64_t> tokens = pick_tokens(p, 12, 13);
+    const BackwardRowInputs q_rows = gather_backward(p, in, nullptr, tokens);
+    EXPECT_EQ(bit_mismatches64(backward_query_rows(p, q_rows), take_rows(full.dq, tokens, qw)), 0);
+    EXPECT_EQ(bit_mismatches(baseline_backward_query_rows(p, q_rows), take_rows(base.dq, tokens, qw)), 0);
+    const std::vector<std::int32_t> cu = p.cu_seqlens();
+    const std::vector<std::int64_t> keys{cu[1] - 1, 0, p.total_tokens() / 2};
+    const BackwardRowInputs rows = gather_backward(p, in, nullptr, attending_tokens(p, nullptr, keys));
+    const KeyGradients got = backward_key_rows(p, rows, keys);
+    EXPECT_EQ(bit_mismatches64(got.dk, take_rows(full.dk, keys, kw)), 0);
+    EXPECT_EQ(bit_mismatches64(got.dv, take_rows(full.dv, keys, kw)), 0);
+    const BaselineKeyGradients b = baseline_backward_key_rows(p, rows, keys);
+    EXPECT_EQ(bit_mismatches(b.dk, take_rows(base.dk, keys, kw)), 0);
+    EXPECT_EQ(bit_mismatches(b.dv, take_rows(base.dv, keys, kw)), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, BackwardRowsMatch,
+    ::testing::Values(RowCase{{37, 64, 5}, 4, 2, 16, 8, 3, DType::bf16},      // GQA
+                      RowCase{{1, 50, 17, 1}, 3, 1, 8, 4, 1, DType::f16},     // MQA, k = 1
+                      RowCase{{33, 9}, 2, 2, 12, 8, 8, DType::f32},           // k >= n
+                      RowCase{{1, 23, 1, 40}, 4, 1, 32, 16, 2, DType::bf16},  // partial
+                      RowCase{{130, 2, 61}, 2, 1, 20, 16, 3, DType::f32},     // D % 8 != 0
+                      RowCase{{70, 33}, 24, 12, 96, 16, 3, DType::bf16}));    // 2 items
+
+TEST(BackwardRows, MalformedInputsAreRefused) {
+    const Problem p = make_problem({12, 5}, 2, 1, 4, 4, 2, DType::f32);
+    const HostInputs in = make_inputs(p, 607);
+    const Selection sel = gating(p, in).selection;
+    BackwardRowInputs good = gather_backward(p, in, &sel, {5, 9, 10, 11, 16});
+    EXPECT_NO_THROW(backward_query_rows(p, good));
+    EXPECT_NO_THROW(backward_key_rows(p, good, {9}));
+    BackwardRowInputs r = good;
+    r.dout_rows.pop_back();
+    EXPECT_THROW(backward_query_rows(p, r), std::invalid_argument);
+    EXPECT_THROW(baseline_backward_query_rows(p, r), std::invalid_argument);
+    test::expect_error([&] { backward_key_rows(p, good, {8}); }, "not among the query rows");
+    test::expect_error([&] { baseline_backward_key_rows(p, good, {p.total_tokens()}); }, "outside");
+    r = gather_backward(p, in, &sel, {5, 9, 5});
+    test::expect_error([&] { backward_key_rows(p, r, {5}); }, "twice");
+}
+
+// ---- 5. Gating of sampled rows equals the full gating's rows -------------------------------
+
+TEST(GatingRows, EqualGatingRowsBitwise) {
+    for (const Problem& p : {make_problem({300, 77, 1}, 4, 2, 32, 16, 4, DType::bf16),
+                             make_problem({64, 9}, 2, 1, 8, 8, 1, DType::f32),
+                             make_problem({129}, 3, 3, 16, 8, 100, DType::f16)}) {
+        const HostInputs in = make_inputs(p, 77);
+        const GatingResult full = gating(p, in);
+        const std::vector<std::int64_t> tokens = pick_tokens(p, 20, 14);
+        const RowInputs rows = gather(p, in, nullptr, tokens);
+        const GatingResult got = gating_rows(p, rows);
+        const Selection want = gather(p, in, &full.selection, tokens).sel_rows;
+        EXPECT_EQ(got.selection.slots, want.slots);
+        EXPECT_EQ(got.selection.blocks, want.blocks);
+        for (std::size_t r = 0; r < tokens.size(); ++r) {
+            for (int h = 0; h < p.heads_q; ++h) {
+                const std::size_t at = r * p.heads_q + h;
+                const std::size_t full_at = tokens[r] * p.heads_q + h;
+                EXPECT_EQ(got.boundary_gap[at], full.boundary_gap[full_at]);
+                EXPECT_EQ(got.boundary_magnitude[at], full.boundary_magnitude[full_at]);
+                EXPECT_EQ(got.boundary_abs_score[at], full.boundary_abs_score[full_at]);
+            }
+        }
+    }
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 namespace moba::cli {
 
 CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
-    CLI::App* cmd = app.add_subcommand("bench", "Time implementations (after a forward check) on one configuration or a sweep");
+    CLI::App* cmd = app.add_subcommand("bench", "Time implementations (after checking them on sampled rows) on one configuration or a sweep");
     cmd->add_option("--seqlens", f.seqlens, "One packed varlen batch, e.g. 4096,1000,17");
     cmd->add_option("--seqlen", f.seqlen, "Sweep axis: single-sequence lengths, e.g. 8K,32K,128K");
     cmd->add_option("--batch", f.batch, "With --seqlen: sequences per batch")->capture_default_str();
@@ -37,11 +37,16 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--grid", f.grid, "JSON grid file of axes (overrides the axis flags it names)");
     cmd->add_flag("--resume", f.resume, "Skip states already in --out, keep its records");
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
-    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time limit per state")->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds,
+                    "Sampling time per state once --min-samples are in")->capture_default_str();
+    cmd->add_option("--time-cap", f.time_cap,
+                    "Hard sampling limit per state, the only one that may stop before --min-samples "
+                    "(the record then says under_sampled)")->capture_default_str();
+    cmd->add_flag("--cold", f.cold, "Flush L2 (overwrite twice its size) before every sample");
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
-    cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the forward check")->capture_default_str();
+    cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the gating, forward and dq checks")->capture_default_str();
     return cmd;
 }
 
@@ -126,6 +131,9 @@ BenchPlan plan_bench(const BenchFlags& given) {
     if (f.check_rows < 1) throw std::invalid_argument(fmt::format("--check-rows {} must be positive", f.check_rows));
     if (f.batch < 1) throw std::invalid_argument(fmt::format("--batch {} must be positive", f.batch));
     plan.options.timing.max_seconds = f.max_seconds;
+    if (!(f.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", f.time_cap));
+    plan.options.timing.cap_seconds = f.time_cap;
+    plan.options.timing.cold = f.cold;
     plan.options.timing.min_samples = f.min_samples;
     plan.options.timing.max_samples = f.max_samples;
     plan.options.timing.target_rel_stddev = f.rel_stddev;
@@ -192,11 +200,26 @@ void print_line(const nlohmann::json& r) {
         return;
     }
     const auto& t = r["timing"];
-    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}\n",
+    // A median of fewer samples than asked is marked where it is printed, not only in the JSON.
+    const std::string under = t.value("under_sampled", false)
+                                  ? fmt::format("  UNDER-SAMPLED ({} of {})", t["samples"].get<int>(),
+                                                t["min_samples"].get<int>())
+                                  : "";
+    // What the backward check covered, where a popular block was left out.
+    std::string bwd;
+    if (r.contains("backward_check")) {
+        const auto& b = r["backward_check"];
+        bwd = fmt::format("  [bwd check: dq {} rows, dk/dv {} keys of {} blocks{}]", b["query_rows"].get<std::int64_t>(),
+                          b["key_rows"].get<std::int64_t>(), b["key_blocks"].size(),
+                          b["most_attended_checked"].get<bool>()
+                              ? ""
+                              : fmt::format(", most attended block {} not checked", b["most_attended"]["block"].get<std::int64_t>()));
+    }
+    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}{}{}\n",
                r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),
                100 * t["rel_stddev"].get<double>(), r["tflops"].get<double>(),
                r["speedup_vs_dense"].is_number() ? fmt::format("{:.2f}", r["speedup_vs_dense"].get<double>()) : "-",
-               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "");
+               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "", under, bwd);
 }
 
 }  // namespace
@@ -223,6 +246,11 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
             throw std::invalid_argument(fmt::format("--resume: '{}' is not a {} file", flags.out, kReportFormat));
         for (const auto& r : old["records"]) {
             if (r.value("kind", "") != "bench") continue;
+            // Warm and cold samples are different measurements: a resumed sweep keeps to one.
+            const bool was_cold = r.value("command", "").find(" --cold") != std::string::npos;
+            if (was_cold != flags.cold)
+                throw std::invalid_argument(fmt::format("--resume: '{}' was measured {} --cold; run {} it or write to another --out",
+                                                        flags.out, was_cold ? "with" : "without", was_cold ? "with" : "without"));
             previous.push_back(r);
             if (!has_outcome(r, Outcome::failed)) done.insert(state_key(r));  // failed states are retried
         }

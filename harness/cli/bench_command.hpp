@@ -33,6 +33,8 @@ struct BenchFlags {
     bool resume = false;
     std::string out = "reports/bench.json";
     double max_seconds = 10.0;
+    double time_cap = 300.0;
+    bool cold = false;
     int min_samples = 5;
     int max_samples = 100;
     double rel_stddev = 0.02;

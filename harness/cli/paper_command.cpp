@@ -40,7 +40,9 @@ CLI::App* add_paper_command(CLI::App& app, PaperFlags& f) {
     cmd->add_option("--max-run-seconds", f.max_run_seconds,
                     "Do not run an implementation predicted (from its rate at the previous length) to take longer per call")
         ->capture_default_str();
-    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time per state")->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds, "Sampling time per state once the minimum samples are in")->capture_default_str();
+    cmd->add_option("--time-cap", f.time_cap, "Hard sampling limit per state (may leave a record under_sampled)")->capture_default_str();
+    cmd->add_flag("--cold", f.cold, "Flush L2 (overwrite twice its size) before every sample");
     cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report (default reports/paper-<figure>.json)");
     cmd->add_option("--markdown", f.markdown, "Markdown table (default: the report path with .md)");
@@ -49,14 +51,31 @@ CLI::App* add_paper_command(CLI::App& app, PaperFlags& f) {
 
 namespace {
 
+// The best time of one side (dense or MoBA) at one length, and whether its median came from fewer
+// samples than asked (the time cap stopped it: marked where it is printed).
+struct Best {
+    std::optional<double> ms;
+    std::string impl;
+    bool under_sampled = false;
+    int samples = 0, min_samples = 0;
+};
+
 struct Row {
     PublishedPoint published;
-    std::optional<double> dense_ms, moba_ms, speedup;
-    std::string dense_impl, moba_impl, note;
+    Best dense, moba;
+    std::optional<double> speedup;
+    std::string note;
     double ideal = 0;
 };
 
-std::string ms(const std::optional<double>& x) { return x ? fmt::format("{:.3f}", *x) : "not run"; }
+std::string under_sampled_mark(const Timing& t) {
+    return t.under_sampled ? fmt::format(" UNDER-SAMPLED ({} of {})", t.samples_ms.size(), t.min_samples) : "";
+}
+
+std::string ms(const Best& b) {
+    if (!b.ms) return "not run";
+    return fmt::format("{:.3f}{} {}", *b.ms, b.under_sampled ? "*" : "", b.impl);
+}
 
 std::string table(const std::vector<Row>& rows, const std::string& figure, bool markdown) {
     std::string out;
@@ -75,13 +94,19 @@ std::string table(const std::vector<Row>& rows, const std::string& figure, bool 
     for (const Row& r : rows) {
         const int len = r.published.length;
         const std::string name = len >= 1024 * 1024 ? fmt::format("{}M", len / (1024 * 1024)) : fmt::format("{}K", len / 1024);
-        line({name, ms(r.dense_ms) + (r.dense_impl.empty() ? "" : " " + r.dense_impl),
-              ms(r.moba_ms) + (r.moba_impl.empty() ? "" : " " + r.moba_impl),
-              r.speedup ? fmt::format("{:.2f}", *r.speedup) : "-", fmt::format("{:.2f}", r.ideal),
+        line({name, ms(r.dense), ms(r.moba), r.speedup ? fmt::format("{:.2f}{}", *r.speedup, r.dense.under_sampled || r.moba.under_sampled ? "*" : "") : "-",
+              fmt::format("{:.2f}", r.ideal),
               fmt::format("{}", r.published.dense_ms), fmt::format("{}", r.published.moba_ms),
               fmt::format("{}", r.published.speedup), r.note});
     }
-    return fmt::format("Figure {} (ours: this GPU, measured in one process; published: MoBA report, read off the plot)\n", figure) + out;
+    std::string marks;
+    for (const Row& r : rows)
+        for (const Best* b : {&r.dense, &r.moba})
+            if (b->under_sampled)
+                marks += fmt::format("* {} at {}: median of {} samples, fewer than the {} asked (--time-cap)\n", b->impl,
+                                     r.published.length, b->samples, b->min_samples);
+    return fmt::format("Figure {} (ours: this GPU, measured in one process; published: MoBA report, read off the plot)\n", figure) +
+           out + (markdown && !marks.empty() ? "\n" : "") + marks;
 }
 
 }  // namespace
@@ -98,6 +123,8 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
             wanted.push_back(*it);
         }
     }
+    if (!(flags.max_seconds > 0)) throw std::invalid_argument(fmt::format("--max-seconds {} must be positive", flags.max_seconds));
+    if (!(flags.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", flags.time_cap));
     std::vector<const Implementation*> impls;
     for (const auto& name : parse_impl_list(flags.impl)) impls.push_back(find_implementation(name));
     const DeviceInfo& dev = device_info();
@@ -126,12 +153,14 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
         BenchOptions options;
         options.gating = GatingMode::included;
         options.timing.max_seconds = flags.max_seconds;
+        options.timing.cap_seconds = flags.time_cap;
+        options.timing.cold = flags.cold;
         std::vector<BenchRecord> records;
         for (const Implementation* impl : impls) {
             const double pairs = impl->dense ? p.dense_pairs() : moba_pairs(p);
             const auto rate = ms_per_pair.find(impl->name);
             if (rate != ms_per_pair.end() && rate->second * pairs > 1000 * flags.max_run_seconds) {
-                BenchRecord r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating);
+                BenchRecord r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating, flags.cold);
                 r.reason = fmt::format("not run: {:.1f} s per call predicted from its rate at the previous length "
                                        "exceeds --max-run-seconds {}", rate->second * pairs / 1000, flags.max_run_seconds);
                 records.push_back(std::move(r));
@@ -145,27 +174,26 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
             auto measured = bench_records(state, options);
             records.insert(records.end(), measured.begin(), measured.end());
         }
-        Row row{pt, {}, {}, {}, "", "", "", p.dense_pairs() / moba_pairs(p)};
+        Row row{pt, {}, {}, {}, "", p.dense_pairs() / moba_pairs(p)};
         for (auto& r : records) {
             r.published = PublishedFigures{flags.figure, pt.dense_ms, pt.moba_ms, pt.speedup};
             const bool passed = r.outcome == Outcome::passed;
             if (passed) {
-                const double m = r.measured->timing.median_ms;
+                const Timing& t = r.measured->timing;
+                const double m = t.median_ms;
                 ms_per_pair[r.impl] = m / static_cast<double>(static_cast<std::int64_t>(r.pairs));  // as written
-                auto& best = r.dense ? row.dense_ms : row.moba_ms;
-                auto& best_name = r.dense ? row.dense_impl : row.moba_impl;
-                if (!best || m < *best) {
-                    best = m;
-                    best_name = r.impl;
-                }
+                Best& best = r.dense ? row.dense : row.moba;
+                if (!best.ms || m < *best.ms)
+                    best = Best{m, r.impl, t.under_sampled, static_cast<int>(t.samples_ms.size()), t.min_samples};
             } else {
                 row.note += (row.note.empty() ? "" : "; ") + r.impl + ": " + r.reason.substr(0, 100);
             }
             fmt::print("  {:<13} {:<9} {}\n", r.impl, to_string(r.outcome),
-                       passed ? fmt::format("{:.3f} ms", r.measured->timing.median_ms) : r.reason);
+                       passed ? fmt::format("{:.3f} ms{}", r.measured->timing.median_ms, under_sampled_mark(r.measured->timing))
+                              : r.reason);
             report.add(r);
         }
-        if (row.dense_ms && row.moba_ms) row.speedup = *row.dense_ms / *row.moba_ms;
+        if (row.dense.ms && row.moba.ms) row.speedup = *row.dense.ms / *row.moba.ms;
         rows.push_back(row);
         report.flush();
     }

@@ -21,7 +21,9 @@ struct PaperFlags {
     int head_dim = 128;
     std::string impl = "all";
     double max_run_seconds = 20.0;  // skip an implementation predicted to run longer per call
-    double max_seconds = 10.0;      // sampling time per state
+    double max_seconds = 10.0;      // sampling time per state, once the minimum samples are in
+    double time_cap = 300.0;        // hard limit per state (may leave a record under_sampled)
+    bool cold = false;              // flush L2 before every sample
     std::uint64_t seed = 1;
     std::string out;       // default reports/paper-<figure>.json
     std::string markdown;  // default: the report path with .md
