@@ -41,8 +41,8 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--inputs", f.inputs,
                     "Input families, comma list or all (normal, dominant, sink, recency, peaked, "
                     "large_v, ties; SEMANTICS.md §8). One configuration: one case per family "
-                    "(default normal). Suites: case i takes family i mod count (default: all but "
-                    "peaked and large_v, whose failures are open; harness/suite.hpp)");
+                    "(default normal). Suites: case i takes family i mod count (default: all seven; "
+                    "harness/suite.hpp)");
     cmd->add_flag("--gating-only", f.gating_only,
                   "Only the gating check, against the float64 gating (fast enough for 1M tokens "
                   "at block 4096 or 512K at block 128); no attention truth");
