@@ -376,14 +376,16 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", Outcome::skipped);
     try {
         const bool own = impl.has_gating();
-        const std::size_t idle_free = device_memory().free_bytes;
         const std::size_t ws = impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0;
         const std::size_t gws = impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0;
         const std::size_t q_bytes = elems_bytes(p, p.q_elems()), kv_bytes = elems_bytes(p, p.kv_elems());
         const std::size_t sel_bytes = own ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
-        require_device_memory(q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws + 2 * sel_bytes +
-                                  (need_bwd ? q_bytes + 2 * kv_bytes : 0),
-                              fmt::format("{} on {}", impl.name, p.flags()));
+        // What this run holds on the device beside the shared inputs (peak_memory_bytes adds what
+        // libraries take during the timed loop: free memory is too coarse a gauge for small runs,
+        // where the driver serves allocations from memory it already reserved).
+        const std::size_t allocated = q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws +
+                                      2 * sel_bytes + (need_bwd ? q_bytes + 2 * kv_bytes : 0);
+        require_device_memory(allocated, fmt::format("{} on {}", impl.name, p.flags()));
         RunBuffers b;
         b.out = DeviceBuffer(q_bytes);
         b.lse = DeviceBuffer(4 * static_cast<std::size_t>(p.lse_elems()));
@@ -480,6 +482,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 if (phase != Phase::bwd) impl.forward(timed);
                 if (phase != Phase::fwd) impl.backward(timed);
             };
+            const std::size_t free_before = device_memory().free_bytes;
             m.timing = measure(body, nullptr, o.timing);
             if (own && o.gating == GatingMode::separate && phase != Phase::bwd) {
                 auto gate_body = [&](cudaStream_t stream) {
@@ -489,8 +492,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 };
                 m.gating_ms = measure(gate_body, nullptr, o.timing).median_ms;
             }
-            const std::size_t busy_free = device_memory().free_bytes;
-            m.peak_memory_bytes = idle_free > busy_free ? idle_free - busy_free : 0;
+            const std::size_t free_after = device_memory().free_bytes;
+            m.peak_memory_bytes = allocated + (free_before > free_after ? free_before - free_after : 0);
             // The gating that ran while timing must have rewritten exactly the checked selection.
             const WordDifference diff = own ? differing_words(b.sel.get(), b.sel_checked.get(), p.sel_elems())
                                             : WordDifference{};

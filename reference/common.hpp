@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -225,7 +226,12 @@ inline float dot32(const float* a, const float* b, int n) {
 // fp32 accumulator).
 inline float to_float_toward_zero(double x) {
     float f = static_cast<float>(x);  // nearest
-    if (std::fabs(static_cast<double>(f)) > std::fabs(x)) f = std::nextafterf(f, 0.0f);
+    if (std::fabs(static_cast<double>(f)) > std::fabs(x)) {  // one step back toward zero
+        std::uint32_t bits;
+        std::memcpy(&bits, &f, sizeof bits);
+        --bits;
+        std::memcpy(&f, &bits, sizeof f);
+    }
     return f;
 }
 
@@ -240,10 +246,20 @@ inline float dot_tc32(const float* a, const float* b, int n) {
     constexpr int kStep = 16;
     float acc = 0.0f;
     for (int d0 = 0; d0 < n; d0 += kStep) {
-        double sum = acc;
-        const int end = std::min(n, d0 + kStep);
-        for (int d = d0; d < end; ++d) sum += static_cast<double>(a[d]) * static_cast<double>(b[d]);
-        acc = to_float_toward_zero(sum);
+        // Products of 16-bit values are exact in float; a tree of exact sums in double (it
+        // vectorizes, and while the sum is exact any order gives the same value).
+        double p[kStep];
+        if (n - d0 >= kStep) {
+            float f[kStep];
+            for (int i = 0; i < kStep; ++i) f[i] = a[d0 + i] * b[d0 + i];
+            for (int i = 0; i < kStep; ++i) p[i] = static_cast<double>(f[i]);
+        } else {
+            for (int i = 0; i < kStep; ++i)
+                p[i] = d0 + i < n ? static_cast<double>(a[d0 + i]) * static_cast<double>(b[d0 + i]) : 0.0;
+        }
+        for (int width = kStep / 2; width > 0; width /= 2)
+            for (int i = 0; i < width; ++i) p[i] += p[i + width];
+        acc = to_float_toward_zero(static_cast<double>(acc) + p[0]);
     }
     return acc;
 }
