@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gpu_test_util.hpp"
+#include "test_util.hpp"
 #include "harness/inputs.hpp"
 #include "reference/gpu/attention64.hpp"
 #include "reference/reference.hpp"
@@ -30,15 +31,8 @@ struct Shape {
 void PrintTo(const Shape& s, std::ostream* os) { *os << s.name; }
 
 Problem problem_of(const Shape& s) {
-    Problem p;
-    p.seqlens = s.seqlens;
-    p.heads_q = s.heads_q;
-    p.heads_kv = s.heads_kv;
-    p.head_dim = s.dim;
-    p.block = s.block;
-    p.dtype = DType::bf16;
-    p.topk = s.topk > 0 ? s.topk : p.max_blocks();
-    p.validate();
+    Problem p = test::make_problem(s.seqlens, s.heads_q, s.heads_kv, s.dim, s.block, 1, DType::bf16);
+    p.topk = s.topk > 0 ? s.topk : p.max_blocks();  // k <= 0 means "k >= n"
     return p;
 }
 
