@@ -1,6 +1,10 @@
 #include "harness/cli/validate_command.hpp"
 
 #include <exception>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -15,14 +19,33 @@ namespace moba::cli {
 CLI::App* add_validate_command(CLI::App& app, ValidateFlags& f) {
     CLI::App* cmd = app.add_subcommand("validate", "Check report files against the report JSON Schema");
     cmd->add_option("reports", f.reports, "moba-report JSON files")->required();
-    cmd->add_option("--schema", f.schema, "JSON Schema file")->capture_default_str();
+    cmd->add_option("--schema", f.schema,
+                    "JSON Schema file (default: share/moba/moba-report.schema.json beside an installed "
+                    "binary, else the source tree's reports/moba-report.schema.json)");
     return cmd;
+}
+
+std::string schema_path(const std::string& given) {
+    if (!given.empty()) return given;
+    namespace fs = std::filesystem;
+    std::vector<fs::path> tried;
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) tried.push_back(self.parent_path().parent_path() / "share" / "moba" / "moba-report.schema.json");
+    tried.emplace_back(MOBA_DEFAULT_SCHEMA);
+    for (const fs::path& p : tried)
+        if (fs::exists(p, ec)) return p.string();
+    std::string list;
+    for (const fs::path& p : tried) list += (list.empty() ? "" : ", ") + p.string();
+    throw std::runtime_error("no report schema found (tried " + list + "); pass --schema FILE");
 }
 
 int run_validate(const ValidateFlags& f) {
     std::optional<SchemaValidator> validator;
     try {
-        validator.emplace(SchemaValidator::from_file(f.schema));
+        const std::string schema = schema_path(f.schema);
+        validator.emplace(SchemaValidator::from_file(schema));
+        fmt::print("schema: {}\n", schema);
     } catch (const std::exception& e) {
         fmt::print(stderr, "moba validate: error: {}\n", e.what());
         return 2;
