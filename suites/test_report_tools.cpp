@@ -1037,6 +1037,52 @@ TEST(Records, BenchRecordWritesTheFormatsFields) {
     EXPECT_FALSE(dense.contains("timing"));
 }
 
+// Every key any writer puts in a report (envelope, records of both kinds with every optional
+// part, nested objects) is documented in reports/FORMAT.md, as `key` or "key".
+void collect_keys(const json& j, std::set<std::string>& keys) {
+    if (j.is_object()) {
+        for (const auto& [key, value] : j.items()) {
+            keys.insert(key);
+            collect_keys(value, keys);
+        }
+    } else if (j.is_array()) {
+        for (const json& x : j) collect_keys(x, keys);
+    }
+}
+
+TEST(Records, FormatDocumentsEveryKeyWritten) {
+    const std::string format = read_text(fs::path(MOBA_SCHEMA_PATH).parent_path() / "FORMAT.md");
+    ASSERT_FALSE(format.empty());
+    // `moba check` without a GPU: gating, forward, backward, zero-sparsity and the baseline's
+    // records (bound_kind), as run_checks writes them.
+    const json checks = real_check_report();
+    CheckRecord sanitizer = typed_check_record("sanitizer", "", Outcome::passed);
+    sanitizer.sanitizer_figures = CheckRecord::Sanitizer{"memcheck", 0, 0};
+    // A bench record with every optional part.
+    BenchRecord bench = typed_bench_record("naive", GatingMode::separate);
+    bench.dense_impl = "dense_cublas";
+    bench.speedup_vs_dense = 2.5;
+    bench.check_selection = "own";
+    bench.check_rows = 8;
+    bench.gating_check = GatingCheck{};
+    bench.backward_check = BackwardCheckFigures{};
+    bench.backward_check->key_blocks.push_back(KeyBlock{0, 1, 10, 640.0});
+    bench.published = PublishedFigures{"2a", 100.0, 20.0, 5.0};
+    const json doc = make_report({sanitizer, bench}, "bench");
+
+    std::set<std::string> keys;
+    collect_keys(checks, keys);
+    collect_keys(doc, keys);
+    ASSERT_TRUE(keys.count("bound_kind")) << "the CPU checks no longer write bound_kind";
+    ASSERT_TRUE(keys.count("work_budget"));
+    for (const std::string& key : keys)
+        EXPECT_TRUE(format.find("`" + key + "`") != std::string::npos ||
+                    format.find("\"" + key + "\"") != std::string::npos)
+            << "reports/FORMAT.md does not document \"" << key << "\"";
+    const auto errors = schema().validate(doc);
+    EXPECT_TRUE(errors.empty()) << joined(errors);
+}
+
 TEST(Records, CheckAndBenchShareOneConfigWriter) {
     const CheckCase state = records_state();
     const json check = typed_check_record("forward", "out", Outcome::passed);
