@@ -26,10 +26,13 @@ RecordRef record_ref(const json& r, std::size_t index) {
             text_field(r, "phase"),
             text_field(r, "gating"),
             text_field(r, "outcome"),
-            text_field(r, "reason")};
+            text_field(r, "reason"),
+            text_field(r, "check"),
+            text_field(r, "tensor")};
 }
 
-// (config without seed, impl, phase, gating): what makes two bench records comparable.
+// (config without seed, impl, phase, gating) for bench records, (config without seed, impl,
+// check, tensor) for check records: what makes two records comparable.
 std::string match_key(const json& r) {
     json config = r.value("config", json::object());
     if (config.is_object()) {
@@ -37,14 +40,34 @@ std::string match_key(const json& r) {
         // Reports written before input families existed drew every input from N(0, 1).
         if (!config.contains("inputs")) config["inputs"] = "normal";
     }
+    const bool check = r.value("kind", json()) == "check";
     return fmt::format("{}\x1f{}\x1f{}\x1f{}", config.dump(), text_field(r, "impl"),
-                       text_field(r, "phase"), text_field(r, "gating"));
+                       text_field(r, check ? "check" : "phase"),
+                       text_field(r, check ? "tensor" : "gating"));
 }
 
-bool is_bench(const json& r) { return r.is_object() && r.value("kind", json()) == "bench"; }
-// The outcome string as Outcome writes it (outcome.cpp lives in moba_harness, which this
-// report-reading library does not link).
-bool passed(const json& r) { return r.value("outcome", json()) == "passed"; }
+bool is_kind(const json& r, const char* kind) {
+    return r.is_object() && r.value("kind", json()) == kind;
+}
+bool is_bench(const json& r) { return is_kind(r, "bench"); }
+bool is_check(const json& r) { return is_kind(r, "check"); }
+
+// The record's outcome as Outcome parses it; absent or unknown counts as failed.
+Outcome outcome_of(const json& r) {
+    const json o = r.value("outcome", json());
+    if (!o.is_string()) return Outcome::failed;
+    try {
+        return parse_outcome(o.get<std::string>());
+    } catch (const std::invalid_argument&) {
+        return Outcome::failed;
+    }
+}
+bool passed(const json& r) { return outcome_of(r) == Outcome::passed; }
+
+double ratio_of(const json& r) {
+    const json x = r.value("ratio", json());
+    return x.is_number() ? x.get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
 
 TimingStats timing_stats(const json& r, std::size_t index, const std::string& file) {
     const json t = r.value("timing", json());
@@ -78,6 +101,9 @@ std::string percent(double x, bool sign) {
 
 std::string ms(double x) { return fmt::format("{:.4g}", x); }
 
+// The threshold as given, in percent, without rounding it away (0.0005 -> "0.05%").
+std::string threshold_text(double x) { return fmt::format("{:g}%", 100 * x); }
+
 std::string summary_line(const Comparison& c) {
     const double g = c.geomean_ratio();
     return fmt::format(
@@ -85,11 +111,49 @@ std::string summary_line(const Comparison& c) {
         "(threshold {}, noise floor {})",
         c.pairs.size(), c.count(Verdict::faster), c.count(Verdict::slower), c.count(Verdict::same),
         c.count(Verdict::ambiguous), std::isnan(g) ? std::string("n/a") : fmt::format("{:.3f}", g),
-        percent(c.threshold, false), percent(kNoiseFloor, false));
+        threshold_text(c.threshold), percent(kNoiseFloor, false));
 }
 
 std::string ref_text(const RecordRef& r) {
+    if (!r.check.empty())
+        return fmt::format("{} {} {} {} (record {})", r.config, r.impl, r.check,
+                           r.tensor.empty() ? "-" : r.tensor, r.index);
     return fmt::format("{} {} {} {} (record {})", r.config, r.impl, r.phase, r.gating, r.index);
+}
+
+std::string ratio_text(double x) {
+    return std::isfinite(x) ? fmt::format("{:.3g}", x) : std::string("-");
+}
+
+std::string check_summary_line(const Comparison& c) {
+    return fmt::format(
+        "{} checks compared: {} regressed, {} worse, {} same, {} better, {} fixed, {} changed "
+        "(threshold {} of the bound on ratio)",
+        c.check_pairs.size(), c.count(CheckVerdict::regressed), c.count(CheckVerdict::worse),
+        c.count(CheckVerdict::same), c.count(CheckVerdict::better), c.count(CheckVerdict::fixed),
+        c.count(CheckVerdict::changed), threshold_text(c.threshold));
+}
+
+bool has_checks(const Comparison& c) {
+    return !c.check_pairs.empty() || !c.check_only_base.empty() || !c.check_only_next.empty();
+}
+bool has_bench(const Comparison& c) {
+    return !c.pairs.empty() || !c.not_passed.empty() || !c.only_base.empty() ||
+           !c.only_next.empty() || !has_checks(c);
+}
+
+// Check pairs worth a line: everything but same.
+std::vector<const CheckPair*> notable_checks(const Comparison& c) {
+    std::vector<const CheckPair*> out;
+    for (const CheckPair& p : c.check_pairs)
+        if (p.verdict != CheckVerdict::same) out.push_back(&p);
+    return out;
+}
+
+std::string check_pair_text(const CheckPair& p) {
+    return fmt::format("{}: {}; ratio {} -> {}; BASE {}, NEW {}", to_string(p.verdict),
+                       ref_text(p.base), ratio_text(p.base_ratio), ratio_text(p.next_ratio),
+                       p.base.outcome, p.next.outcome);
 }
 
 std::string outcome_text(const RecordRef& r) {
@@ -170,6 +234,64 @@ double Comparison::geomean_ratio() const {
     return std::exp(sum / static_cast<double>(pairs.size()));
 }
 
+std::string_view to_string(CheckVerdict v) {
+    switch (v) {
+        case CheckVerdict::same:
+            return "same";
+        case CheckVerdict::better:
+            return "better";
+        case CheckVerdict::worse:
+            return "worse";
+        case CheckVerdict::fixed:
+            return "fixed";
+        case CheckVerdict::regressed:
+            return "regressed";
+        case CheckVerdict::changed:
+            return "changed";
+    }
+    return "unknown";
+}
+
+CheckVerdict judge_check(Outcome base, double base_ratio, Outcome next, double next_ratio,
+                         double threshold) {
+    if (base == Outcome::passed && is_failure(next)) return CheckVerdict::regressed;
+    if (is_failure(base) && next == Outcome::passed) return CheckVerdict::fixed;
+    if (base != next && !(is_failure(base) && is_failure(next))) return CheckVerdict::changed;
+    if (std::isfinite(base_ratio) && std::isfinite(next_ratio)) {
+        const double rise = next_ratio - base_ratio;
+        if (rise > threshold) return CheckVerdict::worse;
+        if (rise < -threshold) return CheckVerdict::better;
+    }
+    return CheckVerdict::same;
+}
+
+std::size_t Comparison::count(CheckVerdict v) const {
+    return static_cast<std::size_t>(std::count_if(check_pairs.begin(), check_pairs.end(),
+                                                  [&](const CheckPair& p) { return p.verdict == v; }));
+}
+
+std::string empty_comparison_message(const Comparison& c, const std::string& base_name,
+                                     const std::string& next_name) {
+    auto holds_text = [](std::size_t total, std::size_t bench, std::size_t check) {
+        return fmt::format("{} records ({} bench, {} check)", total, bench, check);
+    };
+    const std::size_t base_bench = c.only_base.size(), next_bench = c.only_next.size();
+    const std::size_t base_check = c.check_only_base.size(), next_check = c.check_only_next.size();
+    std::string why;
+    if (base_bench + base_check == 0 || next_bench + next_check == 0)
+        why = "one side has no bench or check records";
+    else if ((base_bench == 0 || next_bench == 0) && (base_check == 0 || next_check == 0))
+        why = "they hold different kinds of records (bench against check)";
+    else
+        why = "no record of one has the key of a record of the other (bench: config without seed, "
+              "impl, phase, gating; check: config without seed, impl, check, tensor)";
+    return fmt::format(
+        "nothing to compare: BASE {} holds {}, NEW {} holds {}; no pair matched: {}. Pass "
+        "--allow-empty to accept an empty comparison.",
+        base_name, holds_text(c.base_records, base_bench, base_check), next_name,
+        holds_text(c.next_records, next_bench, next_check), why);
+}
+
 std::size_t Comparison::count(Verdict v) const {
     return static_cast<std::size_t>(std::count_if(
         pairs.begin(), pairs.end(), [&](const PairResult& p) { return p.judgement.verdict == v; }));
@@ -183,12 +305,17 @@ Comparison compare_reports(const json& base, const json& next, double threshold,
     c.next_complete = next.value("complete", false);
     const json& base_records = base["records"];
     const json& next_records = next["records"];
+    c.base_records = base_records.size();
+    c.next_records = next_records.size();
 
-    // NEW's bench records by key, in order; a cursor per key consumes them.
+    // NEW's bench and check records by kind and key, in order; a cursor per key consumes them.
     std::map<std::string, std::vector<std::size_t>> next_by_key;
+    auto kind_key = [](const json& r) {
+        return std::string(is_check(r) ? "c" : "b") + "\x1e" + match_key(r);
+    };
     for (std::size_t i = 0; i < next_records.size(); ++i) {
-        if (is_bench(next_records[i]))
-            next_by_key[match_key(next_records[i])].push_back(i);
+        if (is_bench(next_records[i]) || is_check(next_records[i]))
+            next_by_key[kind_key(next_records[i])].push_back(i);
         else
             ++c.next_other;
     }
@@ -196,20 +323,27 @@ Comparison compare_reports(const json& base, const json& next, double threshold,
     std::vector<bool> next_matched(next_records.size(), false);
     for (std::size_t i = 0; i < base_records.size(); ++i) {
         const json& b = base_records[i];
-        if (!is_bench(b)) {
+        if (!is_bench(b) && !is_check(b)) {
             ++c.base_other;
             continue;
         }
-        const std::string key = match_key(b);
+        const std::string key = kind_key(b);
         const auto it = next_by_key.find(key);
         std::size_t& cursor = used[key];
         if (it == next_by_key.end() || cursor >= it->second.size()) {
-            c.only_base.push_back(record_ref(b, i));
+            (is_check(b) ? c.check_only_base : c.only_base).push_back(record_ref(b, i));
             continue;
         }
         const std::size_t j = it->second[cursor++];
         next_matched[j] = true;
         const json& n = next_records[j];
+        if (is_check(b)) {
+            CheckPair p{record_ref(b, i), record_ref(n, j), ratio_of(b), ratio_of(n), {}};
+            p.verdict = judge_check(outcome_of(b), p.base_ratio, outcome_of(n), p.next_ratio,
+                                    threshold);
+            c.check_pairs.push_back(std::move(p));
+            continue;
+        }
         if (!passed(b) || !passed(n)) {
             c.not_passed.emplace_back(record_ref(b, i), record_ref(n, j));
             continue;
@@ -223,8 +357,9 @@ Comparison compare_reports(const json& base, const json& next, double threshold,
         c.pairs.push_back(std::move(p));
     }
     for (std::size_t j = 0; j < next_records.size(); ++j)
-        if (is_bench(next_records[j]) && !next_matched[j])
-            c.only_next.push_back(record_ref(next_records[j], j));
+        if (!next_matched[j] && (is_bench(next_records[j]) || is_check(next_records[j])))
+            (is_check(next_records[j]) ? c.check_only_next : c.only_next)
+                .push_back(record_ref(next_records[j], j));
     return c;
 }
 
@@ -251,7 +386,11 @@ std::string comparison_text(const Comparison& c, const std::string& base_name,
         out += fmt::format("\n{}", line(kPairHeader));
         for (const auto& row : rows) out += line(row);
     }
-    out += fmt::format("\n{}\n", summary_line(c));
+    if (has_bench(c)) out += fmt::format("\n{}\n", summary_line(c));
+    if (has_checks(c)) {
+        out += fmt::format("\n{}\n", check_summary_line(c));
+        for (const CheckPair* p : notable_checks(c)) out += fmt::format("  {}\n", check_pair_text(*p));
+    }
     auto list = [&](const char* title, const std::vector<RecordRef>& refs) {
         if (refs.empty()) return;
         out += fmt::format("\n{} ({}):\n", title, refs.size());
@@ -260,6 +399,8 @@ std::string comparison_text(const Comparison& c, const std::string& base_name,
     };
     list("Only in BASE", c.only_base);
     list("Only in NEW", c.only_next);
+    list("Checks only in BASE", c.check_only_base);
+    list("Checks only in NEW", c.check_only_next);
     if (!c.not_passed.empty()) {
         out += fmt::format("\nMatched but not timed in both, outcome not passed ({}):\n",
                            c.not_passed.size());
@@ -268,7 +409,7 @@ std::string comparison_text(const Comparison& c, const std::string& base_name,
                                outcome_text(n));
     }
     if (c.base_other + c.next_other > 0)
-        out += fmt::format("\nNot bench records, not compared: {} in BASE, {} in NEW\n",
+        out += fmt::format("\nNeither bench nor check records, not compared: {} in BASE, {} in NEW\n",
                            c.base_other, c.next_other);
     return out;
 }
@@ -293,7 +434,13 @@ std::string comparison_markdown(const Comparison& c, const std::string& base_nam
         }
         out += '\n';
     }
-    out += summary_line(c) + "\n";
+    if (has_bench(c)) out += summary_line(c) + "\n";
+    if (has_checks(c)) {
+        out += fmt::format("\n{}\n", check_summary_line(c));
+        const auto notable = notable_checks(c);
+        if (!notable.empty()) out += '\n';
+        for (const CheckPair* p : notable) out += fmt::format("- {}\n", md_escape(check_pair_text(*p)));
+    }
     auto list = [&](const char* title, const std::vector<RecordRef>& refs) {
         if (refs.empty()) return;
         out += fmt::format("\n### {} ({})\n\n", title, refs.size());
@@ -302,6 +449,8 @@ std::string comparison_markdown(const Comparison& c, const std::string& base_nam
     };
     list("Only in BASE", c.only_base);
     list("Only in NEW", c.only_next);
+    list("Checks only in BASE", c.check_only_base);
+    list("Checks only in NEW", c.check_only_next);
     if (!c.not_passed.empty()) {
         out += fmt::format("\n### Matched but not timed in both, outcome not passed ({})\n\n",
                            c.not_passed.size());
@@ -310,7 +459,7 @@ std::string comparison_markdown(const Comparison& c, const std::string& base_nam
                                md_escape(outcome_text(b)), md_escape(outcome_text(n)));
     }
     if (c.base_other + c.next_other > 0)
-        out += fmt::format("\nNot bench records, not compared: {} in BASE, {} in NEW\n",
+        out += fmt::format("\nNeither bench nor check records, not compared: {} in BASE, {} in NEW\n",
                            c.base_other, c.next_other);
     return out;
 }

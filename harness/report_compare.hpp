@@ -1,8 +1,11 @@
-// `moba compare BASE NEW`: the bench records of two reports, matched and judged.
+// `moba compare BASE NEW`: the bench and check records of two reports, matched and judged.
 //
-// Matching: records of kind "bench" are keyed by (config without "seed", impl, phase, gating).
-// Within one key the i-th record of BASE pairs with the i-th of NEW; what is left over on
-// either side is listed as unmatched. Check records are counted, not compared.
+// Matching: records of kind "bench" are keyed by (config without "seed", impl, phase, gating),
+// records of kind "check" by (config without "seed", impl, check, tensor). Within one key the
+// i-th record of BASE pairs with the i-th of NEW; what is left over on either side is listed
+// as unmatched. Records of other kinds are counted, not compared.
+//
+// The threshold is a fraction here (0.05 = 5%); `moba compare --threshold` takes percent.
 //
 // Verdict of one pair whose records both passed (medians in ms):
 //   change = new.median / base.median - 1
@@ -13,6 +16,16 @@
 //   otherwise                                             -> faster (change < 0) or slower
 // The threshold defaults to 5%. A pair in which either record did not pass gets no verdict;
 // it is listed with both outcomes.
+//
+// Verdict of one pair of check records (ratio: the record's bound ratio, at most 1 passes):
+//   BASE passed, NEW incorrect or failed                  -> regressed
+//   BASE incorrect or failed, NEW passed                  -> fixed
+//   other outcome changes (skipped, not supported)        -> changed
+//   new.ratio - base.ratio >  threshold (both finite)      -> worse
+//   new.ratio - base.ratio < -threshold                   -> better
+//   otherwise (also: no ratio on either side)             -> same
+// The ratio's change is absolute, in units of the bound: threshold 0.05 calls an error that
+// grew by more than 5% of its bound worse. regressed and worse are regressions.
 #pragma once
 
 #include <string>
@@ -20,6 +33,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "harness/outcome.hpp"
 
 namespace moba {
 
@@ -49,7 +64,20 @@ struct RecordRef {
     std::size_t index = 0;  // position in its report's "records"
     std::string config;     // describe_config()
     std::string impl, phase, gating, outcome, reason;
+    std::string check, tensor;  // check records only
 };
+
+enum class CheckVerdict { same, better, worse, fixed, regressed, changed };
+std::string_view to_string(CheckVerdict verdict);
+
+struct CheckPair {
+    RecordRef base, next;
+    double base_ratio = 0, next_ratio = 0;  // NaN when absent or null
+    CheckVerdict verdict = CheckVerdict::same;
+};
+// The verdict of a check pair (rule above); an outcome that is absent counts as failed.
+CheckVerdict judge_check(Outcome base, double base_ratio, Outcome next, double next_ratio,
+                         double threshold);
 
 struct PairResult {
     RecordRef base, next;
@@ -62,13 +90,26 @@ struct Comparison {
     std::vector<PairResult> pairs;                            // both passed: judged
     std::vector<std::pair<RecordRef, RecordRef>> not_passed;  // matched, either side not passed
     std::vector<RecordRef> only_base, only_next;
-    std::size_t base_other = 0, next_other = 0;  // records not of kind "bench"
+    std::vector<CheckPair> check_pairs;  // matched check records, every one judged
+    std::vector<RecordRef> check_only_base, check_only_next;
+    std::size_t base_other = 0, next_other = 0;  // records neither "bench" nor "check"
+    std::size_t base_records = 0, next_records = 0;
     bool base_complete = true, next_complete = true;
 
     double geomean_ratio() const;  // new / base over judged pairs; NaN when there are none
     std::size_t count(Verdict v) const;
-    bool regression() const { return count(Verdict::slower) > 0; }
+    std::size_t count(CheckVerdict v) const;
+    // Pairs of records matched, judged or not (bench and check).
+    std::size_t matched() const { return pairs.size() + not_passed.size() + check_pairs.size(); }
+    bool regression() const {
+        return count(Verdict::slower) + count(CheckVerdict::regressed) + count(CheckVerdict::worse) > 0;
+    }
 };
+
+// Why nothing matched, naming both files and what each holds: for `moba compare`'s refusal of
+// an empty comparison.
+std::string empty_comparison_message(const Comparison& c, const std::string& base_name,
+                                     const std::string& next_name);
 
 // base and next are loaded reports (load_report). Throws std::invalid_argument naming
 // `base_name` or `next_name` and the record's pointer when a passed bench record lacks a

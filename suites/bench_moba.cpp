@@ -6,9 +6,17 @@
 // each implementation still runs its forward once and the benchmark errors out if the output
 // holds NaN or Inf.
 //   build/release/suites/bench_moba --benchmark_out=gbench.json --benchmark_out_format=json
+// Exit status: 0 every benchmark ran; 1 some benchmark errored (SkipWithError: NaN/Inf, an
+// exception) other than an implementation that does not support the configuration; 77 no GPU
+// (nothing is run; --benchmark_list_tests still lists); 2 unrecognized flags. The console
+// output is always Google Benchmark's console table: use --benchmark_out for JSON.
 #include <cmath>
+#include <cstdio>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <unistd.h>
 
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
@@ -41,6 +49,8 @@ std::vector<Problem> configurations() {
     return list;
 }
 
+constexpr std::string_view kNotSupported = "not supported: ";
+
 void run_forward(benchmark::State& state, const Implementation& impl, const Problem& p) {
     if (!device_info().present) {
         state.SkipWithError(("no GPU: " + device_info().reason).c_str());
@@ -48,7 +58,7 @@ void run_forward(benchmark::State& state, const Implementation& impl, const Prob
     }
     const Support s = impl.supports(p);
     if (!s.ok) {
-        state.SkipWithError(("not supported: " + s.reason).c_str());
+        state.SkipWithError((std::string(kNotSupported) + s.reason).c_str());
         return;
     }
     try {
@@ -93,6 +103,28 @@ void run_forward(benchmark::State& state, const Implementation& impl, const Prob
     }
 }
 
+// The console table, counting the runs that errored for a reason other than "not supported".
+class ErrorCountingReporter : public benchmark::ConsoleReporter {
+public:
+    using ConsoleReporter::ConsoleReporter;
+    void ReportRuns(const std::vector<Run>& runs) override {
+        for (const Run& r : runs)
+            if (r.error_occurred && r.error_message.rfind(kNotSupported, 0) != 0) ++errors;
+        ConsoleReporter::ReportRuns(runs);
+    }
+    int errors = 0;
+};
+
+bool listing_only(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--benchmark_list_tests" || a == "--benchmark_list_tests=true" ||
+            a == "--benchmark_list_tests=1")
+            return true;
+    }
+    return false;
+}
+
 }  // namespace
 }  // namespace moba
 
@@ -106,9 +138,29 @@ int main(int argc, char** argv) {
                 ->UseManualTime()
                 ->Unit(benchmark::kMillisecond);
         }
+    const bool list = moba::listing_only(argc, argv);
     benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+    if (list) {
+        benchmark::RunSpecifiedBenchmarks();
+        benchmark::Shutdown();
+        return 0;
+    }
+    if (!moba::device_info().present) {
+        std::fprintf(stderr, "bench_moba: no GPU (%s): nothing was run; exit status 77\n",
+                     moba::device_info().reason.c_str());
+        benchmark::Shutdown();
+        return 77;
+    }
+    moba::ErrorCountingReporter display(::isatty(STDOUT_FILENO)
+                                            ? benchmark::ConsoleReporter::OO_Color
+                                            : benchmark::ConsoleReporter::OO_None);
+    benchmark::RunSpecifiedBenchmarks(&display);
     benchmark::Shutdown();
+    if (display.errors > 0) {
+        std::fprintf(stderr, "bench_moba: %d benchmark(s) errored (see error_message above)\n",
+                     display.errors);
+        return 1;
+    }
     return 0;
 }

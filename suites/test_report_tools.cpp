@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -128,6 +129,8 @@ std::string read_text(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
+
+int run_moba(const std::string& args, std::string* output = nullptr);
 
 const SchemaValidator& schema() {
     static const SchemaValidator v = SchemaValidator::from_file(MOBA_SCHEMA_PATH);
@@ -467,14 +470,18 @@ TEST(Compare, MatchesIgnoringSeedAndListsTheRest) {
     EXPECT_EQ(c.only_next[0].phase, "fwdbwd");
     EXPECT_EQ(c.only_next[1].config, "MQA 8x1 bf16 D128 L=4096 Bs=512 k=3");
     EXPECT_EQ(c.only_next[2].gating, "separate");
-    EXPECT_EQ(c.base_other, 1u);
+    EXPECT_EQ(c.base_other, 0u);
+    ASSERT_EQ(c.check_only_base.size(), 1u);  // a check record, with no check in NEW
+    EXPECT_EQ(c.check_only_base[0].index, 3u);
     const std::string text = comparison_text(c, "b", "n");
     EXPECT_NE(text.find("Only in BASE (2):\n  GQA 8x2 bf16 D128 L=8192 Bs=512 k=3 naive fwd "
                         "included (record 1)  passed"),
               std::string::npos)
         << text;
     EXPECT_NE(text.find("Only in NEW (3):"), std::string::npos) << text;
-    EXPECT_NE(text.find("Not bench records, not compared: 1 in BASE, 0 in NEW"), std::string::npos)
+    EXPECT_NE(text.find("Checks only in BASE (1):\n  GQA 4x2 bf16 D16 L=37,5 Bs=8 k=2 cpu_baseline "
+                        "gating selection (record 3)  passed"),
+              std::string::npos)
         << text;
 
     // Two records of one key on each side pair in order; a third is left over.
@@ -537,7 +544,7 @@ TEST(Compare, TerminalTableLayout) {
               "+30.0%  ±1.0%  slower\n"
               "\n"
               "1 compared: 0 faster, 1 slower, 0 same, 0 ambiguous; geometric mean new/base 1.300 "
-              "(threshold 5.0%, "
+              "(threshold 5%, "
               "noise floor 1.0%)\n");
 }
 
@@ -592,6 +599,142 @@ TEST(Compare, InputErrorsNameTheFileAndExitTwo) {
     EXPECT_EQ(cli::run_compare(
                   {good.string(), good.string(), 5.0, (dir / "no" / "dir" / "x.md").string()}),
               2);
+    fs::remove_all(dir);
+}
+
+// Nothing matched (the wrong files given to a CI gate): exit 1 naming both files and why,
+// unless --allow-empty.
+TEST(Compare, NothingMatchedExitsOneUnlessAllowed) {
+    const fs::path dir = temp_dir();
+    const std::string a =
+        write_json(dir / "a.json", make_report({bench_record("naive", 1.0)})).string();
+    const std::string b =
+        write_json(dir / "b.json", make_report({bench_record("tiled_mma", 1.0)})).string();
+    const std::string checks = write_json(dir / "checks.json", real_check_report()).string();
+    const std::string empty = write_json(dir / "empty.json", make_report({})).string();
+    EXPECT_EQ(cli::run_compare({a, b, 5.0, ""}), 1);
+    EXPECT_EQ(cli::run_compare({a, b, 5.0, "", true}), 0);
+    EXPECT_EQ(cli::run_compare({a, a, 5.0, ""}), 0);
+
+    const Comparison c = compare_reports(load_report(a), load_report(b), 0.05, a, b);
+    EXPECT_EQ(c.matched(), 0u);
+    const std::string keys = empty_comparison_message(c, a, b);
+    EXPECT_NE(keys.find("BASE " + a + " holds 1 records (1 bench, 0 check), NEW " + b +
+                        " holds 1 records (1 bench, 0 check)"),
+              std::string::npos)
+        << keys;
+    EXPECT_NE(keys.find("no record of one has the key of a record of the other"), std::string::npos)
+        << keys;
+    const Comparison kinds =
+        compare_reports(load_report(a), load_report(checks), 0.05, a, checks);
+    EXPECT_NE(empty_comparison_message(kinds, a, checks).find("different kinds"), std::string::npos);
+    const Comparison none = compare_reports(load_report(empty), load_report(a), 0.05, empty, a);
+    EXPECT_NE(empty_comparison_message(none, empty, a).find("one side has no bench or check"),
+              std::string::npos);
+
+    std::string out;
+    EXPECT_EQ(run_moba("compare " + a + " " + b, &out), 1) << out;
+    EXPECT_NE(out.find("nothing to compare: BASE " + a), std::string::npos) << out;
+    EXPECT_NE(out.find("--allow-empty"), std::string::npos) << out;
+    EXPECT_EQ(run_moba("compare " + a + " " + b + " --allow-empty", &out), 0) << out;
+    EXPECT_EQ(run_moba("compare " + a + " " + checks, &out), 1) << out;
+    fs::remove_all(dir);
+}
+
+// Two check reports compare their records' ratios and outcomes per (config, impl, check, tensor).
+TEST(Compare, CheckReportsCompareRatiosAndOutcomes) {
+    const json base = real_check_report();
+    const Comparison self = compare_reports(base, base, kDefaultThreshold, "b", "n");
+    ASSERT_EQ(self.check_pairs.size(), base["records"].size());
+    EXPECT_EQ(self.count(CheckVerdict::same), self.check_pairs.size());
+    EXPECT_FALSE(self.regression());
+    EXPECT_TRUE(self.pairs.empty());
+
+    // Records with a finite ratio that passed: one to turn incorrect, one to worsen, one to improve.
+    std::vector<std::size_t> judged;
+    for (std::size_t i = 0; i < base["records"].size(); ++i) {
+        const json& r = base["records"][i];
+        if (r["outcome"] == "passed" && r.contains("ratio") && r["ratio"].is_number())
+            judged.push_back(i);
+    }
+    ASSERT_GE(judged.size(), 3u);
+    json next = base;
+    json& broken = next["records"][judged[0]];
+    broken["outcome"] = "incorrect";
+    broken["ratio"] = 3.5;
+    broken["reason"] = "planted";
+    const double worse_ratio = base["records"][judged[1]]["ratio"].get<double>() + 0.2;
+    next["records"][judged[1]]["ratio"] = worse_ratio;
+    json base_better = base;  // judged[2] was 0.3 higher in BASE: better now
+    base_better["records"][judged[2]]["ratio"] =
+        base["records"][judged[2]]["ratio"].get<double>() + 0.3;
+
+    const Comparison c = compare_reports(base_better, next, kDefaultThreshold, "b.json", "n.json");
+    EXPECT_EQ(c.count(CheckVerdict::regressed), 1u);
+    EXPECT_EQ(c.count(CheckVerdict::worse), 1u);
+    EXPECT_EQ(c.count(CheckVerdict::better), 1u);
+    EXPECT_EQ(c.check_pairs[judged[0]].verdict, CheckVerdict::regressed);
+    EXPECT_EQ(c.check_pairs[judged[1]].verdict, CheckVerdict::worse);
+    EXPECT_DOUBLE_EQ(c.check_pairs[judged[1]].next_ratio, worse_ratio);
+    EXPECT_TRUE(c.regression());
+    const std::string text = comparison_text(c, "b.json", "n.json");
+    EXPECT_NE(text.find(fmt::format("{} checks compared: 1 regressed, 1 worse, {} same, 1 better, "
+                                    "0 fixed, 0 changed (threshold 5% of the bound on ratio)",
+                                    c.check_pairs.size(), c.check_pairs.size() - 3)),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("regressed: "), std::string::npos) << text;
+    EXPECT_EQ(text.find("compared: 0 faster"), std::string::npos) << text;  // no bench line
+    // Swapped: the incorrect record is fixed, the worse one better, nothing regressed.
+    const Comparison back = compare_reports(next, base, kDefaultThreshold, "n", "b");
+    EXPECT_EQ(back.count(CheckVerdict::fixed), 1u);
+    EXPECT_EQ(back.count(CheckVerdict::better), 1u);
+    EXPECT_FALSE(back.regression());
+    // A threshold above the rise: the ratio change is same; the outcome change still regresses.
+    const Comparison loose = compare_reports(base, next, 0.25, "b", "n");
+    EXPECT_EQ(loose.count(CheckVerdict::worse), 0u);
+    EXPECT_EQ(loose.count(CheckVerdict::regressed), 1u);
+
+    const fs::path dir = temp_dir();
+    const std::string b = write_json(dir / "b.json", base).string();
+    const std::string n = write_json(dir / "n.json", next).string();
+    std::string out;
+    EXPECT_EQ(run_moba("compare " + b + " " + b, &out), 0) << out;
+    EXPECT_EQ(run_moba("compare " + b + " " + n, &out), 1) << out;
+    EXPECT_NE(out.find("regressed"), std::string::npos) << out;
+    EXPECT_EQ(run_moba("compare " + n + " " + b, &out), 0) << out;
+    fs::remove_all(dir);
+
+    EXPECT_EQ(judge_check(Outcome::passed, 0.1, Outcome::skipped, NAN, 0.05),
+              CheckVerdict::changed);
+    EXPECT_EQ(judge_check(Outcome::incorrect, 2.0, Outcome::failed, NAN, 0.05),
+              CheckVerdict::same);
+    EXPECT_EQ(judge_check(Outcome::passed, 0.50, Outcome::passed, 0.549, 0.05),
+              CheckVerdict::same);
+    EXPECT_EQ(judge_check(Outcome::passed, 0.50, Outcome::passed, 0.551, 0.05),
+              CheckVerdict::worse);
+}
+
+// --threshold is in percent: 5 is 5%, 0.05 is 0.05%. A 3% slowdown beyond the noise is
+// ambiguous under the default 5 and slower under 2 or 0.05.
+TEST(Compare, ThresholdIsInPercent) {
+    const fs::path dir = temp_dir();
+    const std::string base =
+        write_json(dir / "base.json", make_report({bench_record("naive", 1.0, 0.001)})).string();
+    const std::string slow =
+        write_json(dir / "slow.json", make_report({bench_record("naive", 1.03, 0.001)})).string();
+    EXPECT_EQ(cli::run_compare({base, slow, 5.0, ""}), 0);
+    EXPECT_EQ(cli::run_compare({base, slow, 2.0, ""}), 1);
+    EXPECT_EQ(cli::run_compare({base, slow, 0.05, ""}), 1);
+    std::string out;
+    EXPECT_EQ(run_moba("compare " + base + " " + slow, &out), 0) << out;
+    EXPECT_NE(out.find("ambiguous"), std::string::npos) << out;
+    EXPECT_NE(out.find("(threshold 5%"), std::string::npos) << out;
+    EXPECT_EQ(run_moba("compare " + base + " " + slow + " --threshold 0.05", &out), 1) << out;
+    EXPECT_NE(out.find("(threshold 0.05%"), std::string::npos) << out;
+    EXPECT_EQ(run_moba("compare " + base + " " + slow + " --threshold 4", &out), 0) << out;
+    EXPECT_EQ(run_moba("compare --help", &out), 0) << out;
+    EXPECT_NE(out.find("5 means 5%, 0.05 means 0.05%"), std::string::npos) << out;
     fs::remove_all(dir);
 }
 
@@ -672,7 +815,7 @@ TEST(Export, CommandWritesTheFiles) {
 // ---------------------------------------------------------------------------------------------
 // The binary: the subcommands are wired into `moba`.
 
-int run_moba(const std::string& args, std::string* output = nullptr) {
+int run_moba(const std::string& args, std::string* output) {
     const fs::path log =
         fs::temp_directory_path() / ("moba_report_tools_" + std::to_string(::getpid()) + ".log");
     const int raw = std::system(
@@ -892,6 +1035,52 @@ TEST(Records, BenchRecordWritesTheFormatsFields) {
     EXPECT_EQ(dense["gating"], "none");
     EXPECT_EQ(dense["gating_flops"].dump(), "0.0");
     EXPECT_FALSE(dense.contains("timing"));
+}
+
+// Every key any writer puts in a report (envelope, records of both kinds with every optional
+// part, nested objects) is documented in reports/FORMAT.md, as `key` or "key".
+void collect_keys(const json& j, std::set<std::string>& keys) {
+    if (j.is_object()) {
+        for (const auto& [key, value] : j.items()) {
+            keys.insert(key);
+            collect_keys(value, keys);
+        }
+    } else if (j.is_array()) {
+        for (const json& x : j) collect_keys(x, keys);
+    }
+}
+
+TEST(Records, FormatDocumentsEveryKeyWritten) {
+    const std::string format = read_text(fs::path(MOBA_SCHEMA_PATH).parent_path() / "FORMAT.md");
+    ASSERT_FALSE(format.empty());
+    // `moba check` without a GPU: gating, forward, backward, zero-sparsity and the baseline's
+    // records (bound_kind), as run_checks writes them.
+    const json checks = real_check_report();
+    CheckRecord sanitizer = typed_check_record("sanitizer", "", Outcome::passed);
+    sanitizer.sanitizer_figures = CheckRecord::Sanitizer{"memcheck", 0, 0};
+    // A bench record with every optional part.
+    BenchRecord bench = typed_bench_record("naive", GatingMode::separate);
+    bench.dense_impl = "dense_cublas";
+    bench.speedup_vs_dense = 2.5;
+    bench.check_selection = "own";
+    bench.check_rows = 8;
+    bench.gating_check = GatingCheck{};
+    bench.backward_check = BackwardCheckFigures{};
+    bench.backward_check->key_blocks.push_back(KeyBlock{0, 1, 10, 640.0});
+    bench.published = PublishedFigures{"2a", 100.0, 20.0, 5.0};
+    const json doc = make_report({sanitizer, bench}, "bench");
+
+    std::set<std::string> keys;
+    collect_keys(checks, keys);
+    collect_keys(doc, keys);
+    ASSERT_TRUE(keys.count("bound_kind")) << "the CPU checks no longer write bound_kind";
+    ASSERT_TRUE(keys.count("work_budget"));
+    for (const std::string& key : keys)
+        EXPECT_TRUE(format.find("`" + key + "`") != std::string::npos ||
+                    format.find("\"" + key + "\"") != std::string::npos)
+            << "reports/FORMAT.md does not document \"" << key << "\"";
+    const auto errors = schema().validate(doc);
+    EXPECT_TRUE(errors.empty()) << joined(errors);
 }
 
 TEST(Records, CheckAndBenchShareOneConfigWriter) {

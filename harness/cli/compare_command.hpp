@@ -1,6 +1,8 @@
-// `moba compare BASE NEW`: bench records of two reports side by side, with a verdict per pair
-// (rule in harness/report_compare.hpp). Exit status: 0 none slower, 1 some pair slower beyond
-// the threshold, 2 usage or input errors (unreadable file, not a moba-report, wrong version).
+// `moba compare BASE NEW`: bench and check records of two reports side by side, with a verdict
+// per pair (rules in harness/report_compare.hpp). Exit status: 0 nothing regressed, 1 some
+// bench pair slower or some check pair regressed or worse beyond the threshold, or no pair
+// matched at all (unless allow_empty), 2 usage or input errors (unreadable file, not a
+// moba-report, wrong version).
 #pragma once
 
 #include <string>
@@ -12,8 +14,9 @@ namespace moba::cli {
 struct CompareFlags {
     std::string base;
     std::string next;
-    double threshold_percent = 5.0;
-    std::string markdown;  // "-" for stdout
+    double threshold_percent = 5.0;  // percent: 5 means 5%
+    std::string markdown;            // "-" for stdout
+    bool allow_empty = false;        // no matched pair is not an error
 };
 
 CLI::App* add_compare_command(CLI::App& app, CompareFlags& flags);
