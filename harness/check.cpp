@@ -3,7 +3,10 @@
 #include "harness/check.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <exception>
+#include <fstream>
+#include <iterator>
 #include <span>
 #include <vector>
 
@@ -24,6 +27,10 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kBaselineName = "cpu_baseline";
+
+void phase(const CheckOptions& o, const std::string& name) {
+    if (o.progress) o.progress(name);
+}
 
 // The truth for one (problem, selection) and the same-precision baseline beside it.
 struct Truth {
@@ -65,7 +72,8 @@ CheckRecord outcome_record(const CheckCase& c, const std::string& impl, const st
     return record(c, impl, check, "", ref, outcome, reason);
 }
 
-Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full) {
+Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full, const CheckOptions& o) {
+    phase(o, full ? "float64 truth (full attention, CPU)" : "float64 truth (CPU)");
     Truth t;
     ref::Forward f = full ? ref::full_attention_forward(p, in) : ref::attention_forward(p, in, sel);
     ref::Gradients g = full ? ref::full_attention_backward(p, in) : ref::attention_backward(p, in, sel);
@@ -74,6 +82,7 @@ Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bo
     t.dq = std::move(g.dq);
     t.dk = std::move(g.dk);
     t.dv = std::move(g.dv);
+    phase(o, "baseline (CPU)");
     ForwardOutput bf = ref::baseline_forward(p, in, sel);
     GradientOutput bg = ref::baseline_backward(p, in, sel);
     t.base_out = std::move(bf.out);
@@ -86,7 +95,8 @@ Truth cpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bo
 
 // float64 on the GPU; the baseline beside it is SEMANTICS.md §5.1's computed by the naive
 // kernels in the dtype (the CPU baseline would take too long at these lengths).
-Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full) {
+Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bool full, const CheckOptions& o) {
+    phase(o, full ? "float64 truth (full attention, GPU)" : "float64 truth (GPU)");
     ref::gpu::Result r = full ? ref::gpu::full_attention(p, in) : ref::gpu::attention(p, in, sel);
     Truth t;
     t.out = std::move(r.forward.out);
@@ -94,6 +104,7 @@ Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bo
     t.dq = std::move(r.gradients.dq);
     t.dk = std::move(r.gradients.dk);
     t.dv = std::move(r.gradients.dv);
+    phase(o, "baseline (naive kernels)");
     AttentionRun base = naive_baseline(p, in, sel);
     t.base_out = std::move(base.forward.out);
     t.base_lse = std::move(base.forward.lse);
@@ -171,6 +182,7 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
                           const Selection& sel, const Truth& truth, const std::string& fwd_check,
                           const std::string& bwd_check, std::vector<CheckRecord>& records) {
     const Problem& p = c.problem;
+    phase(o, impl.name);
     try {
         DeviceInputs din(impl, p, in);
         if (impl.has_gating()) {
@@ -215,7 +227,7 @@ std::string refusal(const CheckCase& c, const HostInputs& in, const CheckOptions
     if (in.q.size() != static_cast<std::size_t>(p.q_elems()) || in.k.size() != static_cast<std::size_t>(p.kv_elems()) ||
         in.v.size() != in.k.size() || in.dout.size() != in.q.size())
         return "input sizes do not match the problem";
-    const double work = reference_work(p) * (p.zero_sparsity() ? 1.0 : 2.0);
+    const double work = cpu_reference_work(p);
     if (o.reference == ReferenceKind::cpu && !o.gating_only && work > kMaxCpuReferenceWork)
         return fmt::format("the float64 CPU reference would take about {:.1e} pair x D operations (limit {:.1e}); "
                            "use --reference gpu (float64 on the GPU) for this size", work, kMaxCpuReferenceWork);
@@ -259,6 +271,7 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
     if (o.gating_only) {
         if (o.reference != ReferenceKind::cpu)
             throw std::invalid_argument("--gating-only judges against the float64 gating: --reference cpu");
+        phase(o, "float64 gating");
         const ref::GatingResult gate = ref::gating(p, in);
         if (!o.gpu) {
             records.push_back(gating_record(c, kBaselineName, o.reference,
@@ -267,6 +280,7 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
             return;
         }
         for (const Implementation* impl : impls) {
+            phase(o, impl->name);
             try {
                 DeviceInputs din(*impl, p, in);
                 records.push_back(gating_record(c, impl->name, o.reference,
@@ -280,10 +294,11 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
     }
     // Either truth is judged against the float64 gating's selection, and the gating check is
     // recorded; at zero sparsity the selection is every block.
+    phase(o, "float64 gating");
     const ref::GatingResult gate = ref::gating(p, in);
     const Selection sel = zero ? ref::full_selection(p) : gate.selection;
-    const Truth truth = o.reference == ReferenceKind::cpu ? cpu_truth(p, in, sel, zero)
-                                                          : gpu_truth(p, in, sel, zero);
+    const Truth truth = o.reference == ReferenceKind::cpu ? cpu_truth(p, in, sel, zero, o)
+                                                          : gpu_truth(p, in, sel, zero, o);
     if (!o.gpu) {
         records.push_back(gating_record(c, kBaselineName, o.reference,
                                         compare_gating(p, ref::baseline_gating(p, in), gate, in)));
@@ -295,6 +310,116 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
 }
 
 }  // namespace
+
+double cpu_reference_work(const Problem& p) { return reference_work(p) * (p.zero_sparsity() ? 1.0 : 2.0); }
+
+double check_host_bytes(const Problem& p, const CheckOptions& o) {
+    // Element counts as doubles: the point is to refuse sizes whose bytes overflow nothing.
+    auto tensors = [](const Problem& x) {
+        struct Counts { double q, kv, lse, sel; };
+        const double total = static_cast<double>(x.total_tokens());
+        return Counts{total * x.heads_q * x.head_dim, total * x.heads_kv * x.head_dim, total * x.heads_q,
+                      total * x.heads_q * x.sel_slots()};
+    };
+    const auto n = tensors(p);
+    const double inputs = 4 * (2 * n.q + 2 * n.kv);  // q, k, v, dout as float
+    // What one check_problem holds beside the inputs.
+    auto case_bytes = [&](const Problem& x) {
+        const auto m = tensors(x);
+        const double gating = 4 * m.sel + 24 * m.lse;          // selection, three float64 [total, Hq]
+        const double other_gating = 4 * m.sel;                 // the baseline's or an implementation's
+        if (o.gating_only) return gating + other_gating;
+        const double dense = 2 * m.q + m.lse + 2 * m.kv;       // out, lse, dq, dk, dv
+        const double truth = 8 * dense + 16 * m.lse;           // float64, with lse and delta scratch
+        const double baseline = 4 * dense;
+        const double impl_run = o.gpu ? 4 * dense + 4 * (2 * m.q + 2 * m.kv) : 0;  // results, staged inputs
+        const double selection = x.zero_sparsity() ? 4 * m.sel : 0;  // full_selection
+        return gating + other_gating + truth + baseline + impl_run + selection;
+    };
+    double rest = case_bytes(p);
+    if (o.add_zero_sparsity && !o.gating_only && !p.zero_sparsity()) {
+        Problem full = p;
+        full.topk = p.max_blocks();
+        rest = std::max(rest, case_bytes(full));
+    }
+    return inputs + rest;
+}
+
+std::int64_t parse_mem_available(std::string_view text) {
+    const std::string_view key = "MemAvailable:";
+    const std::size_t at = text.find(key);
+    if (at == std::string_view::npos) return -1;
+    std::size_t i = at + key.size();
+    while (i < text.size() && text[i] == ' ') ++i;
+    std::int64_t kib = 0;
+    const std::size_t digits = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9' && i - digits < 15) kib = kib * 10 + (text[i++] - '0');
+    if (i == digits || text.substr(i, 3) != " kB") return -1;
+    return kib * 1024;
+}
+
+std::int64_t host_memory_available() {
+    std::ifstream in("/proc/meminfo");
+    if (!in) return -1;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse_mem_available(text);
+}
+
+std::string host_memory_refusal(const CheckCase& c, const CheckOptions& o, std::int64_t host_available) {
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double bytes = check_host_bytes(c.problem, o);
+    if (host_available < 0 || bytes <= static_cast<double>(host_available)) return {};
+    CheckOptions main_case = o;
+    main_case.add_zero_sparsity = false;
+    const double main_bytes = check_host_bytes(c.problem, main_case);
+    const std::string zero =
+        main_bytes < bytes ? fmt::format(", {:.1f} GiB of it for the zero-sparsity equivalence (k raised to n, whose "
+                                         "selections hold every block) checked beside a single configuration",
+                                         (bytes - main_bytes) / gib)
+                           : "";
+    return fmt::format(
+        "{} needs about {:.1f} GiB of host memory (inputs, float64 gating and truth, baseline{}) but {:.1f} GiB "
+        "are available (MemAvailable); refused before drawing the inputs. Check a smaller shape (fewer tokens "
+        "or heads){}",
+        c.problem.flags(), bytes / gib, zero, static_cast<double>(host_available) / gib,
+        o.gating_only ? "" : ", or only the gating with --gating-only");
+}
+
+std::string cpu_reference_refusal(const CheckCase& c, const CheckOptions& o) {
+    const Problem& p = c.problem;
+    if (o.reference != ReferenceKind::cpu || o.gating_only) return {};
+    double work = cpu_reference_work(p);
+    const char* which = "";
+    if (o.add_zero_sparsity && !p.zero_sparsity()) {
+        Problem full = p;
+        full.topk = p.max_blocks();
+        if (cpu_reference_work(full) > kMaxCpuReferenceWork && work <= kMaxCpuReferenceWork)
+            which = " for the zero-sparsity equivalence (k raised to n, checked beside a single configuration)";
+        work = std::max(work, cpu_reference_work(full));
+    }
+    if (work <= kMaxCpuReferenceWork) return {};
+    return fmt::format("the float64 CPU reference would take about {:.1e} pair x D operations{} (limit {:.1e}, about "
+                       "a minute on 16 cores); use --reference gpu (float64 on the GPU) for this size, --gating-only, "
+                       "or a smaller shape",
+                       work, which, kMaxCpuReferenceWork);
+}
+
+std::string device_memory_refusal(const CheckCase& c, const CheckOptions& o) {
+    if (!o.gpu) return {};
+    std::string why;
+    for (const Implementation* impl : o.impls) {
+        if (o.gating_only && !impl->has_gating()) continue;
+        if (!checkable(*impl, c.problem).ok) continue;
+        try {
+            require_device_memory(device_bytes_needed(*impl, c.problem), impl->name);
+            return {};  // one fits: the others are recorded as failed, as they come
+        } catch (const OutOfDeviceMemory& e) {
+            why += (why.empty() ? "" : "; ") + std::string(e.what());
+        }
+    }
+    if (why.empty()) return {};
+    return "no implementation's run fits in free device memory: " + why + ". Check a smaller shape";
+}
 
 void PrintTo(const CheckCase& c, std::ostream* os) {
     *os << c.problem.flags() << " --seed " << c.seed << " --inputs " << to_string(c.inputs);
@@ -309,6 +434,14 @@ std::string reproduce_command(const CheckCase& c, const std::string& impl, Refer
 }
 
 std::vector<json> run_checks(const CheckCase& c, const CheckOptions& o) {
+    // A truth too costly for the CPU is refused before the inputs are drawn (minutes at the
+    // lengths where it applies).
+    CheckOptions main_case = o;
+    main_case.add_zero_sparsity = false;  // the zero-sparsity case is refused on its own, after
+    if (const std::string why = cpu_reference_refusal(c, main_case); !why.empty())
+        return {outcome_record(c, "reference", c.problem.zero_sparsity() ? "zero_sparsity" : "forward", o.reference,
+                               Outcome::failed, why)};
+    phase(o, "drawing inputs");
     return run_checks_on(c, make_inputs(c.problem, c.seed, c.inputs), o);
 }
 
@@ -319,6 +452,7 @@ std::vector<json> run_checks_on(const CheckCase& c, const HostInputs& in, const 
         if (o.add_zero_sparsity && !o.gating_only && !c.problem.zero_sparsity()) {
             CheckCase full = c;
             full.problem.topk = c.problem.max_blocks();
+            phase(o, "zero-sparsity case (k = n)");
             check_problem(full, in, o, records);
         }
     } catch (const std::exception& e) {

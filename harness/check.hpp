@@ -8,8 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +37,9 @@ struct CheckOptions {
     // Only the gating check, against the float64 gating (fast at paper sizes: 1M tokens at block
     // 4096, 512K at block 128); no attention truth, no zero-sparsity case.
     bool gating_only = false;
+    // Called when a phase of a case starts ("drawing inputs", "float64 gating", "float64 truth",
+    // "baseline", "naive", ...), for progress lines inside a long case. May be empty.
+    std::function<void(const std::string& phase)> progress;
 };
 
 struct CheckCase {
@@ -55,6 +60,32 @@ std::vector<nlohmann::json> run_checks_on(const CheckCase& c, const HostInputs& 
 // Largest problem the float64 CPU reference takes on: attended pairs x D (about a minute on
 // 16 cores). Larger problems are refused with a pointer to --reference gpu.
 inline constexpr double kMaxCpuReferenceWork = 4e11;
+
+// The float64 CPU truth's work for one problem, forward and backward (attended pairs x D,
+// dense pairs at zero sparsity), compared with kMaxCpuReferenceWork.
+double cpu_reference_work(const Problem& p);
+
+// Host bytes run_checks holds at its peak for one case: the inputs (q, k, v, dout as float),
+// the float64 gating and truth tensors with the reference's own scratch, the baseline's float
+// tensors and, with a GPU, one implementation's results copied back; the zero-sparsity case
+// (options.add_zero_sparsity) counted where it is the larger. An estimate to refuse on, within
+// a few percent of the tensors' sizes; the process's own footprint is not in it.
+double check_host_bytes(const Problem& p, const CheckOptions& options);
+
+// MemAvailable of /proc/meminfo's text, in bytes; -1 when the line is missing or malformed.
+std::int64_t parse_mem_available(std::string_view meminfo);
+// MemAvailable of this machine now, in bytes; -1 when it cannot be read.
+std::int64_t host_memory_available();
+
+// Why one case must not start, decided before its inputs are drawn (so a refusal costs
+// nothing). Each is empty when the case may start; a message names the estimate, the limit and
+// the way out (a smaller shape, --reference gpu, --gating-only).
+//   host memory: check_host_bytes over `host_available` bytes (negative: unknown, not checked)
+//   cpu truth:   a float64 CPU truth (zero-sparsity case included) over kMaxCpuReferenceWork
+//   device:      with a GPU, no implementation to check whose run fits in free device memory
+std::string host_memory_refusal(const CheckCase& c, const CheckOptions& options, std::int64_t host_available);
+std::string cpu_reference_refusal(const CheckCase& c, const CheckOptions& options);
+std::string device_memory_refusal(const CheckCase& c, const CheckOptions& options);
 
 // The command line that reproduces one record: "moba check <problem flags> --impl X --seed N".
 std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref);

@@ -143,6 +143,22 @@ TEST(BenchPlan, GridFileSetsAxesAndRejectsUnknownKeys) {
     expect_error([&] { cli::plan_bench(g); }, "empty list");
 }
 
+// A flag that would be dropped silently is an error naming it.
+TEST(BenchPlan, FlagsThatDoNotApplyAreErrors) {
+    cli::BenchFlags f;
+    f.seqlens = "4096,1000";
+    f.batch = 4;
+    f.given = {"--seqlens", "--batch"};
+    expect_error([&] { cli::plan_bench(f); }, "--batch applies only with --seqlen");
+    cli::BenchFlags g;
+    g.heads = "8";
+    g.given = {"--heads"};
+    g.grid = write_temp("moba_grid_and_flag.json", R"({"seqlen": [1024], "heads": [4]})");
+    expect_error([&] { cli::plan_bench(g); }, "sets 'heads' and --heads is given too");
+    g.given = {"--impl"};
+    EXPECT_EQ(cli::plan_bench(g).states.size(), 1u);
+}
+
 TEST(BenchPlan, ResumeKeyIgnoresMeasurementsOnly) {
     const nlohmann::json a = {{"config", {{"seqlens", {8192}}, {"seed", 1}}}, {"impl", "naive"}, {"phase", "fwd"},
                               {"gating", "separate"}, {"timing", {{"median_ms", 1.0}}}};

@@ -149,6 +149,74 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     EXPECT_EQ(odd, 72);
 }
 
+// Flags of one configuration given with --suite are refused by name, not dropped.
+TEST(PlanCheck, ShapeFlagsWithASuiteAreErrors) {
+    for (const char* flag : {"--heads", "--kv-heads", "--head-dim", "--block", "--topk", "--dtype", "--scale"}) {
+        CheckFlags f;
+        f.suite = "quick";
+        f.given = {flag};
+        expect_error([&] { plan_check(f, false); }, std::string(flag) + " does not apply with --suite");
+    }
+    CheckFlags f;
+    f.suite = "quick";
+    f.given = {"--impl", "--seed", "--inputs", "--shard", "--out", "--reference", "--suite"};
+    EXPECT_NO_THROW(plan_check(f, false));
+}
+
+TEST(HostMemory, ParsesMemAvailable) {
+    EXPECT_EQ(parse_mem_available("MemTotal:       24000000 kB\nMemFree: 1 kB\nMemAvailable:   22000000 kB\n"),
+              std::int64_t{22000000} * 1024);
+    EXPECT_EQ(parse_mem_available("MemTotal: 1 kB\n"), -1);
+    EXPECT_EQ(parse_mem_available("MemAvailable: lots\n"), -1);
+    EXPECT_GT(host_memory_available(), 0);  // Linux: /proc/meminfo
+}
+
+CheckPlan plan_of(const std::string& seqlens, int heads, int head_dim, int block, int topk) {
+    CheckFlags f;
+    f.seqlens = seqlens;
+    f.heads = heads;
+    f.head_dim = head_dim;
+    f.block = block;
+    f.topk = topk;
+    return plan_check(f, false);
+}
+
+// The two runs of the issue: 4M x 64 heads died in bad_alloc, 1M x 4 heads ran 400 s at 8.5 GB.
+TEST(HostMemory, EstimateCoversTheTensors) {
+    const CheckPlan big = plan_of("4M", 64, 128, 128, 3);
+    const double q_bytes = 4.0 * static_cast<double>(big.cases[0].problem.q_elems());
+    // inputs (4 float tensors), the float64 truth (4 more at twice the size), the baseline
+    EXPECT_GT(check_host_bytes(big.cases[0].problem, big.options), 16 * q_bytes);
+    const CheckPlan small = plan_of("100", 4, 64, 16, 2);
+    EXPECT_LT(check_host_bytes(small.cases[0].problem, small.options), 1e7);
+}
+
+TEST(HostMemory, RefusedBeforeStartWithSizesAndWayOut) {
+    const CheckPlan big = plan_of("1M", 4, 128, 128, 3);
+    const std::int64_t gib = std::int64_t{1} << 30;
+    const std::string why = plan_refusal(big, 8 * gib);
+    EXPECT_NE(why.find("GiB of host memory"), std::string::npos) << why;
+    EXPECT_NE(why.find("8.0 GiB are available"), std::string::npos) << why;
+    EXPECT_NE(why.find("--gating-only"), std::string::npos) << why;
+    EXPECT_EQ(plan_refusal(plan_of("100", 4, 64, 16, 2), 8 * gib), "");
+    EXPECT_EQ(plan_refusal(plan_of("100", 4, 64, 16, 2), -1), "");  // unknown: not checked
+}
+
+TEST(CpuReference, OverBudgetIsRefusedBeforeStart) {
+    // Small in memory, 2e12 pair x D operations: refused, with the estimate, the limit and the way out.
+    const std::string why = plan_refusal(plan_of("512K", 1, 16, 2048, 64), -1);
+    EXPECT_NE(why.find("float64 CPU reference"), std::string::npos) << why;
+    EXPECT_NE(why.find("limit 4.0e+11"), std::string::npos) << why;
+    EXPECT_NE(why.find("--reference gpu"), std::string::npos) << why;
+    // Sparse within budget, but the zero-sparsity case beside it is not: named as such.
+    const std::string zero = plan_refusal(plan_of("256K", 1, 16, 128, 3), -1);
+    EXPECT_NE(zero.find("zero-sparsity"), std::string::npos) << zero;
+    // A suite keeps per-case records: the budget does not refuse the whole run.
+    CheckFlags f;
+    f.suite = "long";
+    EXPECT_EQ(plan_refusal(plan_check(f, false), -1), "");
+}
+
 TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
     const Implementation* naive = find_implementation("naive");
     ASSERT_NE(naive, nullptr);
@@ -196,6 +264,69 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     EXPECT_EQ(bad_flag.status, 2) << bad_flag.output;
     const MobaRun no_cmd = run_moba("");
     EXPECT_EQ(no_cmd.status, 2) << no_cmd.output;
+}
+
+// The refusals of "a user's first hour": before any work, exit 2, sizes and the way out named,
+// no report written.
+TEST(Binary, TooLargeForHostMemoryIsRefusedBeforeWork) {
+    const fs::path out = scratch("moba_cli_host.json");
+    fs::remove(out);
+    const MobaRun r = run_moba("check --seqlens 4M --heads 64 --out " + out.string());
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("GiB of host memory"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("GiB are available"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << "a refused run must not leave a report";
+}
+
+TEST(Binary, CpuTruthOverBudgetIsRefusedBeforeWork) {
+    const fs::path out = scratch("moba_cli_budget.json");
+    fs::remove(out);
+    const MobaRun r = run_moba("check --seqlens 512K --heads 1 --head-dim 16 --block 2048 --topk 64 --out " +
+                               out.string());
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("limit 4.0e+11"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--reference gpu"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out)) << "a refused run must not leave a report";
+}
+
+TEST(Binary, ShapeFlagWithASuiteIsAnError) {
+    const fs::path out = scratch("moba_cli_suite_flag.json");
+    fs::remove(out);
+    const MobaRun r = run_moba("check --suite quick --heads 8 --out " + out.string());
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--heads does not apply with --suite"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out));
+}
+
+// Redirected, a single configuration prints a line as each phase starts.
+TEST(Binary, PhasesOfAConfigurationArePrintedAsTheyStart) {
+    const MobaRun r = run_moba("check --seqlens 300 --heads 2 --head-dim 16 --block 32 --topk 2 --out " +
+                               scratch("moba_cli_phases.json").string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    for (const char* phase : {"drawing inputs", "float64 gating", "float64 truth (CPU)", "baseline (CPU)",
+                              "zero-sparsity case (k = n)"})
+        EXPECT_NE(r.output.find(std::string(": ") + phase + " (case running"), std::string::npos)
+            << phase << "\n" << r.output;
+}
+
+// SIGINT mid-suite: exit 130, the report holds what finished and says it is incomplete.
+TEST(Binary, InterruptLeavesAnIncompleteReport) {
+    const fs::path out = scratch("moba_cli_interrupt.json");
+    fs::remove(out);
+    const fs::path log = scratch("moba_cli_interrupt.log");
+    const std::string cmd = fmt::format("{} check --suite quick --out {} > {} 2>&1 & pid=$!; sleep 3; kill -INT $pid; wait $pid",
+                                        MOBA_BINARY, out.string(), log.string());
+    const int raw = std::system(cmd.c_str());
+    std::ifstream log_in(log);
+    const MobaRun r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1,
+                    std::string((std::istreambuf_iterator<char>(log_in)), std::istreambuf_iterator<char>())};
+    EXPECT_EQ(r.status, 130) << r.output;
+    EXPECT_NE(r.output.find("interrupted (SIGINT)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("marked incomplete"), std::string::npos) << r.output;
+    std::ifstream in(out);
+    const auto doc = nlohmann::json::parse(in);
+    EXPECT_FALSE(doc["complete"].get<bool>());
+    EXPECT_FALSE(fs::exists(out.string() + ".partial"));
 }
 
 TEST(Binary, SmallCheckWritesACompleteReport) {

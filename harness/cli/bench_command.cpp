@@ -1,6 +1,7 @@
 // `moba bench`: flags, grid files and sweeps planned into states, --resume, progress and the report.
 #include "harness/cli/bench_command.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -34,7 +35,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--gating", f.gating, "included: gating inside the timed region; separate: timed on its own")
         ->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
-    cmd->add_option("--grid", f.grid, "JSON grid file of axes (overrides the axis flags it names)");
+    cmd->add_option("--grid", f.grid, "JSON grid file of axes (an axis flag it also names is an error)");
     cmd->add_flag("--resume", f.resume, "Skip states already in --out, keep its records");
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     cmd->add_option("--max-seconds", f.max_seconds,
@@ -47,6 +48,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
     cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the gating, forward and dq checks")->capture_default_str();
+    for (CLI::Option* opt : cmd->get_options()) {
+        const std::string name = opt->get_name();
+        if (name.starts_with("--") && name != "--help") opt->each([&f, name](const std::string&) { f.given.insert(name); });
+    }
     return cmd;
 }
 
@@ -95,6 +100,12 @@ void apply_grid_file(const std::string& path, BenchFlags& f) {
     }
     if (!grid.is_object()) throw std::invalid_argument(fmt::format("grid file '{}' must hold a JSON object", path));
     for (const auto& [key, value] : grid.items()) {
+        std::string flag = "--" + key;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        if (f.given.count(flag))
+            throw std::invalid_argument(fmt::format("grid file '{}' sets '{}' and {} is given too; the grid would "
+                                                    "override the flag: drop one",
+                                                    path, key, flag));
         const std::string v = grid_value(value, key);
         if (key == "seqlen") f.seqlen = v;
         else if (key == "seqlens") f.seqlens = v;
@@ -141,6 +152,9 @@ BenchPlan plan_bench(const BenchFlags& given) {
 
     std::vector<std::vector<int>> batches;
     if (!f.seqlens.empty() && !f.seqlen.empty()) throw std::invalid_argument("give --seqlens (one batch) or --seqlen (axis), not both");
+    if (f.given.count("--batch") && f.seqlen.empty())
+        throw std::invalid_argument("--batch applies only with --seqlen (sequences of that length per batch); "
+                                    "--seqlens gives the whole batch");
     if (!f.seqlens.empty()) batches.push_back(parse_lengths(f.seqlens, "--seqlens"));
     else if (!f.seqlen.empty())
         for (int len : int_list(f.seqlen, "--seqlen")) batches.emplace_back(static_cast<std::size_t>(f.batch), len);

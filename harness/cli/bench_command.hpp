@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct BenchFlags {
     int max_samples = 100;
     double rel_stddev = 0.02;
     int check_rows = 32;
+    // The flags given on the command line (add_bench_command fills it), so a flag that does not
+    // apply, or that a grid file would override, is refused rather than dropped silently.
+    std::set<std::string> given;
 };
 
 CLI::App* add_bench_command(CLI::App& app, BenchFlags& flags);

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -12,6 +14,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "harness/cli/parse.hpp"
@@ -55,6 +58,10 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
                     "reach; SEMANTICS.md §3.1). Both judge the float64 gating's selection")
         ->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
+    for (CLI::Option* opt : cmd->get_options()) {
+        const std::string name = opt->get_name();
+        if (name.starts_with("--") && name != "--help") opt->each([&f, name](const std::string&) { f.given.insert(name); });
+    }
     return cmd;
 }
 
@@ -102,6 +109,12 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
 
     if (!f.suite.empty()) {
         if (!f.seqlens.empty()) throw std::invalid_argument("give either --suite or --seqlens, not both");
+        for (const char* flag : {"--heads", "--kv-heads", "--head-dim", "--block", "--topk", "--dtype", "--scale"})
+            if (f.given.count(flag))
+                throw std::invalid_argument(fmt::format(
+                    "{} does not apply with --suite: the suite's cases set their own shapes (harness/suite.hpp); "
+                    "drop {}, or give --seqlens for one configuration",
+                    flag, flag));
         plan.cases = named_suite(f.suite, f.seed,
                                  f.inputs.empty() ? suite_input_families() : parse_input_families(f.inputs));
         if (!f.shard.empty()) {
@@ -112,6 +125,7 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
             plan.cases = std::move(kept);  // cases keep their seeds: a shard's records match the whole run's
         }
         plan.options.add_zero_sparsity = false;  // the suites hold k >= n cases of every shape
+        plan.suite = true;
         return plan;
     }
     if (!f.shard.empty()) throw std::invalid_argument("--shard " + f.shard + " needs --suite");
@@ -130,6 +144,23 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
                                                : parse_input_families(f.inputs))
         plan.cases.push_back({p, f.seed, family});
     return plan;
+}
+
+std::string plan_refusal(const CheckPlan& plan, std::int64_t host_available) {
+    if (!plan.sanitizers.empty() || plan.cases.empty()) return {};
+    if (plan.suite) {
+        // A suite: a case over host memory would stop the run midway; the CPU truth's budget is
+        // recorded per case (run_checks refuses it before drawing that case's inputs).
+        for (const CheckCase& c : plan.cases)
+            if (std::string why = host_memory_refusal(c, plan.options, host_available); !why.empty())
+                return why;
+        return {};
+    }
+    const CheckCase& c = plan.cases.front();  // one configuration (one case per input family)
+    for (const std::string& why : {host_memory_refusal(c, plan.options, host_available),
+                                   cpu_reference_refusal(c, plan.options), device_memory_refusal(c, plan.options)})
+        if (!why.empty()) return why;
+    return {};
 }
 
 namespace {
@@ -251,11 +282,99 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
     return records;
 }
 
+// SIGINT/SIGTERM: the report on disk already holds every finished case with "complete": false
+// (ReportWriter rewrites it after each); the handler says so and exits 128 + signal.
+char g_interrupt_message[1024];
+char g_partial_path[1024];
+
+extern "C" void on_interrupt(int sig) {
+    if (g_partial_path[0]) unlink(g_partial_path);  // a rewrite cut short, never the report
+    const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    const ssize_t ignored_a = write(STDERR_FILENO, "\nmoba: interrupted (", 20);
+    const ssize_t ignored_b = write(STDERR_FILENO, name, strlen(name));
+    const ssize_t ignored_c = write(STDERR_FILENO, g_interrupt_message, strlen(g_interrupt_message));
+    (void)ignored_a, (void)ignored_b, (void)ignored_c;
+    _exit(128 + sig);
+}
+
+void handle_interrupts(const std::string& report_path) {
+    const std::string message =
+        report_path.empty() ? "); no report is written.\n"
+                            : fmt::format("); the report {} holds the cases finished so far and is marked incomplete "
+                                          "(\"complete\": false).\n",
+                                          report_path);
+    std::snprintf(g_interrupt_message, sizeof g_interrupt_message, "%s", message.c_str());
+    std::snprintf(g_partial_path, sizeof g_partial_path, "%s",
+                  report_path.empty() ? "" : (report_path + ".partial").c_str());
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
+
+void default_interrupts() {
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+}
+
+// Phase lines inside a case, on stderr: on a terminal one line rewritten in place, with the
+// case's elapsed time; otherwise plain lines, for a single configuration every phase, for a suite
+// only phases that start once a case has run kQuietSeconds (a long case, not 180 quick ones).
+class PhaseProgress {
+public:
+    PhaseProgress(std::size_t cases) : cases_(cases), tty_(isatty(fileno(stderr))) {}
+
+    void start_case(std::size_t index, std::string what) {
+        index_ = index;
+        what_ = std::move(what);
+        t_case_ = std::chrono::steady_clock::now();
+    }
+    void phase(const std::string& name) {
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case_).count();
+        const std::string line = fmt::format("[{}/{}] {}: {} (case running {:.1f}s)", index_ + 1, cases_, what_, name, secs);
+        if (tty_) {
+            fmt::print(stderr, "\r\033[K{}", line);
+            shown_ = true;
+        } else if (cases_ == 1 || secs >= kQuietSeconds) {
+            fmt::print(stderr, "{}\n", line);
+        }
+        std::fflush(stderr);
+    }
+    // Before the case's own line on stdout: clear the rewritten line.
+    void end_case() {
+        if (shown_) fmt::print(stderr, "\r\033[K");
+        shown_ = false;
+        std::fflush(stderr);
+    }
+
+private:
+    static constexpr double kQuietSeconds = 10;
+    std::size_t cases_, index_ = 0;
+    bool tty_, shown_ = false;
+    std::string what_;
+    std::chrono::steady_clock::time_point t_case_;
+};
+
 }  // namespace
 
 int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     const DeviceInfo& dev = device_info();
-    const CheckPlan plan = plan_check(flags, dev.present);
+    CheckPlan plan = plan_check(flags, dev.present);
+    // Refused before any input is drawn or any report written (exit 2).
+    if (const std::string why = plan_refusal(plan, host_memory_available()); !why.empty())
+        throw std::invalid_argument(why + " (nothing was run; no report written)");
+    if (plan.suite && plan.sanitizers.empty()) {
+        int over = 0;
+        for (const CheckCase& c : plan.cases) over += !cpu_reference_refusal(c, plan.options).empty();
+        if (over > 0)
+            fmt::print(stderr,
+                       "moba check: {} of {} cases exceed the float64 CPU reference's budget ({:.1e} pair x D); "
+                       "each is recorded as failed without drawing its inputs. Use --reference gpu to check them.\n",
+                       over, plan.cases.size(), kMaxCpuReferenceWork);
+    }
+    PhaseProgress progress(plan.cases.size());
+    plan.options.progress = [&progress](const std::string& phase) { progress.phase(phase); };
     if (dev.present)
         fmt::print("GPU: {} ({} SMs, {:.0f} GiB)\n", dev.name, dev.sms,
                    static_cast<double>(dev.memory_bytes) / (1u << 30));
@@ -266,13 +385,16 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     if (dev.present)
         for (const Implementation* impl : plan.options.impls) fmt::print("  {:<14} {}\n", impl->name, impl->technique);
     ReportWriter report(flags.out, "check", argv);
+    handle_interrupts(flags.out);
     const bool tty = isatty(fileno(stdout));
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t i = 0; i < plan.cases.size(); ++i) {
         const auto& c = plan.cases[i];
         const auto t_case = std::chrono::steady_clock::now();
+        progress.start_case(i, describe(c));
         auto records = plan.sanitizers.empty() ? run_checks(c, plan.options)
                                                : sanitizer_records(c, plan);
+        progress.end_case();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case).count();
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(plan.cases.size() - i - 1);
@@ -283,6 +405,7 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
         report.flush();
     }
     report.finish();
+    default_interrupts();
 
     const auto& records = report.document()["records"];
     if (plan.cases.size() == 1) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +33,9 @@ struct CheckFlags {
     std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
     std::string out = "reports/check.json";
+    // The flags given on the command line (add_check_command fills it), so a flag that does not
+    // apply is refused rather than dropped silently.
+    std::set<std::string> given;
 };
 
 CLI::App* add_check_command(CLI::App& app, CheckFlags& flags);
@@ -44,11 +48,19 @@ struct CheckPlan {
     std::vector<CheckCase> cases;
     CheckOptions options;
     std::vector<SanitizerTool> sanitizers;  // non-empty: only sanitizer runs (--sanitize)
+    bool suite = false;                     // --suite: cases of many shapes
 };
 CheckPlan plan_check(const CheckFlags& flags, bool gpu_present);
 
+// Why the plan must not start, before any input is drawn or report written: a single
+// configuration whose host memory (over `host_available` bytes; negative: unknown), float64 CPU
+// truth or device memory is too large; for a suite, a case over host memory. Empty when fine.
+std::string plan_refusal(const CheckPlan& plan, std::int64_t host_available);
+
 // Runs the plan, prints progress and the table, writes the report. Returns the exit status:
-// 0 when nothing is incorrect or failed, 1 otherwise.
+// 0 when nothing is incorrect or failed, 1 otherwise; a refusal (plan_refusal, bad flags) throws
+// std::invalid_argument (exit 2). SIGINT/SIGTERM leave the report of the cases finished so far,
+// marked incomplete, and exit 130/143.
 int run_check(const CheckFlags& flags, const std::vector<std::string>& argv);
 
 }  // namespace moba::cli

@@ -1,10 +1,12 @@
 // moba: the command line of the MoBA correctness and benchmarking harness.
+#include <cstdio>
 #include <exception>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "harness/cli/bench_command.hpp"
 #include "harness/cli/check_command.hpp"
@@ -16,6 +18,9 @@
 #include "harness/version.hpp"
 
 int main(int argc, char** argv) {
+    // Redirected to a file or a pipe, progress lines still arrive as they are printed.
+    if (!isatty(fileno(stdout))) std::setvbuf(stdout, nullptr, _IOLBF, 0);
+    if (!isatty(fileno(stderr))) std::setvbuf(stderr, nullptr, _IOLBF, 0);
     const std::vector<std::string> args(argv, argv + argc);
     CLI::App app{"MoBA correctness and benchmarking harness"};
     app.set_version_flag("--version", std::string(moba::project_version()) + " (" + moba::git_sha() + ")");
