@@ -5,6 +5,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <set>
 #include <string>
 
 #include <sys/wait.h>
@@ -398,6 +401,45 @@ TEST(Binary, ListPrintsTheRegistryInEachFormat) {
     }
 
     EXPECT_EQ(run_moba("list --markdown --json").status, 2);
+}
+
+}  // namespace
+}  // namespace moba::cli
+
+namespace moba::cli {
+namespace {
+
+// Every flag README.md names exists: a `moba` subcommand's --help lists it, or it belongs to a
+// tool README uses beside moba (named here, so a new one is a decision, not an accident).
+TEST(Readme, EveryFlagItNamesExists) {
+    std::ifstream in(MOBA_README_PATH);
+    ASSERT_TRUE(in) << "cannot open " << MOBA_README_PATH;
+    const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string help;
+    for (const char* sub : {"", "check", "bench", "paper", "compare", "export", "validate", "list"})
+        help += run_moba(std::string(sub) + " --help").output;
+    const std::map<std::string, std::string> other_tools = {
+        {"--benchmark_out", "bench_moba (Google Benchmark)"},
+        {"--benchmark_out_format", "bench_moba (Google Benchmark)"},
+        {"--benchmark_list_tests", "bench_moba (Google Benchmark)"},
+        {"--tool", "compute-sanitizer"},
+        {"--preset", "cmake / ctest"},
+        {"--install", "cmake"},
+        {"--prefix", "cmake --install"},
+        {"--self-test", "harness/tools/sdpa_anchors.py"},
+    };
+    const std::regex flag(R"(--[a-z][a-z0-9_-]*[a-z0-9])");
+    std::set<std::string> named;
+    for (auto it = std::sregex_iterator(readme.begin(), readme.end(), flag); it != std::sregex_iterator(); ++it)
+        named.insert(it->str());
+    ASSERT_GT(named.size(), 20u);  // the scan itself works
+    for (const std::string& f : named) {
+        if (other_tools.count(f)) continue;
+        // Whole-flag match: followed by something that cannot continue a flag name.
+        const std::regex listed(f + R"((?![a-z0-9_-]))");
+        EXPECT_TRUE(std::regex_search(help, listed)) << "README.md names " << f
+                                                     << ", which no moba subcommand's --help lists";
+    }
 }
 
 }  // namespace
