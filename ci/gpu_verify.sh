@@ -10,7 +10,14 @@
 # - a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K (forward and
 #   forward+backward, gating included, each checked on sampled rows first).
 # Switches: MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all` (beside ctest);
-# MOBA_VERIFY_LONG=I/N adds shard I of N of the long suite against the float64 GPU truth;
+# MOBA_VERIFY_LONG="I/N ..." adds those shards of the long suite against the float64 GPU truth,
+# started right after the build in MOBA_VERIFY_LANES (default 2) lanes beside the other steps; no
+# shard starts after MOBA_VERIFY_DEADLINE seconds (default 400) and each is stopped (its report
+# then says "complete": false) at MOBA_VERIFY_END (default 540), so the call ends inside the
+# device's 600 s; shards not started are named in the summary. Reports: $out/check-long.tar.gz,
+# summarised by ci/check_summary.py;
+# MOBA_VERIFY_FIRST_HOUR=1 adds the refusals, progress and interrupt as met on the GPU
+# (ci/gpu_first_hour.sh);
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
 # MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build) adds ci/sass_diff.py against this
@@ -20,6 +27,32 @@ source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
+# MOBA_VERIFY_LONG: shards of the long suite in lanes, in the background from here on.
+long_pids=()
+if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
+  long_dir=$(mktemp -d)
+  read -ra long_shards <<<"$MOBA_VERIFY_LONG"
+  lanes=${MOBA_VERIFY_LANES:-2} deadline=${MOBA_VERIFY_DEADLINE:-400} end=${MOBA_VERIFY_END:-540}
+  run_long_lane() {
+    local shard
+    for shard in "$@"; do
+      if ((SECONDS >= deadline)); then
+        echo "check_long_${shard/\//of}: not started (deadline ${deadline} s)" | tee -a "$out/summary.txt"
+        step_status=1
+        continue
+      fi
+      step "check_long_${shard/\//of}" $((end - SECONDS)) $moba check --suite long --reference gpu --impl all \
+        --shard "$shard" --out "$long_dir/check-long-${shard/\//of}.json"
+    done
+    return $step_status
+  }
+  for ((lane = 0; lane < lanes; ++lane)); do
+    mine=()
+    for ((i = lane; i < ${#long_shards[@]}; i += lanes)); do mine+=("${long_shards[i]}"); done
+    ((${#mine[@]})) && { run_long_lane "${mine[@]}" & long_pids+=($!); }
+  done
+fi
+[[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
 # MOBA_VERIFY_QUICK=1: also the CLI's quick check of every implementation, beside ctest (both
 # are mostly float64 CPU work on different cores; pair it with MOBA_VERIFY_BENCH=0).
 quick_pid=
@@ -42,10 +75,7 @@ if [[ ${MOBA_VERIFY_SANITIZE:-1} == 1 ]]; then
 fi
 [[ ${MOBA_VERIFY_BENCH:-1} == 1 ]] && step bench 300 $moba bench --seqlen 8K,32K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 \
   --dtype bf16 --phase fwd,fwdbwd --gating included --max-seconds 1 --out "$out/bench-verify.json"
-# MOBA_VERIFY_LONG=I/N: shard I of N of the long suite against the float64 GPU truth, every
-# implementation. MOBA_VERIFY_PAPER_GATING=1: the gating check at the paper's sizes.
-[[ -n ${MOBA_VERIFY_LONG:-} ]] && step check_long 500 $moba check --suite long --reference gpu --impl all \
-  --shard "$MOBA_VERIFY_LONG" --out "$out/check-long-${MOBA_VERIFY_LONG/\//of}.json"
+# MOBA_VERIFY_PAPER_GATING=1: the gating check at the paper's sizes.
 if [[ ${MOBA_VERIFY_PAPER_GATING:-0} == 1 ]]; then
   step gating_1m 200 $moba check --seqlens 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12 \
     --impl wgmma_moba --gating-only --out "$out/gating-1m-b4096.json"
@@ -53,11 +83,16 @@ if [[ ${MOBA_VERIFY_PAPER_GATING:-0} == 1 ]]; then
     --impl wgmma_moba --gating-only --out "$out/gating-512k-b128.json"
 fi
 [[ ${MOBA_VERIFY_BENCH:-1} == 1 ]] && step validate 30 $moba validate "$out/bench-verify.json"
+for pid in "${long_pids[@]}"; do wait "$pid" || step_status=1; done
+if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
+  tar czf "$out/check-long.tar.gz" -C "$long_dir" .
+  step check_long_summary 60 python3 ci/check_summary.py "$long_dir"/check-long-*.json
+fi
 step_gather
 [[ -f $step_logs/ctest_gpu.log ]] && grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
 ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
-[[ -f $step_logs/check_quick_all.log ]] && grep -E "records:|^FAIL" "$step_logs/check_quick_all.log" | tail -30
-[[ -f $step_logs/check_long.log ]] && grep -E "records:|^FAIL" "$step_logs/check_long.log" | tail -30
+[[ -f $out/check-quick-all.json ]] && python3 ci/check_summary.py "$out/check-quick-all.json"
+[[ -f $step_logs/check_long_summary.log ]] && cat "$step_logs/check_long_summary.log"
 ls "$step_logs"/gating_*.log >/dev/null 2>&1 && grep -hE "records:|mismatch|near" "$step_logs"/gating_*.log
 [[ -f $step_logs/sass_diff.log ]] && cat "$step_logs/sass_diff.log"
 [[ -f $step_logs/bench.log ]] && grep -E "TFLOP|fwd" "$step_logs/bench.log" | tail -42

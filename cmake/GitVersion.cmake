@@ -8,4 +8,4 @@ add_custom_target(moba_git_version_gen
   COMMENT "Recording git commit")
 add_library(moba_git_version STATIC ${MOBA_GIT_VERSION_CPP})
 add_dependencies(moba_git_version moba_git_version_gen)
-target_include_directories(moba_git_version PUBLIC ${CMAKE_SOURCE_DIR})
+target_include_directories(moba_git_version PUBLIC $<BUILD_INTERFACE:${CMAKE_SOURCE_DIR}>)

@@ -406,6 +406,17 @@ std::string cpu_reference_refusal(const CheckCase& c, const CheckOptions& o) {
 
 std::string device_memory_refusal(const CheckCase& c, const CheckOptions& o) {
     if (!o.gpu) return {};
+    if (o.reference == ReferenceKind::gpu && !o.gating_only) {
+        // The truth runs first and frees its memory before the implementations run; its own
+        // check after planning is exact, this one comes before the inputs are drawn.
+        const double need = ref::gpu::device_bytes_estimate(c.problem, !c.problem.zero_sparsity(), true);
+        const MemoryInfo m = device_memory();
+        if (need > 0.95 * static_cast<double>(m.free_bytes))
+            return fmt::format("the float64 GPU truth needs about {:.2f} GiB of device memory for {} but {:.2f} GiB "
+                               "are free; refused before drawing the inputs. Check a smaller shape (fewer tokens or "
+                               "heads), or only the gating with --gating-only",
+                               need / (1u << 30), c.problem.flags(), static_cast<double>(m.free_bytes) / (1u << 30));
+    }
     std::string why;
     for (const Implementation* impl : o.impls) {
         if (o.gating_only && !impl->has_gating()) continue;

@@ -124,6 +124,32 @@ TEST(ReferenceGpuPlan, TilesTooLargeForTheWorkspaceAreSplitIntoRuns) {
     expect_error([&] { plan_tiles(p, nullptr, 2999); }, "3000 keys");
 }
 
+// moba check refuses a --reference gpu run up front on device_bytes_estimate: it must not be
+// below what the truth then allocates for its actual plan (device_bytes), block lists aside.
+TEST(ReferenceGpuPlan, DeviceBytesEstimateBoundsThePlansAllocation) {
+    using ref::gpu::device_bytes;
+    using ref::gpu::device_bytes_estimate;
+    for (const std::int64_t workspace : {std::int64_t{1} << 12, std::int64_t{1} << 16, ref::gpu::kWorkspaceElems}) {
+        const Problem sparse = make_problem({3000, 5, 1200}, 4, 2, 64, 128, 3);
+        const Selection sel = random_selection(sparse, 3);
+        const Plan sparse_plan = plan_tiles(sparse, &sel, workspace);
+        const Problem full = make_problem({3000, 5, 1200}, 4, 2, 64, 128, 100);
+        const Plan full_plan = plan_tiles(full, nullptr, workspace);
+        for (bool backward : {false, true}) {
+            const double blocks = 4.0 * static_cast<double>(sparse_plan.blocks.size());
+            EXPECT_GE(device_bytes_estimate(sparse, true, backward, workspace) + blocks,
+                      device_bytes(sparse, sparse_plan, true, backward))
+                << "workspace " << workspace << " backward " << backward;
+            EXPECT_GE(device_bytes_estimate(full, false, backward, workspace) + 4.0 * static_cast<double>(full_plan.blocks.size()),
+                      device_bytes(full, full_plan, false, backward))
+                << "workspace " << workspace << " backward " << backward;
+        }
+    }
+    // q, k, v, dout, out, dq, dk, dv in double alone: 8M tokens x 64 heads x D 128 is 4 TiB.
+    const Problem huge = make_problem({8 << 20}, 64, 64, 128, 4096, 12);
+    EXPECT_GT(device_bytes_estimate(huge, true, true), 64.0 * static_cast<double>(huge.q_elems()));
+}
+
 TEST(ReferenceGpuPlan, MalformedSelectionsAreRefusedNamingTheEntry) {
     const Problem p = make_problem({100, 40}, 2, 2, 16, 16, 3);
     Selection good = random_selection(p, 1);

@@ -271,12 +271,7 @@ Result run(const Problem& p, const HostInputs& in, const Selection* sel, bool ba
     const std::int64_t ldq = std::int64_t{p.heads_q} * dim;  // row stride of q, dout, out, dq
 
     const double gib = 1024.0 * 1024.0 * 1024.0;
-    const double need =
-        8.0 * ((backward ? 4.0 : 2.0) * p.q_elems() + (backward ? 4.0 : 2.0) * p.kv_elems() +
-               p.lse_elems() + (backward ? 2.0 : 1.0) * plan.max_elems +
-               (backward ? 4.0 : 2.0) * plan.max_keys * dim) +
-        4.0 *
-            (std::max(p.q_elems(), p.kv_elems()) + (sel ? p.sel_elems() : 0) + plan.blocks.size());
+    const double need = device_bytes(p, plan, sel != nullptr, backward);
     std::size_t free_bytes = 0, total_bytes = 0;
     MOBA_CUDA_CALL(cudaMemGetInfo(&free_bytes, &total_bytes));
     if (need > 0.95 * static_cast<double>(free_bytes))

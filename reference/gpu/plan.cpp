@@ -131,4 +131,30 @@ Plan plan_tiles(const Problem& p, const Selection* sel, std::int64_t workspace_e
     return plan;
 }
 
+namespace {
+
+double device_bytes_of(const Problem& p, double max_elems, double max_keys, double max_rows, double blocks,
+                       bool with_selection, bool backward) {
+    const double q = static_cast<double>(p.q_elems()), kv = static_cast<double>(p.kv_elems());
+    const double passes = backward ? 2.0 : 1.0;  // forward alone, or forward and backward
+    return 8.0 * (2 * passes * q + 2 * passes * kv + static_cast<double>(p.lse_elems()) +
+                  passes * max_elems + 2 * passes * max_keys * p.head_dim +
+                  (backward ? max_rows : 0.0)) +
+           4.0 * (std::max(q, kv) + (with_selection ? static_cast<double>(p.sel_elems()) : 0.0) + blocks);
+}
+
+}  // namespace
+
+double device_bytes(const Problem& problem, const Plan& plan, bool with_selection, bool backward) {
+    return device_bytes_of(problem, static_cast<double>(plan.max_elems), static_cast<double>(plan.max_keys),
+                           plan.max_rows, static_cast<double>(plan.blocks.size()), with_selection, backward);
+}
+
+double device_bytes_estimate(const Problem& problem, bool with_selection, bool backward,
+                             std::int64_t workspace_elems) {
+    const double keys = std::min<double>(problem.max_seqlen(), static_cast<double>(workspace_elems));
+    return device_bytes_of(problem, static_cast<double>(workspace_elems), keys, problem.max_seqlen(), 0.0,
+                           with_selection, backward);
+}
+
 }  // namespace moba::ref::gpu

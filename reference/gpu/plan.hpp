@@ -41,6 +41,16 @@ struct Plan {
     int max_rows = 0;
 };
 
+// Device bytes the truth allocates (attention64.cu, run): q, k, v (and dout) in double with a float
+// staging buffer, out, lse (dq, dk, dv, delta), one tile's scores (and dP) and gathered keys, the
+// selection and the tiles' block lists. `plan` is the one it runs.
+double device_bytes(const Problem& problem, const Plan& plan, bool with_selection, bool backward);
+// Before gating has chosen a selection (moba check's refusal up front): the same with the largest
+// tile the workspace cap allows (rows x keys = workspace_elems, keys = the longest sequence); the
+// block lists (int32, a few MiB at most in the long suite) are left out.
+double device_bytes_estimate(const Problem& problem, bool with_selection, bool backward,
+                             std::int64_t workspace_elems = kWorkspaceElems);
+
 // A selection [total, Hq, slots] of the form SEMANTICS.md §1 fixes: slots == problem.sel_slots(),
 // per (token, head) strictly ascending local block indices <= the own block, then -1 padding,
 // the own block present. Throws std::invalid_argument naming the token, head and slot.
