@@ -103,13 +103,25 @@ void run_forward(benchmark::State& state, const Implementation& impl, const Prob
     }
 }
 
+// The message of a run that ended with SkipWithError, or null. Google Benchmark 1.7 (Debian
+// bookworm, CI) names it error_occurred / error_message; 1.8 (the GPU machine) skipped /
+// skip_message.
+template <class Run>
+const std::string* error_of(const Run& r) {
+    if constexpr (requires { r.error_occurred; })
+        return r.error_occurred ? &r.error_message : nullptr;
+    else
+        return r.skipped == decltype(r.skipped)::SkippedWithError ? &r.skip_message : nullptr;
+}
+
 // The console table, counting the runs that errored for a reason other than "not supported".
 class ErrorCountingReporter : public benchmark::ConsoleReporter {
 public:
     using ConsoleReporter::ConsoleReporter;
     void ReportRuns(const std::vector<Run>& runs) override {
         for (const Run& r : runs)
-            if (r.error_occurred && r.error_message.rfind(kNotSupported, 0) != 0) ++errors;
+            if (const std::string* message = error_of(r); message && message->rfind(kNotSupported, 0) != 0)
+                ++errors;
         ConsoleReporter::ReportRuns(runs);
     }
     int errors = 0;
