@@ -13,7 +13,15 @@ namespace {
 // Owns one handle; destroyed at exit (a failure then is ignored: the runtime may be gone).
 class Handle {
 public:
-    Handle() { MOBA_CUBLAS_CALL(cublasCreate(&handle_)); }
+    Handle() {
+        MOBA_CUBLAS_CALL(cublasCreate(&handle_));
+        // By default cuBLAS may reduce split-K partial sums in the output type: for O^T = V^T P^T
+        // written in fp16/bf16 that is an extra rounding of partial sums over long key ranges,
+        // which no plain implementation (SEMANTICS.md §5) makes. Found by the long suite
+        // (fp16, peaked inputs, 8191-token sequence: one 64-row region 1.23x its bound, 2026-12-02).
+        MOBA_CUBLAS_CALL(cublasSetMathMode(
+            handle_, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+    }
     ~Handle() { (void)cublasDestroy(handle_); }
     Handle(const Handle&) = delete;
     Handle& operator=(const Handle&) = delete;
