@@ -444,6 +444,23 @@ std::string reproduce_command(const CheckCase& c, const std::string& impl, Refer
     return cmd;
 }
 
+int expected_phases(const CheckCase& c, const CheckOptions& o) {
+    auto pass = [&](const Problem& p) {
+        int impls = 0;
+        if (o.gpu)
+            for (const Implementation* impl : o.impls)
+                impls += checkable(*impl, p).ok && (!o.gating_only || impl->has_gating());
+        return (o.gating_only ? 1 : 3) + impls;
+    };
+    int phases = 1 + pass(c.problem);
+    if (o.add_zero_sparsity && !o.gating_only && !c.problem.zero_sparsity()) {
+        Problem full = c.problem;
+        full.topk = full.max_blocks();
+        phases += 1 + pass(full);
+    }
+    return phases;
+}
+
 std::vector<json> run_checks(const CheckCase& c, const CheckOptions& o) {
     // A truth too costly for the CPU is refused before the inputs are drawn (minutes at the
     // lengths where it applies).

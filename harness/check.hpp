@@ -87,6 +87,12 @@ std::string host_memory_refusal(const CheckCase& c, const CheckOptions& options,
 std::string cpu_reference_refusal(const CheckCase& c, const CheckOptions& options);
 std::string device_memory_refusal(const CheckCase& c, const CheckOptions& options);
 
+// How many phases (options.progress calls) run_checks makes for this case: drawing inputs; then
+// per pass (the case, and the zero-sparsity case beside a single configuration) the float64
+// gating, the truth and the baseline (gating alone with --gating-only), one per implementation
+// it will check, and the zero-sparsity marker. Progress lines divide by it for an ETA.
+int expected_phases(const CheckCase& c, const CheckOptions& options);
+
 // The command line that reproduces one record: "moba check <problem flags> --impl X --seed N".
 std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref);
 

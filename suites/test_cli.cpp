@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/check_command.hpp"
+#include "harness/device.hpp"
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/parse.hpp"
 #include "harness/registry.hpp"
@@ -308,8 +309,20 @@ TEST(Binary, PhasesOfAConfigurationArePrintedAsTheyStart) {
     EXPECT_EQ(r.status, 0) << r.output;
     for (const char* phase : {"drawing inputs", "float64 gating", "float64 truth (CPU)", "baseline (CPU)",
                               "zero-sparsity case (k = n)"})
-        EXPECT_NE(r.output.find(std::string(": ") + phase + " (case running"), std::string::npos)
+        EXPECT_NE(r.output.find(std::string(": ") + phase + " (step "), std::string::npos)
             << phase << "\n" << r.output;
+    EXPECT_EQ(r.output.find("drawing inputs (step 1/8, case running 0.0s, ETA"), std::string::npos)
+        << "the first phase has no ETA\n" << r.output;
+    if (!device_info().present) {
+        // Gating, truth, baseline for the case and for the zero-sparsity case beside it, with its
+        // marker, after the inputs: 8 phases, as expected_phases says, numbered in order.
+        for (const char* line : {"drawing inputs (step 1/8, case running", "float64 gating (step 2/8, case running",
+                                 "baseline (CPU) (step 4/8, case running", "zero-sparsity case (k = n) (step 5/8",
+                                 "float64 truth (full attention, CPU) (step 7/8", "baseline (CPU) (step 8/8"})
+            EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+        EXPECT_EQ(r.output.find("(step 9/"), std::string::npos) << "more phases than expected\n" << r.output;
+    }
+    EXPECT_NE(r.output.find(", ETA ~"), std::string::npos) << r.output;
 }
 
 // SIGINT mid-suite: exit 130, the report holds what finished and says it is incomplete.

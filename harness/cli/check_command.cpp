@@ -324,20 +324,31 @@ void default_interrupts() {
 }
 
 // Phase lines inside a case, on stderr: on a terminal one line rewritten in place, with the
-// case's elapsed time; otherwise plain lines, for a single configuration every phase, for a suite
+// phase's number among the case's expected ones (expected_phases), the case's elapsed time and,
+// from the second phase on, an ETA: the mean time of the phases done so far times the phases
+// left (a truth costs more than an implementation's run, so it is a rough guide, marked "~");
+// otherwise plain lines, for a single configuration every phase, for a suite
 // only phases that start once a case has run kQuietSeconds (a long case, not 180 quick ones).
 class PhaseProgress {
 public:
     PhaseProgress(std::size_t cases) : cases_(cases), tty_(isatty(fileno(stderr))) {}
 
-    void start_case(std::size_t index, std::string what) {
+    void start_case(std::size_t index, std::string what, int expected_phases) {
         index_ = index;
         what_ = std::move(what);
+        expected_ = expected_phases;
+        step_ = 0;
         t_case_ = std::chrono::steady_clock::now();
     }
     void phase(const std::string& name) {
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case_).count();
-        const std::string line = fmt::format("[{}/{}] {}: {} (case running {:.1f}s)", index_ + 1, cases_, what_, name, secs);
+        ++step_;
+        const int expected = std::max(expected_, step_);
+        std::string eta;
+        if (step_ > 1)
+            eta = fmt::format(", ETA ~{:.0f}s", secs / (step_ - 1) * (expected - step_ + 1));
+        const std::string line = fmt::format("[{}/{}] {}: {} (step {}/{}, case running {:.1f}s{})", index_ + 1,
+                                             cases_, what_, name, step_, expected, secs, eta);
         if (tty_) {
             fmt::print(stderr, "\r\033[K{}", line);
             shown_ = true;
@@ -356,6 +367,7 @@ public:
 private:
     static constexpr double kQuietSeconds = 10;
     std::size_t cases_, index_ = 0;
+    int expected_ = 0, step_ = 0;
     bool tty_, shown_ = false;
     std::string what_;
     std::chrono::steady_clock::time_point t_case_;
@@ -396,7 +408,7 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     for (std::size_t i = 0; i < plan.cases.size(); ++i) {
         const auto& c = plan.cases[i];
         const auto t_case = std::chrono::steady_clock::now();
-        progress.start_case(i, describe(c));
+        progress.start_case(i, describe(c), expected_phases(c, plan.options));
         auto records = plan.sanitizers.empty() ? run_checks(c, plan.options)
                                                : sanitizer_records(c, plan);
         progress.end_case();
