@@ -302,6 +302,30 @@ TEST(Binary, ShapeFlagWithASuiteIsAnError) {
     EXPECT_FALSE(fs::exists(out));
 }
 
+// Without a GPU the baseline is judged against float64. A one-token sequence's dq and dk are
+// exactly 0 in float64 (P = 1, dS = dP - Delta = 0) and the baseline's are rounding residue,
+// which no relative error can judge: the quick suite's large_v case failed "rel_l2 <= 4u" on
+// 2026-12-02 until they were judged against the terms' scale (check.cpp, judge_baseline).
+TEST(Binary, WithoutAGpuAZeroTruthIsJudgedAgainstItsTermsNotRelatively) {
+    if (device_info().present) GTEST_SKIP() << "the baseline is judged this way only without a GPU";
+    const fs::path out = scratch("moba_cli_zero_truth.json");
+    const MobaRun r = run_moba("check --seqlens 1 --heads 4 --kv-heads 1 --head-dim 128 --block 16 --topk 3 "
+                               "--dtype fp16 --seed 167 --inputs large_v --out " + out.string());
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::ifstream in(out);
+    const auto doc = nlohmann::json::parse(in);
+    int zero_truth = 0;
+    for (const auto& rec : doc["records"]) {
+        EXPECT_EQ(rec["outcome"], "passed") << rec.dump();
+        if (rec.value("bound_kind", "") == "max_abs <= 4u x term scale (truth exactly 0)") {
+            ++zero_truth;
+            EXPECT_GT(rec["max_abs_err"].get<double>(), 0.0) << "the residue is not 0: " << rec.dump();
+            EXPECT_LE(rec["ratio"].get<double>(), 1.0) << rec.dump();
+        }
+    }
+    EXPECT_EQ(zero_truth, 2) << "dq and dk, whose truth is exactly 0\n" << r.output;
+}
+
 // Redirected, a single configuration prints a line as each phase starts.
 TEST(Binary, PhasesOfAConfigurationArePrintedAsTheyStart) {
     const MobaRun r = run_moba("check --seqlens 300 --heads 2 --head-dim 16 --block 32 --topk 2 --out " +
