@@ -1,38 +1,29 @@
 """Zero-copy torch views of the harness's device buffers (raw pointers from the C++ side),
-through __cuda_array_interface__: the buffers stay owned by the harness, which frees them
-after the call; nothing here may keep a view beyond it."""
+through DLPack capsules made by _moba (no numpy needed; bfloat16 included). The buffers stay
+owned by the harness, which frees them after the call: nothing may keep a view beyond it."""
 
 import torch
 
-from .layout import TORCH_DTYPES
+from ._native import native
 
-# Element types __cuda_array_interface__ knows; bf16 and fp16 travel as int16 and are viewed
-# back (the interface has no bfloat16).
-_STORAGE = {torch.bfloat16: ("<i2", torch.int16), torch.float16: ("<i2", torch.int16),
-            torch.float32: ("<f4", torch.float32), torch.int32: ("<i4", torch.int32)}
-
-
-class _Buffer:
-    def __init__(self, ptr, shape, typestr):
-        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (ptr, False),
-                                         "version": 2, "strides": None}
+_DLPACK_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int32: "int32",
+                 torch.uint8: "uint8"}
+_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def view(ptr, shape, dtype):
-    """A torch tensor over `ptr` (device memory) with that shape and dtype; None for a null pointer."""
+def view(ptr, shape, dtype, cuda=True):
+    """A torch tensor over `ptr` with that shape and dtype (no copy); None for a null pointer."""
     if not ptr:
         return None
-    typestr, storage = _STORAGE[dtype]
-    if any(n == 0 for n in shape):
-        return torch.empty(shape, dtype=dtype, device="cuda")
-    t = torch.as_tensor(_Buffer(ptr, shape, typestr), device="cuda")
-    assert t.dtype == storage and t.data_ptr() == ptr, "zero-copy view expected"
-    return t.view(dtype) if storage != dtype else t
+    device = torch.cuda.current_device() if cuda else 0
+    t = torch.from_dlpack(native.dlpack_view(ptr, list(shape), _DLPACK_NAMES[dtype], cuda, device))
+    assert t.data_ptr() == ptr or t.numel() == 0, "zero-copy view expected"
+    return t
 
 
 def problem_views(problem, ptrs):
     """The named tensors of one gating/attention call, as views (absent ones None)."""
-    dtype = TORCH_DTYPES[problem.dtype]
+    dtype = _TORCH_DTYPES[problem.dtype]
     total, hq, hkv, d = problem.total_tokens, problem.heads_q, problem.heads_kv, problem.head_dim
     shapes = {"cu_seqlens": ((len(problem.seqlens) + 1,), torch.int32),
               "q": ((total, hq, d), dtype), "k": ((total, hkv, d), dtype), "v": ((total, hkv, d), dtype),

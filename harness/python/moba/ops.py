@@ -66,7 +66,8 @@ def _given_selection(selection, problem, device):
             or selection.shape[2] < slots or selection.device != device:
         raise ValueError(f"moba: selection must be int32 [{want[0]}, {want[1]}, >= {slots}] on {device}, got "
                          f"{selection.dtype} {tuple(selection.shape)} on {selection.device}")
-    return selection[:, :, :slots].contiguous()
+    # A copy: a custom op's outputs may not alias its inputs (the selection is returned).
+    return selection[:, :, :slots].clone(memory_format=torch.contiguous_format)
 
 
 def gating(q, k, cu_seqlens, block, topk, impl="auto"):

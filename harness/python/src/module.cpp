@@ -18,4 +18,5 @@ PYBIND11_MODULE(_moba, m) {
     moba::python::bind_kernel_calls(m);
     moba::python::bind_external_entries(m);
     moba::python::bind_cli(m);
+    moba::python::bind_dlpack_views(m);
 }

@@ -225,6 +225,27 @@ class BridgeLogic(unittest.TestCase):
             bridge._forward(self.entry(raises), self.problem, self.t, "k")
 
 
+class DeviceViews(unittest.TestCase):
+    """The DLPack views the bridge wraps the harness's buffers in, tried on host memory."""
+
+    def test_views_share_memory_in_every_dtype(self):
+        from moba.device_views import view
+        for dtype in (torch.bfloat16, torch.float16, torch.float32, torch.int32):
+            base = torch.arange(24).to(dtype)
+            t = view(base.data_ptr(), (2, 3, 4), dtype, cuda=False)
+            self.assertEqual((t.shape, t.dtype, t.data_ptr()), ((2, 3, 4), dtype, base.data_ptr()))
+            self.assertTrue(torch.equal(t.flatten(), base))
+            t[1, 2, 3] = 7
+            self.assertEqual(base[23].item(), 7)
+        self.assertIsNone(view(0, (2,), torch.float32, cuda=False))
+
+    def test_an_unconsumed_capsule_is_freed(self):
+        capsule = moba.native.dlpack_view(1234, [2, 2], "fp32", False)
+        del capsule  # the capsule's destructor frees its shape (nothing to assert but no crash)
+        with self.assertRaisesRegex(ValueError, "unknown dtype 'fp8'"):
+            moba.native.dlpack_view(1234, [2], "fp8", False)
+
+
 class Examples(unittest.TestCase):
     def test_plain_moba_at_zero_sparsity_is_causal_attention(self):
         q, k, v, cu = tensors(dtype=torch.float32)
