@@ -10,11 +10,14 @@
 #   flash, FlexAttention, at 8K tokens, 16/4 heads, forward and forward+backward, in one process;
 # - `python -m moba paper --figure 2b` at 32K and 128K with SDPA cuDNN/flash beside the kernels,
 #   so the dense baseline is the fastest measured in that process.
-# Reports go to ${OUT:-out}/; logs to $OUT/log.txt. Prints a short table last; exits non-zero
-# when a step failed.
+# MOBA_PY_STEPS (default tests,check,bench,paper) picks steps, so the work can be split over two
+# calls if one runs long. Reports go to ${OUT:-out}/; logs to $OUT/log.txt. Prints a short table
+# last; exits non-zero when a step failed.
 source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 grep -E "MOBA_PYTHON" "$step_logs/configure.log"
+grep -q "MOBA_PYTHON: building" "$step_logs/configure.log" \
+  || { echo "the Python package is not configured (see the MOBA_PYTHON line above)" | tee -a "$out/summary.txt"; exit 1; }
 step build 360 cmake --build --preset release --target moba_python moba -j "$(nproc)" \
   || { tail -40 "$step_logs/build.log"; exit 1; }
 python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' build/release/CMakeCache.txt)
@@ -24,15 +27,18 @@ shard=${MOBA_PY_SHARD:-0/2}
 shard_flag=(--shard "$shard")
 [[ $shard == all ]] && shard_flag=()
 
-step python_tests 300 ctest --preset release -R '^python_' --timeout 280
-step check_quick 330 "$python" -m moba check --suite quick "${shard_flag[@]}" \
+steps=,${MOBA_PY_STEPS:-tests,check,bench,paper},
+wants() { [[ $steps == *,$1,* ]]; }
+
+wants tests && step python_tests 330 ctest --preset release -R '^python_' --timeout 320
+wants check && step check_quick 300 "$python" -m moba check --suite quick "${shard_flag[@]}" \
   --impl "$examples/plain_moba.py:plain_moba,$examples/flex_moba.py:flex_moba,op_wgmma_moba" \
   --out "$out/check-python-quick.json"
-step bench 240 "$python" -m moba bench --seqlen 8K --heads 16 --kv-heads 4 --head-dim 128 --block 512 --topk 3 \
+wants bench && step bench 240 "$python" -m moba bench --seqlen 8K --heads 16 --kv-heads 4 --head-dim 128 --block 512 --topk 3 \
   --phase fwd,fwdbwd --gating separate --max-seconds 1 \
   --impl "$examples/plain_moba.py:plain_moba,$examples/flex_moba.py:flex_moba,op_wgmma_moba,wgmma_moba,wgmma_dense" \
   --torch sdpa_cudnn,sdpa_flash,flex_causal --out "$out/bench-python.json"
-step paper_2b 150 "$python" -m moba paper --figure 2b --lengths 32K,128K --max-seconds 1 \
+wants paper && step paper_2b 150 "$python" -m moba paper --figure 2b --lengths 32K,128K --max-seconds 1 \
   --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn,sdpa_flash \
   --out "$out/paper-2b-python.json" --markdown "$out/paper-2b-python.md"
 reports=()
@@ -40,7 +46,7 @@ for f in check-python-quick bench-python paper-2b-python; do [[ -f $out/$f.json 
 ((${#reports[@]})) && step validate 30 build/release/harness/cli/moba validate "${reports[@]}"
 step_gather
 [[ -f $step_logs/python_tests.log ]] && grep -E "tests passed|tests failed|Skipped|\*\*\*Failed|Passed" "$step_logs/python_tests.log" | tail -6
-"$python" ci/python_summary.py "${reports[@]}"
+((${#reports[@]})) && "$python" ci/python_summary.py "${reports[@]}"
 [[ -f $out/paper-2b-python.md ]] && cat "$out/paper-2b-python.md"
 cat "$out/summary.txt"
 exit $step_status

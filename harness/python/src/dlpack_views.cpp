@@ -52,6 +52,15 @@ struct View {
 
 void delete_view(DLManagedTensor* self) { delete static_cast<View*>(self->manager_ctx); }
 
+// A consumer renames the capsule "used_dltensor" and takes over the deleter; a capsule never
+// consumed frees its view here.
+void free_unconsumed(PyObject* capsule) {
+    if (PyCapsule_IsValid(capsule, "dltensor")) {
+        auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+        managed->deleter(managed);
+    }
+}
+
 DLDataType dl_dtype(const std::string& name) {
     if (name == "bf16") return {4, 16, 1};
     if (name == "fp16") return {2, 16, 1};
@@ -82,14 +91,7 @@ py::capsule dlpack_view(std::uintptr_t ptr, const std::vector<std::int64_t>& sha
     t.byte_offset = 0;
     view->managed.manager_ctx = view;
     view->managed.deleter = delete_view;
-    // A consumer renames the capsule "used_dltensor" and takes over the deleter; one never
-    // consumed is freed here.
-    return py::capsule(&view->managed, "dltensor", [](PyObject* capsule) {
-        if (PyCapsule_IsValid(capsule, "dltensor")) {
-            auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
-            managed->deleter(managed);
-        }
-    });
+    return py::capsule(&view->managed, "dltensor", &free_unconsumed);
 }
 
 }  // namespace
