@@ -89,6 +89,10 @@ def main(argv=None):
     if not argv or argv[0] not in _PYTHON_COMMANDS:
         return run_moba(argv)  # list, compare, export, validate, --help: as the C++ tool
     command, options, rest = parse(argv)
+    if command == "check" and options.torch is not None:
+        print("moba: error: --torch applies to bench and paper (PyTorch's dense attention is a speed "
+              "baseline); check it with --impl", file=sys.stderr)
+        return 2
     try:
         impl = register_impls(command, options)
     except (ValueError, TypeError, ImportError) as e:

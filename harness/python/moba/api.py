@@ -19,8 +19,10 @@ def register(fn, name=None, **options):
             known = [e["name"] for e in native.implementations() if not e["external"]]
             if kernel not in known:
                 raise ValueError(f"moba: '{fn}' names no built-in kernel (built-in: {', '.join(known)})")
+            options = {k: v for k, v in options.items() if k not in ("dtypes", "max_head_dim")}
             return bridge.register(kernel_callable(kernel), name or fn, technique=f"{kernel} through the torch "
-                                   "custom op moba::attention_fwd (autograd: moba::attention_bwd)", **options)
+                                   "custom op moba::attention_fwd (autograd: moba::attention_bwd)", like=kernel,
+                                   **options)
         if not any(e["name"] == fn for e in native.implementations()):
             raise ValueError(f"moba: unknown implementation '{fn}'")
         return fn

@@ -28,17 +28,18 @@ _entries = {}
 
 
 def register(fn, name=None, *, dense=False, gating=True, backward=True, lse=True, block_means="exact",
-             dtypes=("bf16", "fp16"), max_head_dim=256, technique=None):
+             dtypes=("bf16", "fp16"), max_head_dim=256, technique=None, like=""):
     """Adds fn (moba.user_callable's signature) to the registry as `name` (default: its
     __name__) and returns the name. dense: computes full causal attention whatever the
     selection (a speedup baseline; checked at zero sparsity only). gating: fn returns its own
     selection. backward: gradients through autograd. lse: fn returns lse. block_means: 'exact' or
-    'rounded' (../shared/SPEC.md §2.7)."""
+    'rounded' (../shared/SPEC.md §2.7). dtypes, max_head_dim: what it implements (other shapes
+    are recorded as not supported), or like='<built-in name>': what that entry implements."""
     spec = CallableSpec(fn, name)
     module = getattr(fn, "__module__", None) or "?"
     technique = technique or f"Python callable {module}.{getattr(fn, '__qualname__', spec.name)}"
     native.register_external(spec.name, technique, list(dtypes), int(max_head_dim), bool(dense),
-                             bool(gating) and not dense, bool(backward), bool(lse), block_means)
+                             bool(gating) and not dense, bool(backward), bool(lse), block_means, like)
     _entries[spec.name] = _Entry(spec, bool(gating) and not dense, bool(backward), bool(lse))
     return spec.name
 

@@ -75,16 +75,29 @@ std::function<void(const AttentionArgs&)> attention_callback(const std::string& 
     };
 }
 
+// `like`: a built-in entry whose dtypes, head dims and can_implement the new one takes (a
+// kernel called through the torch op implements what the kernel does); empty: dtypes and
+// every head dim up to max_head_dim.
 void register_entry(const std::string& name, const std::string& technique, const std::vector<std::string>& dtypes,
                     int max_head_dim, bool dense, bool has_gating, bool has_backward, bool writes_lse,
-                    const std::string& block_means) {
+                    const std::string& block_means, const std::string& like) {
     Implementation impl;
     impl.name = name;
     impl.technique = technique;
-    for (const std::string& d : dtypes) impl.dtypes.push_back(parse_dtype(d));
-    if (impl.dtypes.empty()) throw std::invalid_argument("an implementation needs at least one dtype");
-    if (max_head_dim < 1) throw std::invalid_argument("max_head_dim " + std::to_string(max_head_dim) + " must be >= 1");
-    impl.head_dims = HeadDimSet::up_to(max_head_dim);
+    if (!like.empty()) {
+        const Implementation* model = find_implementation(like);
+        if (!model || model->external)
+            throw std::invalid_argument("like='" + like + "' names no built-in implementation");
+        impl.dtypes = model->dtypes;
+        impl.head_dims = model->head_dims;
+        impl.can_implement = model->can_implement;
+    } else {
+        for (const std::string& d : dtypes) impl.dtypes.push_back(parse_dtype(d));
+        if (impl.dtypes.empty()) throw std::invalid_argument("an implementation needs at least one dtype");
+        if (max_head_dim < 1)
+            throw std::invalid_argument("max_head_dim " + std::to_string(max_head_dim) + " must be >= 1");
+        impl.head_dims = HeadDimSet::up_to(max_head_dim);
+    }
     impl.dense = dense;
     impl.writes_lse = writes_lse;
     impl.block_means = parse_block_means(block_means);
@@ -103,6 +116,7 @@ void bind_external_entries(py::module_& m) {
     m.def("register_external", &register_entry, py::arg("name"), py::arg("technique"), py::arg("dtypes"),
           py::arg("max_head_dim"), py::arg("dense") = false, py::arg("has_gating") = false,
           py::arg("has_backward") = false, py::arg("writes_lse") = true, py::arg("block_means") = "exact",
+          py::arg("like") = "",
           "Adds (or replaces) an external registry entry that calls the dispatcher");
 }
 

@@ -80,6 +80,16 @@ class External(unittest.TestCase):
         self.assertTrue(entry["has_gating"])
         self.assertEqual(entry["block_means"], "rounded")
 
+    def test_kernel_through_the_op_implements_what_the_kernel_does(self):
+        name = moba.register("op_wgmma_moba")
+        entry = next(e for e in moba.implementations() if e["name"] == name)
+        self.assertEqual((entry["dtypes"], entry["head_dims"]), (["bf16", "fp16"], "64, 128"))
+        ok, why = moba.native.supports(name, moba.native.Problem([128], 4, 2, 96, 32, 2, "bf16"))
+        self.assertFalse(ok)
+        self.assertIn("96", why)
+        with self.assertRaisesRegex(ValueError, "like='nope' names no built-in"):
+            bridge.register(lambda q, k, v, cu, b, t: q, "cpu_like", like="nope")
+
     def test_built_in_name_refused(self):
         with self.assertRaisesRegex(ValueError, "built-in"):
             bridge.register(lambda q, k, v, cu, b, t: q, "naive")
@@ -305,6 +315,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(moba_main(["check", "--impl", "no_such_module_xyz:fn", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--impl", "not_registered", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--impl", "op_not_a_kernel", "--suite", "quick"]), 2)
+        self.assertEqual(moba_main(["check", "--torch", "sdpa_cudnn", "--suite", "quick"]), 2)
 
     def test_cli_refusals_come_through(self):
         # A shape flag with --suite is refused by the C++ command line (exit 2).
