@@ -99,7 +99,10 @@ def main(argv=None):
         text = str(e)
         print(text if text.startswith("moba: ") else f"moba: error: {text}", file=sys.stderr)
         return 2
-    return run_moba([command] + (["--impl", impl] if impl else []) + rest)
+    status = run_moba([command] + (["--impl", impl] if impl else []) + rest)
+    if "--help" in rest or "-h" in rest:
+        print("\nWith python -m moba, besides:" + __doc__.split("beside them:", 1)[1].rstrip())
+    return status
 
 
 if __name__ == "__main__":

@@ -317,6 +317,14 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(moba_main(["check", "--impl", "op_not_a_kernel", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--torch", "sdpa_cudnn", "--suite", "quick"]), 2)
 
+    def test_help_lists_the_python_flags_too(self):
+        import contextlib
+        import io
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            self.assertEqual(moba_main(["check", "--help"]), 0)
+        self.assertIn("--block-means", text.getvalue())
+
     def test_cli_refusals_come_through(self):
         # A shape flag with --suite is refused by the C++ command line (exit 2).
         self.assertEqual(moba_main(["check", "--suite", "quick", "--heads", "8"]), 2)
