@@ -20,7 +20,8 @@ grep -q "MOBA_PYTHON: building" "$step_logs/configure.log" \
   || { echo "the Python package is not configured (see the MOBA_PYTHON line above)" | tee -a "$out/summary.txt"; exit 1; }
 step build 360 cmake --build --preset release --target moba_python moba -j "$(nproc)" \
   || { tail -40 "$step_logs/build.log"; exit 1; }
-python=$(sed -n 's/^Python3_EXECUTABLE:FILEPATH=//p' build/release/CMakeCache.txt)
+python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+python=${python:-python3}
 export PYTHONPATH=$PWD/build/release/harness/python
 examples=harness/python/examples
 shard=${MOBA_PY_SHARD:-0/2}

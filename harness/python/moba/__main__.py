@@ -78,7 +78,11 @@ def register_impls(command, options):
         if not item:
             continue
         if ":" in item:
-            names.append(api.register(load_callable(item), **register_options))
+            try:
+                fn = load_callable(item)
+            except ImportError as e:
+                raise ImportError(f"--impl {item}: {e}") from e
+            names.append(api.register(fn, **register_options))
         else:
             names.append(api.register(item, **register_options))
     return ",".join(dict.fromkeys(names))
