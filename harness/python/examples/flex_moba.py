@@ -44,7 +44,7 @@ def flex_moba(q, k, v, cu_seqlens, block, topk, *, scale=None, selection=None, s
     total, hq, _ = q.shape
     if selection is None:
         with torch.no_grad():
-            selection = moba.gating(q.detach(), k.detach(), cu_seqlens, block, topk)
+            selection = moba.gating(q.detach(), k.detach(), cu_seqlens, block, topk, seqlens=seqlens)
     slots = selection.shape[2]
     n_max = max(-(-n // block) for n in seqlens)
     doc, local_block = _token_maps(seqlens, block, q.device)

@@ -59,12 +59,19 @@ def check_tensors(q, k, v, cu_seqlens, block, topk, scale=None, need_cuda=True):
         raise ValueError(f"moba: scale must be positive, got {scale!r}")
 
 
-def make_problem(q, k, cu_seqlens, block, topk, scale=None):
-    """The harness Problem of these tensors (reads cu_seqlens: a device sync for CUDA)."""
-    seqlens = seqlens_from_cu(cu_seqlens)
-    if int(cu_seqlens[0]) != 0 or any(n < 0 for n in seqlens) or sum(seqlens) != q.shape[0]:
-        raise ValueError(
-            f"moba: cu_seqlens must start at 0, never decrease and end at total tokens {q.shape[0]}, "
-            f"got {cu_seqlens.tolist()}")
+def make_problem(q, k, cu_seqlens, block, topk, scale=None, seqlens=None):
+    """The harness Problem of these tensors. The lengths are `seqlens` when given (a host list
+    the caller vouches matches cu_seqlens), else read from cu_seqlens (a device sync for CUDA)."""
+    if seqlens is not None:
+        seqlens = [int(n) for n in seqlens]
+        if len(seqlens) + 1 != cu_seqlens.shape[0] or any(n < 0 for n in seqlens) or sum(seqlens) != q.shape[0]:
+            raise ValueError(f"moba: seqlens {seqlens} must be {cu_seqlens.shape[0] - 1} lengths >= 0 summing to "
+                             f"total tokens {q.shape[0]}")
+    else:
+        seqlens = seqlens_from_cu(cu_seqlens)
+        if int(cu_seqlens[0]) != 0 or any(n < 0 for n in seqlens) or sum(seqlens) != q.shape[0]:
+            raise ValueError(
+                f"moba: cu_seqlens must start at 0, never decrease and end at total tokens {q.shape[0]}, "
+                f"got {cu_seqlens.tolist()}")
     return native.Problem(seqlens, q.shape[1], k.shape[1], q.shape[2], block, topk, dtype_name(q.dtype),
                           float(scale or 0.0))

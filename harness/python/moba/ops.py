@@ -6,7 +6,7 @@ torch's current stream; no PyTorch C++ is linked: _moba takes data pointers.
 On older torch the module imports, `gating` works, and `attention` says what it needs.
 """
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -70,11 +70,11 @@ def _given_selection(selection, problem, device):
     return selection[:, :, :slots].clone(memory_format=torch.contiguous_format)
 
 
-def gating(q, k, cu_seqlens, block, topk, impl="auto"):
+def gating(q, k, cu_seqlens, block, topk, impl="auto", seqlens=None):
     """The entry's block selection [total, Hq, min(topk, max blocks)] int32 (ascending, -1 pad):
-    SEMANTICS.md §2 (exact block means, ties to the lower index)."""
+    SEMANTICS.md §2 (exact block means, ties to the lower index). seqlens: as in attention."""
     check_tensors(q, k, k, cu_seqlens, block, topk)
-    problem = make_problem(q, k, cu_seqlens, block, topk)
+    problem = make_problem(q, k, cu_seqlens, block, topk, seqlens=seqlens)
     with torch.cuda.device(q.device):
         name = resolve_impl(impl, problem, q.device)
         if not any(e["name"] == name and e["has_gating"] for e in native.implementations()):
@@ -82,9 +82,9 @@ def gating(q, k, cu_seqlens, block, topk, impl="auto"):
         return _run_gating(name, problem, q.contiguous(), k.contiguous(), cu_seqlens)
 
 
-def _forward(q, k, v, cu_seqlens, block, topk, impl, scale, selection):
+def _forward(q, k, v, cu_seqlens, block, topk, impl, scale, selection, seqlens=None):
     check_tensors(q, k, v, cu_seqlens, block, topk, scale)
-    problem = make_problem(q, k, cu_seqlens, block, topk, scale)
+    problem = make_problem(q, k, cu_seqlens, block, topk, scale, seqlens)
     with torch.cuda.device(q.device):
         name = resolve_impl(impl, problem, q.device)
         entry = next(e for e in native.implementations() if e["name"] == name)
@@ -105,8 +105,8 @@ def _forward(q, k, v, cu_seqlens, block, topk, impl, scale, selection):
         return out, lse, _padded(sel, topk)
 
 
-def _backward(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale):
-    problem = make_problem(q, k, cu_seqlens, block, topk, scale)
+def _backward(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale, seqlens=None):
+    problem = make_problem(q, k, cu_seqlens, block, topk, scale, seqlens)
     with torch.cuda.device(q.device):
         name = resolve_impl(impl, problem, q.device)
         entry = next(e for e in native.implementations() if e["name"] == name)
@@ -125,12 +125,12 @@ def _backward(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale
 if OP_AVAILABLE:
     @torch.library.custom_op("moba::attention_fwd", mutates_args=())
     def attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, block: int,
-                      topk: int, impl: str, scale: float, selection: Optional[torch.Tensor]
-                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _forward(q, k, v, cu_seqlens, block, topk, impl, scale, selection)
+                      topk: int, impl: str, scale: float, selection: Optional[torch.Tensor],
+                      seqlens: Optional[List[int]] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _forward(q, k, v, cu_seqlens, block, topk, impl, scale, selection, seqlens)
 
     @attention_fwd.register_fake
-    def _attention_fwd_fake(q, k, v, cu_seqlens, block, topk, impl, scale, selection):
+    def _attention_fwd_fake(q, k, v, cu_seqlens, block, topk, impl, scale, selection, seqlens=None):
         total, hq, _ = q.shape
         return (torch.empty_like(q), q.new_empty((hq, total), dtype=torch.float32),
                 q.new_empty((total, hq, topk), dtype=torch.int32))
@@ -138,36 +138,40 @@ if OP_AVAILABLE:
     @torch.library.custom_op("moba::attention_bwd", mutates_args=())
     def attention_bwd(dout: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                       cu_seqlens: torch.Tensor, sel: torch.Tensor, out: torch.Tensor, lse: torch.Tensor, block: int,
-                      topk: int, impl: str, scale: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _backward(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale)
+                      topk: int, impl: str, scale: float, seqlens: Optional[List[int]] = None
+                      ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _backward(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale, seqlens)
 
     @attention_bwd.register_fake
-    def _attention_bwd_fake(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale):
+    def _attention_bwd_fake(dout, q, k, v, cu_seqlens, sel, out, lse, block, topk, impl, scale, seqlens=None):
         return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
     def _setup_context(ctx, inputs, output):
-        q, k, v, cu_seqlens, block, topk, impl, scale, _ = inputs
+        q, k, v, cu_seqlens, block, topk, impl, scale = inputs[:8]
+        seqlens = inputs[9] if len(inputs) > 9 else None
         out, lse, sel = output
         ctx.save_for_backward(q, k, v, cu_seqlens, sel, out, lse)
-        ctx.args = (block, topk, impl, scale)
+        ctx.args = (block, topk, impl, scale, seqlens)
         ctx.mark_non_differentiable(lse, sel)
 
     def _attention_backward(ctx, dout, _dlse, _dsel):
         q, k, v, cu_seqlens, sel, out, lse = ctx.saved_tensors
         dq, dk, dv = attention_bwd(dout.contiguous(), q, k, v, cu_seqlens, sel, out, lse, *ctx.args)
-        return dq, dk, dv, None, None, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None, None, None
 
     torch.library.register_autograd("moba::attention_fwd", _attention_backward, setup_context=_setup_context)
 
 
-def attention(q, k, v, cu_seqlens, block, topk, impl="auto", scale=None, selection=None, return_lse=False):
+def attention(q, k, v, cu_seqlens, block, topk, impl="auto", scale=None, selection=None, return_lse=False,
+              seqlens=None):
     """MoBA attention by a registered kernel (SEMANTICS.md §2-3).
 
     q [total, Hq, D], k, v [total, Hkv, D] (bf16/fp16; GQA/MQA without repeating KV),
     cu_seqlens [B+1] int32 (varlen), block, topk ints; impl a registered name or 'auto';
     scale (default 1/sqrt(D)); selection [total, Hq, >= min(topk, blocks)] int32 to use instead
-    of the kernel's own gating. Returns out, or (out, lse, selection) with return_lse
-    (lse [Hq, total] fp32; selection [total, Hq, topk], -1 padded).
+    of the kernel's own gating; seqlens, the lengths as a host list, saves reading cu_seqlens
+    back (a device sync per call; it must match cu_seqlens). Returns out, or (out, lse,
+    selection) with return_lse (lse [Hq, total] fp32; selection [total, Hq, topk], -1 padded).
     """
     if not OP_AVAILABLE:
         raise RuntimeError(OP_UNAVAILABLE_REASON)
@@ -176,15 +180,16 @@ def attention(q, k, v, cu_seqlens, block, topk, impl="auto", scale=None, selecti
     if not torch.compiler.is_compiling():
         check_tensors(q, k, v, cu_seqlens, block, topk, scale)
     scale = float(scale) if scale is not None else float(q.shape[-1]) ** -0.5
-    out, lse, sel = torch.ops.moba.attention_fwd(q, k, v, cu_seqlens, block, topk, impl, scale, selection)
+    seqlens = None if seqlens is None else [int(n) for n in seqlens]
+    out, lse, sel = torch.ops.moba.attention_fwd(q, k, v, cu_seqlens, block, topk, impl, scale, selection, seqlens)
     return (out, lse, sel) if return_lse else out
 
 
 def kernel_callable(impl):
     """A user-style callable (moba.user_callable's signature) running `impl` through the op, so
     `moba check` / `moba bench` judge the op path itself (autograd included)."""
-    def fn(q, k, v, cu_seqlens, block, topk, *, scale=None, selection=None):
+    def fn(q, k, v, cu_seqlens, block, topk, *, scale=None, selection=None, seqlens=None):
         return attention(q, k, v, cu_seqlens, block, topk, impl=impl, scale=scale, selection=selection,
-                         return_lse=True)
+                         return_lse=True, seqlens=seqlens)
     fn.__name__ = f"op_{impl}"
     return fn

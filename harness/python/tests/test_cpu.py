@@ -135,6 +135,10 @@ class Validation(unittest.TestCase):
             layout.make_problem(q, k, torch.tensor([0, 10, 20], dtype=torch.int32), 8, 2)
         p = layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2)
         self.assertEqual(list(p.seqlens), [16, 8])
+        p = layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2, seqlens=[16, 8])
+        self.assertEqual(list(p.seqlens), [16, 8])
+        with self.assertRaisesRegex(ValueError, r"seqlens \[20, 8\] must be 2 lengths >= 0 summing to total tokens 24"):
+            layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2, seqlens=[20, 8])
 
     def test_attention_says_what_it_needs(self):
         q, k, v, cu = tensors()

@@ -66,6 +66,8 @@ class OpAgainstTruth(unittest.TestCase):
         out, lse, sel = moba.attention(q, k, v, cu, 128, 3, impl=KERNEL, return_lse=True)
         again = moba.attention(q, k, v, cu, 128, 3, impl=KERNEL, selection=sel)
         self.assertTrue(torch.equal(out, again))
+        with_lengths = moba.attention(q, k, v, cu, 128, 3, impl=KERNEL, seqlens=[1000, 17, 2049])
+        self.assertTrue(torch.equal(out, with_lengths))
         self.assertTrue(torch.equal(sel[:, :, :3], moba.gating(q, k, cu, 128, 3, impl=KERNEL)))
         self.assertEqual(lse.shape, (4, q.shape[0]))
 
