@@ -5,10 +5,10 @@ owned by the harness, which frees them after the call: nothing may keep a view b
 import torch
 
 from ._native import native
+from .layout import TORCH_DTYPES
 
 _DLPACK_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int32: "int32",
                  torch.uint8: "uint8"}
-_TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def view(ptr, shape, dtype, cuda=True):
@@ -23,7 +23,7 @@ def view(ptr, shape, dtype, cuda=True):
 
 def problem_views(problem, ptrs):
     """The named tensors of one gating/attention call, as views (absent ones None)."""
-    dtype = _TORCH_DTYPES[problem.dtype]
+    dtype = TORCH_DTYPES[problem.dtype]
     total, hq, hkv, d = problem.total_tokens, problem.heads_q, problem.heads_kv, problem.head_dim
     shapes = {"cu_seqlens": ((len(problem.seqlens) + 1,), torch.int32),
               "q": ((total, hq, d), dtype), "k": ((total, hkv, d), dtype), "v": ((total, hkv, d), dtype),
