@@ -3,6 +3,10 @@
 # The CUDA toolkit (nvcc, cudart, cuBLAS) is expected at /usr/local/cuda or on PATH.
 moba_packages=(cmake ninja-build g++ git libgtest-dev libgmock-dev libbenchmark-dev
                libfmt-dev libcli11-dev nlohmann-json3-dev)
+# The Python package (harness/python/): pybind11 and the headers to build it, torch and numpy
+# for its tests (Debian's torch is CPU-only and old: the tests that need more skip, saying why).
+# MOBA_PYTHON_DEPS=0 leaves them out (the build then skips the package with a message).
+[[ ${MOBA_PYTHON_DEPS:-1} == 1 ]] && moba_packages+=(python3-dev pybind11-dev python3-pybind11 python3-torch python3-numpy)
 moba_missing=()
 # MOBA_SKIP_DEPS=1: trust the machine (e.g. an offline GPU box with everything installed).
 [[ ${MOBA_SKIP_DEPS:-0} == 1 ]] && moba_packages=()

@@ -153,6 +153,7 @@ struct RowCheck {
     double worst_ratio = 0;
 };
 
+// lse_dev null: the implementation writes no lse (Implementation::writes_lse); out alone is judged.
 RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_rows, const void* out,
                     const float* lse_dev) {
     const ref::RowInputs in = row_inputs(h, sel_rows);
@@ -162,15 +163,15 @@ RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_ro
     const auto n = static_cast<std::int64_t>(h.tokens.size());
     const std::vector<float> got_out = gather_rows(p, out, h.tokens, row);
     std::vector<float> got_lse(static_cast<std::size_t>(n * p.heads_q));
-    for (int hd = 0; hd < p.heads_q; ++hd)
+    for (int hd = 0; lse_dev && hd < p.heads_q; ++hd)
         for (std::int64_t i = 0; i < n; ++i)
             MOBA_CUDA_CALL(cudaMemcpy(&got_lse[static_cast<std::size_t>(hd * n + i)],
                                       lse_dev + static_cast<std::int64_t>(hd) * p.total_tokens() + h.tokens[static_cast<std::size_t>(i)],
                                       4, cudaMemcpyDeviceToHost));
     RowCheck rc;
-    for (const TensorCheck& c :
-         {compare_tensor("out", got_out, truth.out, base.out, kForwardFactor, tensor_atol(p.dtype)),
-          compare_tensor("lse", got_lse, truth.lse, base.lse, kForwardFactor, kLseAtol)}) {
+    std::vector<TensorCheck> checks{compare_tensor("out", got_out, truth.out, base.out, kForwardFactor, tensor_atol(p.dtype))};
+    if (lse_dev) checks.push_back(compare_tensor("lse", got_lse, truth.lse, base.lse, kForwardFactor, kLseAtol));
+    for (const TensorCheck& c : checks) {
         rc.worst_ratio = std::max(rc.worst_ratio, c.ratio);
         if (c.outcome != Outcome::passed && rc.outcome == Outcome::passed) {
             rc.outcome = c.outcome;
@@ -413,7 +414,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             impl.gating(g);
             MOBA_CUDA_CALL(cudaDeviceSynchronize());
             sel_rows = selection_rows(p, b.sel, rows.tokens);
-            gating_check = compare_gating_rows(p, *sel_rows, *sc.gating_truth, row_inputs(rows, nullptr));
+            gating_check = compare_gating_rows(p, *sel_rows, *sc.gating_truth, row_inputs(rows, nullptr),
+                                               impl.block_means == BlockMeans::rounded);
             if (gating_check->outcome != Outcome::passed)
                 return fail_all(Outcome::skipped,
                                 fmt::format("not timed: gating check on {} sampled rows: {}", sampled_rows,
@@ -441,7 +443,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         b.lse.poison();
         impl.forward(a);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
-        const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(), b.lse.as<float>());
+        const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(),
+                                       impl.writes_lse ? b.lse.as<float>() : nullptr);
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
         // Then the backward, before any phase that runs it is timed.

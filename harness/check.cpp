@@ -115,10 +115,11 @@ Truth gpu_truth(const Problem& p, const HostInputs& in, const Selection& sel, bo
 }
 
 // Records for out, lse (and dq, dk, dv when gradients were computed) of one run.
+// An implementation that writes no lse (writes_lse false) has that record not supported.
 void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind ref,
                      const std::string& fwd_check, const std::string& bwd_check,
                      const ForwardOutput& f, const GradientOutput* g, const Truth& t,
-                     std::vector<CheckRecord>& records) {
+                     std::vector<CheckRecord>& records, bool lse_written = true) {
     const double atol = tensor_atol(c.problem.dtype);
     const auto d = static_cast<std::size_t>(c.problem.head_dim);
     const Rows out_rows{d, static_cast<std::size_t>(c.problem.heads_q)};
@@ -127,8 +128,14 @@ void judge_attention(const CheckCase& c, const std::string& impl, ReferenceKind 
     const Rows kv_rows{d, static_cast<std::size_t>(c.problem.heads_kv), false};
     records.push_back(tensor_record(c, impl, fwd_check, ref,
                                     compare_tensor("out", f.out, t.out, t.base_out, kForwardFactor, atol, out_rows)));
-    records.push_back(tensor_record(c, impl, fwd_check, ref,
-                                    compare_tensor("lse", f.lse, t.lse, t.base_lse, kForwardFactor, kLseAtol)));
+    if (lse_written) {
+        records.push_back(tensor_record(c, impl, fwd_check, ref,
+                                        compare_tensor("lse", f.lse, t.lse, t.base_lse, kForwardFactor, kLseAtol)));
+    } else {
+        CheckRecord r = record(c, impl, fwd_check, "lse", ref, Outcome::not_supported,
+                               impl + " returns no lse (its out is judged)");
+        records.push_back(std::move(r));
+    }
     if (!g) return;
     records.push_back(tensor_record(c, impl, bwd_check, ref,
                                     compare_tensor("dq", g->dq, t.dq, t.base_dq, kGradientFactor, atol, dq_rows)));
@@ -213,11 +220,12 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
         DeviceInputs din(impl, p, in);
         if (impl.has_gating()) {
             const Selection got = run_gating(impl, din);
-            records.push_back(gating_record(c, impl.name, o.reference, compare_gating(p, got, gate, in)));
+            records.push_back(gating_record(c, impl.name, o.reference,
+                                            compare_gating(p, got, gate, in, impl.block_means == BlockMeans::rounded)));
         }
         const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
         judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
-                        impl.has_backward() ? &run.gradients : nullptr, truth, records);
+                        impl.has_backward() ? &run.gradients : nullptr, truth, records, impl.writes_lse);
     } catch (const std::exception& e) {
         records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::failed, e.what()));
     }
@@ -310,7 +318,8 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
             try {
                 DeviceInputs din(*impl, p, in);
                 records.push_back(gating_record(c, impl->name, o.reference,
-                                                compare_gating(p, run_gating(*impl, din), gate, in)));
+                                                compare_gating(p, run_gating(*impl, din), gate, in,
+                                                               impl->block_means == BlockMeans::rounded)));
             } catch (const std::exception& e) {
                 records.push_back(outcome_record(c, impl->name, "gating", o.reference, Outcome::failed, e.what()));
             }

@@ -1,5 +1,7 @@
 #include "harness/compare.hpp"
 
+#include "reference/rounding.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <iterator>
@@ -163,12 +165,29 @@ bool valid_slots(const std::int32_t* s, int slots, int own_block, int topk) {
 
 namespace {
 
+// The official code's score of a block (SPEC.md §2.7): q . kbar with kbar, the mean of the
+// block's keys, rounded to the dtype; the product in float64. k [total, Hkv, D], `first` the
+// packed index of the block's first token.
+double rounded_mean_score(const Problem& p, const std::vector<float>& k, std::int64_t first, int kv_head,
+                          const float* q_row) {
+    double score = 0;
+    for (int d = 0; d < p.head_dim; ++d) {
+        double sum = 0;
+        for (int t = 0; t < p.block; ++t)
+            sum += k[static_cast<std::size_t>(((first + t) * p.heads_kv + kv_head) * p.head_dim + d)];
+        const float mean = ref::round_to(p.dtype, static_cast<float>(sum / p.block));
+        score += static_cast<double>(q_row[d]) * mean;
+    }
+    return score;
+}
+
 // Judges one (query token, head) pair: counts its reference tie class and whether its set
-// differs beyond near-tie swaps. `score(block)` gives the pair's float64 score of a block.
-template <class Score>
+// differs beyond near-tie swaps. `score(block)` gives the pair's float64 score of a block;
+// `rounded(block)`, used only when c.rounded_means, its score with the block mean rounded.
+template <class Score, class Rounded>
 void judge_pair(const Problem& problem, const std::int32_t* g, const std::int32_t* w, int own,
                 double gap, double magnitude, double abs_score, std::int64_t pair, Score&& score,
-                GatingCheck& c) {
+                Rounded&& rounded, GatingCheck& c) {
     const int slots = problem.sel_slots();
     ++c.pairs;
     if (gap == 0.0) {
@@ -202,8 +221,23 @@ void judge_pair(const Problem& problem, const std::int32_t* g, const std::int32_
                 excused = false;
         }
     }
+    bool rounding = false;
+    if (!excused && c.rounded_means) {
+        rounding = true;
+        for (std::int32_t a : took)
+            for (std::int32_t r : missed) {
+                if (a < 0 || r < 0) continue;
+                const ref::BlockScore sa = score(a), sr = score(r);
+                const double below = rounded(r) - rounded(a);
+                if (below > gating_score_error(problem, sa.magnitude, sa.abs_score) +
+                                gating_score_error(problem, sr.magnitude, sr.abs_score))
+                    rounding = false;
+            }
+    }
     if (excused) {
         ++c.near_tie_mismatches;
+    } else if (rounding) {
+        ++c.rounding_mismatches;
     } else {
         ++c.mismatches;
         c.tie_violations += tie_broken;
@@ -246,9 +280,10 @@ GatingCheck shape_mismatch(const Problem& problem, const Selection& got, const S
 }  // namespace
 
 GatingCheck compare_gating(const Problem& problem, const Selection& got,
-                           const ref::GatingResult& ref, const HostInputs& inputs) {
+                           const ref::GatingResult& ref, const HostInputs& inputs, bool rounded_means) {
     GatingCheck c = shape_mismatch(problem, got, ref.selection,
                                    static_cast<std::size_t>(problem.total_tokens()));
+    c.rounded_means = rounded_means;
     if (c.outcome != Outcome::passed) return c;
     const int slots = problem.sel_slots();
     std::unique_ptr<ref::BlockScorer> scorer;  // built at the first differing pair
@@ -262,9 +297,14 @@ GatingCheck compare_gating(const Problem& problem, const Selection& got,
                     if (!scorer) scorer = std::make_unique<ref::BlockScorer>(problem, inputs);
                     return scorer->score(t, h, block);
                 };
+                auto rounded = [&](std::int32_t block) {
+                    return rounded_mean_score(problem, inputs.k, cu[b] + static_cast<std::int64_t>(block) * problem.block,
+                                              h / problem.group(),
+                                              inputs.q.data() + pair * problem.head_dim);
+                };
                 judge_pair(problem, got.blocks.data() + pair * slots,
                            ref.selection.blocks.data() + pair * slots, own, ref.boundary_gap[pair],
-                           ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, c);
+                           ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, rounded, c);
             }
         }
     }
@@ -273,8 +313,9 @@ GatingCheck compare_gating(const Problem& problem, const Selection& got,
 }
 
 GatingCheck compare_gating_rows(const Problem& problem, const Selection& got,
-                                const ref::GatingResult& ref, const ref::RowInputs& rows) {
+                                const ref::GatingResult& ref, const ref::RowInputs& rows, bool rounded_means) {
     GatingCheck c = shape_mismatch(problem, got, ref.selection, rows.tokens.size());
+    c.rounded_means = rounded_means;
     if (c.outcome != Outcome::passed) return c;
     const int slots = problem.sel_slots();
     std::unique_ptr<ref::BlockScorer> scorer;  // built at the first differing pair
@@ -289,9 +330,14 @@ GatingCheck compare_gating_rows(const Problem& problem, const Selection& got,
                 if (!scorer) scorer = std::make_unique<ref::BlockScorer>(problem, *rows.k);
                 return scorer->score(rows.q_rows.data() + pair * problem.head_dim, t, h, block);
             };
+            auto rounded = [&](std::int32_t block) {
+                return rounded_mean_score(problem, *rows.k,
+                                          cu[static_cast<std::size_t>(seq)] + static_cast<std::int64_t>(block) * problem.block,
+                                          h / problem.group(), rows.q_rows.data() + pair * problem.head_dim);
+            };
             judge_pair(problem, got.blocks.data() + pair * slots,
                        ref.selection.blocks.data() + pair * slots, own, ref.boundary_gap[pair],
-                       ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, c);
+                       ref.boundary_magnitude[pair], ref.boundary_abs_score[pair], pair, score, rounded, c);
         }
     }
     finish_gating(problem, c, [&](std::int64_t pair) { return rows.tokens[static_cast<std::size_t>(pair / problem.heads_q)]; });

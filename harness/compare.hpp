@@ -67,6 +67,10 @@ struct GatingCheck {
     std::int64_t near_ties = 0;            // reference boundary gap within the margin (> 0)
     std::int64_t exact_ties = 0;           // reference boundary gap exactly 0: the lower index wins
     std::int64_t near_tie_mismatches = 0;  // sets differ only by near-tie swaps (counted, not an error)
+    // Judged with BlockMeans::rounded (SPEC.md §2.7): sets that differ, beyond near-tie swaps,
+    // only as block means rounded to the dtype explain (counted apart, not an error).
+    bool rounded_means = false;
+    std::int64_t rounding_mismatches = 0;
     std::int64_t tie_violations = 0;       // of the mismatches: an exact tie given to the higher index
     std::int64_t invalid = 0;              // out-of-range, unsorted, missing own block, future
     std::int64_t first_bad_pair = -1;
@@ -91,13 +95,19 @@ double gating_margin(const Problem& problem, double boundary_magnitude, double b
 // mismatch) only when every block it took instead of a reference block scores below that block
 // by more than 0 and at most the two blocks' errors; an exact tie must go to the lower index.
 // `inputs` are the ones gating ran on (the scores of the differing blocks are recomputed).
+// With rounded_means (an implementation that declares BlockMeans::rounded, SPEC.md §2.7), a
+// pair whose set differs beyond near-tie swaps is counted in rounding_mismatches instead of
+// mismatches when, with every block mean rounded to the dtype before the float64 product, each
+// block it took scores no lower than each reference block it left out, up to the two blocks'
+// score errors.
 GatingCheck compare_gating(const Problem& problem, const Selection& got,
-                           const ref::GatingResult& ref, const HostInputs& inputs);
+                           const ref::GatingResult& ref, const HostInputs& inputs, bool rounded_means = false);
 // The same on sampled query rows (`moba bench`): got [T, Hq, slots] holds the implementation's
 // selection rows of rows.tokens, ref = ref::gating_rows(problem, rows); the scores of differing
 // blocks are recomputed from rows.q_rows and *rows.k. `pairs` counts (row, head) pairs checked;
 // first_bad_pair is r * Hq + h, the reason names the token.
 GatingCheck compare_gating_rows(const Problem& problem, const Selection& got,
-                                const ref::GatingResult& ref, const ref::RowInputs& rows);
+                                const ref::GatingResult& ref, const ref::RowInputs& rows,
+                                bool rounded_means = false);
 
 }  // namespace moba

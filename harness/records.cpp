@@ -24,7 +24,9 @@ json gating_json(const GatingCheck& g) {
             {"exact_ties", g.exact_ties},
             {"tie_violations", g.tie_violations},
             {"near_tie_fraction", g.pairs > 0 ? static_cast<double>(g.near_ties) / static_cast<double>(g.pairs) : 0.0},
-            {"invalid", g.invalid}};
+            {"invalid", g.invalid},
+            {"block_means", g.rounded_means ? "rounded" : "exact"},
+            {"rounding_mismatches", g.rounding_mismatches}};
 }
 
 json key_block_json(const KeyBlock& b) {

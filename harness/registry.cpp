@@ -1,6 +1,7 @@
 #include "harness/registry.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
 #include <fmt/format.h>
@@ -46,8 +47,18 @@ Support Implementation::supports(const Problem& problem) const {
     return can_implement ? can_implement(problem) : Support::yes();
 }
 
-const std::vector<Implementation>& registry() {
-    static const std::vector<Implementation> entries = [] {
+std::string_view to_string(BlockMeans means) { return means == BlockMeans::exact ? "exact" : "rounded"; }
+
+BlockMeans parse_block_means(std::string_view text) {
+    if (text == "exact") return BlockMeans::exact;
+    if (text == "rounded") return BlockMeans::rounded;
+    throw std::invalid_argument(fmt::format("unknown block-mean convention '{}' (exact or rounded)", text));
+}
+
+namespace {
+
+std::vector<Implementation>& table() {
+    static std::vector<Implementation> entries = [] {
         std::vector<Implementation> list;
         list.push_back(Implementation{
             .name = "naive",
@@ -172,9 +183,35 @@ const std::vector<Implementation>& registry() {
             .forward = wgmma::moba_forward,
             .backward = tiled_mma::backward,
         });
+        // Room for the external entries up front: the vector never reallocates, so the
+        // Implementation pointers the checks and benchmarks hold stay valid while one is added.
+        list.reserve(list.size() + kMaxExternalImplementations);
         return list;
     }();
     return entries;
+}
+
+}  // namespace
+
+const std::vector<Implementation>& registry() { return table(); }
+
+void register_external(Implementation impl) {
+    std::vector<Implementation>& entries = table();
+    if (impl.name.empty()) throw std::invalid_argument("an implementation needs a name");
+    if (!impl.forward) throw std::invalid_argument(fmt::format("implementation '{}' has no forward", impl.name));
+    impl.external = true;
+    for (Implementation& entry : entries) {
+        if (entry.name != impl.name) continue;
+        if (!entry.external)
+            throw std::invalid_argument(fmt::format("'{}' is a built-in implementation's name; choose another",
+                                                    impl.name));
+        entry = std::move(impl);
+        return;
+    }
+    if (entries.size() == entries.capacity())
+        throw std::invalid_argument(fmt::format("at most {} external implementations may be registered",
+                                                kMaxExternalImplementations));
+    entries.push_back(std::move(impl));
 }
 
 const Implementation* find_implementation(std::string_view name) {

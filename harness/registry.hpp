@@ -1,5 +1,7 @@
 // The one table of GPU implementations that the tests, the benchmarks and the command line
-// iterate over. A new kernel is one new entry in registry.cpp; nothing else changes.
+// iterate over. A new kernel is one new entry in registry.cpp; nothing else changes. Entries
+// may also be added at run time (register_external): the Python package (harness/python/)
+// registers PyTorch callables that way, so they are checked and timed by the same code.
 // The float64 CPU reference and the same-precision baseline are not entries: they are the
 // truth and the yardstick every entry is judged by (reference/).
 #pragma once
@@ -30,6 +32,15 @@ struct HeadDimSet {
     std::string describe() const;
 };
 
+// How an entry's gating takes the block means (SPEC.md §2.7): exact (kept in fp32 or better,
+// as SEMANTICS.md §2 says) or rounded to the input dtype before the product with q, as the
+// official MoBA code does. A gating check counts differences that only the rounding explains
+// apart from mismatches for an entry that declares `rounded`.
+enum class BlockMeans { exact, rounded };
+std::string_view to_string(BlockMeans means);
+// "exact" or "rounded"; throws std::invalid_argument naming the text otherwise.
+BlockMeans parse_block_means(std::string_view text);
+
 struct Implementation {
     std::string name;       // by technique: "naive", "tiled_mma", "wgmma_moba", ...
     std::string technique;  // one line: what it does
@@ -45,6 +56,13 @@ struct Implementation {
     std::function<void(const GatingArgs&)> gating;       // empty: no gating of its own
     std::function<void(const AttentionArgs&)> forward;
     std::function<void(const AttentionArgs&)> backward;  // empty: forward only
+    // Added by register_external (Python callables): not part of the built-in table that the
+    // README lists.
+    bool external = false;
+    // Whether forward writes lse. PyTorch's scaled_dot_product_attention returns none: such an
+    // entry's lse is recorded as not supported, never judged on the poisoned buffer.
+    bool writes_lse = true;
+    BlockMeans block_means = BlockMeans::exact;
 
     bool has_gating() const { return static_cast<bool>(gating); }
     bool has_backward() const { return static_cast<bool>(backward); }
@@ -53,7 +71,13 @@ struct Implementation {
     Support supports(const Problem& problem) const;
 };
 
+// The built-in entries, then the external ones in the order they were registered.
 const std::vector<Implementation>& registry();
+// Appends an entry at run time (or replaces an external entry of the same name, in place, so
+// pointers to it stay valid). Throws std::invalid_argument when the name is empty, is a
+// built-in entry's, or when kMaxExternalImplementations are already registered.
+void register_external(Implementation impl);
+inline constexpr std::size_t kMaxExternalImplementations = 64;
 // nullptr when no entry has that name.
 const Implementation* find_implementation(std::string_view name);
 // "naive, ..." for messages.

@@ -464,6 +464,13 @@ TEST(Readme, EveryFlagItNamesExists) {
         {"--install", "cmake"},
         {"--prefix", "cmake --install"},
         {"--self-test", "harness/tools/sdpa_anchors.py"},
+        {"--build", "cmake --build"},
+        {"--target", "cmake --build"},
+        {"--torch", "python -m moba (harness/python/moba/__main__.py)"},
+        {"--block-means", "python -m moba"},
+        {"--no-gating", "python -m moba"},
+        {"--no-lse", "python -m moba"},
+        {"--no-backward", "python -m moba"},
     };
     const std::regex flag(R"(--[a-z][a-z0-9_-]*[a-z0-9])");
     std::set<std::string> named;

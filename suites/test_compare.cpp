@@ -251,3 +251,50 @@ TEST(CompareGating, MarginGrowsWithTheSquareRootOfTheBlock) {
 
 }  // namespace
 }  // namespace moba
+
+namespace moba {
+namespace {
+
+// SPEC.md §2.7: block 1's mean, 1 + 2^-8, is above block 0's (1) exactly but rounds to 1 in
+// bf16 (a tie to even), where the lower index wins. An implementation that picks block 0 is
+// wrong under the exact convention and right under the rounded one, where it is counted apart.
+TEST(CompareGating, RoundedBlockMeansExplainTheDifference) {
+    Problem p;
+    p.seqlens = {6};
+    p.heads_q = p.heads_kv = 1;
+    p.head_dim = 1;
+    p.block = 2;
+    p.topk = 2;
+    p.dtype = DType::bf16;
+    HostInputs in;
+    in.q = std::vector<float>(6, 1.0f);
+    in.k = {1.0f, 1.0f, 1.0f, 1.0f + std::ldexp(1.0f, -7), 0.5f, 0.5f};
+    in.v = in.q;
+    in.dout = in.q;
+    const ref::GatingResult gate = ref::gating(p, in);
+    ASSERT_EQ(gate.selection.blocks[8], 1);  // token 4: blocks {1, 2}
+    Selection got = gate.selection;
+    for (int token : {4, 5}) got.blocks[static_cast<std::size_t>(2 * token)] = 0;  // {0, 2}
+
+    const GatingCheck exact = compare_gating(p, got, gate, in);
+    EXPECT_EQ(exact.outcome, Outcome::incorrect);
+    EXPECT_EQ(exact.mismatches, 2);
+    EXPECT_EQ(exact.rounding_mismatches, 0);
+
+    const GatingCheck rounded = compare_gating(p, got, gate, in, true);
+    EXPECT_EQ(rounded.outcome, Outcome::passed) << rounded.reason;
+    EXPECT_EQ(rounded.mismatches, 0);
+    EXPECT_EQ(rounded.rounding_mismatches, 2);
+
+    // Where block 0's mean is 0.5, rounding explains nothing: taking it stays a mismatch.
+    in.k[0] = in.k[1] = 0.5f;
+    const ref::GatingResult gate2 = ref::gating(p, in);
+    ASSERT_EQ(gate2.selection.blocks[8], 1);
+    const GatingCheck wrong = compare_gating(p, got, gate2, in, true);
+    EXPECT_EQ(wrong.outcome, Outcome::incorrect);
+    EXPECT_EQ(wrong.mismatches, 2);
+    EXPECT_EQ(wrong.rounding_mismatches, 0);
+}
+
+}  // namespace
+}  // namespace moba

@@ -994,7 +994,9 @@ TEST(Records, CheckRecordWritesTheFormatsFields) {
     EXPECT_EQ(got["near_ties"], 1);
     EXPECT_EQ(got["bound_kind"], "why not");
     for (const char* key : {"max_abs_err", "ratio", "nonfinite"}) EXPECT_FALSE(got.contains(key)) << key;
-    EXPECT_EQ(got.size(), 9u + 8u + 1u) << got.dump(1);  // common fields, gating figures, bound_kind
+    EXPECT_EQ(got["block_means"], "exact");
+    EXPECT_EQ(got["rounding_mismatches"], 0);
+    EXPECT_EQ(got.size(), 9u + 10u + 1u) << got.dump(1);  // common fields, gating figures, bound_kind
 }
 
 TEST(Records, BenchRecordWritesTheFormatsFields) {

@@ -202,8 +202,12 @@ void print_record_table(const nlohmann::json& records) {
     for (const auto& r : records) {
         std::string extra;
         if (r["check"] == "gating")
-            extra = fmt::format("  ({} pairs, {} near-ties, {} near-tie mismatches)", r.value("pairs", 0),
-                                r.value("near_ties", 0), r.value("near_tie_mismatches", 0));
+            extra = fmt::format("  ({} pairs, {} near-ties, {} near-tie mismatches{})", r.value("pairs", 0),
+                                r.value("near_ties", 0), r.value("near_tie_mismatches", 0),
+                                r.value("block_means", "exact") == "rounded"
+                                    ? fmt::format(", {} explained by rounded block means",
+                                                  r.value("rounding_mismatches", 0))
+                                    : "");
         // The bound column is max_err's; a record judged on another figure (bound_kind, e.g. the
         // baseline's "rel_l2 <= 4u") shows its bound beside that figure instead.
         const bool other_bound = r.contains("bound_kind") && r["bound_kind"].is_string();

@@ -1,0 +1,123 @@
+// External registry entries whose gating, forward and backward call Python (moba/bridge.py's
+// dispatcher), so `moba check`, `moba bench` and `moba paper` run Python callables by the same
+// code as the built-in kernels. The callbacks capture only the entry's name and find the
+// Python side through one dispatcher set once: no Python object lives in the registry, which
+// outlives the interpreter at exit.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "harness/python/src/bindings.hpp"
+#include "harness/registry.hpp"
+
+namespace py = pybind11;
+
+namespace moba::python {
+namespace {
+
+// Never destroyed: the registry's callbacks may in principle run until exit.
+py::object& dispatcher() {
+    static auto* d = new py::object();
+    return *d;
+}
+
+std::uintptr_t ptr(const void* p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+// Calls dispatcher(name, what, problem, pointers, stream) with the GIL held. A Python exception
+// becomes a std::runtime_error with its text (built while the GIL is held), which the check and
+// bench engines turn into a failed record with that reason.
+void call_python(const std::string& name, const char* what, const Problem& p, const py::dict& pointers,
+                 cudaStream_t stream) {
+    try {
+        if (!dispatcher()) throw std::runtime_error("no dispatcher set (import moba first)");
+        dispatcher()(name, what, p, pointers, ptr(stream));
+    } catch (py::error_already_set& e) {
+        throw std::runtime_error(std::string(e.what()));
+    }
+}
+
+std::function<void(const GatingArgs&)> gating_callback(const std::string& name) {
+    return [name](const GatingArgs& a) {
+        py::gil_scoped_acquire gil;
+        py::dict d;
+        d["cu_seqlens"] = ptr(a.cu_seqlens);
+        d["q"] = ptr(a.q);
+        d["k"] = ptr(a.k);
+        d["sel"] = ptr(a.sel);
+        call_python(name, "gating", a.problem, d, a.stream);
+    };
+}
+
+py::dict attention_pointers(const AttentionArgs& a) {
+    py::dict d;
+    d["cu_seqlens"] = ptr(a.cu_seqlens);
+    d["q"] = ptr(a.q);
+    d["k"] = ptr(a.k);
+    d["v"] = ptr(a.v);
+    d["sel"] = ptr(a.sel);  // 0: none (a dense entry in `moba bench`)
+    d["out"] = ptr(a.out);
+    d["lse"] = ptr(a.lse);
+    d["dout"] = ptr(a.dout);
+    d["dq"] = ptr(a.dq);
+    d["dk"] = ptr(a.dk);
+    d["dv"] = ptr(a.dv);
+    return d;
+}
+
+std::function<void(const AttentionArgs&)> attention_callback(const std::string& name, const char* what) {
+    return [name, what](const AttentionArgs& a) {
+        py::gil_scoped_acquire gil;
+        call_python(name, what, a.problem, attention_pointers(a), a.stream);
+    };
+}
+
+// `like`: a built-in entry whose dtypes, head dims and can_implement the new one takes (a
+// kernel called through the torch op implements what the kernel does); empty: dtypes and
+// every head dim up to max_head_dim.
+void register_entry(const std::string& name, const std::string& technique, const std::vector<std::string>& dtypes,
+                    int max_head_dim, bool dense, bool has_gating, bool has_backward, bool writes_lse,
+                    const std::string& block_means, const std::string& like) {
+    Implementation impl;
+    impl.name = name;
+    impl.technique = technique;
+    if (!like.empty()) {
+        const Implementation* model = find_implementation(like);
+        if (!model || model->external)
+            throw std::invalid_argument("like='" + like + "' names no built-in implementation");
+        impl.dtypes = model->dtypes;
+        impl.head_dims = model->head_dims;
+        impl.can_implement = model->can_implement;
+    } else {
+        for (const std::string& d : dtypes) impl.dtypes.push_back(parse_dtype(d));
+        if (impl.dtypes.empty()) throw std::invalid_argument("an implementation needs at least one dtype");
+        if (max_head_dim < 1)
+            throw std::invalid_argument("max_head_dim " + std::to_string(max_head_dim) + " must be >= 1");
+        impl.head_dims = HeadDimSet::up_to(max_head_dim);
+    }
+    impl.dense = dense;
+    impl.writes_lse = writes_lse;
+    impl.block_means = parse_block_means(block_means);
+    if (has_gating) impl.gating = gating_callback(name);
+    impl.forward = attention_callback(name, "forward");
+    if (has_backward) impl.backward = attention_callback(name, "backward");
+    register_external(std::move(impl));
+}
+
+}  // namespace
+
+void bind_external_entries(py::module_& m) {
+    m.def(
+        "set_dispatcher", [](py::object fn) { dispatcher() = std::move(fn); }, py::arg("fn"),
+        "fn(name, what, problem, pointers, stream): what is 'gating', 'forward' or 'backward'");
+    m.def("register_external", &register_entry, py::arg("name"), py::arg("technique"), py::arg("dtypes"),
+          py::arg("max_head_dim"), py::arg("dense") = false, py::arg("has_gating") = false,
+          py::arg("has_backward") = false, py::arg("writes_lse") = true, py::arg("block_means") = "exact",
+          py::arg("like") = "",
+          "Adds (or replaces) an external registry entry that calls the dispatcher");
+}
+
+}  // namespace moba::python

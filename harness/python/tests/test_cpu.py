@@ -1,0 +1,338 @@
+"""CPU-side tests of the moba package (ctest python_cpu, label cpu): import, the registry as
+Python sees it, argument validation with clear messages, the user-callable plumbing (on CPU
+tensors), the bridge's forward/backward logic, and `python -m moba` without a GPU. Exit 77
+(skipped) only when torch itself is missing; what needs a newer torch skips with the reason."""
+
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+try:
+    import torch
+except ImportError as e:  # the package is a PyTorch package
+    print(f"SKIP: torch is not importable ({e})")
+    sys.exit(77)
+
+import moba
+from moba import bridge, layout, user_callable
+from moba.__main__ import main as moba_main
+from moba.command import flags_from_kwargs
+
+EXAMPLES = os.environ.get("MOBA_EXAMPLES", os.path.join(os.path.dirname(__file__), "..", "examples"))
+sys.path.insert(0, EXAMPLES)
+import plain_moba  # noqa: E402
+
+BUILT_IN = ["naive", "naive_dense", "dense_cublas", "tiled_mma", "tiled_mma_dense", "wgmma_dense", "wgmma_moba"]
+
+
+def tensors(total=24, hq=4, hkv=2, d=8, dtype=torch.float16, seqlens=(16, 8)):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(total, hq, d, generator=g).to(dtype)
+    k = torch.randn(total, hkv, d, generator=g).to(dtype)
+    v = torch.randn(total, hkv, d, generator=g).to(dtype)
+    cu = torch.tensor([0] + list(torch.tensor(seqlens).cumsum(0).tolist()), dtype=torch.int32)
+    return q, k, v, cu
+
+
+class Registry(unittest.TestCase):
+    def test_built_in_entries_in_order(self):
+        names = [e["name"] for e in moba.implementations() if not e["external"]]
+        self.assertEqual(names, BUILT_IN)
+
+    def test_entry_fields(self):
+        wgmma = next(e for e in moba.implementations() if e["name"] == "wgmma_moba")
+        self.assertEqual(wgmma["dtypes"], ["bf16", "fp16"])
+        self.assertEqual(wgmma["head_dims"], "64, 128")
+        self.assertTrue(wgmma["has_gating"] and wgmma["has_backward"] and wgmma["writes_lse"])
+        self.assertFalse(wgmma["dense"] or wgmma["external"])
+
+    def test_supports_names_the_refused_value(self):
+        p = moba.native.Problem([128], 4, 2, 96, 32, 2, "bf16")
+        ok, why = moba.native.supports("wgmma_moba", p)
+        self.assertFalse(ok)
+        self.assertIn("96", why)
+        with self.assertRaisesRegex(ValueError, "unknown implementation 'nope'"):
+            moba.native.supports("nope", p)
+
+    def test_problem_refuses_bad_shapes_naming_the_value(self):
+        with self.assertRaisesRegex(ValueError, "3"):
+            moba.native.Problem([64], 3, 2, 64, 16, 2, "bf16")
+        with self.assertRaisesRegex(ValueError, "fp8"):
+            moba.native.Problem([64], 4, 2, 64, 16, 2, "fp8")
+        p = moba.native.Problem([1000, 17], 4, 1, 64, 128, 3, "fp16")
+        self.assertEqual((p.total_tokens, p.sel_slots, p.max_blocks), (1017, 3, 8))
+
+
+class External(unittest.TestCase):
+    def test_register_lists_and_replaces(self):
+        def my_moba(q, k, v, cu_seqlens, block, topk, *, scale=None):
+            return q
+        name = bridge.register(my_moba, "cpu_test_entry", gating=False, lse=False)
+        count = len(moba.implementations())
+        entry = next(e for e in moba.implementations() if e["name"] == name)
+        self.assertTrue(entry["external"])
+        self.assertFalse(entry["has_gating"] or entry["writes_lse"])
+        bridge.register(my_moba, "cpu_test_entry", gating=True, block_means="rounded")
+        self.assertEqual(len(moba.implementations()), count)  # replaced in place
+        entry = next(e for e in moba.implementations() if e["name"] == name)
+        self.assertTrue(entry["has_gating"])
+        self.assertEqual(entry["block_means"], "rounded")
+
+    def test_kernel_through_the_op_implements_what_the_kernel_does(self):
+        name = moba.register("op_wgmma_moba")
+        entry = next(e for e in moba.implementations() if e["name"] == name)
+        self.assertEqual((entry["dtypes"], entry["head_dims"]), (["bf16", "fp16"], "64, 128"))
+        ok, why = moba.native.supports(name, moba.native.Problem([128], 4, 2, 96, 32, 2, "bf16"))
+        self.assertFalse(ok)
+        self.assertIn("96", why)
+        with self.assertRaisesRegex(ValueError, "like='nope' names no built-in"):
+            bridge.register(lambda q, k, v, cu, b, t: q, "cpu_like", like="nope")
+
+    def test_built_in_name_refused(self):
+        with self.assertRaisesRegex(ValueError, "built-in"):
+            bridge.register(lambda q, k, v, cu, b, t: q, "naive")
+
+    def test_bad_convention_refused(self):
+        with self.assertRaisesRegex(ValueError, "sometimes"):
+            bridge.register(lambda q, k, v, cu, b, t: q, "cpu_conv", block_means="sometimes")
+
+    def test_too_few_parameters_refused(self):
+        with self.assertRaisesRegex(TypeError, "fn\\(q, k, v, cu_seqlens, block, topk"):
+            user_callable.CallableSpec(lambda q, k, v: q)
+
+
+class Validation(unittest.TestCase):
+    def check(self, pattern, **changes):
+        q, k, v, cu = tensors()
+        args = dict(q=q, k=k, v=v, cu_seqlens=cu, block=8, topk=2)
+        args.update(changes)
+        with self.assertRaisesRegex((ValueError, TypeError), pattern):
+            layout.check_tensors(args["q"], args["k"], args["v"], args["cu_seqlens"], args["block"], args["topk"],
+                                 need_cuda=False)
+
+    def test_messages_name_the_bad_value(self):
+        q, k, v, cu = tensors()
+        self.check(r"q must be \[total, heads, head_dim\], got shape \(24, 32\)", q=q.view(24, 32))
+        self.check(r"query heads 4 must be a multiple of kv heads 3", k=torch.zeros(24, 3, 8, dtype=q.dtype),
+                   v=torch.zeros(24, 3, 8, dtype=q.dtype))
+        self.check(r"dtypes differ", v=v.float())
+        self.check(r"dtype torch.float64 is not supported", q=q.double(), k=k.double(), v=v.double())
+        self.check(r"cu_seqlens must be int32", cu_seqlens=cu.long())
+        self.check(r"block must be a positive int, got 0", block=0)
+        self.check(r"topk must be a positive int, got 2.5", topk=2.5)
+        self.check(r"k must be contiguous", k=k.transpose(0, 1).contiguous().transpose(0, 1))
+
+    def test_cpu_tensors_refused_for_kernels(self):
+        q, k, v, cu = tensors()
+        with self.assertRaisesRegex(ValueError, "need CUDA tensors, got device cpu"):
+            layout.check_tensors(q, k, v, cu, 8, 2)
+
+    def test_cu_seqlens_must_cover_the_tokens(self):
+        q, k, v, _ = tensors()
+        with self.assertRaisesRegex(ValueError, "end at total tokens 24"):
+            layout.make_problem(q, k, torch.tensor([0, 10, 20], dtype=torch.int32), 8, 2)
+        p = layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2)
+        self.assertEqual(list(p.seqlens), [16, 8])
+        p = layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2, seqlens=[16, 8])
+        self.assertEqual(list(p.seqlens), [16, 8])
+        with self.assertRaisesRegex(ValueError, r"seqlens \[20, 8\] must be 2 lengths >= 0 summing to total tokens 24"):
+            layout.make_problem(q, k, torch.tensor([0, 16, 24], dtype=torch.int32), 8, 2, seqlens=[20, 8])
+
+    def test_attention_says_what_it_needs(self):
+        q, k, v, cu = tensors()
+        if not moba.OP_AVAILABLE:
+            with self.assertRaisesRegex(RuntimeError, "needs torch >= 2.4"):
+                moba.attention(q, k, v, cu, 8, 2)
+        else:
+            with self.assertRaisesRegex(ValueError, "need CUDA tensors"):
+                moba.attention(q, k, v, cu, 8, 2)
+
+
+class Callable(unittest.TestCase):
+    def test_signature_detection(self):
+        spec = user_callable.CallableSpec(plain_moba.plain_moba)
+        self.assertTrue(spec.accepts_selection and spec.accepts_scale and spec.accepts_seqlens)
+        spec = user_callable.CallableSpec(lambda q, k, v, cu_seqlens, block, topk: q)
+        self.assertFalse(spec.accepts_selection or spec.accepts_scale)
+
+    def test_normalize_accepts_the_documented_returns(self):
+        q, _, _, _ = tensors()
+        lse = torch.zeros(4, 24)
+        self.assertIsNone(user_callable.normalize(q.clone(), q, 2, 2).lse)
+        r = user_callable.normalize((q.clone(), lse), q, 2, 2)
+        self.assertIs(r.lse, lse)
+        sel = torch.full((24, 4, 5), -1, dtype=torch.int64)
+        sel[:, :, 0] = 0
+        r = user_callable.normalize((q.clone(), None, sel), q, 2, 2)
+        self.assertEqual(tuple(r.selection.shape), (24, 4, 2))
+        self.assertEqual(r.selection.dtype, torch.int32)
+
+    def test_normalize_names_what_is_wrong(self):
+        q, _, _, _ = tensors()
+        cases = [(q[:, :2], r"out has shape \(24, 2, 8\), expected \(24, 4, 8\)"),
+                 (q.float(), "out has dtype torch.float32, expected q's torch.float16"),
+                 ("text", "returned str"),
+                 ((q, torch.zeros(24, 4)), r"lse has shape \(24, 4\), expected \(4, 24\)"),
+                 ((q, None, torch.zeros(24, 4, 3, dtype=torch.int32)), "those beyond .* = 2 must be -1"),
+                 ((q, None, torch.zeros(24, 4, 1, dtype=torch.int32)), r"selection has shape \(24, 4, 1\)")]
+        for result, pattern in cases:
+            with self.assertRaisesRegex(user_callable.CallableError, pattern):
+                user_callable.normalize(result, q, 2, 2, "mine")
+
+
+class BridgeLogic(unittest.TestCase):
+    """The dispatcher's forward/backward on CPU tensors standing in for the harness's buffers."""
+
+    def setUp(self):
+        self.q, self.k, self.v, self.cu = tensors(dtype=torch.float32)
+        self.problem = moba.native.Problem([16, 8], 4, 2, 8, 8, 2, "fp32")
+        self.t = {"q": self.q, "k": self.k, "v": self.v, "cu_seqlens": self.cu,
+                  "sel": plain_moba.plain_moba(self.q, self.k, self.v, self.cu, 8, 2)[2].contiguous(),
+                  "out": torch.full_like(self.q, float("nan")), "lse": torch.full((4, 24), float("nan")),
+                  "dout": torch.randn(24, 4, 8, generator=torch.Generator().manual_seed(5)),
+                  "dq": torch.empty_like(self.q), "dk": torch.empty_like(self.k), "dv": torch.empty_like(self.v)}
+
+    def entry(self, fn, **options):
+        name = bridge.register(fn, "cpu_bridge_" + fn.__name__, dtypes=("fp32",), **options)
+        return bridge._entries[name]
+
+    def test_forward_and_backward_through_autograd(self):
+        entry = self.entry(plain_moba.plain_moba)
+        bridge._forward(entry, self.problem, self.t, "key")
+        bridge._backward(entry, self.problem, self.t, "key")
+        leaves = [x.clone().requires_grad_() for x in (self.q, self.k, self.v)]
+        out, lse, _ = plain_moba.plain_moba(*leaves, self.cu, 8, 2, selection=self.t["sel"])
+        grads = torch.autograd.grad(out, leaves, self.t["dout"])
+        self.assertTrue(torch.equal(self.t["out"], out.detach()))
+        self.assertTrue(torch.equal(self.t["lse"], lse.detach()))
+        for got, want in zip((self.t["dq"], self.t["dk"], self.t["dv"]), grads):
+            self.assertTrue(torch.allclose(got, want, rtol=0, atol=1e-6))
+
+    def test_backward_alone_recomputes_the_forward(self):
+        entry = self.entry(plain_moba.plain_moba)
+        bridge._backward(entry, self.problem, self.t, "other key")
+        self.assertFalse(torch.isnan(self.t["dq"]).any())
+
+    def test_gating_writes_the_callables_selection(self):
+        entry = self.entry(plain_moba.plain_moba)
+        want = self.t["sel"].clone()
+        self.t["sel"].fill_(7)
+        self.t["v"] = None  # the harness's gating call passes no v
+        bridge._gating(entry, self.problem, self.t)
+        self.assertTrue(torch.equal(self.t["sel"], want))
+
+    def test_errors_say_what_to_do(self):
+        def no_lse(q, k, v, cu_seqlens, block, topk):
+            return torch.zeros_like(q)
+        with self.assertRaisesRegex(user_callable.CallableError, "returned no lse; register it with lse=False"):
+            bridge._forward(self.entry(no_lse, backward=False), self.problem, self.t, "k")
+        with self.assertRaisesRegex(user_callable.CallableError, "returned no selection"):
+            bridge._gating(self.entry(no_lse), self.problem, self.t)
+        with self.assertRaisesRegex(user_callable.CallableError, "out does not require grad"):
+            bridge._backward(self.entry(no_lse, lse=False), self.problem, self.t, "k")
+
+        def raises(q, k, v, cu_seqlens, block, topk):
+            raise ZeroDivisionError("my kernel broke")
+        with self.assertRaisesRegex(ZeroDivisionError, "my kernel broke"):
+            bridge._forward(self.entry(raises), self.problem, self.t, "k")
+
+
+class DeviceViews(unittest.TestCase):
+    """The DLPack views the bridge wraps the harness's buffers in, tried on host memory."""
+
+    def test_views_share_memory_in_every_dtype(self):
+        from moba.device_views import view
+        for dtype in (torch.bfloat16, torch.float16, torch.float32, torch.int32):
+            base = torch.arange(24).to(dtype)
+            t = view(base.data_ptr(), (2, 3, 4), dtype, cuda=False)
+            self.assertEqual((t.shape, t.dtype, t.data_ptr()), ((2, 3, 4), dtype, base.data_ptr()))
+            self.assertTrue(torch.equal(t.flatten(), base))
+            t[1, 2, 3] = 7
+            self.assertEqual(base[23].item(), 7)
+        self.assertIsNone(view(0, (2,), torch.float32, cuda=False))
+
+    def test_an_unconsumed_capsule_is_freed(self):
+        capsule = moba.native.dlpack_view(1234, [2, 2], "fp32", False)
+        del capsule  # the capsule's destructor frees its shape (nothing to assert but no crash)
+        with self.assertRaisesRegex(ValueError, "unknown dtype 'fp8'"):
+            moba.native.dlpack_view(1234, [2], "fp8", False)
+
+
+class Examples(unittest.TestCase):
+    def test_plain_moba_at_zero_sparsity_is_causal_attention(self):
+        q, k, v, cu = tensors(dtype=torch.float32)
+        out, lse, sel = plain_moba.plain_moba(q, k, v, cu, 8, 100)
+        for a, b in ((0, 16), (16, 24)):
+            kk, vv = (x[a:b].repeat_interleave(2, dim=1).transpose(0, 1) for x in (k, v))
+            s = q[a:b].transpose(0, 1) @ kk.transpose(1, 2) * 8 ** -0.5
+            s = s.masked_fill(torch.ones(b - a, b - a, dtype=torch.bool).triu(1), float("-inf"))
+            want = (s.softmax(-1) @ vv).transpose(0, 1)
+            self.assertTrue(torch.allclose(out[a:b], want, atol=1e-5))
+            self.assertTrue(torch.allclose(lse[:, a:b], torch.logsumexp(s, -1), atol=1e-5))
+
+    def test_plain_moba_gating_follows_the_rules(self):
+        # Brute force on one sequence: own block forced, future excluded, top past blocks by the
+        # fp32 block-mean score, ties to the lower index.
+        q, k, v, cu = tensors(total=40, hq=2, hkv=1, d=4, dtype=torch.float32, seqlens=(40,))
+        k[8:16] = k[0:8]  # blocks 0 and 1 tie exactly
+        sel = plain_moba.plain_moba(q, k, v, cu, 8, 3)[2]
+        kbar = k[:40].view(5, 8, 1, 4).mean(1)[:, 0]
+        for i in range(40):
+            for h in range(2):
+                own = i // 8
+                scores = [(-float(q[i, h] @ kbar[j]), j) for j in range(own)]
+                want = sorted([own] + [j for _, j in sorted(scores)[:2]])
+                got = [b for b in sel[i, h].tolist() if b >= 0]
+                self.assertEqual(got, want, f"token {i} head {h}")
+
+    def test_flex_example_needs_new_torch(self):
+        try:
+            from torch.nn.attention import flex_attention  # noqa: F401
+        except ImportError:
+            self.skipTest(f"FlexAttention needs torch >= 2.5 (this is {torch.__version__})")
+        import flex_moba  # noqa: F401  (imports on a torch that has it)
+
+
+class CommandLine(unittest.TestCase):
+    def test_flags_from_kwargs(self):
+        self.assertEqual(flags_from_kwargs({"seqlens": [64, 17], "kv_heads": 2, "gating_only": True, "x": None}),
+                         ["--seqlens", "64,17", "--kv-heads", "2", "--gating-only"])
+
+    def test_check_without_gpu_runs_the_baseline_and_writes_the_report(self):
+        if moba.native.device_present():
+            self.skipTest("a GPU is present: test_gpu.py covers this")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "r.json")
+            status = moba_main(["check", "--impl", os.path.join(EXAMPLES, "plain_moba.py") + ":plain_moba",
+                                "--seqlens", "64,17", "--heads", "2", "--kv-heads", "1", "--head-dim", "64",
+                                "--block", "16", "--topk", "2", "--out", out])
+            self.assertEqual(status, 0)
+            with open(out) as f:
+                report = json.load(f)
+            self.assertEqual(report["format"], "moba-report")
+            self.assertTrue(report["records"])
+            self.assertEqual({r["impl"] for r in report["records"]}, {"cpu_baseline"})
+
+    def test_bad_impl_is_a_usage_error(self):
+        self.assertEqual(moba_main(["check", "--impl", "no_such_module_xyz:fn", "--suite", "quick"]), 2)
+        self.assertEqual(moba_main(["check", "--impl", "not_registered", "--suite", "quick"]), 2)
+        self.assertEqual(moba_main(["check", "--impl", "op_not_a_kernel", "--suite", "quick"]), 2)
+        self.assertEqual(moba_main(["check", "--torch", "sdpa_cudnn", "--suite", "quick"]), 2)
+
+    def test_help_lists_the_python_flags_too(self):
+        import contextlib
+        import io
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            self.assertEqual(moba_main(["check", "--help"]), 0)
+        self.assertIn("--block-means", text.getvalue())
+
+    def test_cli_refusals_come_through(self):
+        # A shape flag with --suite is refused by the C++ command line (exit 2).
+        self.assertEqual(moba_main(["check", "--suite", "quick", "--heads", "8"]), 2)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
