@@ -11,6 +11,7 @@
 #include "harness/cli/bench_command.hpp"
 #include "harness/cli/check_command.hpp"
 #include "harness/cli/compare_command.hpp"
+#include "harness/cli/dashboard_command.hpp"
 #include "harness/cli/export_command.hpp"
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/paper_command.hpp"
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
     CLI::App* export_cmd = moba::cli::add_export_command(app, export_flags);
     moba::cli::ListFlags list_flags;
     CLI::App* list = moba::cli::add_list_command(app, list_flags);
+    moba::cli::DashboardFlags dashboard_flags;
+    CLI::App* dashboard = moba::cli::add_dashboard_command(app, dashboard_flags);
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
         if (compare->parsed()) return moba::cli::run_compare(compare_flags);
         if (export_cmd->parsed()) return moba::cli::run_export(export_flags);
         if (list->parsed()) return moba::cli::run_list(list_flags);
+        if (dashboard->parsed()) return moba::cli::run_dashboard(dashboard_flags);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;
