@@ -23,10 +23,19 @@ const VERDICT_COLORS = {
   domain: ["first", "same", "ambiguous", "faster", "slower", "better", "fixed", "worse", "regressed", "changed", "not passed"],
   range: ["#555555", "#9e9e9e", "#ff9f1c", "#2ca02c", "#d62728", "#2ca02c", "#2ca02c", "#d62728", "#7f0000", "#8c564b", "#7f7f7f"],
 };
+// The history's verdicts (compare's Verdict, and the first point of a series).
+const HISTORY_COLORS = { domain: ["first", "same", "ambiguous", "faster", "slower"], range: ["#555555", "#9e9e9e", "#ff9f1c", "#2ca02c", "#d62728"] };
+const HISTORY_SHAPES = { domain: HISTORY_COLORS.domain, range: ["circle", "circle", "diamond", "triangle-down", "triangle-up"] };
 // Lengths as the project writes them: 8K, 512K, 1M.
 const LENGTH_LABEL = "datum.value >= 1048576 ? format(datum.value / 1048576, '~g') + 'M' : format(datum.value / 1024, '~g') + 'K'";
 
 const pending = [];
+
+// `scale` (domain and range) cut to the values that occur, so a legend lists only those.
+function present(scale, values) {
+  const keep = scale.domain.map((d, i) => [d, scale.range[i]]).filter(([d]) => values.includes(d));
+  return { domain: keep.map(([d]) => d), range: keep.map(([, r]) => r) };
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -129,7 +138,10 @@ function renderProblems(data) {
   const box = document.getElementById("problems");
   box.hidden = false;
   const invalid = data.problems.filter((p) => p.kind === "invalid").length;
-  box.append(el("h2", {}, `${invalid} report(s) not shown: invalid; ${data.problems.length - invalid} skipped`));
+  const parts = [];
+  if (invalid) parts.push(`${invalid} invalid report(s) not shown`);
+  if (data.problems.length > invalid) parts.push(`${data.problems.length - invalid} file(s) skipped`);
+  box.append(el("h2", {}, parts.join("; ")));
   const list = el("ul");
   for (const p of data.problems) {
     const item = el("li", { class: p.kind }, el("strong", {}, `${p.kind}: `), el("code", {}, p.path), ` — ${p.message}`);
@@ -228,14 +240,14 @@ function renderHistory(data, body) {
   for (const [gpu, gpuRows] of groupBy(rows, (r) => r.gpu)) {
     body.append(el("h3", {}, gpu));
     chart(body, `history-${slug(gpu)}`, {
-      data: { values: gpuRows },
+      data: { values: gpuRows.map((r) => ({ ...r, point: `${r.commit} ${r.started.slice(5, 16).replace("T", " ")}` })) },
       facet: { field: "label", type: "nominal", title: null, header: { labelLimit: 520, labelFontSize: 11 } },
       columns: 2,
       resolve: { scale: { y: "independent", x: "independent" } },
       spec: {
         width: 420, height: 120,
         encoding: {
-          x: { field: "started", type: "temporal", title: null },
+          x: { field: "point", type: "ordinal", title: null, sort: { field: "started" }, axis: { labelAngle: -20, labelFontSize: 9 } },
           tooltip: [{ field: "commit" }, { field: "started" }, { field: "median_ms", format: ".4g" }, { field: "min_ms", format: ".4g" }, { field: "max_ms", format: ".4g" }, { field: "verdict" }, { field: "change", format: "+.1%" }, { field: "report" }],
         },
         layer: [
@@ -245,8 +257,8 @@ function renderHistory(data, body) {
             mark: { type: "point", filled: true, size: 70 },
             encoding: {
               y: { field: "median_ms", type: "quantitative" },
-              color: { field: "verdict", type: "nominal", scale: VERDICT_COLORS, legend: { orient: "top" } },
-              shape: { field: "verdict", type: "nominal", scale: { domain: ["first", "same", "ambiguous", "faster", "slower"], range: ["circle", "circle", "diamond", "triangle-down", "triangle-up"] } },
+              color: { field: "verdict", type: "nominal", scale: HISTORY_COLORS, legend: { orient: "top", title: "verdict against the previous point" } },
+              shape: { field: "verdict", type: "nominal", scale: HISTORY_SHAPES, legend: { orient: "top", title: "verdict against the previous point" } },
             },
           },
         ],
@@ -360,7 +372,7 @@ function renderCompare(data, body) {
       encoding: {
         y: { field: "label", type: "nominal", title: null, sort: null, axis: { labelLimit: 520 } },
         x: { field: "delta", type: "quantitative", title: "bench: new/base − 1 · check: ratio change (units of the bound)" },
-        color: { field: "verdict", type: "nominal", scale: VERDICT_COLORS },
+        color: { field: "verdict", type: "nominal", scale: present(VERDICT_COLORS, plotted.map((r) => r.verdict)) },
         shape: { field: "kind", type: "nominal" },
         tooltip: [{ field: "label" }, { field: "base" }, { field: "next" }, { field: "delta", format: "+.3g" }, { field: "noise", format: ".3g" }, { field: "verdict" }],
       },
