@@ -347,17 +347,34 @@ function renderCompare(data, body) {
     "`moba compare BASE NEW` of two reports, computed by the command for every two reports that share a record key (the older one is BASE). " +
     "Bench rows: median times, change and verdict (noise-aware); check rows: bound ratios; like `moba compare`, check pairs that stayed the same are counted, not listed.");
   const labelOf = (id) => { const r = byId.get(id); return `${r.path} (${r.gpu}, ${r.commit})`; };
-  const select = el("select", { id: "compare-pair" });
-  pairs.forEach((p, i) => select.append(el("option", { value: String(i) }, `${labelOf(p.base)}  →  ${labelOf(p.next)}  [${p.matched ?? 0} matched]`)));
+  // Any two reports: pick BASE and NEW; the command compared every two that share a key.
+  const pairOf = new Map(pairs.map((p) => [`${p.base}:${p.next}`, p]));
+  const baseSelect = el("select", { id: "compare-base" });
+  const nextSelect = el("select", { id: "compare-next" });
+  for (const r of data.reports) {
+    baseSelect.append(el("option", { value: String(r.id) }, labelOf(r.id)));
+    nextSelect.append(el("option", { value: String(r.id) }, labelOf(r.id)));
+  }
+  const pairList = el("select", { id: "compare-pair" }, el("option", { value: "" }, `pairs that share a configuration (${pairs.length})…`));
+  pairs.forEach((p) => pairList.append(el("option", { value: `${p.base}:${p.next}` }, `${labelOf(p.base)}  →  ${labelOf(p.next)}  [${p.matched ?? 0} matched]`)));
   // The latest pair with something to show (like `moba compare`, unchanged checks are not rows).
   let latest = pairs.length - 1;
   while (latest > 0 && !(pairs[latest].rows && pairs[latest].rows.length)) --latest;
-  select.value = String(latest);
+  baseSelect.value = String(pairs[latest].base);
+  nextSelect.value = String(pairs[latest].next);
   const view = el("div");
-  body.append(el("label", {}, "pair: ", select), view);
+  body.append(el("p", {}, el("label", {}, "BASE: ", baseSelect), " ", el("label", {}, "NEW: ", nextSelect)),
+    el("p", {}, el("label", {}, "or: ", pairList)), view);
   const show = () => {
     view.replaceChildren();
-    const p = pairs[Number(select.value)];
+    const base = Number(baseSelect.value), next = Number(nextSelect.value);
+    const p = pairOf.get(`${base}:${next}`);
+    if (!p) {
+      const reversed = pairOf.has(`${next}:${base}`);
+      return view.append(el("p", { class: "note" }, base === next ? "BASE and NEW are the same report." : reversed
+        ? "The command compared these two the other way round (the older report as BASE): swap BASE and NEW."
+        : "These two reports share no configuration (no record key in common): `moba compare` would match nothing."));
+    }
     if (p.error) return view.append(el("p", { class: "verdict-regressed" }, `compare failed: ${p.error}`));
     const counts = Object.entries(p.counts).filter(([, n]) => n).map(([k, n]) => `${k}: ${n}`).join(", ");
     view.append(el("p", {}, `BASE ${labelOf(p.base)}, NEW ${labelOf(p.next)}: ${p.matched} matched; ${counts}` +
@@ -380,7 +397,13 @@ function renderCompare(data, body) {
     view.append(table(rows, [["kind", "kind"], ["config", "config"], ["impl", "impl"], ["what", "phase / check"], ["base", "BASE"], ["next", "NEW"], ["delta", "change"], ["noise", "noise"], ["verdict", "verdict"]],
       { open: true, rowClass: (r) => (["slower", "regressed", "worse"].includes(r.verdict) ? "bad" : "") }));
   };
-  select.addEventListener("change", () => { show(); finish(); });
+  for (const s of [baseSelect, nextSelect]) s.addEventListener("change", () => { show(); finish(); });
+  pairList.addEventListener("change", () => {
+    if (!pairList.value) return;
+    [baseSelect.value, nextSelect.value] = pairList.value.split(":");
+    show();
+    finish();
+  });
   show();
 }
 
