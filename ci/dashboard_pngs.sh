@@ -21,7 +21,7 @@ for figure in 2a 2b; do
   # One row per GPU of two 380x260 charts with their legends: 1000 px wide, 430 px per GPU.
   gpus=$(python3 -c "import json,sys; d=json.loads(open(sys.argv[1]).read().split('=',1)[1].rstrip().rstrip(';')); print(len({r['gpu'] for r in d['fig2']['time'] if r['figure']=='$figure'}))" "$site/site/data.js")
   [[ $gpus -gt 0 ]] || { echo "no Figure $figure records: fig$figure.png not made"; continue; }
-  timeout 120 "$browser" --headless=new --disable-gpu --no-sandbox --no-first-run --hide-scrollbars \
+  timeout 120 "$browser" --headless=new --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run --hide-scrollbars \
     --user-data-dir="$site/profile" --virtual-time-budget=20000 --window-size=1000,$((60 + 430 * gpus)) \
     --screenshot="$out/fig$figure.png" "file://$site/site/index.html#fig$figure-only" 2>/dev/null
   echo "wrote $out/fig$figure.png ($gpus GPU(s))"
@@ -31,7 +31,7 @@ mkdir -p "$out/dashboard"
 for view in top:1100 fig2:1300 throughput:2000 history:2400 correctness:2400 compare:1100 reports:1300; do
   name=${view%%:*} height=${view##*:}
   hash="#only-$name"; [[ $name == top ]] && hash=""
-  timeout 200 "$browser" --headless=new --disable-gpu --no-sandbox --no-first-run --hide-scrollbars \
+  timeout 200 "$browser" --headless=new --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run --hide-scrollbars \
     --user-data-dir="$site/profile" --virtual-time-budget=60000 --window-size=1400,$height \
     --screenshot="$out/dashboard/$name.png" "file://$site/site/index.html$hash" 2>/dev/null
   echo "wrote $out/dashboard/$name.png"

@@ -1,11 +1,11 @@
 #include "harness/dashboard_inputs.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <system_error>
-
-#include <fmt/format.h>
 
 #include "harness/report_io.hpp"
 
@@ -16,7 +16,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return s.size() >= suffix.size() &&
+           s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool looks_like_report(const fs::path& p) {
@@ -58,7 +59,8 @@ DashboardInputs read_dashboard_inputs(const std::vector<fs::path>& files,
     for (const fs::path& file : files) {
         const std::string name = file.string();
         if (ends_with(name, ".gz")) {
-            in.problems.push_back({name, "skipped",
+            in.problems.push_back({name,
+                                   "skipped",
                                    "gzip-compressed: this build does not read compressed reports "
                                    "(gunzip it and pass the .json)",
                                    {}});

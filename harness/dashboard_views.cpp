@@ -1,5 +1,7 @@
 #include "harness/dashboard_views.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <exception>
@@ -8,8 +10,6 @@
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "harness/report_compare.hpp"
 #include "harness/report_io.hpp"
@@ -59,7 +59,8 @@ std::vector<Shown> shown_reports(const DashboardInputs& in) {
         shown.push_back({0, &r, gpu_of(r.report), commit_of(r.report),
                          r.report["meta"].value("started", std::string())});
     std::stable_sort(shown.begin(), shown.end(), [](const Shown& a, const Shown& b) {
-        return std::tie(a.gpu, a.started, a.source->path) < std::tie(b.gpu, b.started, b.source->path);
+        return std::tie(a.gpu, a.started, a.source->path) <
+               std::tie(b.gpu, b.started, b.source->path);
     });
     for (std::size_t i = 0; i < shown.size(); ++i) shown[i].id = i;
     return shown;
@@ -120,10 +121,11 @@ json fig2_rows(const std::vector<Shown>& shown) {
             const json& r = s.records()[i];
             if (!timed(r) || !r.contains("published") || !r["published"].is_object()) continue;
             const json& config = r["config"];
-            keep_latest(picks,
-                        fmt::format("{}\x1f{}\x1f{}\x1f{:020}", s.gpu, text(r["published"], "figure"),
-                                    text(r, "impl"), config.value("total_tokens", 0LL)),
-                        {&s, i});
+            keep_latest(
+                picks,
+                fmt::format("{}\x1f{}\x1f{}\x1f{:020}", s.gpu, text(r["published"], "figure"),
+                            text(r, "impl"), config.value("total_tokens", 0LL)),
+                {&s, i});
         }
     json time = json::array(), speedup = json::array();
     // (gpu, figure, length): one published point and one ideal speedup each.
@@ -134,10 +136,14 @@ json fig2_rows(const std::vector<Shown>& shown) {
         const std::string figure = text(pub, "figure");
         const long long length = r["config"].value("total_tokens", 0LL);
         auto row = [&](const std::string& series, double value) {
-            return json{{"gpu", p.report->gpu},     {"figure", figure},
-                        {"length", length},         {"series", series},
-                        {"value", value},           {"impl", text(r, "impl")},
-                        {"report", p.report->source->path}, {"commit", p.report->commit}};
+            return json{{"gpu", p.report->gpu},
+                        {"figure", figure},
+                        {"length", length},
+                        {"series", series},
+                        {"value", value},
+                        {"impl", text(r, "impl")},
+                        {"report", p.report->source->path},
+                        {"commit", p.report->commit}};
         };
         const bool dense = r.value("dense", false);
         time.push_back(row("ours: " + text(r, "impl"), r["timing"]["median_ms"].get<double>()));
@@ -171,19 +177,19 @@ json throughput_rows(const std::vector<Shown>& shown) {
     for (const auto& [key, p] : picks) {
         const json& r = p.record();
         const json& c = r["config"];
-        rows.push_back({{"gpu", p.report->gpu},
-                        {"layout", text(c, "layout")},
-                        {"phase", text(r, "phase")},
-                        {"gating", text(r, "gating")},
-                        {"impl", text(r, "impl")},
-                        {"series", fmt::format("{} D{} Bs={} k={} {}", text(r, "impl"),
-                                               text(c, "head_dim"), text(c, "block"),
-                                               text(c, "topk"), text(c, "dtype"))},
-                        {"length", c.value("total_tokens", 0LL)},
-                        {"tflops", number(r, "tflops")},
-                        {"config", describe_config(c)},
-                        {"report", p.report->source->path},
-                        {"commit", p.report->commit}});
+        rows.push_back(
+            {{"gpu", p.report->gpu},
+             {"layout", text(c, "layout")},
+             {"phase", text(r, "phase")},
+             {"gating", text(r, "gating")},
+             {"impl", text(r, "impl")},
+             {"series", fmt::format("{} D{} Bs={} k={} {}", text(r, "impl"), text(c, "head_dim"),
+                                    text(c, "block"), text(c, "topk"), text(c, "dtype"))},
+             {"length", c.value("total_tokens", 0LL)},
+             {"tflops", number(r, "tflops")},
+             {"config", describe_config(c)},
+             {"report", p.report->source->path},
+             {"commit", p.report->commit}});
     }
     return rows;
 }
@@ -239,8 +245,7 @@ json history_rows(const std::vector<Shown>& shown, double threshold) {
 }
 
 json correctness_data(const std::vector<Shown>& shown) {
-    json outcomes = json::array(), worst = json::array(), ties = json::array(),
-         bad = json::array();
+    json outcomes = json::array(), worst = json::array(), ties = json::array(), bad = json::array();
     for (const Shown& s : shown) {
         std::map<std::string, int> by_outcome;
         std::map<std::pair<std::string, std::string>, std::pair<double, int>> worst_of;
@@ -281,11 +286,17 @@ json correctness_data(const std::vector<Shown>& shown) {
             }
         }
         for (const auto& [outcome, count] : by_outcome)
-            outcomes.push_back({{"report", s.source->path}, {"gpu", s.gpu}, {"commit", s.commit},
-                                {"outcome", outcome}, {"count", count}});
+            outcomes.push_back({{"report", s.source->path},
+                                {"gpu", s.gpu},
+                                {"commit", s.commit},
+                                {"outcome", outcome},
+                                {"count", count}});
         for (const auto& [what, w] : worst_of)
-            worst.push_back({{"report", s.source->path}, {"gpu", s.gpu}, {"check", what.first},
-                             {"tensor", what.second}, {"worst_ratio", w.first},
+            worst.push_back({{"report", s.source->path},
+                             {"gpu", s.gpu},
+                             {"check", what.first},
+                             {"tensor", what.second},
+                             {"worst_ratio", w.first},
                              {"records", w.second}});
         if (has_gating) {
             json row = {{"report", s.source->path}, {"gpu", s.gpu}, {"commit", s.commit}};
@@ -313,20 +324,25 @@ json comparison_rows(const Comparison& c) {
     }
     for (const auto& [b, n] : c.not_passed) {
         json row = base_row(b, b.phase + " " + b.gating);
-        row.update({{"kind", "bench"}, {"base", b.outcome}, {"next", n.outcome},
-                    {"delta", json()}, {"noise", json()}, {"verdict", "not passed"}});
+        row.update({{"kind", "bench"},
+                    {"base", b.outcome},
+                    {"next", n.outcome},
+                    {"delta", json()},
+                    {"noise", json()},
+                    {"verdict", "not passed"}});
         rows.push_back(std::move(row));
     }
     // Like `moba compare`'s table: check pairs that did not change are counted, not listed.
     for (const CheckPair& p : c.check_pairs) {
         if (p.verdict == CheckVerdict::same) continue;
         json row = base_row(p.base, p.base.check + " " + p.base.tensor);
-        row.update({{"kind", "check"},
-                    {"base", std::isfinite(p.base_ratio) ? json(p.base_ratio) : json(p.base.outcome)},
-                    {"next", std::isfinite(p.next_ratio) ? json(p.next_ratio) : json(p.next.outcome)},
-                    {"delta", number_or_null(p.next_ratio - p.base_ratio)},
-                    {"noise", json()},
-                    {"verdict", to_string(p.verdict)}});
+        row.update(
+            {{"kind", "check"},
+             {"base", std::isfinite(p.base_ratio) ? json(p.base_ratio) : json(p.base.outcome)},
+             {"next", std::isfinite(p.next_ratio) ? json(p.next_ratio) : json(p.next.outcome)},
+             {"delta", number_or_null(p.next_ratio - p.base_ratio)},
+             {"noise", json()},
+             {"verdict", to_string(p.verdict)}});
         rows.push_back(std::move(row));
     }
     return rows;
@@ -350,18 +366,21 @@ json comparisons(const std::vector<Shown>& shown, double threshold) {
             const Shown& next = *by_start[j];
             const auto& kb = keys[base.id];
             const auto& kn = keys[next.id];
-            if (std::none_of(kb.begin(), kb.end(), [&](const std::string& k) { return kn.count(k); }))
+            if (std::none_of(kb.begin(), kb.end(),
+                             [&](const std::string& k) { return kn.count(k); }))
                 continue;
             json pair = {{"base", base.id}, {"next", next.id}};
             try {
-                const Comparison c = compare_reports(base.source->report, next.source->report,
-                                                     threshold, base.source->path, next.source->path);
+                const Comparison c =
+                    compare_reports(base.source->report, next.source->report, threshold,
+                                    base.source->path, next.source->path);
                 json counts = json::object();
-                for (Verdict v : {Verdict::faster, Verdict::slower, Verdict::same, Verdict::ambiguous})
+                for (Verdict v :
+                     {Verdict::faster, Verdict::slower, Verdict::same, Verdict::ambiguous})
                     counts[std::string(to_string(v))] = c.count(v);
-                for (CheckVerdict v : {CheckVerdict::regressed, CheckVerdict::worse,
-                                       CheckVerdict::better, CheckVerdict::fixed,
-                                       CheckVerdict::changed, CheckVerdict::same})
+                for (CheckVerdict v :
+                     {CheckVerdict::regressed, CheckVerdict::worse, CheckVerdict::better,
+                      CheckVerdict::fixed, CheckVerdict::changed, CheckVerdict::same})
                     counts["checks " + std::string(to_string(v))] = c.count(v);
                 counts["not passed"] = c.not_passed.size();
                 counts["only in base"] = c.only_base.size() + c.check_only_base.size();

@@ -29,7 +29,7 @@ for f in index.html data.js dashboard.js dashboard.css vendor/vega.min.js vendor
 done
 
 dump() {  # dump URL OUTPUT: the DOM after the page's scripts ran (virtual time: no real wait)
-  timeout 120 "$browser" --headless=new --disable-gpu --no-sandbox --no-first-run \
+  timeout 120 "$browser" --headless=new --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run \
     --user-data-dir="$work/profile" --virtual-time-budget=20000 --dump-dom "$1" \
     >"$2" 2>"$work/chromium.log" || { echo "FAIL: chromium failed on $1"; tail -20 "$work/chromium.log"; exit 1; }
 }

@@ -1,13 +1,13 @@
 #include "harness/cli/dashboard_command.hpp"
 
+#include <fmt/format.h>
+
 #include <exception>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "harness/cli/validate_command.hpp"
 #include "harness/dashboard_inputs.hpp"
@@ -31,7 +31,8 @@ CLI::App* add_dashboard_command(CLI::App& app, DashboardFlags& f) {
                     "side's verdicts")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--schema", f.schema, "JSON Schema file (default: as `moba validate` finds it)");
+    cmd->add_option("--schema", f.schema,
+                    "JSON Schema file (default: as `moba validate` finds it)");
     cmd->add_option("--assets", f.assets,
                     "The page's files (default: share/moba/dashboard beside an installed binary, "
                     "else the source tree's harness/dashboard/assets)");
@@ -85,8 +86,8 @@ int run_dashboard(const DashboardFlags& f) {
         fs::copy(assets, out, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
         // A script assigning a variable, not a .json to fetch: file:// pages may not fetch.
         write_text_file((out / "data.js").string(),
-                        "window.MOBA_DASHBOARD = " + data.dump(-1, ' ', false,
-                                                               nlohmann::json::error_handler_t::replace) +
+                        "window.MOBA_DASHBOARD = " +
+                            data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
                             ";\n");
     } catch (const std::exception& e) {
         fmt::print(stderr, "moba dashboard: error: {}\n", e.what());

@@ -7,10 +7,9 @@
 // schema), before anything is written.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace moba::cli {
 
