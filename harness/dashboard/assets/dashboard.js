@@ -240,7 +240,8 @@ function renderHistory(data, body) {
   for (const [gpu, gpuRows] of groupBy(rows, (r) => r.gpu)) {
     body.append(el("h3", {}, gpu));
     chart(body, `history-${slug(gpu)}`, {
-      data: { values: gpuRows.map((r) => ({ ...r, point: `${r.commit} ${r.started.slice(5, 16).replace("T", " ")}` })) },
+      // A point without min/max (older reports) draws no spread: its bar collapses onto the median.
+      data: { values: gpuRows.map((r) => ({ ...r, point: `${r.commit} ${r.started.slice(5, 16).replace("T", " ")}`, lo: r.min_ms ?? r.median_ms, hi: r.max_ms ?? r.median_ms })) },
       facet: { field: "label", type: "nominal", title: null, header: { labelLimit: 520, labelFontSize: 11 } },
       columns: 2,
       resolve: { scale: { y: "independent", x: "independent" } },
@@ -251,10 +252,12 @@ function renderHistory(data, body) {
           tooltip: [{ field: "commit" }, { field: "started" }, { field: "median_ms", format: ".4g" }, { field: "min_ms", format: ".4g" }, { field: "max_ms", format: ".4g" }, { field: "verdict" }, { field: "change", format: "+.1%" }, { field: "report" }],
         },
         layer: [
-          { mark: "rule", encoding: { y: { field: "min_ms", type: "quantitative", title: "ms", scale: { zero: false } }, y2: { field: "max_ms" } } },
-          { mark: { type: "line", color: "#888" }, encoding: { y: { field: "median_ms", type: "quantitative" } } },
+          // invalid: null on every layer keeps each facet's y domain over all three fields (with
+          // Vega-Lite's default filter the rule's min/max came from another dataset and fell outside).
+          { mark: { type: "rule", invalid: null }, encoding: { y: { field: "lo", type: "quantitative", title: "ms", scale: { zero: false } }, y2: { field: "hi" } } },
+          { mark: { type: "line", color: "#888", invalid: null }, encoding: { y: { field: "median_ms", type: "quantitative" } } },
           {
-            mark: { type: "point", filled: true, size: 70 },
+            mark: { type: "point", filled: true, size: 70, invalid: null },
             encoding: {
               y: { field: "median_ms", type: "quantitative" },
               color: { field: "verdict", type: "nominal", scale: HISTORY_COLORS, legend: { orient: "top", title: "verdict against the previous point" } },
