@@ -119,7 +119,10 @@ json fig2_rows(const std::vector<Shown>& shown) {
     for (const Shown& s : shown)
         for (std::size_t i = 0; i < s.records().size(); ++i) {
             const json& r = s.records()[i];
-            if (!timed(r) || !r.contains("published") || !r["published"].is_object()) continue;
+            // The published points are forward times (SEMANTICS.md §7).
+            if (!timed(r) || !r.contains("published") || !r["published"].is_object() ||
+                text(r, "phase") != "fwd")
+                continue;
             const json& config = r["config"];
             keep_latest(
                 picks,

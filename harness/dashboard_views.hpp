@@ -7,7 +7,7 @@
 //                commit (meta.git_sha, 7 digits), dirty, started, complete, records, outcomes
 //   problems     the files not shown (DashboardProblem), invalid ones first
 //   fig2         time[] and speedup[] rows {gpu, figure, length, series, value, report, commit}
-//                from `moba paper` records (those with "published"), the latest per
+//                from `moba paper` forward records (those with "published"), the latest per
 //                (GPU, figure, implementation, length): ours (timing.median_ms,
 //                speedup_vs_dense), the published points the record carries, and the ideal
 //                speedup (dense pairs / MoBA pairs)

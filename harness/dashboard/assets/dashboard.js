@@ -173,7 +173,8 @@ function renderFig2(data, body, onlyFigure) {
   note(body,
     "Forward time and speedup over full attention against length (log axes), from `moba paper` records: " +
     "ours (the latest record per GPU, implementation and length), the published points of the MoBA report's " +
-    "Figure 2 that each record carries (reference/SEMANTICS.md §7), and the ideal speedup (dense pairs / MoBA pairs). " +
+    "Figure 2 that each record carries (values read off the paper's plot, on the paper's GPU: reference/SEMANTICS.md §7), " +
+    "and the ideal speedup (dense pairs / MoBA pairs). " +
     "Our speedup is over the dense implementation measured in the same run.");
   const figures = [...new Set(time.map((r) => r.figure))].sort();
   for (const figure of figures) {
