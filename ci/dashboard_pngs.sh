@@ -28,7 +28,7 @@ for figure in 2a 2b; do
 done
 [[ ${MOBA_DASHBOARD_VIEWS:-0} == 1 ]] || exit 0
 mkdir -p "$out/dashboard"
-for view in top:1100 fig2:1300 throughput:2000 history:2400 correctness:2400 compare:1100 reports:1300; do
+for view in top:1100 fig2:1300 throughput:2000 history:2400 correctness:6000 compare:1100 reports:1300; do
   name=${view%%:*} height=${view##*:}
   hash="#only-$name"; [[ $name == top ]] && hash=""
   timeout 200 "$browser" --headless=new --disable-gpu --no-sandbox --disable-dev-shm-usage --no-first-run --hide-scrollbars \
