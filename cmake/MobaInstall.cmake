@@ -2,6 +2,7 @@
 #   P/bin/moba                           the tool (harness/cli/CMakeLists.txt)
 #   P/share/moba/                        the report schema and FORMAT.md, which `moba validate`
 #                                        finds beside the tool (validate_command.cpp, schema_path)
+#   P/share/moba/dashboard/              the page `moba dashboard` writes out, with vendored Vega
 #   P/include/moba/{core,reference,kernels,harness}/...   the headers, by their source paths
 #   P/lib/libmoba_*.a                    the libraries
 #   P/lib/cmake/moba/                    the package: find_package(moba) gives moba::harness (the
@@ -11,6 +12,8 @@
 include(CMakePackageConfigHelpers)
 
 install(FILES reports/moba-report.schema.json reports/FORMAT.md DESTINATION ${CMAKE_INSTALL_DATADIR}/moba)
+# The page `moba dashboard` copies into its output (dashboard_command.cpp, dashboard_assets_path).
+install(DIRECTORY harness/dashboard/assets/ DESTINATION ${CMAKE_INSTALL_DATADIR}/moba/dashboard)
 
 # Every library a consumer links, and every target in their link interfaces (a static library
 # carries its private dependencies too: moba_warnings and moba_git_version add no flags or
@@ -31,7 +34,7 @@ install(TARGETS ${moba_exported} EXPORT mobaTargets
 foreach(dir core reference kernels harness)
   install(DIRECTORY ${dir}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/moba/${dir}
     FILES_MATCHING PATTERN "*.hpp" PATTERN "*.cuh" PATTERN "*.md"
-    PATTERN "tools" EXCLUDE PATTERN "cli" EXCLUDE PATTERN "python" EXCLUDE)
+    PATTERN "tools" EXCLUDE PATTERN "cli" EXCLUDE PATTERN "python" EXCLUDE PATTERN "dashboard" EXCLUDE)
 endforeach()
 
 set(moba_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/moba)

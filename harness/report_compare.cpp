@@ -31,21 +31,6 @@ RecordRef record_ref(const json& r, std::size_t index) {
             text_field(r, "tensor")};
 }
 
-// (config without seed, impl, phase, gating) for bench records, (config without seed, impl,
-// check, tensor) for check records: what makes two records comparable.
-std::string match_key(const json& r) {
-    json config = r.value("config", json::object());
-    if (config.is_object()) {
-        config.erase("seed");
-        // Reports written before input families existed drew every input from N(0, 1).
-        if (!config.contains("inputs")) config["inputs"] = "normal";
-    }
-    const bool check = r.value("kind", json()) == "check";
-    return fmt::format("{}\x1f{}\x1f{}\x1f{}", config.dump(), text_field(r, "impl"),
-                       text_field(r, check ? "check" : "phase"),
-                       text_field(r, check ? "tensor" : "gating"));
-}
-
 bool is_kind(const json& r, const char* kind) {
     return r.is_object() && r.value("kind", json()) == kind;
 }
@@ -67,27 +52,6 @@ bool passed(const json& r) { return outcome_of(r) == Outcome::passed; }
 double ratio_of(const json& r) {
     const json x = r.value("ratio", json());
     return x.is_number() ? x.get<double>() : std::numeric_limits<double>::quiet_NaN();
-}
-
-TimingStats timing_stats(const json& r, std::size_t index, const std::string& file) {
-    const json t = r.value("timing", json());
-    auto number = [&](const char* key) {
-        return t.is_object() && t.contains(key) && t[key].is_number()
-                   ? t[key].get<double>()
-                   : std::numeric_limits<double>::quiet_NaN();
-    };
-    TimingStats s;
-    s.median_ms = number("median_ms");
-    if (!(s.median_ms > 0) || !std::isfinite(s.median_ms))
-        throw std::invalid_argument(
-            fmt::format("{}: /records/{}/timing/median_ms is missing or not a positive number in a "
-                        "passed bench record",
-                        file, index));
-    s.min_ms = number("min_ms");
-    s.max_ms = number("max_ms");
-    const double rsd = number("rel_stddev");
-    s.rel_stddev = std::isfinite(rsd) ? rsd : 0.0;
-    return s;
 }
 
 // Does [lo, hi] hold x? A side without a range holds nothing.
@@ -195,6 +159,40 @@ std::string md_escape(const std::string& s) {
 }
 
 }  // namespace
+
+std::string match_key(const json& r) {
+    json config = r.value("config", json::object());
+    if (config.is_object()) {
+        config.erase("seed");
+        // Reports written before input families existed drew every input from N(0, 1).
+        if (!config.contains("inputs")) config["inputs"] = "normal";
+    }
+    const bool check = r.value("kind", json()) == "check";
+    return fmt::format("{}\x1f{}\x1f{}\x1f{}", config.dump(), text_field(r, "impl"),
+                       text_field(r, check ? "check" : "phase"),
+                       text_field(r, check ? "tensor" : "gating"));
+}
+
+TimingStats timing_stats(const json& r, std::size_t index, const std::string& file) {
+    const json t = r.value("timing", json());
+    auto number = [&](const char* key) {
+        return t.is_object() && t.contains(key) && t[key].is_number()
+                   ? t[key].get<double>()
+                   : std::numeric_limits<double>::quiet_NaN();
+    };
+    TimingStats s;
+    s.median_ms = number("median_ms");
+    if (!(s.median_ms > 0) || !std::isfinite(s.median_ms))
+        throw std::invalid_argument(
+            fmt::format("{}: /records/{}/timing/median_ms is missing or not a positive number in a "
+                        "passed bench record",
+                        file, index));
+    s.min_ms = number("min_ms");
+    s.max_ms = number("max_ms");
+    const double rsd = number("rel_stddev");
+    s.rel_stddev = std::isfinite(rsd) ? rsd : 0.0;
+    return s;
+}
 
 std::string_view to_string(Verdict v) {
     switch (v) {

@@ -59,6 +59,15 @@ struct Judgement {
 };
 Judgement judge(const TimingStats& base, const TimingStats& next, double threshold);
 
+// What makes two records comparable: (config without "seed", impl, phase, gating) for bench
+// records, (config without "seed", impl, check, tensor) for check records, as one string. A
+// config without "inputs" counts as "normal" (reports written before input families).
+std::string match_key(const nlohmann::json& record);
+
+// A passed bench record's timing; throws std::invalid_argument naming `file` and
+// "/records/<index>/timing/median_ms" when the median is missing or not positive.
+TimingStats timing_stats(const nlohmann::json& record, std::size_t index, const std::string& file);
+
 // One record as the tables show it.
 struct RecordRef {
     std::size_t index = 0;  // position in its report's "records"

@@ -10,6 +10,7 @@
 #include "harness/cli/check_command.hpp"
 #include "harness/cli/compare_command.hpp"
 #include "harness/cli/export_command.hpp"
+#include "harness/cli/dashboard_command.hpp"
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/paper_command.hpp"
 #include "harness/cli/validate_command.hpp"
@@ -35,6 +36,8 @@ int run_main(const std::vector<std::string>& args) {
     CLI::App* export_cmd = add_export_command(app, export_flags);
     ListFlags list_flags;
     CLI::App* list = add_list_command(app, list_flags);
+    DashboardFlags dashboard_flags;
+    CLI::App* dashboard = add_dashboard_command(app, dashboard_flags);
     // CLI11 parses argv-style; the strings outlive the parse.
     std::vector<const char*> argv;
     for (const std::string& a : args) argv.push_back(a.c_str());
@@ -56,6 +59,7 @@ int run_main(const std::vector<std::string>& args) {
         if (compare->parsed()) return run_compare(compare_flags);
         if (export_cmd->parsed()) return run_export(export_flags);
         if (list->parsed()) return run_list(list_flags);
+        if (dashboard->parsed()) return run_dashboard(dashboard_flags);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;
