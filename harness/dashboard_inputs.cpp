@@ -20,8 +20,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
            s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Inside a folder: JSON files other than JSON Schemas (reports/ holds the report schema beside
+// the reports). A file named on the command line is always read, and judged.
 bool looks_like_report(const fs::path& p) {
     const std::string name = p.filename().string();
+    if (ends_with(name, ".schema.json")) return false;
     return ends_with(name, ".json") || ends_with(name, ".json.gz");
 }
 

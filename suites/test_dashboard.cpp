@@ -66,13 +66,15 @@ TEST(DashboardInputs, FoldersAreWalkedForReportsOnly) {
     const fs::path dir = scratch("dashboard_walk");
     fs::remove_all(dir);
     fs::create_directories(dir / "sub");
-    for (const char* name : {"b.json", "a.json", "sub/c.json.gz", "notes.md", "sub/log.txt"})
+    for (const char* name : {"b.json", "a.json", "sub/c.json.gz", "notes.md", "sub/log.txt", "moba-report.schema.json"})
         std::ofstream(dir / name) << "{}";
     const auto files = report_files({dir.string()});
-    ASSERT_EQ(files.size(), 3u);
+    ASSERT_EQ(files.size(), 3u) << "a JSON Schema inside a folder is not a report";
     EXPECT_EQ(files[0].filename(), "a.json");
     EXPECT_EQ(files[1].filename(), "b.json");
     EXPECT_EQ(files[2].filename(), "c.json.gz");
+    // Named on the command line, it is read (and judged).
+    EXPECT_EQ(report_files({(dir / "moba-report.schema.json").string()}).size(), 1u);
     try {
         report_files({(dir / "missing.json").string()});
         ADD_FAILURE() << "a missing input must be refused";
