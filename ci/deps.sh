@@ -17,6 +17,7 @@ if ((${#moba_missing[@]})); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "installing: ${moba_missing[*]}"
     apt-get update -qq
+    moba_apt_updated=1  # ci/test.sh installs chromium after this without a second update
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${moba_missing[@]}" >/dev/null
   else
     echo "missing packages: ${moba_missing[*]} (run: sudo apt-get install ${moba_missing[*]})" >&2

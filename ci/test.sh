@@ -9,7 +9,7 @@ source ci/deps.sh
 if [[ ${MOBA_SKIP_DEPS:-0} != 1 ]] && ! command -v chromium >/dev/null; then
   if [[ $(id -u) -eq 0 ]]; then
     echo "installing: chromium (the dashboard's browser test)"
-    apt-get update -qq
+    [[ ${moba_apt_updated:-0} == 1 ]] || apt-get update -qq  # once per run
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium python3 >/dev/null
   else
     echo "chromium is not installed: ctest dashboard_browser will be skipped (sudo apt-get install chromium)" >&2
