@@ -1,5 +1,7 @@
 #include "harness/cli/dashboard_command.hpp"
 
+#include "harness/cli/installed_files.hpp"
+
 #include <fmt/format.h>
 
 #include <exception>
@@ -51,16 +53,7 @@ std::string dashboard_assets_path(const std::string& given) {
             throw std::invalid_argument(fmt::format("--assets {}: holds no index.html", given));
         return given;
     }
-    std::vector<fs::path> tried;
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) tried.push_back(self.parent_path().parent_path() / "share" / "moba" / "dashboard");
-    tried.emplace_back(MOBA_DEFAULT_DASHBOARD_ASSETS);
-    for (const fs::path& p : tried)
-        if (fs::exists(p / "index.html", ec)) return p.string();
-    std::string list;
-    for (const fs::path& p : tried) list += (list.empty() ? "" : ", ") + p.string();
-    throw std::runtime_error("no dashboard assets found (tried " + list + "); pass --assets DIR");
+    return installed_or_source_file("dashboard", MOBA_DEFAULT_DASHBOARD_ASSETS, "index.html", "--assets DIR");
 }
 
 int run_dashboard(const DashboardFlags& f) {

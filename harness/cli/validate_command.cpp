@@ -1,5 +1,7 @@
 #include "harness/cli/validate_command.hpp"
 
+#include "harness/cli/installed_files.hpp"
+
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -27,17 +29,7 @@ CLI::App* add_validate_command(CLI::App& app, ValidateFlags& f) {
 
 std::string schema_path(const std::string& given) {
     if (!given.empty()) return given;
-    namespace fs = std::filesystem;
-    std::vector<fs::path> tried;
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) tried.push_back(self.parent_path().parent_path() / "share" / "moba" / "moba-report.schema.json");
-    tried.emplace_back(MOBA_DEFAULT_SCHEMA);
-    for (const fs::path& p : tried)
-        if (fs::exists(p, ec)) return p.string();
-    std::string list;
-    for (const fs::path& p : tried) list += (list.empty() ? "" : ", ") + p.string();
-    throw std::runtime_error("no report schema found (tried " + list + "); pass --schema FILE");
+    return installed_or_source_file("moba-report.schema.json", MOBA_DEFAULT_SCHEMA, "", "--schema FILE");
 }
 
 int run_validate(const ValidateFlags& f) {
