@@ -9,7 +9,8 @@
 #   gating, forward and backward of every registered implementation;
 # - a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K (forward and
 #   forward+backward, gating included, each checked on sampled rows first).
-# Switches: MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all` (beside ctest);
+# Switches: MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all` (beside ctest;
+# MOBA_VERIFY_QUICK=alone runs it first, alone, timed);
 # MOBA_VERIFY_LONG="I/N ..." adds those shards of the long suite against the float64 GPU truth,
 # started right after the build in MOBA_VERIFY_LANES (default 2) lanes beside the other steps; no
 # shard starts after MOBA_VERIFY_DEADLINE seconds (default 400) and each is stopped (its report
@@ -55,6 +56,9 @@ fi
 [[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
 # MOBA_VERIFY_QUICK=1: also the CLI's quick check of every implementation, beside ctest (both
 # are mostly float64 CPU work on different cores; pair it with MOBA_VERIFY_BENCH=0).
+# MOBA_VERIFY_QUICK=alone: the same, on its own before anything else starts, to time it (the
+# rigor issue's target is about 2 minutes for every implementation).
+[[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json"
 quick_pid=
 if [[ ${MOBA_VERIFY_QUICK:-0} == 1 ]]; then
   (step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json") &
