@@ -446,7 +446,7 @@ std::string device_memory_refusal(const CheckCase& c, const CheckOptions& o) {
         // check after planning is exact, this one comes before the inputs are drawn.
         const double need = ref::gpu::device_bytes_estimate(c.problem, !c.problem.zero_sparsity(), true);
         const MemoryInfo m = device_memory();
-        if (need > 0.95 * static_cast<double>(m.free_bytes))
+        if (need > ref::gpu::kMaxFreeMemoryShare * static_cast<double>(m.free_bytes))
             return fmt::format("the float64 GPU truth needs about {:.2f} GiB of device memory for {} but {:.2f} GiB "
                                "are free; refused before drawing the inputs. Check a smaller shape (fewer tokens or "
                                "heads), or only the gating with --gating-only",

@@ -5,7 +5,8 @@
 
 namespace moba::ref {
 
-Problem DecodeBatch::cache_problem() const {
+void DecodeBatch::validate() const {
+    const std::vector<int>& k_lens = cache.seqlens;
     if (k_lens.empty()) throw std::invalid_argument("a decode batch needs at least one request");
     if (k_lens.size() != q_lens.size())
         throw std::invalid_argument("decode batch: " + std::to_string(k_lens.size()) + " cache lengths but " +
@@ -15,17 +16,7 @@ Problem DecodeBatch::cache_problem() const {
             throw std::invalid_argument("decode batch: request " + std::to_string(r) + " has q_len " +
                                         std::to_string(q_lens[r]) + " (1 <= q_len <= k_len = " +
                                         std::to_string(k_lens[r]) + ")");
-    Problem p;
-    p.seqlens = k_lens;
-    p.heads_q = heads_q;
-    p.heads_kv = heads_kv;
-    p.head_dim = head_dim;
-    p.block = block;
-    p.topk = topk;
-    p.dtype = dtype;
-    p.softmax_scale = softmax_scale;
-    p.validate();
-    return p;
+    cache.validate();
 }
 
 std::int64_t DecodeBatch::total_q() const {
@@ -38,16 +29,18 @@ std::vector<std::int64_t> DecodeBatch::query_positions() const {
     std::vector<std::int64_t> positions;
     positions.reserve(static_cast<std::size_t>(total_q()));
     std::int64_t cu = 0;
-    for (std::size_t r = 0; r < k_lens.size(); ++r) {
-        for (int t = 0; t < q_lens[r]; ++t) positions.push_back(cu + k_lens[r] - q_lens[r] + t);
-        cu += k_lens[r];
+    for (std::size_t r = 0; r < q_lens.size(); ++r) {
+        const int k_len = cache.seqlens[r];
+        for (int t = 0; t < q_lens[r]; ++t) positions.push_back(cu + k_len - q_lens[r] + t);
+        cu += k_len;
     }
     return positions;
 }
 
 DecodeResult decode_forward(const DecodeBatch& batch, const std::vector<float>& q_new,
                             const std::vector<float>& k, const std::vector<float>& v) {
-    const Problem p = batch.cache_problem();
+    batch.validate();
+    const Problem& p = batch.cache;
     const std::int64_t want_q = batch.total_q() * p.heads_q * p.head_dim;
     if (static_cast<std::int64_t>(q_new.size()) != want_q)
         throw std::invalid_argument("q_new has " + std::to_string(q_new.size()) + " elements; the batch needs " +

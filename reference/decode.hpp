@@ -1,10 +1,11 @@
 // The float64 truth of MoBA decode (SEMANTICS.md §9): new query tokens appended to cached
-// sequences, chunked prefill included. A batch of requests, request r with k_len[r] tokens in
-// its cache (its new tokens included, as a cache is written before attention) and the last
-// q_len[r] of them new. New token t of request r sits at position k_len[r] - q_len[r] + t of its
-// sequence, and attends, gates and ties exactly as that position does in prefill: decode is a
-// subset of prefill's rows, which is how this reference computes it (gating_rows, forward_rows
-// over the whole cache), so it agrees with the prefill reference bitwise by construction.
+// sequences, chunked prefill included. A batch of requests, request r with cache.seqlens[r]
+// tokens in its cache (its new tokens included, as a cache is written before attention) and the
+// last q_lens[r] of them new. New token t of request r sits at position
+// cache.seqlens[r] - q_lens[r] + t of its sequence, and attends, gates and ties exactly as that
+// position does in prefill: decode is a subset of prefill's rows, which is how this reference
+// computes it (gating_rows, forward_rows over the whole cache), so it agrees with the prefill
+// reference bitwise by construction.
 #pragma once
 
 #include <cstdint>
@@ -17,15 +18,12 @@
 namespace moba::ref {
 
 struct DecodeBatch {
-    std::vector<int> k_lens;  // cached + new tokens of each request (>= 1)
-    std::vector<int> q_lens;  // new tokens of each request, 1 <= q_len <= k_len
-    int heads_q = 0, heads_kv = 0, head_dim = 0, block = 0, topk = 0;
-    DType dtype = DType::bf16;
-    double softmax_scale = 0.0;  // 0: 1/sqrt(head_dim)
+    Problem cache;            // the caches as a prefill problem: seqlens = cached + new tokens
+    std::vector<int> q_lens;  // new tokens of each request, 1 <= q_len <= its cache length
 
-    // The prefill problem over the caches (seqlens = k_lens). Throws std::invalid_argument
-    // naming the request and value when a length is bad or the shape is (Problem::validate).
-    Problem cache_problem() const;
+    // Throws std::invalid_argument naming the request and value when a length is bad, or what
+    // Problem::validate names for the shape.
+    void validate() const;
     std::int64_t total_q() const;
     // Global packed index, in the cache's [total_k] layout, of every new token, request by
     // request: cu_k[r] + k_len[r] - q_len[r] + t.

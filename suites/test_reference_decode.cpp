@@ -18,20 +18,20 @@ std::vector<float> random_values(std::size_t n, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<float> x(n);
-    for (float& v : x) v = normal(rng);  // fp32 batch: no dtype rounding needed
+    for (float& v : x) v = normal(rng);
     return x;
 }
 
 ref::DecodeBatch batch_of(std::vector<int> k_lens, std::vector<int> q_lens) {
     ref::DecodeBatch b;
-    b.k_lens = std::move(k_lens);
+    b.cache.seqlens = std::move(k_lens);
+    b.cache.heads_q = 4;
+    b.cache.heads_kv = 2;
+    b.cache.head_dim = 32;
+    b.cache.block = 64;
+    b.cache.topk = 3;
+    b.cache.dtype = DType::f32;  // random fp32 values need no rounding
     b.q_lens = std::move(q_lens);
-    b.heads_q = 4;
-    b.heads_kv = 2;
-    b.head_dim = 32;
-    b.block = 64;
-    b.topk = 3;
-    b.dtype = DType::f32;
     return b;
 }
 
@@ -39,7 +39,7 @@ ref::DecodeBatch batch_of(std::vector<int> k_lens, std::vector<int> q_lens) {
 // boundary, and a whole prefill (q_len = k_len).
 TEST(ReferenceDecode, NewTokensAreThePrefillRowsAtTheirPositionsBitwise) {
     const ref::DecodeBatch b = batch_of({1, 300, 1025, 130}, {1, 1, 7, 130});
-    const Problem p = b.cache_problem();
+    const Problem& p = b.cache;
     HostInputs in;
     in.q = random_values(static_cast<std::size_t>(p.q_elems()), 1);
     in.k = random_values(static_cast<std::size_t>(p.kv_elems()), 2);
@@ -76,7 +76,7 @@ TEST(ReferenceDecode, NewTokensAreThePrefillRowsAtTheirPositionsBitwise) {
 
 TEST(ReferenceDecode, ACacheOfOneTokenGivesItsValue) {
     const ref::DecodeBatch b = batch_of({1}, {1});
-    const Problem p = b.cache_problem();
+    const Problem& p = b.cache;
     const auto q = random_values(static_cast<std::size_t>(p.heads_q * p.head_dim), 4);
     const auto k = random_values(static_cast<std::size_t>(p.kv_elems()), 5);
     const auto v = random_values(static_cast<std::size_t>(p.kv_elems()), 6);

@@ -274,7 +274,7 @@ Result run(const Problem& p, const HostInputs& in, const Selection* sel, bool ba
     const double need = device_bytes(p, plan, sel != nullptr, backward);
     std::size_t free_bytes = 0, total_bytes = 0;
     MOBA_CUDA_CALL(cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (need > 0.95 * static_cast<double>(free_bytes))
+    if (need > kMaxFreeMemoryShare * static_cast<double>(free_bytes))
         throw std::runtime_error("the float64 GPU truth needs " + std::to_string(need / gib) +
                                  " GiB of device memory; " + std::to_string(free_bytes / gib) +
                                  " GiB are free");

@@ -41,6 +41,10 @@ struct Plan {
     int max_rows = 0;
 };
 
+// The share of free device memory the truth lets itself need (the rest: the CUDA context's and
+// cuBLAS's own allocations, fragmentation). Its own check and moba check's refusal both use it.
+inline constexpr double kMaxFreeMemoryShare = 0.95;
+
 // Device bytes the truth allocates (attention64.cu, run): q, k, v (and dout) in double with a float
 // staging buffer, out, lse (dq, dk, dv, delta), one tile's scores (and dP) and gathered keys, the
 // selection and the tiles' block lists. `plan` is the one it runs.
