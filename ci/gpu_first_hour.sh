@@ -12,7 +12,7 @@ expect_refusal() {  # NAME SECONDS COMMAND (one string)
 expect_refusal first_hour_8m 60 "$moba check --seqlens 8M --heads 64 --reference gpu"
 # 2. Device memory: another process holds all but ~12 GiB of the GPU (as a training job would),
 #    then a check whose implementations or whose float64 GPU truth cannot fit is refused before
-#    drawing the inputs, sizes named, exit 2; the same check runs once the memory is released.
+#    drawing the inputs, sizes named, exit 2.
 hold_gpu_memory() {  # leaves about $1 GiB free for 90 s; prints "holding" once it does
   python3 - "$1" <<'PY'
 import sys, time, torch
@@ -38,12 +38,13 @@ if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
 else
   echo "first_hour_device: skipped, no python3 with CUDA torch to hold device memory" | tee -a "$out/summary.txt"
 fi
-# 3. Progress inside a long configuration, redirected (plain lines), and on a terminal
-#    (script(1) gives it one: the line is redrawn in place).
-step first_hour_progress_plain 120 $moba check --seqlens 64K --heads 16 --block 1024 --topk 8 --reference gpu \
+# 3. Progress inside a configuration of tens of seconds, redirected (plain lines, each phase
+#    numbered with an ETA), and on a terminal (script(1) gives it one: the line is redrawn in
+#    place). 64K x 16 heads did not finish in 120 s beside the long suite (2026-12-02).
+step first_hour_progress_plain 180 $moba check --seqlens 32K --heads 8 --block 1024 --topk 8 --reference gpu \
   --impl wgmma_moba,tiled_mma
 if command -v script >/dev/null; then
-  step first_hour_progress_tty 120 script -qec "$moba check --seqlens 64K --heads 16 --block 1024 --topk 8 \
+  step first_hour_progress_tty 180 script -qec "$moba check --seqlens 32K --heads 8 --block 1024 --topk 8 \
     --reference gpu --impl wgmma_moba" /dev/null
 fi
 # 4. SIGINT in the middle of the quick suite on the GPU: exit 130, the report holds what finished
