@@ -333,6 +333,22 @@ class CommandLine(unittest.TestCase):
         # A shape flag with --suite is refused by the C++ command line (exit 2).
         self.assertEqual(moba_main(["check", "--suite", "quick", "--heads", "8"]), 2)
 
+    def test_either_import_order_works(self):
+        # A fresh interpreter per order: _moba loaded before torch, and after it. Each then runs
+        # torch code that formats through C++ streams and the in-process command line (a
+        # refusal, exit 2). Symbols the module took in from static archives once leaked out and
+        # crashed one order or the other (harness/python/CMakeLists.txt, --exclude-libs).
+        import subprocess
+        body = ("import torch; print(torch.zeros(2)); "
+                "from moba.command import run_moba; "
+                "raise SystemExit(run_moba(['check', '--suite', 'quick', '--heads', '8']))")
+        for first in ("import moba; ", "import torch; import moba; "):
+            with self.subTest(order=first):
+                done = subprocess.run([sys.executable, "-c", first + body], capture_output=True, text=True,
+                                      timeout=120, env=os.environ.copy())
+                self.assertEqual(done.returncode, 2, done.stderr[-2000:])
+                self.assertIn("--heads does not apply with --suite", done.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
