@@ -11,8 +11,9 @@
 #   forward+backward, gating included, each checked on sampled rows first).
 # Switches: MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all` (beside ctest;
 # MOBA_VERIFY_QUICK=alone runs it first, alone, timed);
-# MOBA_VERIFY_LONG="I/N ..." adds those shards of the long suite against the float64 GPU truth,
-# started right after the build in MOBA_VERIFY_LANES (default 2) lanes beside the other steps; no
+# MOBA_VERIFY_LONG="I/N ..." adds those shards of the long suite against the float64 GPU truth
+# (of MOBA_VERIFY_LONG_IMPL, default all), started after the build (and after the quick-alone and
+# first-hour steps) in MOBA_VERIFY_LANES (default 2) lanes beside the other steps; no
 # shard starts after MOBA_VERIFY_DEADLINE seconds (default 400) and each is stopped (its report
 # then says "complete": false) at MOBA_VERIFY_END (default 540), so the call ends inside the
 # device's 600 s; shards not started are named in the summary. Reports: $out/check-long.tar.gz,
@@ -28,12 +29,20 @@ source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
+# MOBA_VERIFY_QUICK=alone: the CLI's quick check of every implementation first, with nothing else
+# on the machine, to time it (the rigor issue's target is about 2 minutes for all of them).
+[[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json"
+# The first-hour steps hold most of the GPU's memory for a while (ci/gpu_first_hour.sh): before
+# the long lanes start, so that no lane meets the holder.
+[[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
 # MOBA_VERIFY_LONG: shards of the long suite in lanes, in the background from here on.
 long_pids=()
 if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
   long_dir=$(mktemp -d)
   read -ra long_shards <<<"$MOBA_VERIFY_LONG"
   lanes=${MOBA_VERIFY_LANES:-2} deadline=${MOBA_VERIFY_DEADLINE:-400} end=${MOBA_VERIFY_END:-540}
+  long_impl=${MOBA_VERIFY_LONG_IMPL:-all}
+  # The lanes run niced: ctest and the timed steps keep the CPU cores they would have alone.
   run_long_lane() {
     local shard
     for shard in "$@"; do
@@ -42,7 +51,7 @@ if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
         step_status=1
         continue
       fi
-      step "check_long_${shard/\//of}" $((end - SECONDS)) $moba check --suite long --reference gpu --impl all \
+      step "check_long_${shard/\//of}" $((end - SECONDS)) nice -n 10 $moba check --suite long --reference gpu --impl "$long_impl" \
         --shard "$shard" --out "$long_dir/check-long-${shard/\//of}.json"
     done
     return $step_status
@@ -53,18 +62,16 @@ if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
     ((${#mine[@]})) && { run_long_lane "${mine[@]}" & long_pids+=($!); }
   done
 fi
-[[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
 # MOBA_VERIFY_QUICK=1: also the CLI's quick check of every implementation, beside ctest (both
 # are mostly float64 CPU work on different cores; pair it with MOBA_VERIFY_BENCH=0).
-# MOBA_VERIFY_QUICK=alone: the same, on its own before anything else starts, to time it (the
-# rigor issue's target is about 2 minutes for every implementation).
-[[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json"
 quick_pid=
 if [[ ${MOBA_VERIFY_QUICK:-0} == 1 ]]; then
   (step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json") &
   quick_pid=$!
 fi
-[[ ${MOBA_VERIFY_CTEST:-1} == 1 ]] && step ctest_gpu 500 ctest --preset release -L gpu -j 8 --timeout 480
+# ctest ends by MOBA_VERIFY_END too (at most 500 s), so the summary below still prints inside the call.
+ctest_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((ctest_limit > 500)) && ctest_limit=500
+[[ ${MOBA_VERIFY_CTEST:-1} == 1 ]] && step ctest_gpu $ctest_limit ctest --preset release -L gpu -j 8 --timeout 480
 [[ -n $quick_pid ]] && { wait "$quick_pid" || step_status=1; }
 if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
