@@ -11,15 +11,21 @@
 # - `python -m moba paper --figure 2b` at 32K and 128K with SDPA cuDNN/flash beside the kernels,
 #   so the dense baseline is the fastest measured in that process.
 # MOBA_PY_STEPS (default tests,check,bench,paper) picks steps, so the work can be split over two
-# calls if one runs long. Reports go to ${OUT:-out}/; logs to $OUT/log.txt. Prints a short table
+# calls if one runs long; MOBA_PY_BUILD=0 skips the configure and build. Reports go to ${OUT:-out}/; logs to $OUT/log.txt. Prints a short table
 # last; exits non-zero when a step failed.
 source "$(dirname "$0")/gpu_prologue.sh"
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-grep -E "MOBA_PYTHON" "$step_logs/configure.log"
-grep -q "MOBA_PYTHON: building" "$step_logs/configure.log" \
-  || { echo "the Python package is not configured (see the MOBA_PYTHON line above)" | tee -a "$out/summary.txt"; exit 1; }
-step build 360 cmake --build --preset release --target moba_python moba -j "$(nproc)" \
-  || { tail -40 "$step_logs/build.log"; exit 1; }
+# MOBA_PY_BUILD=0: the caller built everything already (gpu_verify.sh runs this beside ctest,
+# which must not meet a reconfigure).
+if [[ ${MOBA_PY_BUILD:-1} == 1 ]]; then
+  step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+  grep -E "MOBA_PYTHON" "$step_logs/configure.log"
+  grep -q "MOBA_PYTHON: building" "$step_logs/configure.log" \
+    || { echo "the Python package is not configured (see the MOBA_PYTHON line above)" | tee -a "$out/summary.txt"; exit 1; }
+  step build 360 cmake --build --preset release --target moba_python moba -j "$(nproc)" \
+    || { tail -40 "$step_logs/build.log"; exit 1; }
+fi
+ls build/release/harness/python/moba/_moba*.so >/dev/null 2>&1 \
+  || { echo "the Python package is not built (build/release/harness/python/moba/_moba*.so)" | tee -a "$out/summary.txt"; exit 1; }
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 python=${python:-python3}
 export PYTHONPATH=$PWD/build/release/harness/python

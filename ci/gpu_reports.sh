@@ -21,8 +21,12 @@ step sweep_short 120 $moba bench --seqlen 8K,32K "${grid[@]}" --impl naive,naive
 # refuses the length (its 128K x 128K scores do not fit) and says so in its record.
 step sweep_128k 300 $moba bench --seqlen 128K "${grid[@]}" --impl naive,naive_dense,dense_cublas \
   --phase fwd --max-seconds 3 --resume --out "$out/sweep.json"
-step anchors 200 python3 harness/tools/sdpa_anchors.py --seqlen 8K,32K,128K --heads 16 --kv-heads 16,4,1 \
-  --head-dim 128 --block 512 --topk 8 --dtype bf16 --impl all --phase fwd --max-seconds 3 --out "$out/anchors.json"
+# PyTorch beside the kernels on the same grid, in one process (the Python package's bench).
+python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+PYTHONPATH=$PWD/build/release/harness/python step anchors 200 "${python:-python3}" -m moba bench \
+  --seqlen 8K,32K,128K --heads 16 --kv-heads 16,4,1 --head-dim 128 --block 512 --topk 8 --dtype bf16 --phase fwd \
+  --max-seconds 3 --impl wgmma_moba,wgmma_dense,harness/python/examples/flex_moba.py:flex_moba \
+  --torch sdpa_cudnn,sdpa_flash,flex_causal --out "$out/anchors.json"
 step validate_sweep 30 $moba validate "$out/sweep.json" "$out/anchors.json"
 fi
 if [[ $mode == paper || $mode == reports || $mode == all ]]; then

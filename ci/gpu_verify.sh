@@ -20,6 +20,8 @@
 # summarised by ci/check_summary.py;
 # MOBA_VERIFY_FIRST_HOUR=1 adds the refusals, progress and interrupt as met on the GPU
 # (ci/gpu_first_hour.sh);
+# MOBA_VERIFY_PYTHON=SHARD adds ci/gpu_python.sh's check (that shard of the quick suite, on both
+# examples and op_wgmma_moba) and paper steps beside ctest (reports: $out/python.tar.gz);
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
 # MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build) adds ci/sass_diff.py against this
@@ -64,6 +66,12 @@ if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
 fi
 # MOBA_VERIFY_QUICK=1: also the CLI's quick check of every implementation, beside ctest (both
 # are mostly float64 CPU work on different cores; pair it with MOBA_VERIFY_BENCH=0).
+python_pid=
+if [[ -n ${MOBA_VERIFY_PYTHON:-} ]]; then
+  (step python_check_paper 480 env OUT="$out/python" MOBA_PY_SHARD="$MOBA_VERIFY_PYTHON" MOBA_PY_STEPS=check,paper MOBA_PY_BUILD=0 \
+     ci/gpu_python.sh) &
+  python_pid=$!
+fi
 quick_pid=
 if [[ ${MOBA_VERIFY_QUICK:-0} == 1 ]]; then
   (step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json") &
@@ -73,6 +81,7 @@ fi
 ctest_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((ctest_limit > 500)) && ctest_limit=500
 [[ ${MOBA_VERIFY_CTEST:-1} == 1 ]] && step ctest_gpu $ctest_limit ctest --preset release -L gpu -j 8 --timeout 480
 [[ -n $quick_pid ]] && { wait "$quick_pid" || step_status=1; }
+[[ -n $python_pid ]] && { wait "$python_pid" || step_status=1; }
 if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
   step sass_diff 200 python3 ci/sass_diff.py /tmp/sass_old build/release
@@ -100,6 +109,10 @@ if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
   step check_long_summary 60 python3 ci/check_summary.py "$long_dir"/check-long-*.json
 fi
 step_gather
+if [[ -d $out/python ]]; then
+  tail -32 "$step_logs/python_check_paper.log"
+  tar czf "$out/python.tar.gz" -C "$out" python && rm -rf "$out/python"
+fi
 [[ -f $step_logs/ctest_gpu.log ]] && grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
 ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
 [[ -f $out/check-quick-all.json ]] && python3 ci/check_summary.py "$out/check-quick-all.json"

@@ -37,8 +37,9 @@ std::string gating_label(const Implementation& impl, Phase phase, GatingMode gat
 }
 
 std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold) {
-    return fmt::format("moba bench {} --seed {} --impl {} --phase {} --gating {}{}", s.problem.flags(), s.seed, impl,
-                       to_string(phase), to_string(gating), cold ? " --cold" : "");
+    const CommandNaming naming = command_naming(impl);
+    return fmt::format("{} bench {} --seed {} {} --phase {} --gating {}{}", naming.tool, s.problem.flags(), s.seed,
+                       naming.impl_flags, to_string(phase), to_string(gating), cold ? " --cold" : "");
 }
 
 namespace {

@@ -472,9 +472,10 @@ void PrintTo(const CheckCase& c, std::ostream* os) {
 }
 
 std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref) {
-    std::string cmd = fmt::format("moba check {} --seed {} --inputs {}", c.problem.flags(), c.seed,
+    const CommandNaming naming = command_naming(impl);
+    std::string cmd = fmt::format("{} check {} --seed {} --inputs {}", naming.tool, c.problem.flags(), c.seed,
                                   to_string(c.inputs));
-    if (impl != kBaselineName) cmd += " --impl " + impl;
+    if (impl != kBaselineName) cmd += " " + naming.impl_flags;
     if (ref == ReferenceKind::gpu) cmd += " --reference gpu";
     return cmd;
 }

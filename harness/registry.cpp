@@ -220,6 +220,15 @@ const Implementation* find_implementation(std::string_view name) {
     return nullptr;
 }
 
+CommandNaming command_naming(std::string_view impl_name) {
+    CommandNaming naming{"moba", "--impl " + std::string(impl_name)};
+    if (const Implementation* impl = find_implementation(impl_name)) {
+        if (!impl->cli_tool.empty()) naming.tool = impl->cli_tool;
+        if (!impl->cli_impl_flags.empty()) naming.impl_flags = impl->cli_impl_flags;
+    }
+    return naming;
+}
+
 std::string implementation_names() {
     std::string names;
     for (const auto& impl : registry()) names += (names.empty() ? "" : ", ") + impl.name;

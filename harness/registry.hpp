@@ -63,6 +63,11 @@ struct Implementation {
     // entry's lse is recorded as not supported, never judged on the poisoned buffer.
     bool writes_lse = true;
     BlockMeans block_means = BlockMeans::exact;
+    // How a command line reruns this entry; empty for the built-in ones (`moba`, `--impl NAME`).
+    // An entry that `python -m moba` registered from `--impl file.py:fn` carries that tool and
+    // the flags that register it again, so its records' `command` reruns it.
+    std::string cli_tool;        // e.g. "python3 -m moba"
+    std::string cli_impl_flags;  // e.g. "--impl examples/plain_moba.py:plain_moba --block-means rounded"
 
     bool has_gating() const { return static_cast<bool>(gating); }
     bool has_backward() const { return static_cast<bool>(backward); }
@@ -80,6 +85,15 @@ void register_external(Implementation impl);
 inline constexpr std::size_t kMaxExternalImplementations = 64;
 // nullptr when no entry has that name.
 const Implementation* find_implementation(std::string_view name);
+
+// The tool and the --impl flags that name an entry on a command line: `moba` and
+// `--impl NAME`, or what an external entry carries (cli_tool, cli_impl_flags). A name no entry
+// has (the baseline's) is the `moba` tool's.
+struct CommandNaming {
+    std::string tool;
+    std::string impl_flags;
+};
+CommandNaming command_naming(std::string_view impl_name);
 // "naive, ..." for messages.
 std::string implementation_names();
 

@@ -52,12 +52,21 @@ nlohmann::json device_json(const DeviceInfo& d) {
             {"runtime_version", d.runtime_version}};
 }
 
+namespace {
+std::vector<std::string>& invocation_override() {
+    static std::vector<std::string> argv;
+    return argv;
+}
+}  // namespace
+
+void set_invocation_override(std::vector<std::string> argv) { invocation_override() = std::move(argv); }
+
 nlohmann::json meta_json(const std::string& tool, const std::vector<std::string>& argv) {
     char host[256] = {0};
     gethostname(host, sizeof host - 1);
     return {{"tool", tool},
             {"argv", argv},
-            {"command", shell_join(argv)},
+            {"command", shell_join(invocation_override().empty() ? argv : invocation_override())},
             {"git_sha", git_sha()},
             {"git_dirty", git_dirty()},
             {"version", project_version()},

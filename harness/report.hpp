@@ -26,6 +26,11 @@ std::string iso_time_now();
 
 nlohmann::json device_json(const DeviceInfo& info);
 nlohmann::json meta_json(const std::string& tool, const std::vector<std::string>& argv);
+// The command line that meta's `command` names, when it is not the argv the command parsed:
+// `python -m moba` sets the one its user typed (its --impl items are module:function specs that
+// the argv it hands the C++ side no longer carries). meta's `argv` stays what was parsed. An
+// empty vector clears it.
+void set_invocation_override(std::vector<std::string> argv);
 
 class ReportWriter {
 public:

@@ -19,7 +19,8 @@ import importlib.util
 import os
 import sys
 
-from . import api, torch_baselines
+from . import api, bridge, torch_baselines
+from ._native import native
 from .command import run_moba
 
 _PYTHON_COMMANDS = ("check", "bench", "paper")
@@ -82,7 +83,7 @@ def register_impls(command, options):
                 fn = load_callable(item)
             except ImportError as e:
                 raise ImportError(f"--impl {item}: {e}") from e
-            names.append(api.register(fn, **register_options))
+            names.append(api.register(fn, cli=bridge.cli_impl_flags(item, **register_options), **register_options))
         else:
             names.append(api.register(item, **register_options))
     return ",".join(dict.fromkeys(names))
@@ -103,7 +104,13 @@ def main(argv=None):
         text = str(e)
         print(text if text.startswith("moba: ") else f"moba: error: {text}", file=sys.stderr)
         return 2
-    status = run_moba([command] + (["--impl", impl] if impl else []) + rest)
+    # Reports name the command typed here (meta.command), not the argv of registered names the
+    # C++ side parses; each record's command names its entry's --impl item (bridge.PYTHON_TOOL).
+    native.set_invocation(bridge.PYTHON_TOOL.split() + argv)
+    try:
+        status = run_moba([command] + (["--impl", impl] if impl else []) + rest)
+    finally:
+        native.set_invocation([])
     if "--help" in rest or "-h" in rest:
         print("\nWith python -m moba, besides:" + __doc__.split("beside them:", 1)[1].rstrip())
     return status

@@ -20,6 +20,9 @@ def register(fn, name=None, **options):
             if kernel not in known:
                 raise ValueError(f"moba: '{fn}' names no built-in kernel (built-in: {', '.join(known)})")
             options = {k: v for k, v in options.items() if k not in ("dtypes", "max_head_dim")}
+            if "cli" not in options:
+                options["cli"] = bridge.cli_impl_flags(fn, **{k: v for k, v in options.items()
+                                                              if k in ("block_means", "gating", "backward", "lse")})
             return bridge.register(kernel_callable(kernel), name or fn, technique=f"{kernel} through the torch "
                                    "custom op moba::attention_fwd (autograd: moba::attention_bwd)", like=kernel,
                                    **options)

@@ -10,6 +10,7 @@ with backward=False to time inference.
 """
 
 import contextlib
+import shlex
 
 import torch
 
@@ -26,20 +27,51 @@ class _Entry:
 
 _entries = {}
 
+# The command line that reruns an entry registered here (a record's `command`): `python -m moba`,
+# with the --impl item that registers the callable again and the flags of its options.
+PYTHON_TOOL = "python3 -m moba"
+
+
+def cli_impl_flags(impl_item, *, block_means="exact", gating=True, backward=True, lse=True, extra=""):
+    """'--impl path/f.py:fn --block-means rounded ...': the flags of `python -m moba` that
+    register an entry as these options do."""
+    flags = [extra] if extra else []
+    flags += ["--impl", shlex.quote(impl_item)]
+    if block_means != "exact":
+        flags += ["--block-means", block_means]
+    flags += [flag for flag, off in (("--no-gating", not gating), ("--no-backward", not backward),
+                                     ("--no-lse", not lse)) if off]
+    return " ".join(flags)
+
+
+def _importable_item(fn):
+    """'package.module:function' when fn can be imported again by that name, else None (a
+    function of __main__ or of a file loaded by path has no such name)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or module.startswith("moba_user_") or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
 
 def register(fn, name=None, *, dense=False, gating=True, backward=True, lse=True, block_means="exact",
-             dtypes=("bf16", "fp16"), max_head_dim=256, technique=None, like=""):
+             dtypes=("bf16", "fp16"), max_head_dim=256, technique=None, like="", cli=None):
     """Adds fn (moba.user_callable's signature) to the registry as `name` (default: its
     __name__) and returns the name. dense: computes full causal attention whatever the
     selection (a speedup baseline; checked at zero sparsity only). gating: fn returns its own
     selection. backward: gradients through autograd. lse: fn returns lse. block_means: 'exact' or
     'rounded' (../shared/SPEC.md §2.7). dtypes, max_head_dim: what it implements (other shapes
-    are recorded as not supported), or like='<built-in name>': what that entry implements."""
+    are recorded as not supported), or like='<built-in name>': what that entry implements.
+    cli: the --impl flags of `python -m moba` that register it again, for its records' commands
+    (default: module:function when fn is importable by that name)."""
     spec = CallableSpec(fn, name)
+    if cli is None and _importable_item(fn):
+        cli = cli_impl_flags(_importable_item(fn), block_means=block_means, gating=gating, backward=backward,
+                             lse=lse)
     module = getattr(fn, "__module__", None) or "?"
     technique = technique or f"Python callable {module}.{getattr(fn, '__qualname__', spec.name)}"
     native.register_external(spec.name, technique, list(dtypes), int(max_head_dim), bool(dense),
-                             bool(gating) and not dense, bool(backward), bool(lse), block_means, like)
+                             bool(gating) and not dense, bool(backward), bool(lse), block_means, like,
+                             PYTHON_TOOL if cli else "", cli or "")
     _entries[spec.name] = _Entry(spec, bool(gating) and not dense, bool(backward), bool(lse))
     return spec.name
 

@@ -109,6 +109,7 @@ def register_torch_baselines(names=("sdpa_cudnn", "sdpa_flash", FLEX_NAME)):
                      if name == FLEX_NAME else
                      f"torch scaled_dot_product_attention(is_causal=True), SDPBackend.{NAMES[name]}: full causal "
                      "attention")
-        bridge.register(fn, name, dense=True, gating=False, backward=True, lse=False, technique=technique)
+        bridge.register(fn, name, dense=True, gating=False, backward=True, lse=False, technique=technique,
+                        cli=f"--torch {name} --impl {name}")
         status[name] = None
     return status

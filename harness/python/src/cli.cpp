@@ -9,6 +9,7 @@
 
 #include "harness/cli/app.hpp"
 #include "harness/device.hpp"
+#include "harness/report.hpp"
 #include "harness/python/src/bindings.hpp"
 
 namespace py = pybind11;
@@ -30,6 +31,9 @@ void bind_cli(py::module_& m) {
             return status;
         },
         py::arg("args"), "Runs `moba ARGS...` (args[0] is the program name); returns the exit status");
+    m.def(
+        "set_invocation", [](const std::vector<std::string>& argv) { set_invocation_override(argv); },
+        py::arg("argv"), "The command line reports name in meta.command (empty: the argv run_main parses)");
     m.def(
         "device_present", [] { return device_info().present; }, "Whether the harness sees a CUDA GPU");
     m.def(

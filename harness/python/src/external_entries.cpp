@@ -80,7 +80,8 @@ std::function<void(const AttentionArgs&)> attention_callback(const std::string& 
 // every head dim up to max_head_dim.
 void register_entry(const std::string& name, const std::string& technique, const std::vector<std::string>& dtypes,
                     int max_head_dim, bool dense, bool has_gating, bool has_backward, bool writes_lse,
-                    const std::string& block_means, const std::string& like) {
+                    const std::string& block_means, const std::string& like, const std::string& cli_tool,
+                    const std::string& cli_impl_flags) {
     Implementation impl;
     impl.name = name;
     impl.technique = technique;
@@ -101,6 +102,8 @@ void register_entry(const std::string& name, const std::string& technique, const
     impl.dense = dense;
     impl.writes_lse = writes_lse;
     impl.block_means = parse_block_means(block_means);
+    impl.cli_tool = cli_tool;
+    impl.cli_impl_flags = cli_impl_flags;
     if (has_gating) impl.gating = gating_callback(name);
     impl.forward = attention_callback(name, "forward");
     if (has_backward) impl.backward = attention_callback(name, "backward");
@@ -116,8 +119,9 @@ void bind_external_entries(py::module_& m) {
     m.def("register_external", &register_entry, py::arg("name"), py::arg("technique"), py::arg("dtypes"),
           py::arg("max_head_dim"), py::arg("dense") = false, py::arg("has_gating") = false,
           py::arg("has_backward") = false, py::arg("writes_lse") = true, py::arg("block_means") = "exact",
-          py::arg("like") = "",
-          "Adds (or replaces) an external registry entry that calls the dispatcher");
+          py::arg("like") = "", py::arg("cli_tool") = "", py::arg("cli_impl_flags") = "",
+          "Adds (or replaces) an external registry entry that calls the dispatcher; cli_tool and "
+          "cli_impl_flags: how a record's command reruns it (default: `moba` and `--impl NAME`)");
 }
 
 }  // namespace moba::python

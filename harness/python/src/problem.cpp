@@ -61,6 +61,8 @@ void bind_registry(py::module_& m) {
                 e["has_backward"] = impl.has_backward();
                 e["external"] = impl.external;
                 e["writes_lse"] = impl.writes_lse;
+                const CommandNaming naming = command_naming(impl.name);
+                e["cli"] = naming.tool + " " + naming.impl_flags;  // how records' commands name it
                 e["block_means"] = std::string(to_string(impl.block_means));
                 out.append(e);
             }

@@ -315,6 +315,27 @@ class CommandLine(unittest.TestCase):
             self.assertTrue(report["records"])
             self.assertEqual({r["impl"] for r in report["records"]}, {"cpu_baseline"})
 
+    def test_commands_name_what_the_user_typed(self):
+        # Records' commands rerun an entry: a callable registered by `python -m moba` carries the
+        # --impl item (and option flags) that registers it again; the report's meta names the
+        # Python command line, not the registered names the C++ side parsed.
+        item = os.path.join(EXAMPLES, "plain_moba.py") + ":plain_moba_rounded"
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "r.json")
+            argv = ["check", "--impl", item, "--block-means", "rounded", "--no-backward", "--seqlens", "64,17",
+                    "--heads", "2", "--kv-heads", "1", "--head-dim", "64", "--block", "16", "--topk", "2", "--out", out]
+            self.assertEqual(moba_main(argv), 0)
+            with open(out) as f:
+                meta = json.load(f)["meta"]
+        self.assertEqual(meta["command"], "python3 -m moba " + " ".join(argv))
+        self.assertEqual(meta["argv"][:4], ["moba", "check", "--impl", "plain_moba_rounded"])
+        entry = {e["name"]: e for e in moba.implementations()}["plain_moba_rounded"]
+        self.assertEqual(entry["cli"], f"python3 -m moba --impl {item} --block-means rounded --no-backward")
+        self.assertEqual({e["name"]: e for e in moba.implementations()}["naive"]["cli"], "moba --impl naive")
+        # A function importable by name is named module:function; one of __main__ is not.
+        self.assertEqual(bridge._importable_item(plain_moba.plain_moba), "plain_moba:plain_moba")
+        self.assertIsNone(bridge._importable_item(lambda *a: None))
+
     def test_bad_impl_is_a_usage_error(self):
         self.assertEqual(moba_main(["check", "--impl", "no_such_module_xyz:fn", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--impl", "not_registered", "--suite", "quick"]), 2)

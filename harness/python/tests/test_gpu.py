@@ -147,6 +147,11 @@ class Check(unittest.TestCase):
         self.assertEqual(bad_records(report), [])
         impls = {r["impl"] for r in report["records"]}
         self.assertTrue({e.__name__ for e in examples} <= impls, impls)
+        # Each record's command reruns it: `python3 -m moba check ... --impl module:function`.
+        for r in report["records"]:
+            if r["impl"] == "plain_moba":
+                self.assertTrue(r["command"].startswith("python3 -m moba check "), r["command"])
+                self.assertIn("--impl plain_moba:plain_moba", r["command"])
 
     def test_rounded_convention_is_counted_apart(self):
         report = moba.check(plain_moba.plain_moba_rounded, suite=None, block_means="rounded",
