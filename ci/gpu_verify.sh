@@ -10,10 +10,10 @@
 # - a short benchmark of every implementation over MHA/GQA/MQA at 8K and 32K (forward and
 #   forward+backward, gating included, each checked on sampled rows first).
 # Switches: MOBA_VERIFY_QUICK=1 adds `moba check --suite quick --impl all` (beside ctest;
-# MOBA_VERIFY_QUICK=alone runs it first, alone, timed);
+# MOBA_VERIFY_QUICK=alone runs it after ctest and the first-hour steps, alone, timed);
 # MOBA_VERIFY_LONG="I/N ..." adds those shards of the long suite against the float64 GPU truth
-# (of MOBA_VERIFY_LONG_IMPL, default all), started after the build (and after the quick-alone and
-# first-hour steps) in MOBA_VERIFY_LANES (default 2) lanes beside the other steps; no
+# (of MOBA_VERIFY_LONG_IMPL, default all), started right after the build in MOBA_VERIFY_LANES
+# (default 2) lanes beside the other steps; no
 # shard starts after MOBA_VERIFY_DEADLINE seconds (default 400) and each is stopped (its report
 # then says "complete": false) at MOBA_VERIFY_END (default 540), so the call ends inside the
 # device's 600 s; shards not started are named in the summary. Reports: $out/check-long.tar.gz,
@@ -31,12 +31,6 @@ source "$(dirname "$0")/gpu_prologue.sh"
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
-# MOBA_VERIFY_QUICK=alone: the CLI's quick check of every implementation first, with nothing else
-# on the machine, to time it (the rigor issue's target is about 2 minutes for all of them).
-[[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all 400 $moba check --suite quick --impl all --out "$out/check-quick-all.json"
-# The first-hour steps hold most of the GPU's memory for a while (ci/gpu_first_hour.sh): before
-# the long lanes start, so that no lane meets the holder.
-[[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
 # MOBA_VERIFY_LONG: shards of the long suite in lanes, in the background from here on.
 long_pids=()
 if [[ -n ${MOBA_VERIFY_LONG:-} ]]; then
@@ -82,6 +76,15 @@ ctest_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((ctest_limit > 500)) && c
 [[ ${MOBA_VERIFY_CTEST:-1} == 1 ]] && step ctest_gpu $ctest_limit ctest --preset release -L gpu -j 8 --timeout 480
 [[ -n $quick_pid ]] && { wait "$quick_pid" || step_status=1; }
 [[ -n $python_pid ]] && { wait "$python_pid" || step_status=1; }
+# After ctest and the Python steps. The first-hour steps hold most of the GPU's memory for a
+# while (ci/gpu_first_hour.sh): nothing but long lanes, when asked for, may meet the holder.
+[[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
+# MOBA_VERIFY_QUICK=alone: the CLI's quick check of every implementation with nothing else of
+# this script running (long lanes aside), timed (the rigor issue's target is about 2 minutes
+# for all of them); stopped at MOBA_VERIFY_END like ctest.
+quick_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((quick_limit < 1)) && quick_limit=1  # timeout 0: none
+[[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all $quick_limit \
+  $moba check --suite quick --impl all --out "$out/check-quick-all.json"
 if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
   step sass_diff 200 python3 ci/sass_diff.py /tmp/sass_old build/release
