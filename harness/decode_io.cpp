@@ -21,19 +21,22 @@ std::int64_t bytes_of(const Problem& p, int k_len, const std::set<int>& blocks) 
 }
 
 // The blocks of one (row, head), checked to be of the form SEMANTICS.md §1 gives a selection.
-std::vector<int> row_blocks(const Selection& sel, std::int64_t row, int head, int heads_q, int own) {
+std::vector<int> row_blocks(const Selection& sel, std::int64_t row, int head, int heads_q,
+                            int own) {
     std::vector<int> blocks;
     const std::int32_t* s = sel.blocks.data() + (row * heads_q + head) * sel.slots;
     for (int i = 0; i < sel.slots && s[i] >= 0; ++i) {
         if (s[i] > own || (!blocks.empty() && s[i] <= blocks.back()))
-            throw std::invalid_argument("selection row " + std::to_string(row) + ", head " + std::to_string(head) +
-                                        ": block " + std::to_string(s[i]) +
-                                        " is not ascending or lies after the own block " + std::to_string(own));
+            throw std::invalid_argument("selection row " + std::to_string(row) + ", head " +
+                                        std::to_string(head) + ": block " + std::to_string(s[i]) +
+                                        " is not ascending or lies after the own block " +
+                                        std::to_string(own));
         blocks.push_back(s[i]);
     }
     if (blocks.empty() || blocks.back() != own)
-        throw std::invalid_argument("selection row " + std::to_string(row) + ", head " + std::to_string(head) +
-                                    " lacks its own block " + std::to_string(own));
+        throw std::invalid_argument("selection row " + std::to_string(row) + ", head " +
+                                    std::to_string(head) + " lacks its own block " +
+                                    std::to_string(own));
     return blocks;
 }
 
@@ -51,18 +54,22 @@ std::set<int> vote(const std::vector<std::vector<int>>& head_blocks, int own, in
     };
     std::vector<Candidate> candidates;
     for (int b = 0; b < own; ++b)
-        if (votes[static_cast<std::size_t>(b)] > 0) candidates.push_back({b, votes[static_cast<std::size_t>(b)], group_score(b)});
+        if (votes[static_cast<std::size_t>(b)] > 0)
+            candidates.push_back({b, votes[static_cast<std::size_t>(b)], group_score(b)});
     std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& c) {
         if (a.votes != c.votes) return a.votes > c.votes;
         if (a.score != c.score) return a.score > c.score;
         return a.block < c.block;
     });
     std::set<int> chosen{own};
-    for (std::size_t i = 0; i < candidates.size() && static_cast<int>(i) < taken; ++i) chosen.insert(candidates[i].block);
+    for (std::size_t i = 0; i < candidates.size() && static_cast<int>(i) < taken; ++i)
+        chosen.insert(candidates[i].block);
     return chosen;
 }
 
-double ratio(std::int64_t num, std::int64_t den) { return den > 0 ? static_cast<double>(num) / static_cast<double>(den) : 0.0; }
+double ratio(std::int64_t num, std::int64_t den) {
+    return den > 0 ? static_cast<double>(num) / static_cast<double>(den) : 0.0;
+}
 
 }  // namespace
 
@@ -85,15 +92,17 @@ double DecodeIo::vote_recall() const {
     return head_rows > 0 ? sum / static_cast<double>(head_rows) : 0.0;
 }
 
-DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection, const DecodeBlockScore& score) {
+DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection,
+                   const DecodeBlockScore& score) {
     batch.validate();
     const Problem& p = batch.cache;
     const std::int64_t want = batch.total_q() * p.heads_q * selection.slots;
     if (selection.slots < 1 || static_cast<std::int64_t>(selection.blocks.size()) != want)
-        throw std::invalid_argument("selection has " + std::to_string(selection.blocks.size()) + " entries in " +
-                                    std::to_string(selection.slots) + " slots; the batch's " +
-                                    std::to_string(batch.total_q()) + " new tokens x " + std::to_string(p.heads_q) +
-                                    " heads need slots >= 1 and slots x " + std::to_string(batch.total_q() * p.heads_q));
+        throw std::invalid_argument(
+            "selection has " + std::to_string(selection.blocks.size()) + " entries in " +
+            std::to_string(selection.slots) + " slots; the batch's " +
+            std::to_string(batch.total_q()) + " new tokens x " + std::to_string(p.heads_q) +
+            " heads need slots >= 1 and slots x " + std::to_string(batch.total_q() * p.heads_q));
     const int group_size = p.group();
     DecodeIo io;
     std::int64_t first_row = 0;  // the request's first new token, in the batch's new tokens
@@ -115,7 +124,8 @@ DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection, co
                 for (int j = 0; j < group_size; ++j) {
                     heads.push_back(row_blocks(selection, row, g * group_size + j, p.heads_q, own));
                     token_union.insert(heads.back().begin(), heads.back().end());
-                    per_head[static_cast<std::size_t>(j)].insert(heads.back().begin(), heads.back().end());
+                    per_head[static_cast<std::size_t>(j)].insert(heads.back().begin(),
+                                                                 heads.back().end());
                 }
                 const std::set<int> shared = vote(heads, own, taken, [&](int b) {
                     double sum = 0;
@@ -123,11 +133,14 @@ DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection, co
                     return sum;
                 });
                 for (const auto& blocks : heads) {
-                    out.union_extra_blocks += static_cast<std::int64_t>(token_union.size() - blocks.size());
-                    const auto past = static_cast<std::int64_t>(blocks.size()) - 1;  // the own block is always kept
+                    out.union_extra_blocks +=
+                        static_cast<std::int64_t>(token_union.size() - blocks.size());
+                    const auto past = static_cast<std::int64_t>(blocks.size()) -
+                                      1;  // the own block is always kept
                     std::int64_t kept = 0;
                     for (int b : blocks) kept += (b != own && shared.count(b)) ? 1 : 0;
-                    out.vote_recall_sum += past > 0 ? static_cast<double>(kept) / static_cast<double>(past) : 1.0;
+                    out.vote_recall_sum +=
+                        past > 0 ? static_cast<double>(kept) / static_cast<double>(past) : 1.0;
                 }
                 out.head_rows += group_size;
                 measured.insert(token_union.begin(), token_union.end());
@@ -135,8 +148,10 @@ DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection, co
             }
             out.distinct_blocks = static_cast<std::int64_t>(measured.size());
             out.measured_bytes = bytes_of(p, k_len, measured);
-            for (const auto& blocks : per_head) out.ideal_bytes = std::max(out.ideal_bytes, bytes_of(p, k_len, blocks));
-            out.dense_bytes = static_cast<std::int64_t>(k_len) * p.head_dim * 2 * static_cast<std::int64_t>(dtype_bytes(p.dtype));
+            for (const auto& blocks : per_head)
+                out.ideal_bytes = std::max(out.ideal_bytes, bytes_of(p, k_len, blocks));
+            out.dense_bytes = static_cast<std::int64_t>(k_len) * p.head_dim * 2 *
+                              static_cast<std::int64_t>(dtype_bytes(p.dtype));
             out.vote_blocks = static_cast<std::int64_t>(voted.size());
             out.vote_bytes = bytes_of(p, k_len, voted);
             io.measured_bytes += out.measured_bytes;

@@ -28,7 +28,7 @@ struct GroupIo {
     std::int64_t dense_bytes = 0;      // every cached token of the request
     std::int64_t vote_blocks = 0;      // union over the new tokens of the voted selections
     std::int64_t vote_bytes = 0;
-    std::int64_t head_rows = 0;        // (new token, query head) pairs of the group
+    std::int64_t head_rows = 0;           // (new token, query head) pairs of the group
     std::int64_t union_extra_blocks = 0;  // summed over head_rows: |group union| - |own selection|
     double vote_recall_sum = 0;           // summed over head_rows: recall of the voted selection
 };
@@ -38,10 +38,10 @@ struct DecodeIo {
     std::int64_t measured_bytes = 0, ideal_bytes = 0, dense_bytes = 0, vote_bytes = 0;
     std::int64_t head_rows = 0;
 
-    double distinct_blocks_mean() const;  // over (request, group)
-    double measured_ratio() const;        // measured_bytes / dense_bytes
-    double ideal_ratio() const;           // ideal_bytes / dense_bytes
-    double vote_ratio() const;            // vote_bytes / dense_bytes
+    double distinct_blocks_mean() const;         // over (request, group)
+    double measured_ratio() const;               // measured_bytes / dense_bytes
+    double ideal_ratio() const;                  // ideal_bytes / dense_bytes
+    double vote_ratio() const;                   // vote_bytes / dense_bytes
     double union_extra_blocks_per_head() const;  // mean over (new token, query head)
     double vote_recall() const;                  // mean over (new token, query head)
 };
@@ -54,6 +54,7 @@ using DecodeBlockScore = std::function<double(std::int64_t row, int head, int bl
 // each ascending, -1 padded, holding the token's own block and nothing after it. `score` breaks
 // vote ties (summed over the group's heads). Throws std::invalid_argument naming the row and head
 // of a selection not of that form, or naming the sizes when they do not match the batch.
-DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection, const DecodeBlockScore& score);
+DecodeIo decode_io(const ref::DecodeBatch& batch, const Selection& selection,
+                   const DecodeBlockScore& score);
 
 }  // namespace moba

@@ -23,20 +23,23 @@ ref::DecodeBatch decode_study_batch(const DecodeStudyPoint& point) {
 }
 
 std::int64_t decode_study_host_bytes(const DecodeStudyPoint& point) {
-    const std::int64_t blocks = (static_cast<std::int64_t>(point.cache_len) + point.block - 1) / point.block;
+    const std::int64_t blocks =
+        (static_cast<std::int64_t>(point.cache_len) + point.block - 1) / point.block;
     const std::int64_t kv_row = static_cast<std::int64_t>(point.heads_kv) * point.head_dim;
     const std::int64_t k = static_cast<std::int64_t>(point.batch) * point.cache_len * kv_row * 4;
-    const std::int64_t q = static_cast<std::int64_t>(point.batch) * point.q_len * point.heads_q * point.head_dim * 4;
+    const std::int64_t q =
+        static_cast<std::int64_t>(point.batch) * point.q_len * point.heads_q * point.head_dim * 4;
     const std::int64_t means = 2 * static_cast<std::int64_t>(point.batch) * blocks * kv_row * 2 * 8;
     return k + q + means;
 }
 
 std::string decode_study_command(const DecodeStudyPoint& p) {
     return fmt::format(
-        "moba decode-study --layouts {}:{} --cache {} --batch {} --block {} --topk {} --head-dim {} --q-len {} "
+        "moba decode-study --layouts {}:{} --cache {} --batch {} --block {} --topk {} --head-dim "
+        "{} --q-len {} "
         "--dtype {} --inputs {} --seed {}",
-        p.heads_q, p.heads_kv, p.cache_len, p.batch, p.block, p.topk, p.head_dim, p.q_len, to_string(p.dtype),
-        to_string(p.inputs), p.seed);
+        p.heads_q, p.heads_kv, p.cache_len, p.batch, p.block, p.topk, p.head_dim, p.q_len,
+        to_string(p.dtype), to_string(p.inputs), p.seed);
 }
 
 DecodeIo run_decode_study_point(const DecodeStudyPoint& point) {
@@ -51,7 +54,8 @@ DecodeIo run_decode_study_point(const DecodeStudyPoint& point) {
     const ref::BlockScorer scorer(p, inputs.k);
     const std::int64_t q_row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
     return decode_io(batch, gating.selection, [&](std::int64_t row, int head, int block) {
-        const float* q = rows.q_rows.data() + row * q_row + static_cast<std::int64_t>(head) * p.head_dim;
+        const float* q =
+            rows.q_rows.data() + row * q_row + static_cast<std::int64_t>(head) * p.head_dim;
         return scorer.score(q, rows.tokens[static_cast<std::size_t>(row)], head, block).score;
     });
 }

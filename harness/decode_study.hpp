@@ -6,9 +6,8 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "harness/check.hpp"
 #include "harness/decode_io.hpp"
@@ -22,7 +21,7 @@ struct DecodeStudyPoint {
     int cache_len = 0;  // tokens in each request's cache, its new ones included
     int batch = 1;      // requests
     int block = 512, topk = 3, head_dim = 128;
-    int q_len = 1;      // new tokens per request
+    int q_len = 1;  // new tokens per request
     DType dtype = DType::bf16;
     InputFamily inputs = InputFamily::normal;
     std::uint64_t seed = 1;

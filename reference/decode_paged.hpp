@@ -13,9 +13,9 @@
 namespace moba::ref {
 
 struct PagedKvCache {
-    int page_size = 0;                         // tokens per page, >= 1
-    int pages = 0;                             // pages in the pool
-    std::vector<float> k_pages, v_pages;       // [pages, page_size, Hkv, D]
+    int page_size = 0;                           // tokens per page, >= 1
+    int pages = 0;                               // pages in the pool
+    std::vector<float> k_pages, v_pages;         // [pages, page_size, Hkv, D]
     std::vector<std::vector<int>> block_tables;  // per request: page ids, in token order
 
     // Throws std::invalid_argument naming the value when the page size or the pool's sizes are
@@ -29,8 +29,9 @@ struct PagedKvCache {
 // page_order[p] where p counts the pages of the requests before it plus j; unused pool rows are
 // NaN (so a gather that reads one is seen). page_order must be a permutation of
 // [0, pages needed); throws std::invalid_argument otherwise.
-PagedKvCache page_caches(const DecodeBatch& batch, const std::vector<float>& k, const std::vector<float>& v,
-                         int page_size, const std::vector<int>& page_order);
+PagedKvCache page_caches(const DecodeBatch& batch, const std::vector<float>& k,
+                         const std::vector<float>& v, int page_size,
+                         const std::vector<int>& page_order);
 
 // The packed caches [total_k, Hkv, D] read from the pages (validate first).
 struct PackedKv {

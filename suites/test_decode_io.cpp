@@ -45,7 +45,8 @@ Selection selection_of(const std::vector<std::vector<int>>& request0_heads) {
         row.resize(3, -1);
         s.blocks.insert(s.blocks.end(), row.begin(), row.end());
     }
-    for (std::size_t h = 0; h < request0_heads.size(); ++h) s.blocks.insert(s.blocks.end(), {0, -1, -1});
+    for (std::size_t h = 0; h < request0_heads.size(); ++h)
+        s.blocks.insert(s.blocks.end(), {0, -1, -1});
     return s;
 }
 
@@ -58,7 +59,7 @@ TEST(DecodeIo, UnionPerGroupPartialOwnBlockVoteAndRecall) {
     const DecodeIo io = decode_io(b, sel, prefer_late);
     ASSERT_EQ(io.groups.size(), 2u);
     const GroupIo& g = io.groups[0];
-    EXPECT_EQ(g.distinct_blocks, 5);                          // {0, 1, 2, 3, 6}
+    EXPECT_EQ(g.distinct_blocks, 5);                              // {0, 1, 2, 3, 6}
     EXPECT_EQ(g.measured_bytes, (4 * kBlock + 6) * kTokenBytes);  // the own block holds 6 tokens
     EXPECT_EQ(g.ideal_bytes, (2 * kBlock + 6) * kTokenBytes);
     EXPECT_EQ(g.dense_bytes, 102 * kTokenBytes);
@@ -89,7 +90,8 @@ TEST(DecodeIo, VoteTiesGoToTheLargerSummedScoreThenTheLowerBlock) {
     // Every past block has two votes. Summed scores: block 3 highest, blocks 1 and 2 equal.
     const Selection sel = selection_of({{0, 1, 6}, {2, 3, 6}, {0, 2, 6}, {1, 3, 6}});
     const std::map<int, double> score = {{0, 1.0}, {1, 2.0}, {2, 2.0}, {3, 5.0}};
-    const DecodeIo io = decode_io(b, sel, [&](std::int64_t, int, int block) { return score.at(block); });
+    const DecodeIo io =
+        decode_io(b, sel, [&](std::int64_t, int, int block) { return score.at(block); });
     // Vote {1, 3, 6}: recall 1/2, 1/2, 0, 1 (a higher-index tie rule would give {2, 3, 6};
     // ignoring the scores, {0, 1, 6}).
     EXPECT_DOUBLE_EQ(io.groups[0].vote_recall_sum, 2.0);
@@ -117,10 +119,16 @@ TEST(DecodeIo, LargerGroupsReadAtLeastAsMuch) {
 
 TEST(DecodeIo, MalformedSelectionsAreRefusedNamingTheRow) {
     const ref::DecodeBatch b = two_requests(4, 1);
-    expect_error([&] { decode_io(b, selection_of({{0, 1, 6}, {1, 2, 5}, {1, 3, 6}, {0, 1, 6}}), prefer_late); },
-                 "selection row 0, head 1 lacks its own block 6");
-    expect_error([&] { decode_io(b, selection_of({{0, 1, 6}, {2, 1, 6}, {1, 3, 6}, {0, 1, 6}}), prefer_late); },
-                 "selection row 0, head 1: block 1 is not ascending");
+    expect_error(
+        [&] {
+            decode_io(b, selection_of({{0, 1, 6}, {1, 2, 5}, {1, 3, 6}, {0, 1, 6}}), prefer_late);
+        },
+        "selection row 0, head 1 lacks its own block 6");
+    expect_error(
+        [&] {
+            decode_io(b, selection_of({{0, 1, 6}, {2, 1, 6}, {1, 3, 6}, {0, 1, 6}}), prefer_late);
+        },
+        "selection row 0, head 1: block 1 is not ascending");
     Selection short_sel = selection_of({{0, 1, 6}, {1, 2, 6}, {1, 3, 6}, {0, 1, 6}});
     short_sel.blocks.pop_back();
     expect_error([&] { decode_io(b, short_sel, prefer_late); }, "selection has 23 entries");
@@ -142,7 +150,8 @@ TEST(DecodeIo, MqaReadsMoreThanMhaOnRandomInputs) {
     p.heads_kv = 1;
     const DecodeIo mqa = run_decode_study_point(p);
     EXPECT_DOUBLE_EQ(mha.measured_ratio(), mha.ideal_ratio());
-    EXPECT_DOUBLE_EQ(mqa.ideal_ratio(), mha.ideal_ratio());  // equal caches: k blocks of the same sizes
+    EXPECT_DOUBLE_EQ(mqa.ideal_ratio(),
+                     mha.ideal_ratio());  // equal caches: k blocks of the same sizes
     EXPECT_GE(mqa.measured_ratio(), mha.measured_ratio());
     EXPECT_GT(mqa.distinct_blocks_mean(), 3.0);
     EXPECT_DOUBLE_EQ(mha.distinct_blocks_mean(), 3.0);
@@ -160,7 +169,8 @@ TEST(DecodeStudyInputs, QueryRowsAndKeysAreThoseOfMakeInputsForEveryFamily) {
         ASSERT_EQ(some.q_rows.size(), tokens.size() * row);
         for (std::size_t r = 0; r < tokens.size(); ++r)
             for (std::size_t i = 0; i < row; ++i)
-                ASSERT_EQ(some.q_rows[r * row + i], all.q[static_cast<std::size_t>(tokens[r]) * row + i])
+                ASSERT_EQ(some.q_rows[r * row + i],
+                          all.q[static_cast<std::size_t>(tokens[r]) * row + i])
                     << to_string(family) << " token " << tokens[r] << " element " << i;
     }
     expect_error([&] { make_query_rows_and_keys(p, 5, InputFamily::normal, {200}); },

@@ -86,7 +86,8 @@ TEST(ReferenceDecodePaged, ShuffledPagesGiveTheContiguousDecodeBitwise) {
 TEST(ReferenceDecodePaged, TheBlockTableIsWhatIsRead) {
     const ref::DecodeBatch b = varlen_batch();
     const Caches c = random_caches(b);
-    ref::PagedKvCache paged = ref::page_caches(b, c.k, c.v, kPageSize, shuffled_pages(b, kPageSize));
+    ref::PagedKvCache paged =
+        ref::page_caches(b, c.k, c.v, kPageSize, shuffled_pages(b, kPageSize));
     const ref::PackedKv packed = ref::gather_caches(b, paged);
     EXPECT_EQ(packed.k, c.k);
     EXPECT_EQ(packed.v, c.v);
@@ -97,12 +98,13 @@ TEST(ReferenceDecodePaged, TheBlockTableIsWhatIsRead) {
 TEST(ReferenceDecodePaged, BadBlockTablesAreRefusedNamingTheValue) {
     const ref::DecodeBatch b = varlen_batch();
     const Caches c = random_caches(b);
-    const ref::PagedKvCache good = ref::page_caches(b, c.k, c.v, kPageSize, shuffled_pages(b, kPageSize));
+    const ref::PagedKvCache good =
+        ref::page_caches(b, c.k, c.v, kPageSize, shuffled_pages(b, kPageSize));
 
     ref::PagedKvCache out_of_range = good;
     out_of_range.block_tables[1][2] = good.pages;
-    expect_error([&] { out_of_range.validate(b); },
-                 "request 1, block table entry 2: page id " + std::to_string(good.pages) + " is outside");
+    expect_error([&] { out_of_range.validate(b); }, "request 1, block table entry 2: page id " +
+                                                        std::to_string(good.pages) + " is outside");
     ref::PagedKvCache negative = good;
     negative.block_tables[3][0] = -1;
     expect_error([&] { ref::gather_caches(b, negative); }, "page id -1 is outside");
@@ -129,7 +131,11 @@ TEST(ReferenceDecodePaged, BadBlockTablesAreRefusedNamingTheValue) {
     preallocated.block_tables[0].push_back(-7);
     EXPECT_NO_THROW(preallocated.validate(b));
 
-    expect_error([&] { ref::page_caches(b, c.k, c.v, kPageSize, {0, 1, 2}); }, "page_order has 3 entries");
+    expect_error(
+        [&] {
+            ref::page_caches(b, c.k, c.v, kPageSize, {0, 1, 2});
+        },
+        "page_order has 3 entries");
 }
 
 }  // namespace

@@ -7,12 +7,11 @@
 // speedup over dense decode need the decode kernels: not measured, and the report says so.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "harness/decode_study.hpp"
 
