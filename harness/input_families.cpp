@@ -78,9 +78,11 @@ void add(float* x, const std::vector<double>& dir, double amount) {
 
 // Every query gets sqrt(D) * u (one unit of RMS per element along its kv head's direction), so
 // a key shifted by b * u scores sqrt(D) * b more against every query, whatever its noise.
+// Row-local, so it walks the rows in.q holds: every token's, or a subset's (apply_family).
 void align_queries(const Layout& l, const std::vector<std::vector<double>>& u, HostInputs& in) {
     const double a = std::sqrt(static_cast<double>(l.p.head_dim));
-    for (std::int64_t t = 0; t < l.p.total_tokens(); ++t) {
+    const auto rows = static_cast<std::int64_t>(in.q.size()) / (l.p.heads_q * l.p.head_dim);
+    for (std::int64_t t = 0; t < rows; ++t) {
         for (int h = 0; h < l.p.heads_q; ++h) {
             add(in.q.data() + l.q_row(t, h), u[static_cast<std::size_t>(h / l.p.group())], a);
         }

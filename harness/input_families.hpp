@@ -27,6 +27,8 @@ namespace detail {
 // Transforms the unrounded N(0,1) draw `in` (q, k, v, dout of `problem`) in place as `family`
 // says; the caller rounds afterwards. Random choices come from a stream derived from `seed`
 // and the family, not from the draw's stream. `normal` leaves `in` untouched.
+// Every transform of q is the same for every row, so in.q may hold the rows of any subset of
+// tokens (make_query_rows_and_keys); v and dout may be empty when only q and k are wanted.
 void apply_family(InputFamily family, const Problem& problem, std::uint64_t seed,
                   HostInputs& in);
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <stdexcept>
+#include <string>
 
 #include "reference/parallel.hpp"
 #include "reference/rounding.hpp"
@@ -83,6 +85,27 @@ HostInputs make_inputs(const Problem& problem, std::uint64_t seed, InputFamily f
     detail::apply_family(family, problem, seed, in);
     for (auto* x : {&in.q, &in.k, &in.v, &in.dout}) round_all(*x, problem.dtype);
     return in;
+}
+
+QueryRowsAndKeys make_query_rows_and_keys(const Problem& problem, std::uint64_t seed, InputFamily family,
+                                          const std::vector<std::int64_t>& tokens) {
+    const std::int64_t row = static_cast<std::int64_t>(problem.heads_q) * problem.head_dim;
+    HostInputs in;
+    in.q.resize(tokens.size() * static_cast<std::size_t>(row));
+    for (std::size_t r = 0; r < tokens.size(); ++r) {
+        const std::int64_t t = tokens[r];
+        if (t < 0 || t >= problem.total_tokens())
+            throw std::invalid_argument("query token " + std::to_string(t) + " is outside [0, " +
+                                        std::to_string(problem.total_tokens()) + ")");
+        // Where make_inputs' stream reaches this row of q (q comes first in the stream).
+        const std::vector<float> x = draw(seed, static_cast<std::uint64_t>(t * row), row);
+        std::copy(x.begin(), x.end(), in.q.begin() + static_cast<std::ptrdiff_t>(r) * row);
+    }
+    in.k = draw(seed, static_cast<std::uint64_t>(problem.q_elems()), problem.kv_elems());
+    detail::apply_family(family, problem, seed, in);  // q transforms are row-local
+    round_all(in.q, problem.dtype);
+    round_all(in.k, problem.dtype);
+    return {std::move(in.q), std::move(in.k)};
 }
 
 }  // namespace moba

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/problem.hpp"
 #include "core/tensors.hpp"
@@ -18,6 +19,17 @@ namespace moba {
 // existed was run on, bit for bit.
 HostInputs make_inputs(const Problem& problem, std::uint64_t seed,
                        InputFamily family = InputFamily::normal);
+
+// q at the listed tokens and all of k: bitwise rows `tokens` of make_inputs(problem, seed,
+// family).q and its k, without drawing v, dout or the other q rows (what gating needs, at cache
+// lengths where the whole q would not fit: decode, SEMANTICS.md §9). q_rows [T, Hq, D].
+// Throws std::invalid_argument for a token outside [0, total).
+struct QueryRowsAndKeys {
+    std::vector<float> q_rows;
+    std::vector<float> k;
+};
+QueryRowsAndKeys make_query_rows_and_keys(const Problem& problem, std::uint64_t seed, InputFamily family,
+                                          const std::vector<std::int64_t>& tokens);
 
 namespace detail {
 

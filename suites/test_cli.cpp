@@ -453,7 +453,8 @@ TEST(Readme, EveryFlagItNamesExists) {
     ASSERT_TRUE(in) << "cannot open " << MOBA_README_PATH;
     const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::string help;
-    for (const char* sub : {"", "check", "bench", "paper", "compare", "export", "validate", "list", "dashboard"})
+    for (const char* sub : {"", "check", "bench", "paper", "compare", "export", "validate", "list", "dashboard",
+                            "decode-study"})
         help += run_moba(std::string(sub) + " --help").output;
     const std::map<std::string, std::string> other_tools = {
         {"--benchmark_out", "bench_moba (Google Benchmark)"},

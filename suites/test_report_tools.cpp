@@ -287,7 +287,7 @@ TEST(Schema, KindSpecificRules) {
     expect_error(bad, "/records/1: required property 'ratio' is missing");
     bad = doc;
     bad["records"][1]["kind"] = "timing";
-    expect_error(bad, "/records/1/kind: 'timing' is not one of [\"check\",\"bench\"]");
+    expect_error(bad, "/records/1/kind: 'timing' is not one of [\"check\",\"bench\",\"decode_io\"]");
     bad = doc;
     bad["records"][1]["ratio"] = nullptr;  // not finite: null is allowed
     EXPECT_TRUE(schema().validate(bad).empty()) << joined(schema().validate(bad));

@@ -11,6 +11,7 @@
 #include "harness/cli/compare_command.hpp"
 #include "harness/cli/export_command.hpp"
 #include "harness/cli/dashboard_command.hpp"
+#include "harness/cli/decode_study_command.hpp"
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/paper_command.hpp"
 #include "harness/cli/validate_command.hpp"
@@ -38,6 +39,8 @@ int run_main(const std::vector<std::string>& args) {
     CLI::App* list = add_list_command(app, list_flags);
     DashboardFlags dashboard_flags;
     CLI::App* dashboard = add_dashboard_command(app, dashboard_flags);
+    DecodeStudyFlags decode_study_flags;
+    CLI::App* decode_study = add_decode_study_command(app, decode_study_flags);
     // CLI11 parses argv-style; the strings outlive the parse.
     std::vector<const char*> argv;
     for (const std::string& a : args) argv.push_back(a.c_str());
@@ -60,6 +63,7 @@ int run_main(const std::vector<std::string>& args) {
         if (export_cmd->parsed()) return run_export(export_flags);
         if (list->parsed()) return run_list(list_flags);
         if (dashboard->parsed()) return run_dashboard(dashboard_flags);
+        if (decode_study->parsed()) return run_decode_study(decode_study_flags, args);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;
