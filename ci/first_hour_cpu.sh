@@ -5,6 +5,7 @@
 # any differs. Needs a release build (cmake --preset release && cmake --build --preset release).
 # Usage: ci/first_hour_cpu.sh [OUTPUT_FILE]   (default: stdout only)
 set -uo pipefail
+output=${1:+$(realpath -m "$1")}  # before the cd below
 cd "$(dirname "$0")/.."
 root=$PWD
 moba=$root/build/release/harness/cli/moba
@@ -12,7 +13,7 @@ moba=$root/build/release/harness/cli/moba
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 cd "$scratch"
-[[ $# -ge 1 ]] && exec > >(tee "$1") 2>&1
+[[ -n $output ]] && exec > >(tee "$output") 2>&1
 failed=0
 
 expect() {  # EXPECTED_EXIT LINES COMMAND...
