@@ -464,7 +464,6 @@ TEST(Readme, EveryFlagItNamesExists) {
         {"--preset", "cmake / ctest"},
         {"--install", "cmake"},
         {"--prefix", "cmake --install"},
-        {"--self-test", "harness/tools/sdpa_anchors.py"},
         {"--build", "cmake --build"},
         {"--target", "cmake --build"},
         {"--torch", "python -m moba (harness/python/moba/__main__.py)"},
