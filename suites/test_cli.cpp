@@ -24,6 +24,7 @@
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/parse.hpp"
 #include "harness/registry.hpp"
+#include "suites/binary_run.hpp"
 
 namespace moba::cli {
 namespace {
@@ -237,25 +238,10 @@ TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
     EXPECT_TRUE(naive->supports(p).ok) << naive->supports(p).reason;
 }
 
-// A scratch file of this process: two test runs at once (two worktrees on one machine) must not
-// read each other's output.
-fs::path scratch(const std::string& name) {
-    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
-}
-
+using moba::test::scratch;
 // The binary itself: exit status 2 and a message on stderr for bad input, nothing written.
-struct MobaRun {
-    int status;
-    std::string output;
-};
-MobaRun run_moba(const std::string& args) {
-    const fs::path log = scratch("moba_cli_test.log");
-    const std::string cmd = std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1";
-    const int raw = std::system(cmd.c_str());
-    std::ifstream in(log);
-    std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, output};
-}
+using MobaRun = moba::test::BinaryRun;
+MobaRun run_moba(const std::string& args) { return moba::test::run_binary(MOBA_BINARY, args, "moba_cli_test.log"); }
 
 TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     const fs::path out = scratch("moba_cli_bad.json");

@@ -15,6 +15,7 @@
 #include "harness/dashboard_inputs.hpp"
 #include "harness/dashboard_views.hpp"
 #include "harness/schema.hpp"
+#include "suites/binary_run.hpp"
 
 namespace moba {
 namespace {
@@ -24,9 +25,7 @@ using nlohmann::json;
 
 const fs::path kFixtures = MOBA_DASHBOARD_FIXTURES;
 
-fs::path scratch(const std::string& name) {
-    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
-}
+using moba::test::scratch;
 
 // A report as the views read it (they run after validation, so only the fields they use).
 json report(const std::string& sha, const std::string& started, json records) {
@@ -190,14 +189,9 @@ TEST(DashboardViews, IncorrectRecordsAndWorstRatios) {
 }
 
 int run_moba(const std::string& args, std::string* output = nullptr) {
-    const fs::path log = scratch("dashboard_cli.log");
-    const int raw = std::system(
-        (std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1").c_str());
-    if (output) {
-        std::ifstream in(log);
-        output->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    moba::test::BinaryRun run = moba::test::run_binary(MOBA_BINARY, args, "dashboard_cli.log");
+    if (output) *output = std::move(run.output);
+    return run.status;
 }
 
 TEST(DashboardBinary, ExitStatuses) {

@@ -16,28 +16,15 @@
 #include "harness/decode_study.hpp"
 #include "harness/report.hpp"
 #include "harness/schema.hpp"
+#include "suites/binary_run.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-// Scratch files of this process: two test runs at once must not read each other's output.
-fs::path scratch(const std::string& name) {
-    return fs::temp_directory_path() / (std::to_string(::getpid()) + "_" + name);
-}
-
-struct MobaRun {
-    int status;
-    std::string output;
-};
-MobaRun run_moba(const std::string& args) {
-    const fs::path log = scratch("decode_study_cli.log");
-    const int raw = std::system(
-        (std::string(MOBA_BINARY) + " " + args + " > " + log.string() + " 2>&1").c_str());
-    std::ifstream in(log);
-    std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, output};
-}
+using moba::test::scratch;
+using MobaRun = moba::test::BinaryRun;
+MobaRun run_moba(const std::string& args) { return moba::test::run_binary(MOBA_BINARY, args, "decode_study_cli.log"); }
 
 TEST(DecodeStudyCli, TinyGridWritesAValidReport) {
     const fs::path out = scratch("decode_study.json");
