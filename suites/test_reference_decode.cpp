@@ -5,22 +5,14 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "reference/decode.hpp"
 #include "reference/reference.hpp"
+#include "suites/test_util.hpp"
 
 namespace moba {
 namespace {
-
-std::vector<float> random_values(std::size_t n, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> x(n);
-    for (float& v : x) v = normal(rng);
-    return x;
-}
 
 ref::DecodeBatch batch_of(std::vector<int> k_lens, std::vector<int> q_lens) {
     ref::DecodeBatch b;
@@ -41,9 +33,9 @@ TEST(ReferenceDecode, NewTokensAreThePrefillRowsAtTheirPositionsBitwise) {
     const ref::DecodeBatch b = batch_of({1, 300, 1025, 130}, {1, 1, 7, 130});
     const Problem& p = b.cache;
     HostInputs in;
-    in.q = random_values(static_cast<std::size_t>(p.q_elems()), 1);
-    in.k = random_values(static_cast<std::size_t>(p.kv_elems()), 2);
-    in.v = random_values(static_cast<std::size_t>(p.kv_elems()), 3);
+    in.q = test::normal_values(static_cast<std::size_t>(p.q_elems()), 1);
+    in.k = test::normal_values(static_cast<std::size_t>(p.kv_elems()), 2);
+    in.v = test::normal_values(static_cast<std::size_t>(p.kv_elems()), 3);
     const ref::GatingResult gate = ref::gating(p, in);
     const ref::Forward prefill = ref::attention_forward(p, in, gate.selection);
 
@@ -77,9 +69,9 @@ TEST(ReferenceDecode, NewTokensAreThePrefillRowsAtTheirPositionsBitwise) {
 TEST(ReferenceDecode, ACacheOfOneTokenGivesItsValue) {
     const ref::DecodeBatch b = batch_of({1}, {1});
     const Problem& p = b.cache;
-    const auto q = random_values(static_cast<std::size_t>(p.heads_q * p.head_dim), 4);
-    const auto k = random_values(static_cast<std::size_t>(p.kv_elems()), 5);
-    const auto v = random_values(static_cast<std::size_t>(p.kv_elems()), 6);
+    const auto q = test::normal_values(static_cast<std::size_t>(p.heads_q * p.head_dim), 4);
+    const auto k = test::normal_values(static_cast<std::size_t>(p.kv_elems()), 5);
+    const auto v = test::normal_values(static_cast<std::size_t>(p.kv_elems()), 6);
     const ref::DecodeResult d = ref::decode_forward(b, q, k, v);
     for (int h = 0; h < p.heads_q; ++h) {
         const int g = h / p.group();

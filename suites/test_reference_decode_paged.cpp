@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
-#include <random>
 #include <vector>
 
 #include "reference/decode_paged.hpp"
@@ -16,14 +15,6 @@ namespace moba {
 namespace {
 
 using test::expect_error;
-
-std::vector<float> random_values(std::size_t n, std::uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> x(n);
-    for (float& v : x) v = normal(rng);
-    return x;
-}
 
 // Block 64, pages of 24 tokens: a page size that divides neither the block nor any cache length.
 ref::DecodeBatch varlen_batch() {
@@ -45,9 +36,9 @@ struct Caches {
 };
 Caches random_caches(const ref::DecodeBatch& b) {
     const Problem& p = b.cache;
-    return {random_values(static_cast<std::size_t>(b.total_q() * p.heads_q * p.head_dim), 11),
-            random_values(static_cast<std::size_t>(p.kv_elems()), 12),
-            random_values(static_cast<std::size_t>(p.kv_elems()), 13)};
+    return {test::normal_values(static_cast<std::size_t>(b.total_q() * p.heads_q * p.head_dim), 11),
+            test::normal_values(static_cast<std::size_t>(p.kv_elems()), 12),
+            test::normal_values(static_cast<std::size_t>(p.kv_elems()), 13)};
 }
 
 std::vector<int> shuffled_pages(const ref::DecodeBatch& b, int page_size) {

@@ -1,6 +1,9 @@
 // Helpers shared by the CPU test binaries.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -11,6 +14,15 @@
 #include "core/problem.hpp"
 
 namespace moba::test {
+
+// n draws of N(0, 1) from a generator seeded with `seed`: the same values on every run.
+inline std::vector<float> normal_values(std::size_t n, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(n);
+    for (float& v : x) v = normal(rng);
+    return x;
+}
 
 // A validated problem; throws std::invalid_argument for a bad shape, as Problem::validate does.
 inline Problem make_problem(std::vector<int> seqlens, int heads_q, int heads_kv, int dim, int block,
