@@ -32,10 +32,11 @@ _entries = {}
 PYTHON_TOOL = "python3 -m moba"
 
 
-def cli_impl_flags(impl_item, *, block_means="exact", gating=True, backward=True, lse=True):
+def cli_impl_flags(impl_item, *, block_means="exact", gating=True, backward=True, lse=True, extra=""):
     """'--impl path/f.py:fn --block-means rounded ...': the flags of `python -m moba` that
     register an entry as these options do."""
-    flags = ["--impl", shlex.quote(impl_item)]
+    flags = [extra] if extra else []
+    flags += ["--impl", shlex.quote(impl_item)]
     if block_means != "exact":
         flags += ["--block-means", block_means]
     flags += [flag for flag, off in (("--no-gating", not gating), ("--no-backward", not backward),
@@ -63,9 +64,9 @@ def register(fn, name=None, *, dense=False, gating=True, backward=True, lse=True
     cli: the --impl flags of `python -m moba` that register it again, for its records' commands
     (default: module:function when fn is importable by that name)."""
     spec = CallableSpec(fn, name)
-    item = _importable_item(fn) if cli is None else None
-    if item:
-        cli = cli_impl_flags(item, block_means=block_means, gating=gating, backward=backward, lse=lse)
+    if cli is None and _importable_item(fn):
+        cli = cli_impl_flags(_importable_item(fn), block_means=block_means, gating=gating, backward=backward,
+                             lse=lse)
     module = getattr(fn, "__module__", None) or "?"
     technique = technique or f"Python callable {module}.{getattr(fn, '__qualname__', spec.name)}"
     native.register_external(spec.name, technique, list(dtypes), int(max_head_dim), bool(dense),
