@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/kernel_api.hpp"
 
@@ -33,5 +34,10 @@ void baseline_backward(const AttentionArgs& args);
 std::size_t dense_workspace_bytes(const Problem& problem);
 void dense_forward(const AttentionArgs& args);
 void dense_backward(const AttentionArgs& args);
+
+// Decode (decode.cu, SEMANTICS.md §9): one step over a KV cache, packed or paged (DecodeArgs).
+// The plain version: every block mean is recomputed from k on every step (no prepare, nothing kept).
+std::size_t decode_workspace_bytes(const Problem& cache, std::int64_t total_q);
+void decode(const DecodeArgs& args);
 
 }  // namespace moba::naive
