@@ -22,6 +22,9 @@
 # (ci/gpu_first_hour.sh);
 # MOBA_VERIFY_PYTHON=SHARD adds ci/gpu_python.sh's check (that shard of the quick suite, on both
 # examples and op_wgmma_moba) and paper steps beside ctest (reports: $out/python.tar.gz);
+# MOBA_VERIFY_DECODE=1 adds ci/gpu_decode.sh (the decode suite, the decode kernels under the
+# sanitizers, the decode study timed; MOBA_VERIFY_DECODE_STUDY=full for the whole grid) after
+# the first-hour steps;
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
 # MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build) adds ci/sass_diff.py against this
@@ -79,6 +82,7 @@ ctest_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((ctest_limit > 500)) && c
 # After ctest and the Python steps. The first-hour steps hold most of the GPU's memory for a
 # while (ci/gpu_first_hour.sh): nothing but long lanes, when asked for, may meet the holder.
 [[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
+[[ ${MOBA_VERIFY_DECODE:-0} == 1 ]] && source ci/gpu_decode.sh
 # MOBA_VERIFY_QUICK=alone: the CLI's quick check of every implementation with nothing else of
 # this script running (long lanes aside), timed (the rigor issue's target is about 2 minutes
 # for all of them); stopped at MOBA_VERIFY_END like ctest.
@@ -119,6 +123,8 @@ fi
 [[ -f $step_logs/ctest_gpu.log ]] && grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
 ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
 [[ -f $out/check-quick-all.json ]] && python3 ci/check_summary.py "$out/check-quick-all.json"
+[[ -f $out/check-decode.json ]] && python3 ci/check_summary.py "$out/check-decode.json"
+ls "$step_logs"/decode_study_*.log >/dev/null 2>&1 && grep -hE "^(layout|32:)" "$step_logs"/decode_study_*.log
 [[ -f $step_logs/check_long_summary.log ]] && cat "$step_logs/check_long_summary.log"
 ls "$step_logs"/gating_*.log >/dev/null 2>&1 && grep -hE "records:|mismatch|near" "$step_logs"/gating_*.log
 [[ -f $step_logs/sass_diff.log ]] && cat "$step_logs/sass_diff.log"

@@ -20,7 +20,7 @@ install(DIRECTORY harness/dashboard/assets/ DESTINATION ${CMAKE_INSTALL_DATADIR}
 # include paths outside this build, but must be exported to be named).
 set(moba_exported
   moba_warnings moba_git_version moba_outcome moba_core moba_reference moba_reference_gpu
-  moba_kernels_naive moba_kernels_dense_cublas moba_kernels_moba moba_kernels_tiled_mma
+  moba_kernels_naive moba_kernels_decode moba_kernels_dense_cublas moba_kernels_moba moba_kernels_tiled_mma
   moba_kernels_wgmma moba_harness moba_report_tools)
 foreach(target IN LISTS moba_exported)
   string(REGEX REPLACE "^moba_" "" exported_name ${target})

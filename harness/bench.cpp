@@ -372,7 +372,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             records.push_back(std::move(r));
         }
     };
-    const Support support = impl.supports(p);
+    const Support support = impl.has_forward() ? impl.supports(p) : Support::no(decode_only_reason(impl));
     if (!support.ok) return fail_all(Outcome::not_supported, support.reason, Outcome::not_supported);
     const bool need_bwd = std::any_of(o.phases.begin(), o.phases.end(), [](Phase ph) { return ph != Phase::fwd; });
     if (need_bwd && !impl.has_backward()) return fail_all(Outcome::not_supported, impl.name + " has no backward", Outcome::skipped);

@@ -203,6 +203,7 @@ void judge_baseline(const CheckCase& c, const HostInputs& in, const std::string&
 // Whether impl is checked on p: what it supports, and a dense implementation only at zero
 // sparsity.
 Support checkable(const Implementation& impl, const Problem& p) {
+    if (!impl.has_forward()) return Support::no(decode_only_reason(impl));
     Support s = impl.supports(p);
     if (s.ok && impl.dense && !p.zero_sparsity())
         s = Support::no("a dense implementation computes full causal attention; it is checked at zero "

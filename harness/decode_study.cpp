@@ -1,7 +1,12 @@
 #include "harness/decode_study.hpp"
 
+#include <chrono>
+#include <exception>
+#include <memory>
+
 #include <fmt/format.h>
 
+#include "harness/decode_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/records.hpp"
 #include "reference/reference.hpp"
@@ -42,22 +47,99 @@ std::string decode_study_command(const DecodeStudyPoint& p) {
         to_string(p.dtype), to_string(p.inputs), p.seed);
 }
 
-DecodeIo run_decode_study_point(const DecodeStudyPoint& point) {
-    const ref::DecodeBatch batch = decode_study_batch(point);
-    const Problem& p = batch.cache;
+namespace {
+
+// A point's inputs and float64 gating: the rows of the new tokens (q) and the caches' k.
+struct StudyInputs {
+    ref::DecodeBatch batch;
+    std::vector<float> k;
     ref::RowInputs rows;
-    rows.tokens = batch.query_positions();
-    QueryRowsAndKeys inputs = make_query_rows_and_keys(p, point.seed, point.inputs, rows.tokens);
-    rows.q_rows = std::move(inputs.q_rows);
-    rows.k = &inputs.k;
-    const ref::GatingResult gating = ref::gating_rows(p, rows);
-    const ref::BlockScorer scorer(p, inputs.k);
+    ref::GatingResult gating;
+};
+
+std::unique_ptr<StudyInputs> draw_and_gate(const DecodeStudyPoint& point) {
+    auto in = std::make_unique<StudyInputs>();
+    in->batch = decode_study_batch(point);
+    const Problem& p = in->batch.cache;
+    in->rows.tokens = in->batch.query_positions();
+    QueryRowsAndKeys drawn = make_query_rows_and_keys(p, point.seed, point.inputs, in->rows.tokens);
+    in->rows.q_rows = std::move(drawn.q_rows);
+    in->k = std::move(drawn.k);
+    in->rows.k = &in->k;
+    in->gating = ref::gating_rows(p, in->rows);
+    return in;
+}
+
+DecodeIo study_io(const StudyInputs& in) {
+    const Problem& p = in.batch.cache;
+    const ref::BlockScorer scorer(p, in.k);
     const std::int64_t q_row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
-    return decode_io(batch, gating.selection, [&](std::int64_t row, int head, int block) {
+    return decode_io(in.batch, in.gating.selection, [&](std::int64_t row, int head, int block) {
         const float* q =
-            rows.q_rows.data() + row * q_row + static_cast<std::int64_t>(head) * p.head_dim;
-        return scorer.score(q, rows.tokens[static_cast<std::size_t>(row)], head, block).score;
+            in.rows.q_rows.data() + row * q_row + static_cast<std::int64_t>(head) * p.head_dim;
+        return scorer.score(q, in.rows.tokens[static_cast<std::size_t>(row)], head, block).score;
     });
+}
+
+DecodeStepTiming time_point(const DecodeStudyPoint& point, const StudyInputs& in, const DecodeTimingOptions& o) {
+    for (const Implementation* impl : {o.impl, o.dense})
+        if (const Support s = impl->supports(in.batch.cache); !s.ok) throw std::invalid_argument(s.reason);
+    DecodeStepTiming t;
+    t.impl = o.impl->name;
+    t.dense_impl = o.dense->name;
+    DecodeCase c;
+    c.base = CheckCase{in.batch.cache, point.seed, point.inputs};
+    c.q_lens = in.batch.q_lens;
+    {
+        DeviceDecode step(*o.impl, c, in.rows.q_rows, in.k);  // runs decode_prepare once
+        if (o.impl->decode_prepare) {
+            const DecodeArgs prepare_args = step.args(true);
+            t.prepare_ms = measure([&](cudaStream_t s) { DecodeArgs a = prepare_args; a.stream = s; o.impl->decode_prepare(a); },
+                                   nullptr, o.timing)
+                               .median_ms;
+        }
+        const DeviceDecode::Result gated = step.run(true);
+        t.gating = compare_gating_rows(in.batch.cache, gated.sel, in.gating, in.rows,
+                                       o.impl->block_means == BlockMeans::rounded);
+        const DecodeIo kernel_io = decode_io(in.batch, gated.sel, [](std::int64_t, int, int) { return 0.0; });
+        for (const GroupIo& g : kernel_io.groups) t.kernel_distinct_blocks += g.distinct_blocks;
+        if (is_failure(t.gating.outcome)) return t;  // not timed: the caller notes why
+        const DecodeArgs gate_args = step.args(true), given_args = step.args(false);
+        t.step = measure([&](cudaStream_t s) { DecodeArgs a = gate_args; a.stream = s; o.impl->decode(a); }, nullptr,
+                         o.timing);
+        t.attend = measure([&](cudaStream_t s) { DecodeArgs a = given_args; a.stream = s; o.impl->decode(a); },
+                           nullptr, o.timing);
+    }
+    DeviceDecode dense(*o.dense, c, in.rows.q_rows, in.k);
+    const DecodeArgs dense_args = dense.args(false);
+    t.dense = measure([&](cudaStream_t s) { DecodeArgs a = dense_args; a.stream = s; o.dense->decode(a); }, nullptr,
+                      o.timing);
+    return t;
+}
+
+}  // namespace
+
+DecodeIo run_decode_study_point(const DecodeStudyPoint& point) { return study_io(*draw_and_gate(point)); }
+
+DecodeIoRecord run_decode_study_record(const DecodeStudyPoint& point, const DecodeTimingOptions* gpu) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::unique_ptr<StudyInputs> in = draw_and_gate(point);
+    DecodeIoRecord r{point, study_io(*in), 0.0, std::nullopt, ""};
+    if (!gpu) {
+        r.timing_note = "not measured: no GPU (or no --impl) in this run";
+    } else {
+        try {
+            r.timing = time_point(point, *in, *gpu);
+            if (is_failure(r.timing->gating.outcome))
+                r.timing_note = fmt::format("not timed: {}'s selection is {} against the float64 one ({})", gpu->impl->name,
+                                            to_string(r.timing->gating.outcome), r.timing->gating.reason);
+        } catch (const std::exception& e) {
+            r.timing.reset();
+            r.timing_note = fmt::format("not measured: {}", e.what());
+        }
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return r;
 }
 
 void to_json(nlohmann::json& j, const DecodeIoRecord& r) {
@@ -84,7 +166,29 @@ void to_json(nlohmann::json& j, const DecodeIoRecord& r) {
          {"vote_io_ratio", io.vote_ratio()},
          {"vote_recall", io.vote_recall()},
          {"host_seconds", r.seconds},
-         {"time_per_step", "not measured: needs the decode kernels (issue 19)"}};
+         {"time_per_step", r.timing && r.timing_note.empty() ? "measured" : r.timing_note}};
+    if (const auto& t = r.timing) {
+        nlohmann::json g = {{"outcome", to_string(t->gating.outcome)}, {"pairs", t->gating.pairs},
+                  {"mismatches", t->gating.mismatches}, {"near_ties", t->gating.near_ties},
+                  {"near_tie_mismatches", t->gating.near_tie_mismatches}, {"exact_ties", t->gating.exact_ties},
+                  {"tie_violations", t->gating.tie_violations}, {"invalid", t->gating.invalid},
+                  {"reason", t->gating.reason}};
+        j["gpu"] = {{"impl", t->impl},
+                    {"dense_impl", t->dense_impl},
+                    {"gating_check", g},
+                    {"kernel_distinct_blocks_per_group",
+                     io.groups.empty() ? 0.0 : static_cast<double>(t->kernel_distinct_blocks) / static_cast<double>(io.groups.size())},
+                    {"prepare_ms", t->prepare_ms}};
+        if (r.timing_note.empty()) {
+            j["gpu"]["step"] = timing_json(t->step);
+            j["gpu"]["attend"] = timing_json(t->attend);
+            j["gpu"]["dense"] = timing_json(t->dense);
+            j["gpu"]["speedup_vs_dense"] = t->speedup();
+            j["gpu"]["step_gb_per_s"] = static_cast<double>(io.measured_bytes) / (t->step.median_ms * 1e6);
+            j["gpu"]["dense_gb_per_s"] = static_cast<double>(io.dense_bytes) / (t->dense.median_ms * 1e6);
+            j["gpu"]["under_sampled"] = t->step.under_sampled || t->attend.under_sampled || t->dense.under_sampled;
+        }
+    }
 }
 
 }  // namespace moba

@@ -7,11 +7,15 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "harness/check.hpp"
+#include "harness/compare.hpp"
 #include "harness/decode_io.hpp"
 #include "harness/input_families.hpp"
+#include "harness/registry.hpp"
+#include "harness/timer.hpp"
 #include "reference/decode.hpp"
 
 namespace moba {
@@ -40,12 +44,39 @@ std::string decode_study_command(const DecodeStudyPoint& point);
 // Draws the inputs, gates the new tokens in float64 (gating_rows) and accounts the IO.
 DecodeIo run_decode_study_point(const DecodeStudyPoint& point);
 
+// The GPU side of a point: which decode steps to time, and how.
+struct DecodeTimingOptions {
+    const Implementation* impl = nullptr;   // the MoBA decode step (split_decode)
+    const Implementation* dense = nullptr;  // the dense decode of the same caches (split_decode_dense)
+    TimingOptions timing;
+};
+
+// What the GPU measured at a point. The MoBA step runs on the study's caches (k as drawn, v drawn
+// on the device: v moves no selection) and its own gating, judged against the float64 selection
+// on every new token before it is timed; a step whose gating is incorrect is not timed.
+struct DecodeStepTiming {
+    std::string impl, dense_impl;
+    GatingCheck gating;         // the step's selection against the float64 one
+    std::int64_t kernel_distinct_blocks = 0;  // summed over (request, group), from the step's selection
+    Timing step;                // one decode step, gating included
+    Timing attend;              // the same step given the selection (gating excluded)
+    Timing dense;               // dense decode of the same caches
+    double prepare_ms = 0;      // decode_prepare's median (block means kept from prefill): once per cache
+    double speedup() const { return dense.median_ms / step.median_ms; }
+};
+
 // "kind": "decode_io" (reports/FORMAT.md).
 struct DecodeIoRecord {
     DecodeStudyPoint point;
     DecodeIo io;
     double seconds = 0;  // host time of the point (inputs, gating, accounting), not a decode time
+    std::optional<DecodeStepTiming> timing;  // with a GPU and timing options
+    std::string timing_note;                 // why there is no timing, or why it stopped
 };
+
+// The point's IO, and with `gpu` its timing (failures of the GPU side become timing_note; the
+// IO is kept). seconds is the host time of the whole point.
+DecodeIoRecord run_decode_study_record(const DecodeStudyPoint& point, const DecodeTimingOptions* gpu);
 void to_json(nlohmann::json& j, const DecodeIoRecord& r);
 
 }  // namespace moba

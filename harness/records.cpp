@@ -90,6 +90,7 @@ void to_json(json& j, const CheckRecord& r) {
         j["sanitizer_problems"] = s->problems;
         j["sanitizer_exit_status"] = s->exit_status;
     }
+    if (const auto& d = r.decode) j["decode"] = {{"q_lens", d->q_lens}, {"page_size", d->page_size}};
 }
 
 void to_json(json& j, const BenchRecord& r) {

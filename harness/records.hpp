@@ -49,6 +49,13 @@ struct CheckRecord {
         int exit_status = 0;
     };
     std::optional<Sanitizer> sanitizer_figures;
+    // A decode case (SEMANTICS.md §9; config's seqlens are then the cache lengths): the new
+    // tokens of each request and the page size of a paged cache (0: packed).
+    struct Decode {
+        std::vector<int> q_lens;
+        int page_size = 0;
+    };
+    std::optional<Decode> decode;
 };
 void to_json(nlohmann::json& j, const CheckRecord& r);
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "kernels/decode/split_decode.hpp"
 #include "kernels/dense_cublas/dense_cublas.hpp"
 #include "kernels/naive/naive.hpp"
 #include "kernels/tiled_mma/backward.hpp"
@@ -47,6 +48,12 @@ Support Implementation::supports(const Problem& problem) const {
     return can_implement ? can_implement(problem) : Support::yes();
 }
 
+std::string decode_only_reason(const Implementation& impl) {
+    return fmt::format("{} is decode only (no prefill forward): check it with `moba check --suite decode` or "
+                       "--q-lens, time it with `moba decode-study`",
+                       impl.name);
+}
+
 std::string_view to_string(BlockMeans means) { return means == BlockMeans::exact ? "exact" : "rounded"; }
 
 BlockMeans parse_block_means(std::string_view text) {
@@ -71,6 +78,9 @@ std::vector<Implementation>& table() {
             .gating = naive::gating,
             .forward = naive::forward,
             .backward = naive::backward,
+            .decode_workspace_bytes = naive::decode_workspace_bytes,
+            .decode_prepare = {},
+            .decode = naive::decode,
         });
         list.push_back(Implementation{
             .name = "naive_dense",
@@ -182,6 +192,30 @@ std::vector<Implementation>& table() {
             .gating = sparse::gating,
             .forward = wgmma::moba_forward,
             .backward = tiled_mma::backward,
+        });
+        list.push_back(Implementation{
+            .name = "split_decode",
+            .technique = "decode only: MoBA decode step over packed or paged KV caches; gating "
+                         "from block means kept at prefill, per kv group the union of its heads' "
+                         "blocks read once (split-KV over key chunks), partials merged by "
+                         "log-sum-exp",
+            .dtypes = {DType::bf16, DType::f16},
+            .head_dims = HeadDimSet::exactly({64, 128}),
+            .can_implement = split_decode::can_implement,
+            .decode_workspace_bytes = split_decode::workspace_bytes,
+            .decode_prepare = split_decode::prepare,
+            .decode = split_decode::decode,
+        });
+        list.push_back(Implementation{
+            .name = "split_decode_dense",
+            .technique = "decode only: dense decode (FlashDecoding-class split-KV over every "
+                         "cached key, merged by log-sum-exp); the decode study's dense baseline",
+            .dtypes = {DType::bf16, DType::f16},
+            .head_dims = HeadDimSet::exactly({64, 128}),
+            .dense = true,
+            .can_implement = split_decode::can_implement,
+            .decode_workspace_bytes = split_decode::dense_workspace_bytes,
+            .decode = split_decode::dense_decode,
         });
         // Room for the external entries up front: the vector never reallocates, so the
         // Implementation pointers the checks and benchmarks hold stay valid while one is added.

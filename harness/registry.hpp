@@ -54,8 +54,15 @@ struct Implementation {
     std::function<std::size_t(const Problem&)> gating_workspace_bytes;
     std::function<std::size_t(const Problem&)> attention_workspace_bytes;
     std::function<void(const GatingArgs&)> gating;       // empty: no gating of its own
-    std::function<void(const AttentionArgs&)> forward;
+    std::function<void(const AttentionArgs&)> forward;   // empty: a decode-only entry
     std::function<void(const AttentionArgs&)> backward;  // empty: forward only
+    // Decode (SEMANTICS.md §9, DecodeArgs): one step of new tokens over KV caches, checked by
+    // `moba check --suite decode` / `--q-lens` and timed by `moba decode-study`. decode_prepare
+    // runs once per cache (what a server keeps from prefill: block means); empty when the step
+    // keeps nothing. A dense entry's decode attends every cached key and ignores the selection.
+    std::function<std::size_t(const Problem& cache, std::int64_t total_q)> decode_workspace_bytes;
+    std::function<void(const DecodeArgs&)> decode_prepare;
+    std::function<void(const DecodeArgs&)> decode;
     // Added by register_external (Python callables): not part of the built-in table that the
     // README lists.
     bool external = false;
@@ -69,12 +76,18 @@ struct Implementation {
     std::string cli_tool;        // e.g. "python3 -m moba"
     std::string cli_impl_flags;  // e.g. "--impl examples/plain_moba.py:plain_moba --block-means rounded"
 
+    bool has_forward() const { return static_cast<bool>(forward); }
+    bool has_decode() const { return static_cast<bool>(decode); }
     bool has_gating() const { return static_cast<bool>(gating); }
     bool has_backward() const { return static_cast<bool>(backward); }
     // can_implement plus the dtype list and the largest head dim, with a reason naming the value
     // (finer head-dim refusals are can_implement's, whose reasons name the kernel's limit).
     Support supports(const Problem& problem) const;
 };
+
+// "split_decode is decode only: ...": why a prefill check, benchmark or op refuses an entry
+// without a forward.
+std::string decode_only_reason(const Implementation& impl);
 
 // The built-in entries, then the external ones in the order they were registered.
 const std::vector<Implementation>& registry();

@@ -417,6 +417,8 @@ TEST(Binary, ListPrintsTheRegistryInEachFormat) {
         const Implementation& impl = registry()[i];
         EXPECT_EQ(doc[i]["name"], impl.name);
         EXPECT_EQ(doc[i]["backward"], impl.has_backward());
+        EXPECT_EQ(doc[i]["forward"], impl.has_forward());
+        EXPECT_EQ(doc[i]["decode"], impl.has_decode());
         EXPECT_EQ(doc[i]["own_gating"], impl.has_gating());
         EXPECT_EQ(doc[i]["dense"], impl.dense);
         EXPECT_EQ(doc[i]["head_dims"]["description"], impl.head_dims.describe());

@@ -48,6 +48,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
     cmd->add_option("--check-rows", f.check_rows, "Sampled query rows of the gating, forward and dq checks")->capture_default_str();
+    cmd->add_option("--q-len", f.q_len,
+                    "Decode: time one step of this many new tokens per sequence over caches of --seqlen tokens "
+                    "(split_decode against split_decode_dense, each step's selection checked against float64 first; "
+                    "the records are moba decode-study's)");
     for (CLI::Option* opt : cmd->get_options()) {
         const std::string name = opt->get_name();
         if (name.starts_with("--") && name != "--help") opt->each([&f, name](const std::string&) { f.given.insert(name); });
@@ -132,6 +136,8 @@ BenchPlan plan_bench(const BenchFlags& given) {
     if (!f.grid.empty()) apply_grid_file(f.grid, f);
     BenchPlan plan;
     for (const auto& name : parse_impl_list(f.impl)) plan.options.impls.push_back(find_implementation(name));
+    if (f.impl == "all")  // every entry with a prefill forward; decode is timed by decode-study
+        std::erase_if(plan.options.impls, [](const Implementation* impl) { return !impl->has_forward(); });
     plan.options.phases.clear();  // replace the default
     for (const auto& ph : split_list(f.phase, "--phase")) plan.options.phases.push_back(parse_phase(ph));
     plan.options.gating = parse_gating_mode(f.gating);
@@ -238,7 +244,44 @@ void print_line(const nlohmann::json& r) {
 
 }  // namespace
 
+DecodeStudyFlags decode_bench_flags(const BenchFlags& f) {
+    for (const char* flag : {"--seqlens", "--phase", "--gating", "--grid", "--resume", "--time-cap", "--cold",
+                             "--min-samples", "--max-samples", "--rel-stddev", "--check-rows"})
+        if (f.given.count(flag))
+            throw std::invalid_argument(fmt::format("{} does not apply to a decode step (--q-len); drop it", flag));
+    if (f.q_len < 1) throw std::invalid_argument(fmt::format("--q-len {} must be positive", f.q_len));
+    if (f.seqlen.empty()) throw std::invalid_argument("--q-len needs --seqlen: the cache lengths");
+    DecodeStudyFlags s;
+    s.layouts.clear();
+    for (const std::string& hq : split_list(f.heads, "--heads"))
+        for (const std::string& hkv : split_list(f.kv_heads.empty() ? hq : f.kv_heads, "--kv-heads"))
+            s.layouts += (s.layouts.empty() ? "" : ",") + hq + ":" + hkv;
+    s.cache = f.seqlen;
+    s.batch = std::to_string(f.batch);
+    s.block = f.block;
+    s.topk = f.topk;
+    const std::vector<int> dims = int_list(f.head_dim, "--head-dim");
+    if (dims.size() != 1) throw std::invalid_argument("--q-len takes one --head-dim, not " + f.head_dim);
+    s.head_dim = dims[0];
+    s.q_len = f.q_len;
+    s.dtype = f.dtype;
+    s.seed = f.seed;
+    s.out = f.out;
+    s.max_seconds = f.max_seconds;
+    if (f.impl != "all") s.impl = f.impl;
+    return s;
+}
+
 int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& argv) {
+    if (flags.given.count("--q-len")) {
+        const DecodeStudyFlags study = decode_bench_flags(flags);
+        decode_study_grid(study);  // refusals before the GPU is looked at
+        if (!device_info().present) {
+            fmt::print(stderr, "moba bench: no GPU found ({}); nothing can be timed.\n", device_info().reason);
+            return 1;
+        }
+        return run_decode_study(study, argv);
+    }
     const BenchPlan plan = plan_bench(flags);
     const DeviceInfo& dev = device_info();
     if (!dev.present) {

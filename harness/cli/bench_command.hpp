@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/bench.hpp"
+#include "harness/cli/decode_study_command.hpp"
 
 namespace moba::cli {
 
@@ -40,6 +41,7 @@ struct BenchFlags {
     int max_samples = 100;
     double rel_stddev = 0.02;
     int check_rows = 32;
+    int q_len = 0;  // > 0: time decode steps of q_len new tokens over caches of --seqlen tokens
     // The flags given on the command line (add_bench_command fills it), so a flag that does not
     // apply, or that a grid file would override, is refused rather than dropped silently.
     std::set<std::string> given;
@@ -59,6 +61,11 @@ BenchPlan plan_bench(const BenchFlags& flags);
 void apply_grid_file(const std::string& path, BenchFlags& flags);
 
 int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& argv);
+
+// --q-len: the decode study's flags for the same axes (layouts --heads x --kv-heads, caches
+// --seqlen, batch, block, top-k, one head dim, dtype). Throws std::invalid_argument naming a
+// flag that does not apply to a decode step (--phase, --gating, --seqlens, --grid, ...).
+DecodeStudyFlags decode_bench_flags(const BenchFlags& flags);
 
 // Key of a bench record's state for --resume: config (seed included), impl, phase, gating.
 std::string state_key(const nlohmann::json& record);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -37,7 +38,7 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--scale", f.scale, "Softmax scale (default 1/sqrt(D))");
     cmd->add_option("--impl", f.impl, "Comma list of implementations, or all")->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the random inputs (suites: seed of case 0)")->capture_default_str();
-    cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick or long");
+    cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick, long or decode");
     cmd->add_option("--shard", f.shard,
                     "With --suite: run only cases whose index % N == I, given as I/N (e.g. 0/3), so a "
                     "long suite fits several time-limited runs");
@@ -56,6 +57,13 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--reference", f.reference,
                     "Truth: cpu (float64 on the CPU) or gpu (float64 on the GPU, for lengths the CPU cannot "
                     "reach; SEMANTICS.md §3.1). Both judge the float64 gating's selection")
+        ->capture_default_str();
+    cmd->add_option("--q-lens", f.q_lens,
+                    "Decode (SEMANTICS.md §9): new tokens of each request, one per --seqlens entry, which are "
+                    "then the cache lengths (new tokens included); --suite decode runs the built-in decode cases");
+    cmd->add_option("--page-size", f.page_size,
+                    "Decode: keep the caches in pages of this many tokens, in shuffled order, with a block "
+                    "table (vLLM/FlashInfer layout); 0 packs them")
         ->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     for (CLI::Option* opt : cmd->get_options()) {
@@ -80,6 +88,60 @@ std::pair<int, int> parse_shard(std::string_view text) {
     if (count < 1 || index >= count) throw std::invalid_argument(bad);
     return {index, count};
 }
+
+namespace {
+
+// --suite decode or one decode configuration (--seqlens, --q-lens, --page-size).
+void plan_decode(const CheckFlags& f, CheckPlan& plan) {
+    for (const char* flag : {"--gating-only", "--sanitize", "--reference"})
+        if (f.given.count(flag))
+            throw std::invalid_argument(fmt::format(
+                "{} does not apply to decode checks (they judge against the float64 CPU truth, all checks at once); "
+                "drop {}",
+                flag, flag));
+    if (f.page_size < 0) throw std::invalid_argument(fmt::format("--page-size {} must be 0 (packed) or positive", f.page_size));
+    const std::vector<InputFamily> families =
+        f.inputs.empty() ? (f.suite == "decode" ? suite_input_families() : std::vector<InputFamily>{InputFamily::normal})
+                         : parse_input_families(f.inputs);
+    if (f.suite == "decode") {
+        for (const char* flag : {"--seqlens", "--q-lens", "--page-size", "--heads", "--kv-heads", "--head-dim",
+                                 "--block", "--topk", "--dtype", "--scale"})
+            if (f.given.count(flag))
+                throw std::invalid_argument(fmt::format(
+                    "{} does not apply with --suite decode: its cases set their own shapes (harness/decode_check.hpp)",
+                    flag));
+        std::vector<DecodeCase> all = decode_suite(f.seed, families);
+        const auto [index, count] = f.shard.empty() ? std::pair{0, 1} : parse_shard(f.shard);
+        for (std::size_t i = 0; i < all.size(); ++i)
+            if (static_cast<int>(i % count) == index) plan.decode_cases.push_back(all[i]);
+        plan.suite = true;
+        return;
+    }
+    if (!f.suite.empty()) throw std::invalid_argument("--q-lens and --page-size describe one decode configuration; drop --suite " + f.suite);
+    if (!f.shard.empty()) throw std::invalid_argument("--shard " + f.shard + " needs --suite");
+    if (f.seqlens.empty() || f.q_lens.empty())
+        throw std::invalid_argument("a decode configuration needs --seqlens (cache lengths) and --q-lens (new tokens)");
+    DecodeCase c;
+    Problem& p = c.base.problem;
+    p.seqlens = parse_lengths(f.seqlens, "--seqlens");
+    p.heads_q = f.heads;
+    p.heads_kv = f.kv_heads == 0 ? f.heads : f.kv_heads;
+    p.head_dim = f.head_dim;
+    p.block = f.block;
+    p.topk = f.topk;
+    p.dtype = parse_dtype(f.dtype);
+    p.softmax_scale = f.scale;
+    c.q_lens = parse_lengths(f.q_lens, "--q-lens");
+    c.page_size = f.page_size;
+    c.batch().validate();  // names the request whose q_len is bad, or the shape's bad value
+    c.base.seed = f.seed;
+    for (InputFamily family : families) {
+        c.base.inputs = family;
+        plan.decode_cases.push_back(c);
+    }
+}
+
+}  // namespace
 
 CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     CheckPlan plan;
@@ -106,6 +168,16 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
         throw std::invalid_argument("--gating-only judges against the float64 gating; it takes --reference cpu, not " +
                                     f.reference);
     for (const auto& name : parse_impl_list(f.impl)) plan.options.impls.push_back(find_implementation(name));
+    const bool decode = f.suite == "decode" || f.given.count("--q-lens") || f.given.count("--page-size");
+    // "all" means every entry that has what is checked: a prefill forward, or a decode step.
+    if (f.impl == "all")
+        std::erase_if(plan.options.impls, [decode](const Implementation* impl) {
+            return decode ? !impl->has_decode() : !impl->has_forward();
+        });
+    if (decode) {
+        plan_decode(f, plan);
+        return plan;
+    }
 
     if (!f.suite.empty()) {
         if (!f.seqlens.empty()) throw std::invalid_argument("give either --suite or --seqlens, not both");
@@ -147,6 +219,17 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
 }
 
 std::string plan_refusal(const CheckPlan& plan, std::int64_t host_available) {
+    for (const DecodeCase& c : plan.decode_cases) {
+        // make_inputs draws q, k, v and dout of the whole cache as float; the truth and the runs
+        // hold far less beside them.
+        const Problem& p = c.base.problem;
+        const double bytes = 4.0 * (2.0 * static_cast<double>(p.q_elems()) + 2.0 * static_cast<double>(p.kv_elems()));
+        if (host_available >= 0 && bytes > static_cast<double>(host_available))
+            return fmt::format("the decode case {} draws its inputs as a prefill of the whole cache: about {:.1f} GiB "
+                               "of host memory, but {:.1f} GiB are available (MemAvailable); use shorter caches or "
+                               "fewer heads",
+                               c.flags(), bytes / (1u << 30), static_cast<double>(host_available) / (1u << 30));
+    }
     if (!plan.sanitizers.empty() || plan.cases.empty()) return {};
     if (plan.suite) {
         // A suite: a case over host memory would stop the run midway; the CPU truth's budget is
@@ -173,6 +256,20 @@ std::string describe(const CheckCase& c) {
     return fmt::format("{} {}x{} {} D{} L={} Bs={} k={} {}", head_layout(p.heads_q, p.heads_kv), p.heads_q,
                        p.heads_kv, to_string(p.dtype), p.head_dim, lens, p.block, p.topk,
                        to_string(c.inputs));
+}
+
+// "decode GQA 4x2 bf16 D128 cache=2048,777 q=7,64 Bs=64 k=3 paged/24 normal"
+std::string describe(const DecodeCase& c) {
+    const Problem& p = c.base.problem;
+    auto list = [](const std::vector<int>& v) {
+        std::string text;
+        for (std::size_t i = 0; i < v.size() && i < 4; ++i) text += (i ? "," : "") + std::to_string(v[i]);
+        return v.size() > 4 ? text + ",..." : text;
+    };
+    return fmt::format("decode {} {}x{} {} D{} cache={} q={} Bs={} k={}{} {}", head_layout(p.heads_q, p.heads_kv),
+                       p.heads_q, p.heads_kv, to_string(p.dtype), p.head_dim, list(p.seqlens), list(c.q_lens),
+                       p.block, p.topk, c.page_size > 0 ? fmt::format(" paged/{}", c.page_size) : "",
+                       to_string(c.base.inputs));
 }
 
 double worst_ratio(const std::vector<nlohmann::json>& records) {
@@ -385,7 +482,7 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     // Refused before any input is drawn or any report written (exit 2).
     if (const std::string why = plan_refusal(plan, host_memory_available()); !why.empty())
         throw std::invalid_argument(why + " (nothing was run; no report written)");
-    if (plan.suite && plan.sanitizers.empty()) {
+    if (plan.suite && plan.sanitizers.empty() && plan.decode_cases.empty()) {
         int over = 0;
         for (const CheckCase& c : plan.cases) over += !cpu_reference_refusal(c, plan.options).empty();
         if (over > 0)
@@ -394,7 +491,21 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
                        "each is recorded as failed without drawing its inputs. Use --reference gpu to check them.\n",
                        over, plan.cases.size(), kMaxCpuReferenceWork);
     }
-    PhaseProgress progress(plan.cases.size());
+    // One entry per case, prefill or decode: what the progress lines call it, its phases, its run.
+    struct PlannedCase {
+        std::string what;
+        int phases;
+        std::function<std::vector<nlohmann::json>()> run;
+    };
+    std::vector<PlannedCase> cases;
+    for (const CheckCase& c : plan.cases)
+        cases.push_back({describe(c), expected_phases(c, plan.options), [&plan, &c] {
+                             return plan.sanitizers.empty() ? run_checks(c, plan.options) : sanitizer_records(c, plan);
+                         }});
+    for (const DecodeCase& c : plan.decode_cases)
+        cases.push_back({describe(c), expected_decode_phases(c, plan.options),
+                         [&plan, &c] { return run_decode_checks(c, plan.options); }});
+    PhaseProgress progress(cases.size());
     plan.options.progress = [&progress](const std::string& phase) { progress.phase(phase); };
     if (dev.present)
         fmt::print("GPU: {} ({} SMs, {:.0f} GiB)\n", dev.name, dev.sms,
@@ -409,18 +520,17 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     handle_interrupts(flags.out);
     const bool tty = isatty(fileno(stdout));
     const auto t0 = std::chrono::steady_clock::now();
-    for (std::size_t i = 0; i < plan.cases.size(); ++i) {
-        const auto& c = plan.cases[i];
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        const PlannedCase& c = cases[i];
         const auto t_case = std::chrono::steady_clock::now();
-        progress.start_case(i, describe(c), expected_phases(c, plan.options));
-        auto records = plan.sanitizers.empty() ? run_checks(c, plan.options)
-                                               : sanitizer_records(c, plan);
+        progress.start_case(i, c.what, c.phases);
+        auto records = c.run();
         progress.end_case();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_case).count();
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(plan.cases.size() - i - 1);
+        const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(cases.size() - i - 1);
         fmt::print("[{:>3}/{}] {:<44} worst ratio {:.3f}  {:<13} {:5.1f}s  ETA {:.0f}s\n", i + 1,
-                   plan.cases.size(), describe(c), worst_ratio(records), worst_outcome(records), secs, eta);
+                   cases.size(), c.what, worst_ratio(records), worst_outcome(records), secs, eta);
         if (tty) std::fflush(stdout);
         for (auto& r : records) report.add(std::move(r));
         report.flush();
@@ -429,7 +539,7 @@ int run_check(const CheckFlags& flags, const std::vector<std::string>& argv) {
     default_interrupts();
 
     const auto& records = report.document()["records"];
-    if (plan.cases.size() == 1) {
+    if (cases.size() == 1) {
         fmt::print("\n");
         print_record_table(records);
     } else {

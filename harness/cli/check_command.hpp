@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "harness/check.hpp"
+#include "harness/decode_check.hpp"
 #include "harness/sanitizer.hpp"
 
 namespace moba::cli {
@@ -32,6 +33,9 @@ struct CheckFlags {
     std::string sanitize;  // comma list of compute-sanitizer tools, or all: only sanitizer records
     std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
+    // Decode (SEMANTICS.md §9): new tokens per request; --seqlens are then the cache lengths.
+    std::string q_lens;
+    int page_size = 0;  // paged caches with pages of this many tokens (0: packed)
     std::string out = "reports/check.json";
     // The flags given on the command line (add_check_command fills it), so a flag that does not
     // apply is refused rather than dropped silently.
@@ -49,6 +53,8 @@ struct CheckPlan {
     CheckOptions options;
     std::vector<SanitizerTool> sanitizers;  // non-empty: only sanitizer runs (--sanitize)
     bool suite = false;                     // --suite: cases of many shapes
+    // Decode steps instead of prefill cases (--suite decode, or --q-lens): cases is then empty.
+    std::vector<DecodeCase> decode_cases;
 };
 CheckPlan plan_check(const CheckFlags& flags, bool gpu_present);
 

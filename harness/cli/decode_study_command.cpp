@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "harness/cli/parse.hpp"
+#include "harness/device.hpp"
 #include "harness/report.hpp"
 
 namespace moba::cli {
@@ -33,23 +34,29 @@ std::string length_label(int n) {
 }
 
 void print_table(const std::vector<DecodeIoRecord>& records) {
-    fmt::print("{:<7} {:>6} {:>5} {:>9} {:<9} {:>11} {:>9} {:>9} {:>9} {:>7} {:>9}\n", "layout",
-               "cache", "batch", "block/k", "inputs", "blocks/grp", "measured", "ideal", "vote IO",
-               "recall", "union+/h");
+    fmt::print("{:<7} {:>6} {:>5} {:>9} {:<9} {:>11} {:>9} {:>9} {:>9} {:>7} {:>9} {:>10} {:>10} {:>10} {:>8}\n",
+               "layout", "cache", "batch", "block/k", "inputs", "blocks/grp", "measured", "ideal", "vote IO",
+               "recall", "union+/h", "step ms", "attend ms", "dense ms", "speedup");
     for (const DecodeIoRecord& r : records) {
         const DecodeStudyPoint& p = r.point;
+        const bool timed = r.timing && r.timing_note.empty();
+        auto ms = [&](const Timing& t) {
+            return timed ? fmt::format("{:.4f}{}", t.median_ms, t.under_sampled ? "*" : "") : std::string("-");
+        };
         fmt::print(
             "{:<7} {:>6} {:>5} {:>9} {:<9} {:>11.2f} {:>9.4f} {:>9.4f} {:>9.4f} {:>7.3f} "
-            "{:>9.2f}\n",
+            "{:>9.2f} {:>10} {:>10} {:>10} {:>8}\n",
             fmt::format("{}:{}", p.heads_q, p.heads_kv), length_label(p.cache_len), p.batch,
             fmt::format("{}/{}", p.block, p.topk), to_string(p.inputs), r.io.distinct_blocks_mean(),
             r.io.measured_ratio(), r.io.ideal_ratio(), r.io.vote_ratio(), r.io.vote_recall(),
-            r.io.union_extra_blocks_per_head());
+            r.io.union_extra_blocks_per_head(), ms(r.timing ? r.timing->step : Timing{}),
+            ms(r.timing ? r.timing->attend : Timing{}), ms(r.timing ? r.timing->dense : Timing{}),
+            timed ? fmt::format("{:.2f}x", r.timing->speedup()) : std::string("-"));
     }
     fmt::print(
-        "IO ratios: KV bytes read per step / dense decode's. Time per step and speedup over dense "
-        "decode: "
-        "not measured (they need the decode kernels).\n");
+        "IO ratios: KV bytes read per step / dense decode's. step: the MoBA decode step, gating included; "
+        "attend: the same given the selection; dense: dense decode of the same caches; speedup = dense / step "
+        "(* marks a median of fewer samples than asked; - not timed, the report's time_per_step says why).\n");
 }
 
 }  // namespace
@@ -73,6 +80,13 @@ CLI::App* add_decode_study_command(CLI::App& app, DecodeStudyFlags& f) {
     cmd->add_option("--inputs", f.inputs, "Axis: input families (comma list or all)")
         ->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
+    cmd->add_option("--impl", f.impl,
+                    "With a GPU: the MoBA decode step timed at every point (none: IO only)")
+        ->capture_default_str();
+    cmd->add_option("--dense", f.dense, "With a GPU: the dense decode the step is compared with")
+        ->capture_default_str();
+    cmd->add_option("--max-seconds", f.max_seconds, "Sampling budget of one timed step (at least 5 samples)")
+        ->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report path")->capture_default_str();
     return cmd;
 }
@@ -97,6 +111,25 @@ std::vector<std::pair<int, int>> parse_layouts(std::string_view text) {
         layouts.emplace_back(hq, hkv);
     }
     return layouts;
+}
+
+std::optional<DecodeTimingOptions> decode_timing_options(const DecodeStudyFlags& f, bool gpu_present) {
+    if (f.impl == "none") return std::nullopt;
+    DecodeTimingOptions o;
+    o.impl = find_implementation(f.impl);
+    o.dense = find_implementation(f.dense);
+    if (!o.impl || !o.impl->has_decode() || o.impl->dense)
+        throw std::invalid_argument(fmt::format("--impl '{}' is not a MoBA decode step (known: {})", f.impl,
+                                                implementation_names()));
+    if (!o.dense || !o.dense->has_decode() || !o.dense->dense)
+        throw std::invalid_argument(fmt::format("--dense '{}' is not a dense decode (known: {})", f.dense,
+                                                implementation_names()));
+    if (!(f.max_seconds > 0)) throw std::invalid_argument(fmt::format("--max-seconds {} must be positive", f.max_seconds));
+    o.timing.min_samples = 5;
+    o.timing.max_samples = 200;
+    o.timing.max_seconds = f.max_seconds;
+    if (!gpu_present) return std::nullopt;
+    return o;
 }
 
 std::vector<DecodeStudyPoint> decode_study_grid(const DecodeStudyFlags& f) {
@@ -145,23 +178,26 @@ std::vector<DecodeStudyPoint> decode_study_grid(const DecodeStudyFlags& f) {
 int run_decode_study(const DecodeStudyFlags& f, const std::vector<std::string>& argv) {
     const std::vector<DecodeStudyPoint> grid =
         decode_study_grid(f);  // throws (exit 2) before any work
+    std::optional<DecodeTimingOptions> gpu = decode_timing_options(f, device_info().present);
     ReportWriter report(f.out, "decode-study", argv);
     report.flush();
     std::vector<DecodeIoRecord> records;
     for (std::size_t i = 0; i < grid.size(); ++i) {
         const DecodeStudyPoint& p = grid[i];
-        const auto start = std::chrono::steady_clock::now();
-        DecodeIoRecord record{p, run_decode_study_point(p), 0.0};
-        record.seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        DecodeIoRecord record = run_decode_study_record(p, gpu ? &*gpu : nullptr);
         report.add(record);
         report.flush();
         fmt::print(stderr,
                    "[{}/{}] {}:{} cache {} batch {} block {} topk {} {}: measured IO {:.4f}, ideal "
-                   "{:.4f} ({:.1f} s)\n",
+                   "{:.4f}{} ({:.1f} s)\n",
                    i + 1, grid.size(), p.heads_q, p.heads_kv, length_label(p.cache_len), p.batch,
                    p.block, p.topk, to_string(p.inputs), record.io.measured_ratio(),
-                   record.io.ideal_ratio(), record.seconds);
+                   record.io.ideal_ratio(),
+                   record.timing && record.timing_note.empty()
+                       ? fmt::format(", step {:.4f} ms vs dense {:.4f} ms", record.timing->step.median_ms,
+                                     record.timing->dense.median_ms)
+                       : "; " + record.timing_note,
+                   record.seconds);
         records.push_back(std::move(record));
     }
     report.finish();

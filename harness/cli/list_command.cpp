@@ -25,12 +25,14 @@ std::vector<std::string> row_cells(const Implementation& impl) {
             dtype_list(impl),
             impl.head_dims.describe(),
             std::string(yes_no(impl.has_backward())),
+            // A decode step gates itself unless it is dense ("own gating" is prefill's).
+            !impl.has_decode() ? std::string("no") : impl.dense ? std::string("yes (dense)") : std::string("yes (gates)"),
             std::string(yes_no(impl.has_gating())),
             std::string(yes_no(impl.dense)),
             impl.technique};
 }
 
-const std::vector<std::string> kColumns = {"name",       "dtypes", "head dims", "backward",
+const std::vector<std::string> kColumns = {"name",       "dtypes", "head dims", "backward", "decode",
                                            "own gating", "dense",  "technique"};
 
 // Display width in code points: head dims say "≤", which is three bytes of UTF-8.
@@ -104,7 +106,9 @@ nlohmann::json implementation_table_json(const std::vector<Implementation>& entr
                         {"technique", impl.technique},
                         {"dtypes", dtypes},
                         {"head_dims", head_dims},
+                        {"forward", impl.has_forward()},
                         {"backward", impl.has_backward()},
+                        {"decode", impl.has_decode()},
                         {"own_gating", impl.has_gating()},
                         {"dense", impl.dense}});
     }

@@ -127,6 +127,8 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
     if (!(flags.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", flags.time_cap));
     std::vector<const Implementation*> impls;
     for (const auto& name : parse_impl_list(flags.impl)) impls.push_back(find_implementation(name));
+    if (flags.impl == "all")  // the paper's figures are prefill
+        std::erase_if(impls, [](const Implementation* impl) { return !impl->has_forward(); });
     const DeviceInfo& dev = device_info();
     if (!dev.present) {
         fmt::print(stderr, "moba paper: no GPU found ({}); nothing can be timed.\n", dev.reason);

@@ -27,6 +27,7 @@ const Implementation& entry(const std::string& name, const Problem& p) {
         throw py::value_error("unknown implementation '" + name + "' (registered: " + implementation_names() + ")");
     if (impl->external)
         throw py::value_error("'" + name + "' is an external (Python) entry: call the Python function itself");
+    if (!impl->has_forward()) throw py::value_error(decode_only_reason(*impl));
     if (const Support s = impl->supports(p); !s.ok) throw py::value_error(s.reason);
     return *impl;
 }

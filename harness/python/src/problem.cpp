@@ -59,6 +59,8 @@ void bind_registry(py::module_& m) {
                 e["dense"] = impl.dense;
                 e["has_gating"] = impl.has_gating();
                 e["has_backward"] = impl.has_backward();
+                e["has_forward"] = impl.has_forward();
+                e["has_decode"] = impl.has_decode();
                 e["external"] = impl.external;
                 e["writes_lse"] = impl.writes_lse;
                 const CommandNaming naming = command_naming(impl.name);

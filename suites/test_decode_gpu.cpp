@@ -1,0 +1,150 @@
+// The decode steps on the GPU (SEMANTICS.md §9): every implementation with a decode step passes
+// the decode suite against the float64 truth; paged caches give the packed result bitwise; and
+// the decode checks catch steps that are wrong in ways a decode kernel can be: a paged cache
+// read as if packed, a gated step that attends more than its selection.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "harness/decode_check.hpp"
+#include "harness/decode_run.hpp"
+#include "harness/outcome.hpp"
+#include "harness/suite.hpp"
+#include "suites/gpu_test_util.hpp"
+
+namespace moba {
+namespace {
+
+std::vector<const Implementation*> decode_entries() {
+    std::vector<const Implementation*> entries;
+    for (const auto& impl : registry())
+        if (impl.has_decode()) entries.push_back(&impl);
+    return entries;
+}
+
+TEST(DecodeGpu, TheDecodeSuitePassesForEveryDecodeImplementation) {
+    MOBA_REQUIRE_GPU();
+    CheckOptions options;
+    options.impls = decode_entries();
+    ASSERT_GE(options.impls.size(), 3u);  // naive, split_decode, split_decode_dense
+    std::map<std::string, int> passed;
+    for (const DecodeCase& c : decode_suite(4000, suite_input_families())) {
+        for (const auto& r : run_decode_checks(c, options)) {
+            SCOPED_TRACE(r.dump());
+            const std::string outcome = r["outcome"];
+            if (outcome == "not supported") {
+                // Only the dense entry off zero sparsity, or a dtype/head dim the entry lacks.
+                EXPECT_TRUE(r["impl"] == "split_decode_dense" || r["impl"] == "naive" ||
+                            r["reason"].get<std::string>().find("implements") != std::string::npos);
+                continue;
+            }
+            EXPECT_EQ(outcome, "passed");
+            EXPECT_TRUE(r.contains("decode"));
+            ++passed[r["impl"].get<std::string>() + "/" + r["check"].get<std::string>()];
+        }
+    }
+    for (const char* key : {"naive/gating", "naive/forward", "naive/decode_step", "naive/zero_sparsity",
+                            "split_decode/gating", "split_decode/forward", "split_decode/decode_step",
+                            "split_decode/zero_sparsity", "split_decode_dense/zero_sparsity"})
+        EXPECT_GT(passed[key], 0) << key;
+}
+
+DecodeCase gqa_case(int page_size) {
+    DecodeCase c;
+    Problem& p = c.base.problem;
+    p.seqlens = {3000, 517, 64};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 128;
+    p.topk = 3;
+    p.dtype = DType::bf16;
+    c.base.seed = 77;
+    c.q_lens = {1, 9, 64};
+    c.page_size = page_size;
+    return c;
+}
+
+TEST(DecodeGpu, PagedCachesGiveThePackedResultBitwise) {
+    MOBA_REQUIRE_GPU();
+    const Implementation* impl = find_implementation("split_decode");
+    ASSERT_NE(impl, nullptr);
+    const DecodeHostInputs in = make_decode_inputs(gqa_case(0));
+    DeviceDecode packed(*impl, gqa_case(0), in), paged(*impl, gqa_case(40), in);
+    const DeviceDecode::Result a = packed.run(true), b = paged.run(true);
+    EXPECT_EQ(a.sel.blocks, b.sel.blocks);
+    ASSERT_EQ(a.out.size(), b.out.size());
+    EXPECT_TRUE(std::equal(a.out.begin(), a.out.end(), b.out.begin(), [](float x, float y) {
+        return std::memcmp(&x, &y, sizeof x) == 0;
+    }));
+    EXPECT_TRUE(std::equal(a.lse.begin(), a.lse.end(), b.lse.begin(), [](float x, float y) {
+        return std::memcmp(&x, &y, sizeof x) == 0;
+    }));
+}
+
+TEST(DecodeGpu, RepeatedStepsAreBitwiseEqual) {
+    MOBA_REQUIRE_GPU();
+    for (const Implementation* impl : decode_entries()) {
+        SCOPED_TRACE(impl->name);
+        DeviceDecode dev(*impl, gqa_case(40), make_decode_inputs(gqa_case(40)));
+        const DeviceDecode::Result a = dev.run(!impl->dense), b = dev.run(!impl->dense);
+        EXPECT_EQ(a.sel.blocks, b.sel.blocks);
+        EXPECT_EQ(std::memcmp(a.out.data(), b.out.data(), a.out.size() * sizeof(float)), 0);
+        EXPECT_EQ(std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float)), 0);
+    }
+}
+
+// Plants: wrappers around split_decode, registered for the test only. Counts the records of
+// `check` that fail the run (incorrect, or failed: NaN read from an unused pool row).
+int failing_records(const Implementation& planted, const DecodeCase& c, const std::string& check) {
+    CheckOptions options;
+    options.impls = {&planted};
+    options.add_zero_sparsity = false;
+    int failing = 0;
+    for (const auto& r : run_decode_checks(c, options))
+        if (r["check"] == check && is_failure(parse_outcome(r["outcome"].get<std::string>()))) ++failing;
+    return failing;
+}
+
+TEST(DecodeGpu, APagedCacheReadAsPackedIsCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation planted = *find_implementation("split_decode");
+    planted.name = "planted_ignores_pages";
+    const auto real = planted.decode;
+    planted.decode = [real](const DecodeArgs& args) {
+        DecodeArgs a = args;
+        a.block_table = nullptr;  // the pool read as if it were the packed caches
+        real(a);
+    };
+    planted.decode_prepare = [prepare = planted.decode_prepare](const DecodeArgs& args) {
+        DecodeArgs a = args;
+        a.block_table = nullptr;
+        prepare(a);
+    };
+    EXPECT_GT(failing_records(planted, gqa_case(40), "forward"), 0);
+    EXPECT_EQ(failing_records(planted, gqa_case(0), "forward"), 0);  // packed: the plant is harmless
+}
+
+TEST(DecodeGpu, AGatedStepThatAttendsMoreThanItsSelectionIsCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation planted = *find_implementation("split_decode");
+    planted.name = "planted_attends_everything";
+    const Implementation& dense = *find_implementation("split_decode_dense");
+    const auto real = planted.decode;
+    planted.decode = [real, &dense](const DecodeArgs& args) {
+        real(args);  // gates (writes sel) and attends it
+        if (args.gate) dense.decode(args);  // ... then overwrites out, lse with every key's
+    };
+    // The dense workspace may be larger than split_decode's: give the plant the larger one.
+    planted.decode_workspace_bytes = [moba = planted.decode_workspace_bytes, &dense](const Problem& p, std::int64_t q) {
+        return std::max(moba(p, q), dense.decode_workspace_bytes(p, q));
+    };
+    EXPECT_GT(failing_records(planted, gqa_case(0), "decode_step"), 0);
+}
+
+}  // namespace
+}  // namespace moba
