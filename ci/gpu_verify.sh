@@ -24,7 +24,7 @@
 # examples and op_wgmma_moba) and paper steps beside ctest (reports: $out/python.tar.gz);
 # MOBA_VERIFY_DECODE=1 adds ci/gpu_decode.sh (the decode suite, the decode kernels under the
 # sanitizers, the decode study timed; MOBA_VERIFY_DECODE_STUDY=full for the whole grid) after
-# the first-hour steps;
+# the quick-alone step;
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
 # MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build) adds ci/sass_diff.py against this
@@ -82,13 +82,13 @@ ctest_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((ctest_limit > 500)) && c
 # After ctest and the Python steps. The first-hour steps hold most of the GPU's memory for a
 # while (ci/gpu_first_hour.sh): nothing but long lanes, when asked for, may meet the holder.
 [[ ${MOBA_VERIFY_FIRST_HOUR:-0} == 1 ]] && source ci/gpu_first_hour.sh
-[[ ${MOBA_VERIFY_DECODE:-0} == 1 ]] && source ci/gpu_decode.sh
 # MOBA_VERIFY_QUICK=alone: the CLI's quick check of every implementation with nothing else of
 # this script running (long lanes aside), timed (the rigor issue's target is about 2 minutes
 # for all of them); stopped at MOBA_VERIFY_END like ctest.
 quick_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((quick_limit < 1)) && quick_limit=1  # timeout 0: none
 [[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all $quick_limit \
   $moba check --suite quick --impl all --out "$out/check-quick-all.json"
+[[ ${MOBA_VERIFY_DECODE:-0} == 1 ]] && source ci/gpu_decode.sh
 if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
   step sass_diff 200 python3 ci/sass_diff.py /tmp/sass_old build/release
