@@ -91,6 +91,20 @@ std::pair<int, int> parse_shard(std::string_view text) {
 
 namespace {
 
+// The shape flags of one configuration (not validated: the caller's validate names the value).
+Problem problem_from_flags(const CheckFlags& f) {
+    Problem p;
+    p.seqlens = parse_lengths(f.seqlens, "--seqlens");
+    p.heads_q = f.heads;
+    p.heads_kv = f.kv_heads == 0 ? f.heads : f.kv_heads;
+    p.head_dim = f.head_dim;
+    p.block = f.block;
+    p.topk = f.topk;
+    p.dtype = parse_dtype(f.dtype);
+    p.softmax_scale = f.scale;
+    return p;
+}
+
 // --suite decode or one decode configuration (--seqlens, --q-lens, --page-size).
 void plan_decode(const CheckFlags& f, CheckPlan& plan) {
     for (const char* flag : {"--gating-only", "--sanitize", "--reference"})
@@ -122,15 +136,8 @@ void plan_decode(const CheckFlags& f, CheckPlan& plan) {
     if (f.seqlens.empty() || f.q_lens.empty())
         throw std::invalid_argument("a decode configuration needs --seqlens (cache lengths) and --q-lens (new tokens)");
     DecodeCase c;
-    Problem& p = c.base.problem;
-    p.seqlens = parse_lengths(f.seqlens, "--seqlens");
-    p.heads_q = f.heads;
-    p.heads_kv = f.kv_heads == 0 ? f.heads : f.kv_heads;
-    p.head_dim = f.head_dim;
-    p.block = f.block;
-    p.topk = f.topk;
-    p.dtype = parse_dtype(f.dtype);
-    p.softmax_scale = f.scale;
+    c.base.problem = problem_from_flags(f);
+    const Problem& p = c.base.problem;
     c.q_lens = parse_lengths(f.q_lens, "--q-lens");
     c.page_size = f.page_size;
     c.batch().validate();  // names the request whose q_len is bad, or the shape's bad value
@@ -202,15 +209,7 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     }
     if (!f.shard.empty()) throw std::invalid_argument("--shard " + f.shard + " needs --suite");
     if (f.seqlens.empty()) throw std::invalid_argument("give --seqlens (one configuration) or --suite quick");
-    Problem p;
-    p.seqlens = parse_lengths(f.seqlens, "--seqlens");
-    p.heads_q = f.heads;
-    p.heads_kv = f.kv_heads == 0 ? f.heads : f.kv_heads;
-    p.head_dim = f.head_dim;
-    p.block = f.block;
-    p.topk = f.topk;
-    p.dtype = parse_dtype(f.dtype);
-    p.softmax_scale = f.scale;
+    const Problem p = problem_from_flags(f);
     p.validate();
     for (InputFamily family : f.inputs.empty() ? std::vector<InputFamily>{InputFamily::normal}
                                                : parse_input_families(f.inputs))

@@ -257,4 +257,69 @@ void dispatch(DType dtype, int head_dim, F&& f) {
     });
 }
 
+
+// ---- The selection row (SEMANTICS.md §2), shared by prefill gating and decode ------------------
+
+// Candidate order: higher score first, the lower block index first among equal scores.
+// A strict total order for non-NaN scores.
+__device__ __forceinline__ bool ranks_before(float score_a, int block_a, float score_b, int block_b) {
+    return score_a > score_b || (score_a == score_b && block_a < block_b);
+}
+
+// Writes the selection row of one (query, head) whose own block is `own`: the top `past` of the
+// past blocks 0..own-1 by score_of(j) (the same bits on every lane), ascending, then `own`, -1
+// padded to `slots`. Warp-uniform throughout.
+// Passes over the past blocks: `bound` is the last block taken so far in candidate order
+// (initially before everything); each pass keeps, among the blocks ranked after `bound`, the best
+// 32 in a sorted list with entry r on lane r, then advances `bound` by `want`.
+template <class ScoreOf>
+__device__ void write_selection_row(std::int32_t* row, int own, int past, int slots, int lane,
+                                    const ScoreOf& score_of) {
+    if (past >= own) {
+        // Every block up to the own one: own + 1 <= min(topk, blocks in sequence) <= slots.
+        for (int t = lane; t < slots; t += kWarp) row[t] = t <= own ? t : -1;
+        return;
+    }
+    // From here own > past, so the row is the past + 1 selected blocks.
+    float bound_score = INFINITY;
+    int bound_block = -1;
+    for (int taken = 0; taken < past;) {
+        const int want = min(kWarp, past - taken);  // <= own - taken blocks remain: list fills
+        float list_score = -INFINITY;               // empty entry: ranks after every block
+        int list_block = INT_MAX;
+        for (int j = 0; j < own; ++j) {
+            const float score = score_of(j);
+            if (!ranks_before(bound_score, bound_block, score, j)) continue;  // taken before
+            // The list is sorted, so the entries ranking before (score, j) are lanes 0..pos-1;
+            // lanes from pos on shift up by one and lane pos takes (score, j).
+            const int pos = __popc(__ballot_sync(kFullMask, ranks_before(list_score, list_block, score, j)));
+            const float shifted_score = __shfl_up_sync(kFullMask, list_score, 1);
+            const int shifted_block = __shfl_up_sync(kFullMask, list_block, 1);
+            if (lane == pos) {
+                list_score = score;
+                list_block = j;
+            } else if (lane > pos) {
+                list_score = shifted_score;
+                list_block = shifted_block;
+            }
+        }
+        bound_score = __shfl_sync(kFullMask, list_score, want - 1);
+        bound_block = __shfl_sync(kFullMask, list_block, want - 1);
+        taken += want;
+    }
+    // Writing pass: the selected past blocks are those ranked at or before `bound`, written in
+    // index order (ascending), then the own block (the largest index). With non-NaN scores
+    // exactly `past` blocks qualify; the guard and the padding only matter for NaN scores, which
+    // the order does not rank, and keep the writes inside the row and the row well formed.
+    int slot = 0;
+    for (int j = 0; j < own && slot < past; ++j) {
+        if (!ranks_before(bound_score, bound_block, score_of(j), j)) {
+            if (lane == 0) row[slot] = j;
+            ++slot;
+        }
+    }
+    if (lane == 0) row[slot] = own;
+    for (int t = slot + 1 + lane; t < slots; t += kWarp) row[t] = -1;  // NaN scores only
+}
+
 }  // namespace moba::naive::detail

@@ -65,12 +65,6 @@ __device__ __forceinline__ TokenPosition locate(const DecodeParams<T>& p, std::i
     return {r, k_len - q_len + (row - p.cu_q[r])};
 }
 
-// Candidate order (as gating.cu): higher score first, the lower block index among equal scores.
-__device__ __forceinline__ bool ranks_before(float score_a, int block_a, float score_b,
-                                             int block_b) {
-    return score_a > score_b || (score_a == score_b && block_a < block_b);
-}
-
 // Unscaled score q·kbar of the full block j of request r, kv head hk, the mean recomputed from
 // k: lane element d = lane + 32 s sums k[token, hk, d] over the block's Bs tokens in token order,
 // then divides by Bs, exactly as gating.cu's block_means (elements past D are 0, as load_row
@@ -112,65 +106,15 @@ __device__ void select_token(const DecodeParams<T>& p, std::int64_t row_index, i
     const int past = s.topk - 1;  // past blocks a query may add to its own
     std::int32_t* row = p.sel + (row_index * s.heads_q + h) * s.slots;
 
-    if (past >= own) {
-        // Every block up to the own one: own + 1 <= min(topk, blocks of the cache) <= slots.
-        for (int t = lane; t < s.slots; t += kWarp) row[t] = t <= own ? t : -1;
+    if (past >= own || past == 0) {  // no past block to rank: no score is read
+        write_selection_row(row, own, past, s.slots, lane, [](int) { return 0.0f; });
         return;
     }
-    // From here own > past, so topk = past + 1 <= own < max_blocks and slots == topk: the row is
-    // exactly the past + 1 selected blocks, no padding.
-    if (past == 0) {
-        if (lane == 0) row[0] = own;
-        return;
-    }
-
     float qr[kSteps];
     load_row(p.q + (row_index * s.heads_q + h) * s.head_dim, s.head_dim, lane, qr);
     const int hk = h / s.group;
-
-    // Passes over the past blocks (gating.cu): `bound` is the last block taken so far in
-    // candidate order; each pass keeps, among the blocks ranked after `bound`, the best 32 in a
-    // sorted list with entry r on lane r, then advances `bound` by `want`.
-    float bound_score = INFINITY;
-    int bound_block = -1;
-    for (int taken = 0; taken < past;) {
-        const int want = min(kWarp, past - taken);  // <= own - taken blocks remain: list fills
-        float list_score = -INFINITY;               // empty entry: ranks after every block
-        int list_block = INT_MAX;
-        for (int j = 0; j < own; ++j) {
-            const float score = block_score<T, kSteps>(p, qr, at.request, hk, j, lane);
-            if (!ranks_before(bound_score, bound_block, score, j)) continue;  // taken before
-            const int pos =
-                __popc(__ballot_sync(kFullMask, ranks_before(list_score, list_block, score, j)));
-            const float shifted_score = __shfl_up_sync(kFullMask, list_score, 1);
-            const int shifted_block = __shfl_up_sync(kFullMask, list_block, 1);
-            if (lane == pos) {
-                list_score = score;
-                list_block = j;
-            } else if (lane > pos) {
-                list_score = shifted_score;
-                list_block = shifted_block;
-            }
-        }
-        bound_score = __shfl_sync(kFullMask, list_score, want - 1);
-        bound_block = __shfl_sync(kFullMask, list_block, want - 1);
-        taken += want;
-    }
-
-    // Writing pass: the selected past blocks are those ranked at or before `bound`, written in
-    // index order (ascending), then the own block. With non-NaN scores exactly `past` blocks
-    // qualify; the guard and the padding only matter for NaN scores, which the order does not
-    // rank, and keep the writes inside the row and the row well formed.
-    int slot = 0;
-    for (int j = 0; j < own && slot < past; ++j) {
-        const float score = block_score<T, kSteps>(p, qr, at.request, hk, j, lane);
-        if (!ranks_before(bound_score, bound_block, score, j)) {
-            if (lane == 0) row[slot] = j;
-            ++slot;
-        }
-    }
-    if (lane == 0) row[slot] = own;
-    for (int t = slot + 1 + lane; t < s.slots; t += kWarp) row[t] = -1;  // NaN scores only
+    write_selection_row(row, own, past, s.slots, lane,
+                        [&](int j) { return block_score<T, kSteps>(p, qr, at.request, hk, j, lane); });
 }
 
 template <typename T, int kSteps>

@@ -59,13 +59,6 @@ __global__ void block_means(GatingParams<T> p) {
     }
 }
 
-// Candidate order: higher score first, the lower block index first among equal scores.
-// A strict total order for non-NaN scores.
-__device__ __forceinline__ bool ranks_before(float score_a, int block_a, float score_b,
-                                             int block_b) {
-    return score_a > score_b || (score_a == score_b && block_a < block_b);
-}
-
 // Unscaled score of block j; the same bits on every lane and on every call (warp_dot).
 template <int kSteps>
 __device__ __forceinline__ float block_score(const float (&qr)[kSteps], const float* kbar_seq,
@@ -86,62 +79,17 @@ __device__ void select_query(const GatingParams<T>& p, std::int64_t i, int h, in
     std::int32_t* row = p.sel + (i * s.heads_q + h) * s.slots;
 
     if (past >= own) {
-        // Every block up to the own one: own + 1 <= min(topk, blocks in sequence) <= slots.
-        for (int t = lane; t < s.slots; t += kWarp) row[t] = t <= own ? t : -1;
+        write_selection_row(row, own, past, s.slots, lane, [](int) { return 0.0f; });  // no scores read
         return;
     }
-    // From here own > past, so topk = past + 1 <= own < max_blocks and slots == topk: the row
-    // is exactly the past + 1 selected blocks, no padding.
-
     float qr[kSteps];
     load_row(p.q + (i * s.heads_q + h) * s.head_dim, s.head_dim, lane, qr);
     const int hk = h / s.group;
     const std::int64_t block_stride = static_cast<std::int64_t>(s.heads_kv) * s.head_dim;
     const float* kbar_seq = p.kbar + kbar_base(p.cu, b, s.block) * block_stride +
                             static_cast<std::int64_t>(hk) * s.head_dim;
-
-    // Passes over the past blocks. `bound` is the last block taken so far in candidate order
-    // (initially before everything); each pass keeps, among the blocks ranked after `bound`,
-    // the best 32 in a sorted list with entry r on lane r, then advances `bound` by `want`.
-    float bound_score = INFINITY;
-    int bound_block = -1;
-    for (int taken = 0; taken < past;) {
-        const int want = min(kWarp, past - taken);  // <= own - taken blocks remain: list fills
-        float list_score = -INFINITY;               // empty entry: ranks after every block
-        int list_block = INT_MAX;
-        for (int j = 0; j < own; ++j) {
-            const float score = block_score(qr, kbar_seq, block_stride, j, s.head_dim, lane);
-            if (!ranks_before(bound_score, bound_block, score, j)) continue;  // taken before
-            // The list is sorted, so the entries ranking before (score, j) are lanes 0..pos-1;
-            // lanes from pos on shift up by one and lane pos takes (score, j).
-            const int pos =
-                __popc(__ballot_sync(kFullMask, ranks_before(list_score, list_block, score, j)));
-            const float shifted_score = __shfl_up_sync(kFullMask, list_score, 1);
-            const int shifted_block = __shfl_up_sync(kFullMask, list_block, 1);
-            if (lane == pos) {
-                list_score = score;
-                list_block = j;
-            } else if (lane > pos) {
-                list_score = shifted_score;
-                list_block = shifted_block;
-            }
-        }
-        bound_score = __shfl_sync(kFullMask, list_score, want - 1);
-        bound_block = __shfl_sync(kFullMask, list_block, want - 1);
-        taken += want;
-    }
-
-    // Writing pass: the selected past blocks are those ranked at or before `bound`; visiting
-    // them in index order writes them ascending, then the own block (the largest index).
-    int slot = 0;
-    for (int j = 0; j < own; ++j) {
-        const float score = block_score(qr, kbar_seq, block_stride, j, s.head_dim, lane);
-        if (!ranks_before(bound_score, bound_block, score, j)) {
-            if (lane == 0) row[slot] = j;
-            ++slot;
-        }
-    }
-    if (lane == 0) row[slot] = own;
+    write_selection_row(row, own, past, s.slots, lane,
+                        [&](int j) { return block_score(qr, kbar_seq, block_stride, j, s.head_dim, lane); });
 }
 
 // One warp per (query token, head); consecutive warps take consecutive tokens of one head so
