@@ -23,7 +23,8 @@
 # MOBA_VERIFY_PYTHON=SHARD adds ci/gpu_python.sh's check (that shard of the quick suite, on both
 # examples and op_wgmma_moba) and paper steps beside ctest (reports: $out/python.tar.gz);
 # MOBA_VERIFY_DECODE=1 adds ci/gpu_decode.sh (the decode suite, the decode kernels under the
-# sanitizers, the decode study timed; MOBA_VERIFY_DECODE_STUDY=full for the whole grid) after
+# sanitizers, PyTorch's SDPA decodes checked, the decode study timed; MOBA_VERIFY_DECODE_STUDY=full
+# for the whole grid, =sdpa for the points where the dense baseline decides) after
 # the quick-alone step;
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
@@ -124,7 +125,8 @@ fi
 ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
 [[ -f $out/check-quick-all.json ]] && python3 ci/check_summary.py "$out/check-quick-all.json"
 [[ -f $out/check-decode.json ]] && python3 ci/check_summary.py "$out/check-decode.json"
-ls "$step_logs"/decode_study_*.log >/dev/null 2>&1 && grep -hE "^(layout|32:)" "$step_logs"/decode_study_*.log
+[[ -f $out/check-decode-sdpa.json ]] && python3 ci/check_summary.py "$out/check-decode-sdpa.json"
+ls "$step_logs"/decode_study_*.log >/dev/null 2>&1 && grep -hE "^(layout|32:| +dense )" "$step_logs"/decode_study_*.log
 [[ -f $step_logs/check_long_summary.log ]] && cat "$step_logs/check_long_summary.log"
 ls "$step_logs"/gating_*.log >/dev/null 2>&1 && grep -hE "records:|mismatch|near" "$step_logs"/gating_*.log
 [[ -f $step_logs/sass_diff.log ]] && cat "$step_logs/sass_diff.log"

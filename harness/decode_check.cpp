@@ -1,5 +1,6 @@
 #include "harness/decode_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -19,6 +20,8 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kBaselineName = "cpu_baseline";
+
+int max_q_len(const DecodeCase& c) { return *std::max_element(c.q_lens.begin(), c.q_lens.end()); }
 
 struct DecodeTruth {
     ref::DecodeResult f64;   // gating (selection, boundary data) and out, lse
@@ -48,14 +51,20 @@ CheckRecord tensor_record(const DecodeCase& c, const std::string& impl, const st
     return r;
 }
 
-void judge_forward(const DecodeCase& c, const std::string& impl, const std::string& check,
+// An entry that writes no lse (PyTorch's SDPA) has its lse record not supported, as in prefill.
+void judge_forward(const DecodeCase& c, const Implementation& impl, const std::string& check,
                    const DeviceDecode::Result& got, const DecodeTruth& t, std::vector<CheckRecord>& records) {
     const Problem& p = c.base.problem;
     const Rows out_rows{static_cast<std::size_t>(p.head_dim), static_cast<std::size_t>(p.heads_q)};
-    records.push_back(tensor_record(c, impl, check,
+    records.push_back(tensor_record(c, impl.name, check,
                                     compare_tensor("out", got.out, t.f64.forward.out, t.baseline.out, kForwardFactor,
                                                    tensor_atol(p.dtype), out_rows)));
-    records.push_back(tensor_record(c, impl, check,
+    if (!impl.writes_lse) {
+        records.push_back(decode_record(c, impl.name, check, "lse", Outcome::not_supported,
+                                        impl.name + " returns no lse (its out is judged)"));
+        return;
+    }
+    records.push_back(tensor_record(c, impl.name, check,
                                     compare_tensor("lse", got.lse, t.f64.forward.lse, t.baseline.lse, kForwardFactor,
                                                    kLseAtol)));
 }
@@ -134,7 +143,7 @@ void check_one(const DecodeCase& c, const Implementation& impl, const DecodeHost
             judge_step(c, impl.name, gated, dev.run(false), records);
         }
         dev.set_selection(t.f64.gating.selection);
-        judge_forward(c, impl.name, check, dev.run(false), t, records);
+        judge_forward(c, impl, check, dev.run(false), t, records);
     } catch (const std::exception& e) {
         records.push_back(decode_record(c, impl.name, check, "", Outcome::failed, e.what()));
     }
@@ -147,7 +156,7 @@ void check_pass(const DecodeCase& c, const DecodeHostInputs& in, const CheckOpti
     const std::string check = zero ? "zero_sparsity" : "forward";
     std::vector<const Implementation*> impls;
     for (const Implementation* impl : o.gpu ? o.impls : std::vector<const Implementation*>{}) {
-        Support s = impl->has_decode() ? impl->supports(p) : Support::no(impl->name + " has no decode step");
+        Support s = impl->supports_decode(p, max_q_len(c));
         if (s.ok && impl->dense && !zero)
             s = Support::no("a dense decode attends every cached key; it is checked at zero sparsity (k >= n) only");
         if (!s.ok) {
@@ -214,7 +223,7 @@ int expected_decode_phases(const DecodeCase& c, const CheckOptions& o) {
         int impls = 0;
         if (o.gpu)
             for (const Implementation* impl : o.impls)
-                impls += impl->has_decode() && impl->supports(p).ok && (!impl->dense || p.zero_sparsity());
+                impls += impl->supports_decode(p, max_q_len(c)).ok && (!impl->dense || p.zero_sparsity());
         return 1 + impls;
     };
     int phases = 1 + pass(c.base.problem);

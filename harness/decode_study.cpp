@@ -1,8 +1,10 @@
 #include "harness/decode_study.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -81,12 +83,37 @@ DecodeIo study_io(const StudyInputs& in) {
     });
 }
 
+// A dense decode of the point's caches, timed; a refusal or a failure becomes its note (the
+// other dense decodes are still timed).
+DenseDecodeTiming time_dense(const Implementation& dense, const DecodeCase& c, const StudyInputs& in,
+                             const TimingOptions& timing) {
+    DenseDecodeTiming d{dense.name, std::nullopt, ""};
+    const int q_len = *std::max_element(c.q_lens.begin(), c.q_lens.end());
+    if (const Support s = dense.supports_decode(in.batch.cache, q_len); !s.ok) {
+        d.note = "not supported: " + s.reason;
+        return d;
+    }
+    try {
+        DeviceDecode run(dense, c, in.rows.q_rows, in.k);
+        const DecodeArgs args = run.args(false);
+        d.timing = measure([&](cudaStream_t) { dense.decode(args); }, nullptr, timing);
+    } catch (const std::exception& e) {
+        d.note = fmt::format("failed: {}", e.what());
+    }
+    return d;
+}
+
+std::string dense_notes(const std::vector<DenseDecodeTiming>& all) {
+    std::string text;
+    for (const DenseDecodeTiming& d : all) text += (text.empty() ? "" : "; ") + d.impl + " " + d.note;
+    return text;
+}
+
 DecodeStepTiming time_point(const DecodeStudyPoint& point, const StudyInputs& in, const DecodeTimingOptions& o) {
-    for (const Implementation* impl : {o.impl, o.dense})
-        if (const Support s = impl->supports(in.batch.cache); !s.ok) throw std::invalid_argument(s.reason);
+    if (const Support s = o.impl->supports_decode(in.batch.cache, point.q_len); !s.ok)
+        throw std::invalid_argument(s.reason);
     DecodeStepTiming t;
     t.impl = o.impl->name;
-    t.dense_impl = o.dense->name;
     DecodeCase c;
     c.base = CheckCase{in.batch.cache, point.seed, point.inputs};
     c.q_lens = in.batch.q_lens;
@@ -112,10 +139,13 @@ DecodeStepTiming time_point(const DecodeStudyPoint& point, const StudyInputs& in
         t.attend = measure([&](cudaStream_t) { o.impl->decode(given_args); },
                            nullptr, o.timing);
     }
-    DeviceDecode dense(*o.dense, c, in.rows.q_rows, in.k);
-    const DecodeArgs dense_args = dense.args(false);
-    t.dense = measure([&](cudaStream_t) { o.dense->decode(dense_args); }, nullptr,
-                      o.timing);
+    for (const Implementation* dense : o.dense) t.dense_all.push_back(time_dense(*dense, c, in, o.timing));
+    const DenseDecodeTiming* fastest = nullptr;
+    for (const DenseDecodeTiming& d : t.dense_all)
+        if (d.timing && (!fastest || d.timing->median_ms < fastest->timing->median_ms)) fastest = &d;
+    if (!fastest) throw std::runtime_error("no dense decode could be timed: " + dense_notes(t.dense_all));
+    t.dense_impl = fastest->impl;
+    t.dense = *fastest->timing;
     return t;
 }
 
@@ -185,6 +215,12 @@ void to_json(nlohmann::json& j, const DecodeIoRecord& r) {
             j["gpu"]["step"] = timing_json(t->step);
             j["gpu"]["attend"] = timing_json(t->attend);
             j["gpu"]["dense"] = timing_json(t->dense);
+            nlohmann::json all = nlohmann::json::array();
+            for (const DenseDecodeTiming& d : t->dense_all)
+                all.push_back({{"impl", d.impl},
+                               {"timing", d.timing ? timing_json(*d.timing) : nlohmann::json(nullptr)},
+                               {"note", d.note}});
+            j["gpu"]["dense_all"] = all;
             j["gpu"]["speedup_vs_dense"] = t->speedup();
             j["gpu"]["step_gb_per_s"] = static_cast<double>(io.measured_bytes) / (t->step.median_ms * 1e6);
             j["gpu"]["dense_gb_per_s"] = static_cast<double>(io.dense_bytes) / (t->dense.median_ms * 1e6);

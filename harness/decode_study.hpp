@@ -47,20 +47,30 @@ DecodeIo run_decode_study_point(const DecodeStudyPoint& point);
 // The GPU side of a point: which decode steps to time, and how.
 struct DecodeTimingOptions {
     const Implementation* impl = nullptr;   // the MoBA decode step (split_decode)
-    const Implementation* dense = nullptr;  // the dense decode of the same caches (split_decode_dense)
+    // The dense decodes of the same caches (split_decode_dense; with the Python bridge PyTorch's
+    // SDPA too), each timed; the speedup is over the fastest of them.
+    std::vector<const Implementation*> dense;
     TimingOptions timing;
+};
+
+// One dense decode at a point: its time, or why it has none (refused the shape, failed).
+struct DenseDecodeTiming {
+    std::string impl;
+    std::optional<Timing> timing;
+    std::string note;
 };
 
 // What the GPU measured at a point. The MoBA step runs on the study's caches (k as drawn, v drawn
 // on the device: v moves no selection) and its own gating, judged against the float64 selection
 // on every new token before it is timed; a step whose gating is incorrect is not timed.
 struct DecodeStepTiming {
-    std::string impl, dense_impl;
+    std::string impl, dense_impl;  // dense_impl: the fastest dense decode timed
     GatingCheck gating;         // the step's selection against the float64 one
     std::int64_t kernel_distinct_blocks = 0;  // summed over (request, group), from the step's selection
     Timing step;                // one decode step, gating included
     Timing attend;              // the same step given the selection (gating excluded)
-    Timing dense;               // dense decode of the same caches
+    Timing dense;               // the fastest dense decode of the same caches
+    std::vector<DenseDecodeTiming> dense_all;  // every one asked for, in the order asked
     double prepare_ms = 0;      // decode_prepare's median (block means kept from prefill): once per cache
     double speedup() const { return dense.median_ms / step.median_ms; }
 };

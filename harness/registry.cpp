@@ -48,6 +48,14 @@ Support Implementation::supports(const Problem& problem) const {
     return can_implement ? can_implement(problem) : Support::yes();
 }
 
+Support Implementation::supports_decode(const Problem& cache, int max_q_len) const {
+    if (!has_decode()) return Support::no(name + " has no decode step");
+    if (decode_max_q_len > 0 && max_q_len > decode_max_q_len)
+        return Support::no(fmt::format("{} takes at most {} new token(s) per request, not {}", name,
+                                       decode_max_q_len, max_q_len));
+    return supports(cache);
+}
+
 std::string decode_only_reason(const Implementation& impl) {
     return fmt::format("{} is decode only (no prefill forward): check it with `moba check --suite decode` or "
                        "--q-lens, time it with `moba decode-study`",
@@ -232,7 +240,8 @@ const std::vector<Implementation>& registry() { return table(); }
 void register_external(Implementation impl) {
     std::vector<Implementation>& entries = table();
     if (impl.name.empty()) throw std::invalid_argument("an implementation needs a name");
-    if (!impl.forward) throw std::invalid_argument(fmt::format("implementation '{}' has no forward", impl.name));
+    if (!impl.forward && !impl.decode)
+        throw std::invalid_argument(fmt::format("implementation '{}' has neither a forward nor a decode step", impl.name));
     impl.external = true;
     for (Implementation& entry : entries) {
         if (entry.name != impl.name) continue;

@@ -63,6 +63,10 @@ struct Implementation {
     std::function<std::size_t(const Problem& cache, std::int64_t total_q)> decode_workspace_bytes;
     std::function<void(const DecodeArgs&)> decode_prepare;
     std::function<void(const DecodeArgs&)> decode;
+    // The most new tokens per request its decode step takes; 0: any. PyTorch's SDPA attends a
+    // lone new token to its whole cache with no mask, but a chunk needs the causal mask aligned
+    // to the cache's end, which its fast backends do not take with grouped heads: q_len 1 only.
+    int decode_max_q_len = 0;
     // Added by register_external (Python callables): not part of the built-in table that the
     // README lists.
     bool external = false;
@@ -83,6 +87,9 @@ struct Implementation {
     // can_implement plus the dtype list and the largest head dim, with a reason naming the value
     // (finer head-dim refusals are can_implement's, whose reasons name the kernel's limit).
     Support supports(const Problem& problem) const;
+    // supports(cache) for a decode step of up to max_q_len new tokens per request, with the
+    // reason naming what is refused (no decode step, the q_len limit, the shape).
+    Support supports_decode(const Problem& cache, int max_q_len) const;
 };
 
 // "split_decode is decode only: ...": why a prefill check, benchmark or op refuses an entry
@@ -93,7 +100,8 @@ std::string decode_only_reason(const Implementation& impl);
 const std::vector<Implementation>& registry();
 // Appends an entry at run time (or replaces an external entry of the same name, in place, so
 // pointers to it stay valid). Throws std::invalid_argument when the name is empty, is a
-// built-in entry's, or when kMaxExternalImplementations are already registered.
+// built-in entry's, when it has neither a forward nor a decode step, or when
+// kMaxExternalImplementations are already registered.
 void register_external(Implementation impl);
 inline constexpr std::size_t kMaxExternalImplementations = 64;
 // nullptr when no entry has that name.

@@ -88,6 +88,45 @@ TEST(DecodeIoSchema, TheRecordWriterPassesAndMissingFieldsAreNamed) {
         << missing.front();
 }
 
+// A timed record: the fastest of the dense decodes is `dense`, the others are listed with their
+// time or the reason they have none, and the schema takes both.
+TEST(DecodeIoSchema, TimedRecordsListEveryDenseDecode) {
+    auto timed = [](double ms) {
+        moba::Timing t = moba::summarize({ms});
+        t.stop = "converged";
+        return t;
+    };
+    moba::DecodeStudyPoint p;
+    p.heads_q = 4;
+    p.heads_kv = 2;
+    p.cache_len = 200;
+    p.block = 32;
+    p.head_dim = 16;
+    moba::DecodeIoRecord record{p, moba::run_decode_study_point(p), 0.5};
+    moba::DecodeStepTiming t;
+    t.impl = "split_decode";
+    t.step = timed(0.5);
+    t.attend = timed(0.4);
+    t.dense_all = {{"split_decode_dense", timed(2.0), ""},
+                   {"sdpa_flash_decode", timed(1.0), ""},
+                   {"sdpa_cudnn_decode", std::nullopt, "failed: no kernel"}};
+    t.dense_impl = "sdpa_flash_decode";
+    t.dense = *t.dense_all[1].timing;
+    record.timing = t;
+    moba::ReportWriter writer("", "decode-study", {"moba", "decode-study"});
+    writer.add(record);
+    writer.finish();
+    const nlohmann::json doc = writer.document();
+    const auto errors = moba::SchemaValidator::from_file(MOBA_SCHEMA_PATH).validate(doc);
+    EXPECT_TRUE(errors.empty()) << (errors.empty() ? "" : errors.front());
+    const nlohmann::json& gpu = doc["records"][0]["gpu"];
+    EXPECT_EQ(gpu["dense_impl"], "sdpa_flash_decode");
+    EXPECT_DOUBLE_EQ(gpu["speedup_vs_dense"].get<double>(), 2.0);
+    ASSERT_EQ(gpu["dense_all"].size(), 3u);
+    EXPECT_TRUE(gpu["dense_all"][2]["timing"].is_null());
+    EXPECT_EQ(gpu["dense_all"][2]["note"], "failed: no kernel");
+}
+
 TEST(DecodeStudyCli, BadFlagsAndOversizedPointsExitTwoBeforeWork) {
     const fs::path out = scratch("decode_study_bad.json");
     fs::remove(out);
@@ -105,6 +144,14 @@ TEST(DecodeStudyCli, BadFlagsAndOversizedPointsExitTwoBeforeWork) {
         run_moba("decode-study --layouts 4:4 --cache 8 --q-len 9 --out " + out.string());
     EXPECT_EQ(q_len.status, 2) << q_len.output;
     EXPECT_NE(q_len.output.find("q_len 9"), std::string::npos) << q_len.output;
+    const MobaRun dense =
+        run_moba("decode-study --cache 1K --dense split_decode_dense,bogus --out " + out.string());
+    EXPECT_EQ(dense.status, 2) << dense.output;
+    EXPECT_NE(dense.output.find("--dense 'bogus' is not a dense decode"), std::string::npos) << dense.output;
+    const MobaRun moba_as_dense = run_moba("decode-study --cache 1K --dense split_decode --out " + out.string());
+    EXPECT_EQ(moba_as_dense.status, 2) << moba_as_dense.output;
+    EXPECT_NE(moba_as_dense.output.find("--dense 'split_decode' is not a dense decode"), std::string::npos)
+        << moba_as_dense.output;
     const MobaRun family = run_moba("decode-study --inputs normal,spiky --out " + out.string());
     EXPECT_EQ(family.status, 2) << family.output;
     EXPECT_NE(family.output.find("'spiky'"), std::string::npos) << family.output;

@@ -137,7 +137,6 @@ void plan_decode(const CheckFlags& f, CheckPlan& plan) {
         throw std::invalid_argument("a decode configuration needs --seqlens (cache lengths) and --q-lens (new tokens)");
     DecodeCase c;
     c.base.problem = problem_from_flags(f);
-    const Problem& p = c.base.problem;
     c.q_lens = parse_lengths(f.q_lens, "--q-lens");
     c.page_size = f.page_size;
     c.batch().validate();  // names the request whose q_len is bad, or the shape's bad value

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <stdexcept>
@@ -37,6 +38,9 @@ void print_table(const std::vector<DecodeIoRecord>& records) {
     fmt::print("{:<7} {:>6} {:>5} {:>9} {:<9} {:>11} {:>9} {:>9} {:>9} {:>7} {:>9} {:>10} {:>10} {:>10} {:>8}\n",
                "layout", "cache", "batch", "block/k", "inputs", "blocks/grp", "measured", "ideal", "vote IO",
                "recall", "union+/h", "step ms", "attend ms", "dense ms", "speedup");
+    const bool several_dense = std::any_of(records.begin(), records.end(), [](const DecodeIoRecord& r) {
+        return r.timing && r.timing->dense_all.size() > 1;
+    });
     for (const DecodeIoRecord& r : records) {
         const DecodeStudyPoint& p = r.point;
         const bool timed = r.timing && r.timing_note.empty();
@@ -52,10 +56,16 @@ void print_table(const std::vector<DecodeIoRecord>& records) {
             r.io.union_extra_blocks_per_head(), ms(r.timing ? r.timing->step : Timing{}),
             ms(r.timing ? r.timing->attend : Timing{}), ms(r.timing ? r.timing->dense : Timing{}),
             timed ? fmt::format("{:.2f}x", r.timing->speedup()) : std::string("-"));
+        if (several_dense && timed)
+            for (const DenseDecodeTiming& d : r.timing->dense_all)
+                fmt::print("        dense {:<20} {}\n", d.impl,
+                           d.timing ? fmt::format("{:.4f} ms{}{}", d.timing->median_ms, d.timing->under_sampled ? "*" : "",
+                                                  d.impl == r.timing->dense_impl ? " (fastest)" : "")
+                                    : d.note);
     }
     fmt::print(
         "IO ratios: KV bytes read per step / dense decode's. step: the MoBA decode step, gating included; "
-        "attend: the same given the selection; dense: dense decode of the same caches; speedup = dense / step "
+        "attend: the same given the selection; dense: the fastest dense decode of the same caches; speedup = dense / step "
         "(* marks a median of fewer samples than asked; - not timed, the report's time_per_step says why).\n");
 }
 
@@ -83,7 +93,9 @@ CLI::App* add_decode_study_command(CLI::App& app, DecodeStudyFlags& f) {
     cmd->add_option("--impl", f.impl,
                     "With a GPU: the MoBA decode step timed at every point (none: IO only)")
         ->capture_default_str();
-    cmd->add_option("--dense", f.dense, "With a GPU: the dense decode the step is compared with")
+    cmd->add_option("--dense", f.dense,
+                    "With a GPU: the dense decodes the step is compared with (comma list; the speedup is over "
+                    "the fastest; `python -m moba decode-study` adds PyTorch's SDPA)")
         ->capture_default_str();
     cmd->add_option("--max-seconds", f.max_seconds, "Sampling budget of one timed step (at least 5 samples)")
         ->capture_default_str();
@@ -117,13 +129,20 @@ std::optional<DecodeTimingOptions> decode_timing_options(const DecodeStudyFlags&
     if (f.impl == "none") return std::nullopt;
     DecodeTimingOptions o;
     o.impl = find_implementation(f.impl);
-    o.dense = find_implementation(f.dense);
     if (!o.impl || !o.impl->has_decode() || o.impl->dense)
         throw std::invalid_argument(fmt::format("--impl '{}' is not a MoBA decode step (known: {})", f.impl,
                                                 implementation_names()));
-    if (!o.dense || !o.dense->has_decode() || !o.dense->dense)
-        throw std::invalid_argument(fmt::format("--dense '{}' is not a dense decode (known: {})", f.dense,
-                                                implementation_names()));
+    if (o.impl->decode_max_q_len > 0 && f.q_len > o.impl->decode_max_q_len)
+        throw std::invalid_argument(fmt::format("--impl '{}' takes at most {} new token(s) per request, not --q-len {}",
+                                                f.impl, o.impl->decode_max_q_len, f.q_len));
+    if (f.dense.empty()) throw std::invalid_argument("--dense is empty");
+    for (std::string_view name : split_list(f.dense)) {
+        const Implementation* dense = find_implementation(name);
+        if (!dense || !dense->has_decode() || !dense->dense)
+            throw std::invalid_argument(fmt::format("--dense '{}' is not a dense decode (known: {})", name,
+                                                    implementation_names()));
+        if (std::find(o.dense.begin(), o.dense.end(), dense) == o.dense.end()) o.dense.push_back(dense);
+    }
     if (!(f.max_seconds > 0)) throw std::invalid_argument(fmt::format("--max-seconds {} must be positive", f.max_seconds));
     o.timing.min_samples = 5;
     o.timing.max_samples = 200;

@@ -5,7 +5,8 @@
 // Every grid point is checked before any work (bad flags and points too large for host memory:
 // exit 2, naming the value); the report is rewritten after every point. With a GPU, each point's
 // MoBA decode step (--impl) is judged against the float64 selection, then timed with its gating
-// and without it, beside the dense decode (--dense) of the same caches.
+// and without it, beside the dense decodes (--dense) of the same caches; the speedup is over the
+// fastest of them.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -33,7 +34,7 @@ struct DecodeStudyFlags {
     std::string out = "reports/decode_study.json";
     // With a GPU: the decode steps timed at every point ("none": the IO alone).
     std::string impl = "split_decode";
-    std::string dense = "split_decode_dense";
+    std::string dense = "split_decode_dense";  // comma list
     double max_seconds = 2.0;  // sampling budget of one timed step, once 5 samples are in
 };
 
@@ -46,7 +47,7 @@ std::vector<std::pair<int, int>> parse_layouts(std::string_view text);
 // Every point of the grid, checked: shapes (Problem's rules), q_len, and the host memory
 // estimate against half of this machine's RAM. Throws std::invalid_argument naming the value.
 std::vector<DecodeStudyPoint> decode_study_grid(const DecodeStudyFlags& flags);
-// The steps to time: --impl (a MoBA decode entry) and --dense (a dense one), checked by name
+// The steps to time: --impl (a MoBA decode entry) and --dense (dense ones), checked by name
 // whether or not a GPU is present (throws std::invalid_argument naming the value); nullopt with
 // --impl none or without a GPU.
 std::optional<DecodeTimingOptions> decode_timing_options(const DecodeStudyFlags& flags, bool gpu_present);

@@ -5,7 +5,10 @@ also run Python callables. Every flag of `moba <command>` works as there; beside
                       is a Python callable (moba.user_callable's signature), `op_<kernel>` a
                       built-in kernel through the torch custom op, anything else a registered name
   --torch LIST        (bench, paper) PyTorch baselines to time beside: sdpa_cudnn, sdpa_flash,
-                      flex_causal (default for bench: all three; paper: sdpa_cudnn,sdpa_flash)
+                      flex_causal (default for bench: all three; paper: sdpa_cudnn,sdpa_flash);
+                      (decode-study) PyTorch dense decodes added to --dense: sdpa_flash_decode,
+                      sdpa_cudnn_decode, sdpa_efficient_decode (default: all three; `none`: none).
+                      `check --impl sdpa_flash_decode` (and the other two) judges one first
   --block-means M     exact (default) or rounded: the gating convention of the callables
                       (../shared/SPEC.md §2.7)
   --no-gating         the callables return no selection of their own
@@ -19,11 +22,11 @@ import importlib.util
 import os
 import sys
 
-from . import api, bridge, torch_baselines
+from . import api, bridge, torch_baselines, torch_decode
 from ._native import native
 from .command import run_moba
 
-_PYTHON_COMMANDS = ("check", "bench", "paper")
+_PYTHON_COMMANDS = ("check", "bench", "paper", "decode-study")
 
 
 def load_callable(spec):
@@ -53,6 +56,7 @@ def parse(argv):
     p = argparse.ArgumentParser(prog="python -m moba", add_help=False, allow_abbrev=False)
     p.add_argument("--impl")
     p.add_argument("--torch")
+    p.add_argument("--dense")
     p.add_argument("--block-means", default="exact", choices=("exact", "rounded"))
     p.add_argument("--no-gating", action="store_true")
     p.add_argument("--no-backward", action="store_true")
@@ -78,7 +82,12 @@ def register_impls(command, options):
     for item in (options.impl or "").split(","):
         if not item:
             continue
-        if ":" in item:
+        if item in torch_decode.BACKENDS:
+            why = torch_decode.register_torch_decode((item,))[item]
+            if why:
+                raise ValueError(f"--impl {item}: {why}")
+            names.append(item)
+        elif ":" in item:
             try:
                 fn = load_callable(item)
             except ImportError as e:
@@ -89,17 +98,42 @@ def register_impls(command, options):
     return ",".join(dict.fromkeys(names))
 
 
+def decode_study_args(options, rest):
+    """`moba decode-study` flags with the PyTorch dense decodes (--torch) registered and added to
+    --dense; --impl (the MoBA step) goes through as typed."""
+    wanted = options.torch if options.torch is not None else ",".join(torch_decode.DEFAULT)
+    wanted = [] if wanted == "none" else [t for t in wanted.split(",") if t]
+    unknown = [t for t in wanted if t not in torch_decode.BACKENDS]
+    if unknown:
+        raise ValueError(f"--torch {','.join(unknown)}: not a PyTorch dense decode "
+                         f"({', '.join(torch_decode.BACKENDS)} or none)")
+    dense = [d for d in (options.dense or "split_decode_dense").split(",") if d]
+    for name, why in torch_decode.register_torch_decode(tuple(wanted)).items():
+        if why:
+            print(f"moba: {name} not available: {why}", file=sys.stderr)
+        elif name not in dense:
+            dense.append(name)
+    return ["decode-study", "--dense", ",".join(dense)] + (["--impl", options.impl] if options.impl else []) + rest
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in _PYTHON_COMMANDS:
         return run_moba(argv)  # list, compare, export, validate, --help: as the C++ tool
     command, options, rest = parse(argv)
     if command == "check" and options.torch is not None:
-        print("moba: error: --torch applies to bench and paper (PyTorch's dense attention is a speed "
-              "baseline); check it with --impl", file=sys.stderr)
+        print("moba: error: --torch applies to bench, paper and decode-study (PyTorch's dense attention is a "
+              "speed baseline); check it with --impl", file=sys.stderr)
+        return 2
+    if options.dense is not None and command != "decode-study":
+        print("moba: error: --dense applies to decode-study", file=sys.stderr)
         return 2
     try:
-        impl = register_impls(command, options)
+        if command == "decode-study":
+            args = decode_study_args(options, rest)
+        else:
+            impl = register_impls(command, options)
+            args = [command] + (["--impl", impl] if impl else []) + rest
     except (ValueError, TypeError, ImportError) as e:
         text = str(e)
         print(text if text.startswith("moba: ") else f"moba: error: {text}", file=sys.stderr)
@@ -108,7 +142,7 @@ def main(argv=None):
     # C++ side parses; each record's command names its entry's --impl item (bridge.PYTHON_TOOL).
     native.set_invocation(bridge.PYTHON_TOOL.split() + argv)
     try:
-        status = run_moba([command] + (["--impl", impl] if impl else []) + rest)
+        status = run_moba(args)
     finally:
         native.set_invocation([])
     if "--help" in rest or "-h" in rest:

@@ -1,6 +1,7 @@
 """Python callables as external registry entries: `register` adds an entry whose gating,
 forward and backward the C++ check and bench engines call (harness/python/src/
-external_entries.cpp), and `_dispatch` is what they reach. The harness owns every buffer; the
+external_entries.cpp), `register_decode` a dense decode step (moba.torch_decode), and
+`_dispatch` is what they reach. The harness owns every buffer; the
 callable sees zero-copy views of them, on the stream the harness times.
 
 Forward runs with autograd recording when the entry has a backward, and keeps that graph for
@@ -15,7 +16,7 @@ import shlex
 import torch
 
 from ._native import native
-from .device_views import problem_views
+from .device_views import decode_views, problem_views
 from .user_callable import CallableError, CallableSpec, call, normalize
 
 
@@ -73,6 +74,20 @@ def register(fn, name=None, *, dense=False, gating=True, backward=True, lse=True
                              bool(gating) and not dense, bool(backward), bool(lse), block_means, like,
                              PYTHON_TOOL if cli else "", cli or "")
     _entries[spec.name] = _Entry(spec, bool(gating) and not dense, bool(backward), bool(lse))
+    return spec.name
+
+
+def register_decode(fn, name, *, technique, max_q_len=0, dtypes=("bf16", "fp16"), max_head_dim=256, cli=None):
+    """Adds a decode-only dense entry: fn(q, k, v, k_lens, q_lens, scale, block_table, page_size)
+    returns out [total_q, Hq, D] for new tokens q [total_q, Hq, D] over packed caches k, v
+    [total_k, Hkv, D] (or pools with a block table). It attends every cached key (checked at
+    zero sparsity, a baseline in `moba decode-study`) and returns no lse. max_q_len: the most new
+    tokens per request it takes (0: any); larger steps are recorded as not supported."""
+    spec = CallableSpec(fn, name)
+    native.register_external(spec.name, technique, list(dtypes), int(max_head_dim), True, False, False, False,
+                             "exact", "", PYTHON_TOOL if cli else "", cli or "", has_forward=False, has_decode=True,
+                             decode_max_q_len=int(max_q_len))
+    _entries[spec.name] = _Entry(spec, False, False, False)
     return spec.name
 
 
@@ -142,10 +157,33 @@ def _backward(entry, problem, t, key):
             t[name].copy_(g)
 
 
+def _decode(entry, problem, ptrs):
+    t = decode_views(problem, ptrs)
+    batch, max_q_len = len(problem.seqlens), ptrs["max_q_len"]
+    # Equal q_lens are known without reading cu_q back (a device sync inside a timed step).
+    if ptrs["total_q"] == batch * max_q_len:
+        q_lens = [max_q_len] * batch
+    else:
+        cu = t["cu_q"].tolist()
+        q_lens = [b - a for a, b in zip(cu[:-1], cu[1:])]
+    with torch.no_grad():
+        out = entry.spec.fn(t["q"], t["k"], t["v"], list(problem.seqlens), q_lens, problem.scale, t["block_table"],
+                            ptrs["page_size"])
+    if tuple(out.shape) != tuple(t["out"].shape) or out.dtype != t["out"].dtype:
+        raise CallableError(f"{entry.spec.name} returned out {tuple(out.shape)} {out.dtype}, expected "
+                            f"{tuple(t['out'].shape)} {t['out'].dtype}")
+    t["out"].copy_(out)
+
+
 def _dispatch(name, what, problem, ptrs, stream):
     entry = _entries.get(name)
     if entry is None:
         raise CallableError(f"no Python callable is registered as '{name}' in this process")
+    if what == "decode":
+        stream_ctx = torch.cuda.stream(torch.cuda.ExternalStream(stream)) if stream else contextlib.nullcontext()
+        with stream_ctx:
+            _decode(entry, problem, ptrs)
+        return
     t = problem_views(problem, ptrs)
     stream_ctx = torch.cuda.stream(torch.cuda.ExternalStream(stream)) if stream else contextlib.nullcontext()
     with stream_ctx:

@@ -32,3 +32,23 @@ def problem_views(problem, ptrs):
               "dout": ((total, hq, d), dtype), "dq": ((total, hq, d), dtype),
               "dk": ((total, hkv, d), dtype), "dv": ((total, hkv, d), dtype)}
     return {name: view(ptrs.get(name, 0), *shapes[name]) for name in shapes}
+
+
+def decode_views(problem, ptrs):
+    """The tensors of one decode step (DecodeArgs) as views; `problem` is the caches' (seqlens:
+    the cache lengths). A paged pool's page count is read from the block table (one device
+    sync; the harness's paged caches are only in checks, never in the study's timings)."""
+    dtype = TORCH_DTYPES[problem.dtype]
+    batch, hq, hkv, d = len(problem.seqlens), problem.heads_q, problem.heads_kv, problem.head_dim
+    total_q = ptrs["total_q"]
+    t = {"cu_q": view(ptrs["cu_q"], (batch + 1,), torch.int32), "cu_k": view(ptrs["cu_k"], (batch + 1,), torch.int32),
+         "q": view(ptrs["q"], (total_q, hq, d), dtype), "out": view(ptrs["out"], (total_q, hq, d), dtype),
+         "lse": view(ptrs["lse"], (hq, total_q), torch.float32),
+         "sel": view(ptrs["sel"], (total_q, hq, problem.sel_slots), torch.int32),
+         "block_table": view(ptrs["block_table"], (batch, ptrs["table_width"]), torch.int32)}
+    rows = problem.total_tokens
+    if t["block_table"] is not None:
+        rows = (int(t["block_table"].max()) + 1) * ptrs["page_size"]
+    t["k"] = view(ptrs["k"], (rows, hkv, d), dtype)
+    t["v"] = view(ptrs["v"], (rows, hkv, d), dtype)
+    return t

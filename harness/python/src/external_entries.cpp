@@ -1,4 +1,4 @@
-// External registry entries whose gating, forward and backward call Python (moba/bridge.py's
+// External registry entries whose gating, forward, backward and decode call Python (moba/bridge.py's
 // dispatcher), so `moba check`, `moba bench` and `moba paper` run Python callables by the same
 // code as the built-in kernels. The callbacks capture only the entry's name and find the
 // Python side through one dispatcher set once: no Python object lives in the registry, which
@@ -75,13 +75,37 @@ std::function<void(const AttentionArgs&)> attention_callback(const std::string& 
     };
 }
 
+// A decode step's buffers and its sizes (DecodeArgs): the Python side builds its views from
+// them without reading anything back from the device.
+std::function<void(const DecodeArgs&)> decode_callback(const std::string& name) {
+    return [name](const DecodeArgs& a) {
+        py::gil_scoped_acquire gil;
+        py::dict d;
+        d["cu_q"] = ptr(a.cu_q);
+        d["q"] = ptr(a.q);
+        d["cu_k"] = ptr(a.cu_k);
+        d["k"] = ptr(a.k);
+        d["v"] = ptr(a.v);
+        d["block_table"] = ptr(a.block_table);  // 0: packed caches
+        d["sel"] = ptr(a.sel);
+        d["out"] = ptr(a.out);
+        d["lse"] = ptr(a.lse);
+        d["total_q"] = a.total_q;
+        d["max_q_len"] = a.max_q_len;
+        d["page_size"] = a.page_size;
+        d["table_width"] = a.table_width;
+        d["gate"] = a.gate;
+        call_python(name, "decode", a.cache, d, a.stream);
+    };
+}
+
 // `like`: a built-in entry whose dtypes, head dims and can_implement the new one takes (a
 // kernel called through the torch op implements what the kernel does); empty: dtypes and
 // every head dim up to max_head_dim.
 void register_entry(const std::string& name, const std::string& technique, const std::vector<std::string>& dtypes,
                     int max_head_dim, bool dense, bool has_gating, bool has_backward, bool writes_lse,
                     const std::string& block_means, const std::string& like, const std::string& cli_tool,
-                    const std::string& cli_impl_flags) {
+                    const std::string& cli_impl_flags, bool has_forward, bool has_decode, int decode_max_q_len) {
     Implementation impl;
     impl.name = name;
     impl.technique = technique;
@@ -105,8 +129,10 @@ void register_entry(const std::string& name, const std::string& technique, const
     impl.cli_tool = cli_tool;
     impl.cli_impl_flags = cli_impl_flags;
     if (has_gating) impl.gating = gating_callback(name);
-    impl.forward = attention_callback(name, "forward");
+    if (has_forward) impl.forward = attention_callback(name, "forward");
     if (has_backward) impl.backward = attention_callback(name, "backward");
+    if (has_decode) impl.decode = decode_callback(name);
+    impl.decode_max_q_len = decode_max_q_len;
     register_external(std::move(impl));
 }
 
@@ -115,13 +141,17 @@ void register_entry(const std::string& name, const std::string& technique, const
 void bind_external_entries(py::module_& m) {
     m.def(
         "set_dispatcher", [](py::object fn) { dispatcher() = std::move(fn); }, py::arg("fn"),
-        "fn(name, what, problem, pointers, stream): what is 'gating', 'forward' or 'backward'");
+        "fn(name, what, problem, pointers, stream): what is 'gating', 'forward', 'backward' or 'decode' "
+        "(problem: the caches; pointers also carry the step's sizes)");
     m.def("register_external", &register_entry, py::arg("name"), py::arg("technique"), py::arg("dtypes"),
           py::arg("max_head_dim"), py::arg("dense") = false, py::arg("has_gating") = false,
           py::arg("has_backward") = false, py::arg("writes_lse") = true, py::arg("block_means") = "exact",
           py::arg("like") = "", py::arg("cli_tool") = "", py::arg("cli_impl_flags") = "",
+          py::arg("has_forward") = true, py::arg("has_decode") = false, py::arg("decode_max_q_len") = 0,
           "Adds (or replaces) an external registry entry that calls the dispatcher; cli_tool and "
-          "cli_impl_flags: how a record's command reruns it (default: `moba` and `--impl NAME`)");
+          "cli_impl_flags: how a record's command reruns it (default: `moba` and `--impl NAME`); "
+          "has_decode: a decode step (DecodeArgs), taking at most decode_max_q_len new tokens per "
+          "request (0: any)");
 }
 
 }  // namespace moba::python

@@ -16,7 +16,7 @@ except ImportError as e:  # the package is a PyTorch package
     sys.exit(77)
 
 import moba
-from moba import bridge, layout, user_callable
+from moba import bridge, layout, torch_decode, user_callable
 from moba.__main__ import main as moba_main
 from moba.command import flags_from_kwargs
 
@@ -296,6 +296,82 @@ class Examples(unittest.TestCase):
         import flex_moba  # noqa: F401  (imports on a torch that has it)
 
 
+def plain_attend(qb, kb, vb, scale):
+    """Unmasked attention in float64 (the reference attend for torch_decode's plumbing)."""
+    p = torch.softmax((qb.double() @ kb.double().transpose(-1, -2)) * scale, dim=-1)
+    return (p @ vb.double()).to(qb.dtype)
+
+
+class TorchDecode(unittest.TestCase):
+    """torch_decode's grouping and page gather, with a plain attend standing in for SDPA (what
+    SDPA itself computes is judged on the GPU by `check --suite decode`)."""
+
+    @staticmethod
+    def per_head(q, k, v, k_lens, scale, group):
+        outs, start = [], 0
+        for r, n in enumerate(k_lens):
+            heads = []
+            for h in range(q.shape[1]):
+                kh, vh = k[start:start + n, h // group].double(), v[start:start + n, h // group].double()
+                p = torch.softmax((q[r, h].double() @ kh.T) * scale, dim=-1)
+                heads.append(p @ vh)
+            outs.append(torch.stack(heads))
+            start += n
+        return torch.stack(outs)
+
+    def test_grouped_decode_is_each_head_attending_its_kv_head(self):
+        g = torch.Generator().manual_seed(5)
+        for hq, hkv in ((4, 4), (4, 2), (4, 1)):
+            for k_lens in ([7, 7, 7], [1, 9, 4]):  # one batched call, then one per request
+                with self.subTest(layout=f"{hq}:{hkv}", k_lens=k_lens):
+                    q = torch.randn(len(k_lens), hq, 8, generator=g)
+                    k, v = (torch.randn(sum(k_lens), hkv, 8, generator=g) for _ in range(2))
+                    out = torch_decode.grouped_decode(q, k, v, k_lens, 0.3, plain_attend)
+                    want = self.per_head(q, k, v, k_lens, 0.3, hq // hkv)
+                    self.assertEqual(tuple(out.shape), (len(k_lens), hq, 8))
+                    self.assertTrue(torch.allclose(out.double(), want, atol=1e-5), (out - want).abs().max())
+
+    def test_paged_caches_are_gathered_by_the_block_table(self):
+        g = torch.Generator().manual_seed(6)
+        k_lens, page = [5, 3], 2
+        packed_k = torch.randn(sum(k_lens), 2, 4, generator=g)
+        packed_v = torch.randn(sum(k_lens), 2, 4, generator=g)
+        # Request 0 on pages 3, 0, 5; request 1 on pages 1, 4 (pool of 6 pages, 2 never used).
+        table = torch.tensor([[3, 0, 5], [1, 4, -1]], dtype=torch.int32)
+        pool_k, pool_v = torch.full((12, 2, 4), float("nan")), torch.full((12, 2, 4), float("nan"))
+        start = 0
+        for r, n in enumerate(k_lens):
+            for j in range(n):
+                row = int(table[r, j // page]) * page + j % page
+                pool_k[row], pool_v[row] = packed_k[start + j], packed_v[start + j]
+            start += n
+        k, v = torch_decode.packed_caches(pool_k, pool_v, k_lens, table, page)
+        self.assertTrue(torch.equal(k, packed_k))
+        self.assertTrue(torch.equal(v, packed_v))
+        same_k, same_v = torch_decode.packed_caches(packed_k, packed_v, k_lens, None, 0)
+        self.assertIs(same_k, packed_k)
+        self.assertIs(same_v, packed_v)
+
+    def test_sdpa_decode_refuses_chunks_or_says_what_torch_lacks(self):
+        try:
+            fn = torch_decode.sdpa_decode_callable("sdpa_flash_decode")
+        except RuntimeError as e:
+            self.assertIn("torch >= 2.3", str(e))
+            self.assertEqual(moba_main(["check", "--impl", "sdpa_flash_decode", "--suite", "decode"]), 2)
+            return
+        q = torch.zeros(2, 4, 8)
+        with self.assertRaisesRegex(ValueError, "one new token per request"):
+            fn(q, q, q, [5, 5], [2, 1], 0.3)
+
+    def test_registered_decode_entry_is_dense_and_decode_only(self):
+        name = bridge.register_decode(lambda *a: None, "decode_probe", technique="probe", max_q_len=1)
+        entry = {e["name"]: e for e in moba.implementations()}[name]
+        self.assertTrue(entry["has_decode"])
+        self.assertFalse(entry["has_forward"])
+        self.assertTrue(entry["dense"])
+        self.assertFalse(entry["writes_lse"])
+
+
 class CommandLine(unittest.TestCase):
     def test_flags_from_kwargs(self):
         self.assertEqual(flags_from_kwargs({"seqlens": [64, 17], "kv_heads": 2, "gating_only": True, "x": None}),
@@ -342,6 +418,25 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(moba_main(["check", "--impl", "not_registered", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--impl", "op_not_a_kernel", "--suite", "quick"]), 2)
         self.assertEqual(moba_main(["check", "--torch", "sdpa_cudnn", "--suite", "quick"]), 2)
+        self.assertEqual(moba_main(["check", "--dense", "split_decode_dense", "--suite", "decode"]), 2)
+        self.assertEqual(moba_main(["decode-study", "--torch", "sdpa_cudnn", "--impl", "none"]), 2)
+
+    def test_decode_study_adds_the_torch_decodes_to_dense(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "study.json")
+            argv = ["decode-study", "--layouts", "4:2", "--cache", "1K", "--block", "128", "--topk", "2",
+                    "--head-dim", "64", "--out", out]
+            if not moba.native.device_present():
+                argv += ["--impl", "none"]  # the IO alone
+            self.assertEqual(moba_main(argv), 0)
+            with open(out) as f:
+                report = json.load(f)
+            self.assertEqual(report["meta"]["argv"][:3], ["moba", "decode-study", "--dense"])
+            dense = report["meta"]["argv"][3].split(",")
+            self.assertEqual(dense[0], "split_decode_dense")
+            available = [n for n, why in torch_decode.register_torch_decode().items() if not why]
+            self.assertEqual(dense[1:], available)
+            self.assertEqual(len(report["records"]), 1)
 
     def test_help_lists_the_python_flags_too(self):
         import contextlib

@@ -2,8 +2,10 @@
 device or with a torch too old for what is tested): the custom op against the harness truth
 (moba check through the op), autograd through the registered backward, torch.compile(
 fullgraph=True) forward and backward against eager, both examples and wgmma_moba through the op
-checked, a failing callable recorded as failed with its reason, and bench beside SDPA cuDNN."""
+checked, a failing callable recorded as failed with its reason, bench beside SDPA cuDNN, and
+PyTorch's SDPA dense decodes judged by the decode suite and timed by decode-study."""
 
+import json
 import os
 import sys
 import tempfile
@@ -197,6 +199,47 @@ class Bench(unittest.TestCase):
         self.assertTrue(any(r["impl"] == "sdpa_cudnn" for r in timed), [(r["impl"], r["reason"]) for r in cudnn])
         moba_fwd = next(r for r in timed if r["impl"] == KERNEL and r["phase"] == "fwd")
         self.assertGreater(moba_fwd["speedup_vs_dense"], 0)
+
+
+class TorchDecode(unittest.TestCase):
+    def test_sdpa_decodes_pass_the_decode_suite(self):
+        from moba import torch_decode
+        from moba.__main__ import main as moba_main
+        available = [n for n, why in torch_decode.register_torch_decode().items() if not why]
+        if not available:
+            self.skipTest("no SDPA backend in this torch")
+        out = os.path.join(TMP, "decode-sdpa.json")
+        status = moba_main(["check", "--suite", "decode", "--impl", ",".join(available), "--out", out])
+        with open(out) as f:
+            report = json.load(f)
+        # A backend this torch has no kernel for at some shape fails there (torch's error is the
+        # reason); a wrong answer is never excused. The flash backend must run them all.
+        self.assertFalse([r for r in bad_records(report) if r[3] != "failed"])
+        self.assertFalse([r for r in bad_records(report) if r[0] == "sdpa_flash_decode"])
+        self.assertEqual(status, 0 if not bad_records(report) else 1)
+        for name in (n for n in available if not any(r[0] == n for r in bad_records(report))):
+            mine = [r for r in report["records"] if r["impl"] == name]
+            judged = [r for r in mine if r["outcome"] == "passed" and r.get("tensor") == "out"]
+            self.assertTrue(judged, name)
+            self.assertTrue(all(r["check"] == "zero_sparsity" for r in judged), name)
+            self.assertTrue(any(r["decode"]["page_size"] > 0 for r in judged), name)  # gathered pages
+            chunks = [r for r in mine if max(r["decode"]["q_lens"]) > 1]
+            self.assertTrue(chunks)
+            self.assertTrue(all(r["outcome"] == "not supported" and "at most 1 new token" in r["reason"]
+                                for r in chunks), name)
+
+    def test_decode_study_speedup_is_over_the_fastest_dense(self):
+        from moba.__main__ import main as moba_main
+        out = os.path.join(TMP, "decode-study.json")
+        self.assertEqual(moba_main(["decode-study", "--layouts", "8:2", "--cache", "4K", "--batch", "2", "--block", "512",
+                                    "--topk", "2", "--max-seconds", "0.2", "--out", out]), 0)
+        with open(out) as f:
+            gpu = json.load(f)["records"][0]["gpu"]
+        timed = {d["impl"]: d["timing"]["median_ms"] for d in gpu["dense_all"] if d["timing"]}
+        self.assertIn("split_decode_dense", timed)
+        self.assertGreater(len(gpu["dense_all"]), 1)
+        self.assertEqual(gpu["dense_impl"], min(timed, key=timed.get))
+        self.assertAlmostEqual(gpu["speedup_vs_dense"], min(timed.values()) / gpu["step"]["median_ms"])
 
 
 if __name__ == "__main__":
