@@ -9,7 +9,7 @@
 #   Python package is built;
 # - the decode study timed (MOBA_VERIFY_DECODE_STUDY: "small", the default, "full", "sdpa" or
 #   "none"), reports in $out/decode-study-*.json. With the Python package built it runs as
-#   `python -m moba decode-study`, so SDPA's flash, cuDNN and efficient decodes are timed beside
+#   `python -m moba decode-study`, so SDPA's flash and cuDNN decodes are timed beside
 #   split_decode_dense in one process and the speedup is over the fastest of them.
 decode_tool=($moba)
 if ls build/release/harness/python/moba/_moba*.so >/dev/null 2>&1; then
@@ -18,8 +18,11 @@ if ls build/release/harness/python/moba/_moba*.so >/dev/null 2>&1; then
 fi
 if [[ ${MOBA_VERIFY_DECODE_CHECKS:-1} == 1 ]]; then
   step check_decode 300 $moba check --suite decode --impl all --out "$out/check-decode.json"
+  # cuDNN has no kernel for some of the suite's shapes (a batch with a one-token cache; its
+  # failures are in reports/h200/decode-db188b2/), so the step that must pass checks these two;
+  # python_gpu (ctest) runs all three and allows torch's "no kernel", never a wrong answer.
   [[ ${decode_tool[0]} == env ]] && step check_decode_sdpa 300 "${decode_tool[@]}" check --suite decode \
-    --impl sdpa_flash_decode,sdpa_cudnn_decode,sdpa_efficient_decode --out "$out/check-decode-sdpa.json"
+    --impl sdpa_flash_decode,sdpa_efficient_decode --out "$out/check-decode-sdpa.json"
   decode_small=(check --seqlens 700,130,1 --q-lens 1,9,1 --heads 8 --kv-heads 2 --head-dim 64 --block 32 --topk 3
     --page-size 24 --impl naive,split_decode,split_decode_dense)
   sanitizer=${MOBA_COMPUTE_SANITIZER:-compute-sanitizer}

@@ -7,7 +7,7 @@ also run Python callables. Every flag of `moba <command>` works as there; beside
   --torch LIST        (bench, paper) PyTorch baselines to time beside: sdpa_cudnn, sdpa_flash,
                       flex_causal (default for bench: all three; paper: sdpa_cudnn,sdpa_flash);
                       (decode-study) PyTorch dense decodes added to --dense: sdpa_flash_decode,
-                      sdpa_cudnn_decode, sdpa_efficient_decode (default: all three; `none`: none).
+                      sdpa_cudnn_decode, sdpa_efficient_decode (default: the first two; `none`: none).
                       `check --impl sdpa_flash_decode` (and the other two) judges one first
   --block-means M     exact (default) or rounded: the gating convention of the callables
                       (../shared/SPEC.md §2.7)
