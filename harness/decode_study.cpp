@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "harness/decode_run.hpp"
+#include "harness/device.hpp"
 #include "harness/inputs.hpp"
 #include "harness/records.hpp"
 #include "reference/reference.hpp"
@@ -143,7 +144,14 @@ DecodeStepTiming time_point(const DecodeStudyPoint& point, const StudyInputs& in
     const DenseDecodeTiming* fastest = nullptr;
     for (const DenseDecodeTiming& d : t.dense_all)
         if (d.timing && (!fastest || d.timing->median_ms < fastest->timing->median_ms)) fastest = &d;
-    if (!fastest) throw std::runtime_error("no dense decode could be timed: " + dense_notes(t.dense_all));
+    if (!fastest) {
+        const bool all_refused = std::all_of(t.dense_all.begin(), t.dense_all.end(), [](const DenseDecodeTiming& d) {
+            return d.note.starts_with("not supported");
+        });
+        const std::string why = "no dense decode could be timed: " + dense_notes(t.dense_all);
+        if (all_refused) throw std::invalid_argument(why);
+        throw std::runtime_error(why);
+    }
     t.dense_impl = fastest->impl;
     t.dense = *fastest->timing;
     return t;
@@ -162,12 +170,21 @@ DecodeIoRecord run_decode_study_record(const DecodeStudyPoint& point, const Deco
     } else {
         try {
             r.timing = time_point(point, *in, *gpu);
-            if (is_failure(r.timing->gating.outcome))
+            if (is_failure(r.timing->gating.outcome)) {
                 r.timing_note = fmt::format("not timed: {}'s selection is {} against the float64 one ({})", gpu->impl->name,
                                             to_string(r.timing->gating.outcome), r.timing->gating.reason);
+                r.gpu_failed = true;
+            }
+        } catch (const std::invalid_argument& e) {  // the step refuses the shape: recorded, not a failure
+            r.timing.reset();
+            r.timing_note = fmt::format("not measured: {}", e.what());
+        } catch (const OutOfDeviceMemory& e) {  // refused before allocating: not a failure either
+            r.timing.reset();
+            r.timing_note = fmt::format("not measured: {}", e.what());
         } catch (const std::exception& e) {
             r.timing.reset();
             r.timing_note = fmt::format("not measured: {}", e.what());
+            r.gpu_failed = true;
         }
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -82,6 +82,9 @@ struct DecodeIoRecord {
     double seconds = 0;  // host time of the point (inputs, gating, accounting), not a decode time
     std::optional<DecodeStepTiming> timing;  // with a GPU and timing options
     std::string timing_note;                 // why there is no timing, or why it stopped
+    // The GPU side failed: the step's selection was incorrect, or an error other than a refusal
+    // of the shape (a CUDA fault, a failed dense decode when none was timed). The study then exits 1.
+    bool gpu_failed = false;
 };
 
 // The point's IO, and with `gpu` its timing (failures of the GPU side become timing_note; the

@@ -222,6 +222,12 @@ int run_decode_study(const DecodeStudyFlags& f, const std::vector<std::string>& 
     report.finish();
     print_table(records);
     fmt::print("report: {}\n", f.out);
+    const auto failed = std::count_if(records.begin(), records.end(), [](const DecodeIoRecord& r) { return r.gpu_failed; });
+    if (failed > 0) {
+        fmt::print(stderr, "moba decode-study: {} of {} points failed on the GPU (their time_per_step says why)\n", failed,
+                   records.size());
+        return 1;
+    }
     return 0;
 }
 
