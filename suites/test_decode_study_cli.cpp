@@ -63,14 +63,20 @@ TEST(DecodeStudyCli, TinyGridWritesAValidReport) {
     fs::remove(out);
 }
 
-TEST(DecodeIoSchema, TheRecordWriterPassesAndMissingFieldsAreNamed) {
+// A GQA 4:2 point small enough for the float64 gating in milliseconds.
+moba::DecodeStudyPoint small_point(int batch) {
     moba::DecodeStudyPoint p;
     p.heads_q = 4;
     p.heads_kv = 2;
     p.cache_len = 200;
-    p.batch = 2;
+    p.batch = batch;
     p.block = 32;
     p.head_dim = 16;
+    return p;
+}
+
+TEST(DecodeIoSchema, TheRecordWriterPassesAndMissingFieldsAreNamed) {
+    const moba::DecodeStudyPoint p = small_point(2);
     const moba::DecodeIoRecord record{p, moba::run_decode_study_point(p), 0.5};
     moba::ReportWriter writer("", "decode-study", {"moba", "decode-study"});
     writer.add(record);
@@ -96,12 +102,7 @@ TEST(DecodeIoSchema, TimedRecordsListEveryDenseDecode) {
         t.stop = "converged";
         return t;
     };
-    moba::DecodeStudyPoint p;
-    p.heads_q = 4;
-    p.heads_kv = 2;
-    p.cache_len = 200;
-    p.block = 32;
-    p.head_dim = 16;
+    const moba::DecodeStudyPoint p = small_point(1);
     moba::DecodeIoRecord record{p, moba::run_decode_study_point(p), 0.5};
     moba::DecodeStepTiming t;
     t.impl = "split_decode";
