@@ -1,8 +1,8 @@
 // One point of the decode IO study (`moba decode-study`, SEMANTICS.md §9.1): a batch of
 // requests with equal cache lengths and q_len new tokens each, inputs of one family (q at the
 // new tokens and the caches' k only: gating needs nothing else), the float64 gating of the new
-// tokens, and its IO accounting (decode_io.hpp). Time per step and speedup over dense decode
-// need the decode kernels and are not measured here; the record says so.
+// tokens, and its IO accounting (decode_io.hpp); with a GPU, the MoBA step and the dense decodes
+// of the same caches timed (DecodeTimingOptions), else the record says why there is no time.
 #pragma once
 
 #include <cstdint>

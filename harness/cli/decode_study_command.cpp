@@ -74,7 +74,8 @@ void print_table(const std::vector<DecodeIoRecord>& records) {
 CLI::App* add_decode_study_command(CLI::App& app, DecodeStudyFlags& f) {
     CLI::App* cmd = app.add_subcommand(
         "decode-study",
-        "Decode IO study (CPU): KV bytes per step from the float64 selection, per head layout");
+        "Decode IO study: KV bytes per step from the float64 selection, per head layout; with a GPU the "
+        "MoBA decode step timed against dense decodes of the same caches");
     cmd->add_option("--layouts", f.layouts, "Axis: head layouts Hq:Hkv, e.g. 32:32,32:8,32:1")
         ->capture_default_str();
     cmd->add_option("--cache", f.cache,
