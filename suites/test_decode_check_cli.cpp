@@ -149,7 +149,11 @@ TEST(DecodeBench, BenchAxesBecomeTheStudyGridAndPrefillFlagsAreRefused) {
     EXPECT_EQ(s.cache, "8K,16K");
     EXPECT_EQ(s.batch, "2");
     EXPECT_EQ(s.impl, "split_decode");
+    EXPECT_EQ(s.dense, "split_decode_dense");  // the study's default
     EXPECT_EQ(decode_study_grid(s).size(), 6u);
+    BenchFlags dense = f;
+    dense.dense = "split_decode_dense,sdpa_flash_decode";
+    EXPECT_EQ(decode_bench_flags(dense).dense, "split_decode_dense,sdpa_flash_decode");
     BenchFlags phase = f;
     phase.given.insert("--phase");
     expect_error([&] { decode_bench_flags(phase); }, "--phase does not apply to a decode step");
@@ -159,6 +163,14 @@ TEST(DecodeBench, BenchAxesBecomeTheStudyGridAndPrefillFlagsAreRefused) {
     BenchFlags dims = f;
     dims.head_dim = "64,128";
     expect_error([&] { decode_bench_flags(dims); }, "--q-len takes one --head-dim");
+}
+
+TEST(DecodeBench, DenseWithoutQLenIsRefused) {
+    const test::BinaryRun r = run_moba("bench --seqlen 1K --dense split_decode_dense --out " +
+                                       scratch("bench_dense_refused.json").string());
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("--dense names dense decodes: it applies with --q-len only"), std::string::npos)
+        << r.output;
 }
 
 TEST(DecodeCheckBinary, WritesACompleteValidReportWithRerunnableRecords) {

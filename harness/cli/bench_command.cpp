@@ -52,6 +52,9 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
                     "Decode: time one step of this many new tokens per sequence over caches of --seqlen tokens "
                     "(split_decode against split_decode_dense, each step's selection checked against float64 first; "
                     "the records are moba decode-study's)");
+    cmd->add_option("--dense", f.dense,
+                    "With --q-len: the dense decodes the step is compared with (comma list; the speedup is over "
+                    "the fastest)");
     for (CLI::Option* opt : cmd->get_options()) {
         const std::string name = opt->get_name();
         if (name.starts_with("--") && name != "--help") opt->each([&f, name](const std::string&) { f.given.insert(name); });
@@ -269,10 +272,13 @@ DecodeStudyFlags decode_bench_flags(const BenchFlags& f) {
     s.out = f.out;
     s.max_seconds = f.max_seconds;
     if (f.impl != "all") s.impl = f.impl;
+    if (!f.dense.empty()) s.dense = f.dense;
     return s;
 }
 
 int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& argv) {
+    if (flags.given.count("--dense") && !flags.given.count("--q-len"))
+        throw std::invalid_argument("--dense names dense decodes: it applies with --q-len only");
     if (flags.given.count("--q-len")) {
         const DecodeStudyFlags study = decode_bench_flags(flags);
         decode_study_grid(study);  // refusals before the GPU is looked at

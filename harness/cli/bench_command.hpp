@@ -42,6 +42,7 @@ struct BenchFlags {
     double rel_stddev = 0.02;
     int check_rows = 32;
     int q_len = 0;  // > 0: time decode steps of q_len new tokens over caches of --seqlen tokens
+    std::string dense;  // with --q-len: the dense decodes compared (empty: the study's default)
     // The flags given on the command line (add_bench_command fills it), so a flag that does not
     // apply, or that a grid file would override, is refused rather than dropped silently.
     std::set<std::string> given;

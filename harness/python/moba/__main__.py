@@ -6,8 +6,9 @@ also run Python callables. Every flag of `moba <command>` works as there; beside
                       built-in kernel through the torch custom op, anything else a registered name
   --torch LIST        (bench, paper) PyTorch baselines to time beside: sdpa_cudnn, sdpa_flash,
                       flex_causal (default for bench: all three; paper: sdpa_cudnn,sdpa_flash);
-                      (decode-study) PyTorch dense decodes added to --dense: sdpa_flash_decode,
-                      sdpa_cudnn_decode, sdpa_efficient_decode (default: the first two; `none`: none).
+                      (decode-study, bench --q-len) PyTorch dense decodes added to --dense:
+                      sdpa_flash_decode, sdpa_cudnn_decode, sdpa_efficient_decode (default: the
+                      first two; `none`: none).
                       `check --impl sdpa_flash_decode` (and the other two) judges one first
   --block-means M     exact (default) or rounded: the gating convention of the callables
                       (../shared/SPEC.md §2.7)
@@ -98,9 +99,10 @@ def register_impls(command, options):
     return ",".join(dict.fromkeys(names))
 
 
-def decode_study_args(options, rest):
-    """`moba decode-study` flags with the PyTorch dense decodes (--torch) registered and added to
-    --dense; --impl (the MoBA step) goes through as typed."""
+def decode_study_args(command, options, rest):
+    """`moba decode-study` (or `moba bench --q-len`, which runs the study) flags with the PyTorch
+    dense decodes (--torch) registered and added to --dense; --impl (the MoBA step) goes through
+    as typed."""
     wanted = options.torch if options.torch is not None else ",".join(torch_decode.DEFAULT)
     wanted = [] if wanted == "none" else [t for t in wanted.split(",") if t]
     unknown = [t for t in wanted if t not in torch_decode.BACKENDS]
@@ -113,7 +115,7 @@ def decode_study_args(options, rest):
             print(f"moba: {name} not available: {why}", file=sys.stderr)
         elif name not in dense:
             dense.append(name)
-    return ["decode-study", "--dense", ",".join(dense)] + (["--impl", options.impl] if options.impl else []) + rest
+    return [command, "--dense", ",".join(dense)] + (["--impl", options.impl] if options.impl else []) + rest
 
 
 def main(argv=None):
@@ -125,12 +127,13 @@ def main(argv=None):
         print("moba: error: --torch applies to bench, paper and decode-study (PyTorch's dense attention is a "
               "speed baseline); check it with --impl", file=sys.stderr)
         return 2
-    if options.dense is not None and command != "decode-study":
-        print("moba: error: --dense applies to decode-study", file=sys.stderr)
+    decode = command == "decode-study" or (command == "bench" and any(a.startswith("--q-len") for a in rest))
+    if options.dense is not None and not decode:
+        print("moba: error: --dense applies to decode-study and bench --q-len", file=sys.stderr)
         return 2
     try:
-        if command == "decode-study":
-            args = decode_study_args(options, rest)
+        if decode:
+            args = decode_study_args(command, options, rest)
         else:
             impl = register_impls(command, options)
             args = [command] + (["--impl", impl] if impl else []) + rest

@@ -17,7 +17,7 @@ except ImportError as e:  # the package is a PyTorch package
 
 import moba
 from moba import bridge, layout, torch_decode, user_callable
-from moba.__main__ import main as moba_main
+from moba.__main__ import decode_study_args, main as moba_main, parse as parse_moba_argv
 from moba.command import flags_from_kwargs
 
 EXAMPLES = os.environ.get("MOBA_EXAMPLES", os.path.join(os.path.dirname(__file__), "..", "examples"))
@@ -437,6 +437,15 @@ class CommandLine(unittest.TestCase):
             available = [n for n, why in torch_decode.register_torch_decode().items() if not why]
             self.assertEqual(dense[1:], available)
             self.assertEqual(len(report["records"]), 1)
+
+    def test_bench_q_len_gets_the_decode_baselines_not_the_prefill_ones(self):
+        command, options, rest = parse_moba_argv(["bench", "--q-len", "1", "--seqlen", "1K", "--dense",
+                                                  "split_decode_dense"])
+        args = decode_study_args(command, options, rest)
+        available = [n for n, why in torch_decode.register_torch_decode().items() if not why]
+        self.assertEqual(args[:3], ["bench", "--dense", ",".join(["split_decode_dense"] + available)])
+        self.assertEqual(args[3:], ["--q-len", "1", "--seqlen", "1K"])
+        self.assertEqual(moba_main(["bench", "--dense", "split_decode_dense", "--seqlen", "1K"]), 2)
 
     def test_help_lists_the_python_flags_too(self):
         import contextlib
