@@ -1,6 +1,5 @@
 #include "harness/decode_check.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -21,7 +20,6 @@ using nlohmann::json;
 
 constexpr const char* kBaselineName = "cpu_baseline";
 
-int max_q_len(const DecodeCase& c) { return *std::max_element(c.q_lens.begin(), c.q_lens.end()); }
 
 struct DecodeTruth {
     ref::DecodeResult f64;   // gating (selection, boundary data) and out, lse
@@ -156,7 +154,7 @@ void check_pass(const DecodeCase& c, const DecodeHostInputs& in, const CheckOpti
     const std::string check = zero ? "zero_sparsity" : "forward";
     std::vector<const Implementation*> impls;
     for (const Implementation* impl : o.gpu ? o.impls : std::vector<const Implementation*>{}) {
-        Support s = impl->supports_decode(p, max_q_len(c));
+        Support s = impl->supports_decode(p, c.max_q_len());
         if (s.ok && impl->dense && !zero)
             s = Support::no("a dense decode attends every cached key; it is checked at zero sparsity (k >= n) only");
         if (!s.ok) {
@@ -223,7 +221,7 @@ int expected_decode_phases(const DecodeCase& c, const CheckOptions& o) {
         int impls = 0;
         if (o.gpu)
             for (const Implementation* impl : o.impls)
-                impls += impl->supports_decode(p, max_q_len(c)).ok && (!impl->dense || p.zero_sparsity());
+                impls += impl->supports_decode(p, c.max_q_len()).ok && (!impl->dense || p.zero_sparsity());
         return 1 + impls;
     };
     int phases = 1 + pass(c.base.problem);

@@ -18,6 +18,8 @@ namespace moba {
 
 ref::DecodeBatch DecodeCase::batch() const { return ref::DecodeBatch{base.problem, q_lens}; }
 
+int DecodeCase::max_q_len() const { return *std::max_element(q_lens.begin(), q_lens.end()); }
+
 std::string DecodeCase::flags() const {
     std::string text = fmt::format("{} --q-lens {}", base.problem.flags(), fmt::join(q_lens, ","));
     if (page_size > 0) text += fmt::format(" --page-size {}", page_size);
@@ -162,7 +164,7 @@ DecodeArgs DeviceDecode::args(bool gate) const {
     DecodeArgs a{};
     a.cache = batch_.cache;
     a.total_q = batch_.total_q();
-    a.max_q_len = *std::max_element(batch_.q_lens.begin(), batch_.q_lens.end());
+    a.max_q_len = case_.max_q_len();
     a.cu_q = cu_q_.as<std::int32_t>();
     a.q = q_.get();
     a.cu_k = cu_k_.as<std::int32_t>();

@@ -20,6 +20,7 @@ struct DecodeCase {
     int page_size = 0;        // 0: packed caches; else paged, pages of this many tokens in seeded order
 
     ref::DecodeBatch batch() const;  // not validated
+    int max_q_len() const;           // the most new tokens of one request (q_lens not empty)
     // "--seqlens ... --q-lens 1,7 [--page-size 24] --seed N --inputs F": the flags that rerun it.
     std::string flags() const;
 };

@@ -89,8 +89,7 @@ DecodeIo study_io(const StudyInputs& in) {
 DenseDecodeTiming time_dense(const Implementation& dense, const DecodeCase& c, const StudyInputs& in,
                              const TimingOptions& timing) {
     DenseDecodeTiming d{dense.name, std::nullopt, ""};
-    const int q_len = *std::max_element(c.q_lens.begin(), c.q_lens.end());
-    if (const Support s = dense.supports_decode(in.batch.cache, q_len); !s.ok) {
+    if (const Support s = dense.supports_decode(in.batch.cache, c.max_q_len()); !s.ok) {
         d.note = "not supported: " + s.reason;
         return d;
     }

@@ -159,16 +159,15 @@ def _backward(entry, problem, t, key):
 
 def _decode(entry, problem, ptrs):
     t = decode_views(problem, ptrs)
-    batch, max_q_len = len(problem.seqlens), ptrs["max_q_len"]
+    k_lens, max_q_len = problem.seqlens, ptrs["max_q_len"]
     # Equal q_lens are known without reading cu_q back (a device sync inside a timed step).
-    if ptrs["total_q"] == batch * max_q_len:
-        q_lens = [max_q_len] * batch
+    if ptrs["total_q"] == len(k_lens) * max_q_len:
+        q_lens = [max_q_len] * len(k_lens)
     else:
         cu = t["cu_q"].tolist()
         q_lens = [b - a for a, b in zip(cu[:-1], cu[1:])]
     with torch.no_grad():
-        out = entry.spec.fn(t["q"], t["k"], t["v"], list(problem.seqlens), q_lens, problem.scale, t["block_table"],
-                            ptrs["page_size"])
+        out = entry.spec.fn(t["q"], t["k"], t["v"], k_lens, q_lens, problem.scale, t["block_table"], ptrs["page_size"])
     if tuple(out.shape) != tuple(t["out"].shape) or out.dtype != t["out"].dtype:
         raise CallableError(f"{entry.spec.name} returned out {tuple(out.shape)} {out.dtype}, expected "
                             f"{tuple(t['out'].shape)} {t['out'].dtype}")
@@ -179,14 +178,12 @@ def _dispatch(name, what, problem, ptrs, stream):
     entry = _entries.get(name)
     if entry is None:
         raise CallableError(f"no Python callable is registered as '{name}' in this process")
-    if what == "decode":
-        stream_ctx = torch.cuda.stream(torch.cuda.ExternalStream(stream)) if stream else contextlib.nullcontext()
-        with stream_ctx:
-            _decode(entry, problem, ptrs)
-        return
-    t = problem_views(problem, ptrs)
     stream_ctx = torch.cuda.stream(torch.cuda.ExternalStream(stream)) if stream else contextlib.nullcontext()
     with stream_ctx:
+        if what == "decode":
+            _decode(entry, problem, ptrs)
+            return
+        t = problem_views(problem, ptrs)
         if what == "gating":
             _gating(entry, problem, t)
         elif what == "forward":
