@@ -48,13 +48,24 @@ using nlohmann::json;
 
 std::size_t elems_bytes(const Problem& p, std::int64_t n) { return static_cast<std::size_t>(n) * dtype_bytes(p.dtype); }
 
+// How far free device memory fell below `free_before` (0 when it rose). The driver maps memory in
+// 2 MiB pages, so a gigabyte-sized run is measured to within a few pages; a run of a few small
+// buffers may be served from pages already mapped and show less than it holds.
+std::size_t free_drop(std::size_t free_before) {
+    const std::size_t free_now = device_memory().free_bytes;
+    return free_before > free_now ? free_before - free_now : 0;
+}
+
 // Inputs of one state, drawn on the device (tensor streams 0..3 = q, k, v, dout).
 struct DeviceState {
     Problem p;
     DeviceBuffer cu, q, k, v, dout;
+    std::size_t allocated_bytes = 0;  // the five buffers' sizes
+    std::size_t measured_bytes = 0;   // the drop in free device memory their allocation caused
     DeviceState(const Problem& problem, std::uint64_t seed) : p(problem) {
         require_device_memory(2 * elems_bytes(p, p.q_elems()) + 2 * elems_bytes(p, p.kv_elems()),
                               fmt::format("the inputs of {}", p.flags()));
+        const std::size_t free_before = device_memory().free_bytes;
         const auto cu_host = p.cu_seqlens();
         cu = DeviceBuffer(cu_host.size() * 4);
         cu.upload(cu_host.data(), cu_host.size() * 4);
@@ -67,6 +78,8 @@ struct DeviceState {
         fill_normal_device(p.dtype, v.get(), p.kv_elems(), seed, 2, nullptr);
         fill_normal_device(p.dtype, dout.get(), p.q_elems(), seed, 3, nullptr);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        allocated_bytes = cu_host.size() * 4 + 2 * elems_bytes(p, p.q_elems()) + 2 * elems_bytes(p, p.kv_elems());
+        measured_bytes = free_drop(free_before);
     }
 };
 
@@ -382,12 +395,15 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         const std::size_t gws = impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0;
         const std::size_t q_bytes = elems_bytes(p, p.q_elems()), kv_bytes = elems_bytes(p, p.kv_elems());
         const std::size_t sel_bytes = own ? static_cast<std::size_t>(p.sel_elems()) * 4 : 0;
-        // What this run holds on the device beside the shared inputs (peak_memory_bytes adds what
-        // libraries take during the timed loop: free memory is too coarse a gauge for small runs,
-        // where the driver serves allocations from memory it already reserved).
+        // What this run allocates beside the shared inputs; one copy of the selection (sel_checked,
+        // the determinism check's) is the harness's own, not the implementation's.
         const std::size_t allocated = q_bytes + 4 * static_cast<std::size_t>(p.lse_elems()) + ws + gws +
                                       2 * sel_bytes + (need_bwd ? q_bytes + 2 * kv_bytes : 0);
         require_device_memory(allocated, fmt::format("{} on {}", impl.name, p.flags()));
+        // Device memory is measured from here to the end of the timed loop: the run's buffers and
+        // whatever the implementation or its libraries keep (a cuBLAS workspace, PyTorch's cache;
+        // bench_records releases an external entry's cache before and after its run).
+        const std::size_t free_before_run = device_memory().free_bytes;
         RunBuffers b;
         b.out = DeviceBuffer(q_bytes);
         b.lse = DeviceBuffer(4 * static_cast<std::size_t>(p.lse_elems()));
@@ -486,7 +502,6 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 if (phase != Phase::bwd) impl.forward(timed);
                 if (phase != Phase::fwd) impl.backward(timed);
             };
-            const std::size_t free_before = device_memory().free_bytes;
             m.timing = measure(body, nullptr, o.timing);
             if (own && o.gating == GatingMode::separate && phase != Phase::bwd) {
                 auto gate_body = [&](cudaStream_t stream) {
@@ -496,8 +511,11 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 };
                 m.gating_ms = measure(gate_body, nullptr, o.timing).median_ms;
             }
-            const std::size_t free_after = device_memory().free_bytes;
-            m.peak_memory_bytes = allocated + (free_before > free_after ? free_before - free_after : 0);
+            // Measured: the inputs' pages plus the drop in free memory since before the run's
+            // buffers, less the harness's copy of the selection (SEMANTICS.md §6).
+            const std::size_t run_drop = free_drop(free_before_run);
+            m.peak_memory_bytes = d.measured_bytes + (run_drop > sel_bytes ? run_drop - sel_bytes : 0);
+            m.allocated_memory_bytes = d.allocated_bytes + allocated - sel_bytes;
             // The gating that ran while timing must have rewritten exactly the checked selection.
             const WordDifference diff = own ? differing_words(b.sel.get(), b.sel_checked.get(), p.sel_elems())
                                             : WordDifference{};
@@ -575,7 +593,11 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
         const StateChecks sc{sel_ref ? &*sel_ref : nullptr, rows_moba ? &*rows_moba : nullptr,
                              rows_dense ? &*rows_dense : nullptr, gating_truth ? &*gating_truth : nullptr,
                              &backward_truths};
-        for (const Implementation* impl : o.impls) bench_impl(s, *impl, o, d, sc, records);
+        for (const Implementation* impl : o.impls) {
+            if (impl->release_memory) impl->release_memory();
+            bench_impl(s, *impl, o, d, sc, records);
+            if (impl->release_memory) impl->release_memory();
+        }
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {

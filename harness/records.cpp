@@ -129,6 +129,7 @@ void to_json(json& j, const BenchRecord& r) {
         j["tflops"] = r.flops / (m->timing.median_ms * 1e-3) / 1e12;
         if (m->gating_ms) j["gating_ms"] = *m->gating_ms;
         j["peak_memory_bytes"] = m->peak_memory_bytes;
+        j["allocated_memory_bytes"] = m->allocated_memory_bytes;
         j["sm_clock_start_mhz"] = clock.start_mhz;
         j["sm_clock_end_mhz"] = clock.end_mhz;
         j["throttle_reasons"] = clock.throttle_reasons;

@@ -81,7 +81,12 @@ struct BenchMeasurement {
     double check_worst_ratio = 0;     // worst bound ratio of the forward check on sampled rows
     Timing timing;                    // its clock window gives sm_clock_* and throttled
     std::optional<double> gating_ms;  // gating timed on its own (gating "separate")
+    // Device memory the run holds at the end of its timed loop, the shared inputs (q, k, v, dout)
+    // included and the harness's own copy of the selection left out: measured from free device
+    // memory (peak_memory_bytes) and the sum of what the harness allocated (allocated_memory_bytes;
+    // what an implementation or its libraries take beyond that shows only in the measurement).
     std::size_t peak_memory_bytes = 0;
+    std::size_t allocated_memory_bytes = 0;
 };
 
 // The published point a `moba paper` record is set beside.

@@ -70,6 +70,11 @@ struct Implementation {
     // Added by register_external (Python callables): not part of the built-in table that the
     // README lists.
     bool external = false;
+    // Drops what the entry's runtime keeps between calls (PyTorch's cached allocator blocks, the
+    // autograd graph kept for a backward): `moba bench` calls it before and after the entry's
+    // run, so the device memory it measures for a run is that run's, not what an earlier run left
+    // cached. Empty for the built-in kernels, which allocate nothing themselves.
+    std::function<void()> release_memory;
     // Whether forward writes lse. PyTorch's scaled_dot_product_attention returns none: such an
     // entry's lse is recorded as not supported, never judged on the poisoned buffer.
     bool writes_lse = true;

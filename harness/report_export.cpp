@@ -34,6 +34,7 @@ const std::vector<Column>& columns() {
         {"tflops", "/tflops", nullptr, true},
         {"speedup_vs_dense", "/speedup_vs_dense", nullptr, true},
         {"ideal_speedup", "/ideal_speedup", nullptr, true},
+        {"peak_memory_bytes", "/peak_memory_bytes", nullptr, true},
         {"max_abs_err", "/max_abs_err", nullptr, true},
         {"ratio", "/ratio", nullptr, true},
         {"outcome", "/outcome"},

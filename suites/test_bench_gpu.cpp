@@ -67,6 +67,83 @@ TEST(BenchGpu, EveryImplementationIsCheckedThenTimed) {
     }
 }
 
+// A state whose buffers are large enough (q 128 MiB) for free device memory to measure them to a
+// few 2 MiB pages.
+CheckCase large_state() {
+    Problem p;
+    p.seqlens = {65536};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = 128;
+    p.block = 4096;
+    p.topk = 3;
+    p.dtype = DType::bf16;
+    return {p, 3};
+}
+
+BenchOptions memory_options(const char* impl) {
+    BenchOptions o = quick_options();
+    o.phases = {Phase::fwdbwd};
+    o.impls = {find_implementation(impl)};
+    return o;
+}
+
+constexpr double kMiB = 1 << 20;
+
+// Device memory is measured from free memory, inputs included (SEMANTICS.md §6): for the
+// built-in kernels, which allocate nothing themselves, it is what the harness allocated to
+// within a few pages, and MoBA's exceeds dense's by its workspace.
+TEST(BenchGpu, MeasuredMemoryIsWhatTheRunHolds) {
+    MOBA_REQUIRE_GPU();
+    const Problem& p = large_state().problem;
+    const double inputs = 2.0 * p.q_elems() * 2 + 2.0 * p.kv_elems() * 2;
+    for (const char* name : {"wgmma_dense", "wgmma_moba"}) {
+        const auto records = run_bench(large_state(), memory_options(name));
+        ASSERT_EQ(records.size(), 1u);
+        const auto& r = records[0];
+        SCOPED_TRACE(r.dump());
+        ASSERT_EQ(r["outcome"], "passed");
+        const double measured = r["peak_memory_bytes"].get<double>();
+        const double allocated = r["allocated_memory_bytes"].get<double>();
+        // inputs, out, dq, dk, dv at least
+        EXPECT_GT(allocated, inputs + 2.0 * p.q_elems() * 2 + 2.0 * p.kv_elems() * 2);
+        EXPECT_GE(measured, allocated - 2 * kMiB);
+        EXPECT_LE(measured, allocated + 64 * kMiB);
+    }
+}
+
+// What an implementation allocates itself and keeps is measured, though the harness never
+// allocated it; release_memory gives it back before the next run.
+TEST(BenchGpu, MemoryAnImplementationKeepsIsMeasured) {
+    MOBA_REQUIRE_GPU();
+    static void* kept = nullptr;
+    constexpr std::size_t kKept = std::size_t{512} << 20;
+    Implementation hoarder = *find_implementation("wgmma_dense");
+    hoarder.name = "hoarding_dense";
+    const auto forward = hoarder.forward;
+    hoarder.forward = [forward](const AttentionArgs& a) {
+        if (!kept) MOBA_CUDA_CALL(cudaMalloc(&kept, kKept));
+        forward(a);
+    };
+    hoarder.release_memory = [] {
+        if (kept) MOBA_CUDA_CALL(cudaFree(kept));
+        kept = nullptr;
+    };
+    BenchOptions o = memory_options("wgmma_dense");
+    o.impls.push_back(&hoarder);
+    const auto records = run_bench(large_state(), o);
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(kept, nullptr);  // released after its run
+    const auto& plain = records[0];
+    const auto& hoarding = records[1];
+    ASSERT_EQ(plain["outcome"], "passed") << plain.dump();
+    ASSERT_EQ(hoarding["outcome"], "passed") << hoarding.dump();
+    EXPECT_EQ(hoarding["allocated_memory_bytes"], plain["allocated_memory_bytes"]);
+    const double extra = hoarding["peak_memory_bytes"].get<double>() - plain["peak_memory_bytes"].get<double>();
+    EXPECT_GE(extra, kKept - 4 * kMiB);
+    EXPECT_LE(extra, kKept + 4 * kMiB);
+}
+
 // The naive gating, then (from the `from`-th call on) one selection row changed to other
 // valid past blocks: the last token of sequence 0 (own block 7), head 0.
 void gating_then_change(const GatingArgs& g, int from, int& calls) {

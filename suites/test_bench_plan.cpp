@@ -118,6 +118,8 @@ TEST(BenchPlan, BadValuesAreNamed) {
     expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.seqlens = "5"; })); }, "not both");
     expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.max_seconds = 0; })); }, "--max-seconds");
     expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.impl = "fastest"; })); }, "'fastest'");
+    expect_error([&] { cli::plan_bench(with([](cli::BenchFlags& f) { f.warmup = -1; })); }, "--warmup -1");
+    EXPECT_EQ(cli::plan_bench(with([](cli::BenchFlags& f) { f.warmup = 0; })).options.timing.warmup, 0);
 }
 
 TEST(BenchPlan, GridFileSetsAxesAndRejectsUnknownKeys) {

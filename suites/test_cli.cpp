@@ -254,6 +254,10 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     EXPECT_EQ(bad_flag.status, 2) << bad_flag.output;
     const MobaRun no_cmd = run_moba("");
     EXPECT_EQ(no_cmd.status, 2) << no_cmd.output;
+    const MobaRun bad_warmup = run_moba("paper --figure 2b --lengths 32K --warmup -1 --out " + out.string());
+    EXPECT_EQ(bad_warmup.status, 2) << bad_warmup.output;
+    EXPECT_NE(bad_warmup.output.find("--warmup -1 must be 0 or more"), std::string::npos) << bad_warmup.output;
+    EXPECT_FALSE(fs::exists(out));
 }
 
 // The refusals of "a user's first hour": before any work, exit 2, sizes and the way out named,

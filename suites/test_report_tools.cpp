@@ -770,10 +770,10 @@ TEST(Export, CsvRowsExactly) {
     EXPECT_EQ(export_csv(export_fixture()),
               "layout,seqlens,heads,kv_heads,head_dim,block,topk,dtype,impl,phase/"
               "check,tensor,median_ms,tflops,"
-              "speedup_vs_dense,ideal_speedup,max_abs_err,ratio,outcome\r\n"
-              "GQA,\"4096,100\",8,2,128,512,3,bf16,naive,fwd,,1.23456,12.5,,2.5,,,passed\r\n"
-              "MHA,17,2,2,16,4,2,fp32,cpu_baseline,forward,out,,,,,3.5e-07,,failed\r\n"
-              ",,,,,,,,\"a,\"\"b\"\"|c\",bwd,,,,,,,,skipped\r\n");
+              "speedup_vs_dense,ideal_speedup,peak_memory_bytes,max_abs_err,ratio,outcome\r\n"
+              "GQA,\"4096,100\",8,2,128,512,3,bf16,naive,fwd,,1.23456,12.5,,2.5,1048576,,,passed\r\n"
+              "MHA,17,2,2,16,4,2,fp32,cpu_baseline,forward,out,,,,,,3.5e-07,,failed\r\n"
+              ",,,,,,,,\"a,\"\"b\"\"|c\",bwd,,,,,,,,,skipped\r\n");
     EXPECT_EQ(csv_field("plain"), "plain");
     EXPECT_EQ(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     EXPECT_EQ(csv_field("two\nlines"), "\"two\nlines\"");
@@ -785,17 +785,17 @@ TEST(Export, MarkdownRowsExactly) {
         export_markdown(export_fixture()),
         "| layout | seqlens | heads | kv_heads | head_dim | block | topk | dtype | impl | "
         "phase/check | tensor | "
-        "median_ms | tflops | speedup_vs_dense | ideal_speedup | max_abs_err | ratio | outcome |\n"
+        "median_ms | tflops | speedup_vs_dense | ideal_speedup | peak_memory_bytes | max_abs_err | ratio | outcome |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: | ---: | "
-        "---: | ---: | "
+        "---: | ---: | ---: | "
         "---: | ---: | --- |\n"
         "| GQA | 4096,100 | 8 | 2 | 128 | 512 | 3 | bf16 | naive | fwd |  | 1.235 | 12.5 |  | 2.5 "
-        "|  |  | "
+        "| 1048576 |  |  | "
         "passed |\n"
-        "| MHA | 17 | 2 | 2 | 16 | 4 | 2 | fp32 | cpu_baseline | forward | out |  |  |  |  | "
+        "| MHA | 17 | 2 | 2 | 16 | 4 | 2 | fp32 | cpu_baseline | forward | out |  |  |  |  |  | "
         "3.5e-07 |  | "
         "failed |\n"
-        "|  |  |  |  |  |  |  |  | a,\"b\"\\|c | bwd |  |  |  |  |  |  |  | skipped |\n");
+        "|  |  |  |  |  |  |  |  | a,\"b\"\\|c | bwd |  |  |  |  |  |  |  |  | skipped |\n");
 }
 
 TEST(Export, CommandWritesTheFiles) {
@@ -912,6 +912,7 @@ BenchRecord typed_bench_record(const std::string& impl, GatingMode gating) {
     m.timing.clock = {1980, 1700, 0};
     if (r.gating == "separate") m.gating_ms = 0.1;
     m.peak_memory_bytes = 1 << 20;
+    m.allocated_memory_bytes = 3 << 19;
     r.measured = m;
     r.check_outcome = Outcome::passed;
     r.outcome = Outcome::passed;
@@ -1025,6 +1026,7 @@ TEST(Records, BenchRecordWritesTheFormatsFields) {
                            {"tflops", r.flops / 2e-3 / 1e12},
                            {"gating_ms", 0.1},
                            {"peak_memory_bytes", 1 << 20},
+                           {"allocated_memory_bytes", 3 << 19},
                            {"sm_clock_start_mhz", 1980},
                            {"sm_clock_end_mhz", 1700},
                            {"throttle_reasons", 0},

@@ -44,6 +44,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
                     "Hard sampling limit per state, the only one that may stop before --min-samples "
                     "(the record then says under_sampled)")->capture_default_str();
     cmd->add_flag("--cold", f.cold, "Flush L2 (overwrite twice its size) before every sample");
+    cmd->add_option("--warmup", f.warmup,
+                    "Untimed runs before the samples (one is enough past 2 s a run; 0: the check's run warms up, "
+                    "for runs of a minute)")
+        ->capture_default_str();
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
@@ -148,12 +152,14 @@ BenchPlan plan_bench(const BenchFlags& given) {
     if (f.min_samples < 1 || f.max_samples < f.min_samples)
         throw std::invalid_argument(fmt::format("samples: need 1 <= --min-samples ({}) <= --max-samples ({})",
                                                 f.min_samples, f.max_samples));
+    if (f.warmup < 0) throw std::invalid_argument(fmt::format("--warmup {} must be 0 or more", f.warmup));
     if (f.check_rows < 1) throw std::invalid_argument(fmt::format("--check-rows {} must be positive", f.check_rows));
     if (f.batch < 1) throw std::invalid_argument(fmt::format("--batch {} must be positive", f.batch));
     plan.options.timing.max_seconds = f.max_seconds;
     if (!(f.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", f.time_cap));
     plan.options.timing.cap_seconds = f.time_cap;
     plan.options.timing.cold = f.cold;
+    plan.options.timing.warmup = f.warmup;
     plan.options.timing.min_samples = f.min_samples;
     plan.options.timing.max_samples = f.max_samples;
     plan.options.timing.target_rel_stddev = f.rel_stddev;
@@ -238,18 +244,22 @@ void print_line(const nlohmann::json& r) {
                               ? ""
                               : fmt::format(", most attended block {} not checked", b["most_attended"]["block"].get<std::int64_t>()));
     }
-    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f}{}{}{}\n",
+    // Measured device memory of the run, inputs included (SEMANTICS.md §6).
+    const std::string memory = r.contains("peak_memory_bytes") && r["peak_memory_bytes"].is_number()
+                                   ? fmt::format("{:>7.2f} GiB", r["peak_memory_bytes"].get<double>() / (1 << 30))
+                                   : "";
+    fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f} {}{}{}{}\n",
                r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),
                100 * t["rel_stddev"].get<double>(), r["tflops"].get<double>(),
                r["speedup_vs_dense"].is_number() ? fmt::format("{:.2f}", r["speedup_vs_dense"].get<double>()) : "-",
-               r["ideal_speedup"].get<double>(), r["throttled"].get<bool>() ? "  THROTTLED" : "", under, bwd);
+               r["ideal_speedup"].get<double>(), memory, r["throttled"].get<bool>() ? "  THROTTLED" : "", under, bwd);
 }
 
 }  // namespace
 
 DecodeStudyFlags decode_bench_flags(const BenchFlags& f) {
     for (const char* flag : {"--seqlens", "--phase", "--gating", "--grid", "--resume", "--time-cap", "--cold",
-                             "--min-samples", "--max-samples", "--rel-stddev", "--check-rows"})
+                             "--warmup", "--min-samples", "--max-samples", "--rel-stddev", "--check-rows"})
         if (f.given.count(flag))
             throw std::invalid_argument(fmt::format("{} does not apply to a decode step (--q-len); drop it", flag));
     if (f.q_len < 1) throw std::invalid_argument(fmt::format("--q-len {} must be positive", f.q_len));

@@ -37,6 +37,7 @@ struct BenchFlags {
     double max_seconds = 10.0;
     double time_cap = 300.0;
     bool cold = false;
+    int warmup = 2;
     int min_samples = 5;
     int max_samples = 100;
     double rel_stddev = 0.02;

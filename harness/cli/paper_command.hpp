@@ -24,6 +24,7 @@ struct PaperFlags {
     double max_seconds = 10.0;      // sampling time per state, once the minimum samples are in
     double time_cap = 300.0;        // hard limit per state (may leave a record under_sampled)
     bool cold = false;              // flush L2 before every sample
+    int warmup = 2;                 // untimed runs before the samples (one past 2 s a run)
     std::uint64_t seed = 1;
     std::string out;       // default reports/paper-<figure>.json
     std::string markdown;  // default: the report path with .md

@@ -132,6 +132,14 @@ void register_entry(const std::string& name, const std::string& technique, const
     if (has_forward) impl.forward = attention_callback(name, "forward");
     if (has_backward) impl.backward = attention_callback(name, "backward");
     if (has_decode) impl.decode = decode_callback(name);
+    impl.release_memory = [name] {
+        py::gil_scoped_acquire gil;
+        try {
+            if (dispatcher()) dispatcher()(name, "release", py::none(), py::dict(), std::uintptr_t{0});
+        } catch (py::error_already_set& e) {
+            throw std::runtime_error(std::string(e.what()));
+        }
+    };
     impl.decode_max_q_len = decode_max_q_len;
     register_external(std::move(impl));
 }
@@ -141,8 +149,9 @@ void register_entry(const std::string& name, const std::string& technique, const
 void bind_external_entries(py::module_& m) {
     m.def(
         "set_dispatcher", [](py::object fn) { dispatcher() = std::move(fn); }, py::arg("fn"),
-        "fn(name, what, problem, pointers, stream): what is 'gating', 'forward', 'backward' or 'decode' "
-        "(problem: the caches; pointers also carry the step's sizes)");
+        "fn(name, what, problem, pointers, stream): what is 'gating', 'forward', 'backward', 'decode' "
+        "(problem: the caches; pointers also carry the step's sizes) or 'release' (problem None: drop "
+        "what the entry keeps cached on the device before `moba bench` measures memory)");
     m.def("register_external", &register_entry, py::arg("name"), py::arg("technique"), py::arg("dtypes"),
           py::arg("max_head_dim"), py::arg("dense") = false, py::arg("has_gating") = false,
           py::arg("has_backward") = false, py::arg("writes_lse") = true, py::arg("block_means") = "exact",

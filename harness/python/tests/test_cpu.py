@@ -224,6 +224,14 @@ class BridgeLogic(unittest.TestCase):
         bridge._gating(entry, self.problem, self.t)
         self.assertTrue(torch.equal(self.t["sel"], want))
 
+    def test_release_drops_the_kept_graph(self):
+        # `moba bench` calls it before and after an entry's run so its measured memory is its own.
+        entry = self.entry(plain_moba.plain_moba)
+        bridge._forward(entry, self.problem, self.t, "key")
+        self.assertIsNotNone(entry.graph)
+        bridge._dispatch(entry.spec.name, "release", None, {}, 0)
+        self.assertIsNone(entry.graph)
+
     def test_errors_say_what_to_do(self):
         def no_lse(q, k, v, cu_seqlens, block, topk):
             return torch.zeros_like(q)
