@@ -8,9 +8,12 @@
 # - paper10m: Figure 2b at 4M and 10M tokens, one head (the MoBA report's times match about one
 #   attention head per layer; 32 heads at 10M would not fit one H200), wgmma kernels and SDPA
 #   cuDNN in one process, no warm-up beyond the check's run (a dense 10M forward is about a minute).
-# Usage: ci/gpu_speed.sh memory|paper10m   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - verify10m: after the wgmma kernels moved their tiles from grid y to grid x (10M tokens did not
+#   launch): the quick suite of wgmma_dense and wgmma_moba against float64, both under memcheck on
+#   a small varlen batch, then Figure 2b at 10M (one head) with SDPA cuDNN in the same process.
+# Usage: ci/gpu_speed.sh memory|paper10m|verify10m   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_speed.sh memory|paper10m}
+mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m}
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
@@ -31,7 +34,19 @@ case $mode in
       --time-cap 40 --out "$out/paper-2b-10m.json" --markdown "$out/paper-2b-10m.md"
     cat "$out/paper-2b-10m.md" 2>/dev/null
     ;;
-  *) echo "unknown mode '$mode' (memory or paper10m)"; exit 2 ;;
+  verify10m)
+    moba=build/release/harness/cli/moba
+    step check_quick_wgmma 200 $moba check --suite quick --impl wgmma_dense,wgmma_moba --out "$out/check-quick-wgmma.json"
+    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --sanitize memcheck)
+    step memcheck_moba 150 $moba "${small[@]}" --topk 3 --impl wgmma_moba --out "$out/memcheck-wgmma-moba.json"
+    step memcheck_dense 150 $moba "${small[@]}" --topk 10 --impl wgmma_dense --out "$out/memcheck-wgmma-dense.json"
+    grep -hE "records:" "$step_logs"/check_quick_wgmma.log "$step_logs"/memcheck_*.log
+    step paper_2b_10m 330 "${pymoba[@]}" paper --figure 2b --lengths 10M --heads 1 --kv-heads 1 \
+      --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --warmup 0 --max-seconds 5 --time-cap 40 \
+      --out "$out/paper-2b-10m.json" --markdown "$out/paper-2b-10m.md"
+    cat "$out/paper-2b-10m.md" 2>/dev/null
+    ;;
+  *) echo "unknown mode '$mode' (memory, paper10m or verify10m)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"

@@ -238,6 +238,28 @@ TEST(Registry, UnsupportedShapesAreRefusedWithAReason) {
     EXPECT_TRUE(naive->supports(p).ok) << naive->supports(p).reason;
 }
 
+// The MoBA report's Figure 2b reaches 10M tokens (one head): the wgmma kernels launch tiles on
+// grid x, not y (65535 tiles of 128 rows, 8M tokens), and refuse only past 2^31 - 1 CTAs.
+TEST(Registry, WgmmaKernelsTakeTenMillionTokens) {
+    Problem p;
+    p.seqlens = {10 * 1024 * 1024};
+    p.heads_q = p.heads_kv = 1;
+    p.head_dim = 128;
+    p.block = p.seqlens[0] / 64;
+    p.topk = 3;
+    p.dtype = DType::bf16;
+    for (const char* name : {"wgmma_dense", "wgmma_moba"}) {
+        const Support s = find_implementation(name)->supports(p);
+        EXPECT_TRUE(s.ok) << name << ": " << s.reason;
+    }
+    p.seqlens = {1 << 30};  // 2^24 64-row tiles x 128 heads = 2^31 CTAs
+    p.heads_q = p.heads_kv = 128;
+    p.block = 1 << 24;
+    const Support s = find_implementation("wgmma_dense")->supports(p);
+    EXPECT_FALSE(s.ok);
+    EXPECT_NE(s.reason.find("grid x"), std::string::npos) << s.reason;
+}
+
 using moba::test::scratch;
 // The binary itself: exit status 2 and a message on stderr for bad input, nothing written.
 using MobaRun = moba::test::BinaryRun;

@@ -135,11 +135,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     extern __shared__ unsigned char smem_raw[];
     const Ring ring = ring_in<kD>(smem_raw);
 
-    // Heads on x, tiles on y (reversed): CTAs are dispatched x fastest, so every head's
-    // longest tiles start first and the short ones fill the tail of the grid.
+    // x = (reversed tile) * Hq + head: CTAs are dispatched x fastest, so every head's longest
+    // tiles start first and the short ones fill the tail of the grid. Tiles share x with the
+    // heads (not grid y, at most 65535 tiles: 8M tokens) so 10M-token sequences launch.
     const int b = blockIdx.z;
-    const int h = blockIdx.x;
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.y);
+    const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.heads_q));
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.heads_q));
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
     const int q0 = tile * S::kBlockM;

@@ -73,8 +73,7 @@ void launch_dq(const AttentionArgs& args) {
     constexpr int kSmem = static_cast<int>(detail::DqPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
-    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
-                    static_cast<unsigned>(problem.batch()));
+    const dim3 grid(static_cast<unsigned>(problem.heads_q * max_tiles), 1, static_cast<unsigned>(problem.batch()));
     kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params, max_tiles);
     MOBA_CHECK_LAUNCH();
 }
@@ -106,7 +105,7 @@ void launch_dkdv(const AttentionArgs& args) {
     constexpr int kSmem = static_cast<int>(Plan::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
-    const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts), static_cast<unsigned>(key_tiles),
+    const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts * key_tiles), 1,
                     static_cast<unsigned>(problem.batch()));
     kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params);
     MOBA_CHECK_LAUNCH();

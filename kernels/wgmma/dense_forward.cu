@@ -43,8 +43,7 @@ void launch(const AttentionArgs& args, const sparse::Accumulator* acc) {
     constexpr int kSmem = static_cast<int>(SmemPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
-    const dim3 grid(static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(max_tiles),
-                    static_cast<unsigned>(problem.batch()));
+    const dim3 grid(static_cast<unsigned>(problem.heads_q * max_tiles), 1, static_cast<unsigned>(problem.batch()));
     kernel<<<grid, kThreads, kSmem, args.stream>>>(q_map, k_map, v_map, params, max_tiles);
     MOBA_CHECK_LAUNCH();
 }
@@ -68,11 +67,13 @@ Support dense_can_implement(const Problem& problem) {
     if (problem.total_tokens() > std::numeric_limits<std::int32_t>::max() - 256)
         return Support::no(fmt::format("wgmma_dense needs fewer than 2^31 - 256 tokens, not {}",
                                        problem.total_tokens()));
-    // Grid: heads on x, 128-row tiles on y, sequences on z (y and z at most 65535).
-    if (problem.max_seqlen() > 65535 * 128 || problem.batch() > 65535)
-        return Support::no(fmt::format("wgmma_dense launches 128-row tiles on grid y and sequences "
-                                       "on grid z: at most 65535 of each (max length {}, batch {})",
-                                       problem.max_seqlen(), problem.batch()));
+    // Grid: (128-row tile, head) pairs on x (at most 2^31 - 1; the backward's dK/dV kernel has
+    // as many (64-key tile, kv head part) pairs at most), sequences on z (at most 65535).
+    const std::int64_t tile_heads = (static_cast<std::int64_t>(problem.max_seqlen()) + 63) / 64 * problem.heads_q;
+    if (tile_heads > std::numeric_limits<std::int32_t>::max() || problem.batch() > 65535)
+        return Support::no(fmt::format("wgmma_dense launches (tile, head) pairs on grid x (at most 2^31 - 1, here "
+                                       "{} at 64 rows) and sequences on grid z (at most 65535, here {})",
+                                       tile_heads, problem.batch()));
     return Support::yes();
 }
 

@@ -122,15 +122,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     std::uint64_t* empty = full + kDkdvStages;
     auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
 
-    // kv heads on x, key tiles on y (tile 0, the one with the most rows, first), sequences on z.
-    const int hk = static_cast<int>(blockIdx.x) / p.head_parts;
-    const int part = static_cast<int>(blockIdx.x) % p.head_parts;
+    // x = key tile * (Hkv * head_parts) + kv head * head_parts + part (tile 0, the one with the
+    // most rows, first; tiles on x, not grid y, so 10M-token sequences launch), sequences on z.
+    const unsigned head_slots = static_cast<unsigned>(p.heads_kv * p.head_parts);
+    const int slot = static_cast<int>(blockIdx.x % head_slots);
+    const int hk = slot / p.head_parts;
+    const int part = slot % p.head_parts;
     const int head0 = part * p.group / p.head_parts;  // this part's heads of the group
     const int part_heads = (part + 1) * p.group / p.head_parts - head0;
     const int b = blockIdx.z;
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
-    const int key0 = static_cast<int>(blockIdx.y) * Plan::kKeys;
+    const int key0 = static_cast<int>(blockIdx.x / head_slots) * Plan::kKeys;
     if (key0 >= len) return;  // uniform for the whole CTA, before any barrier is used
     const int last_tile = (len - 1) / Plan::kRows;
     const int n_tiles = (last_tile - key0 / Plan::kRows + 1) * part_heads;

@@ -51,10 +51,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* do_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     const Ring ring = ring_at(smem, do_full + 1);
 
-    // As the forward: heads on x, tiles on y reversed (longest first), sequences on z.
+    // As the forward: x = (reversed tile) * Hq + head (longest first), sequences on z.
     const int b = blockIdx.z;
-    const int h = blockIdx.x;
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.y);
+    const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.heads_q));
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.heads_q));
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
     const int q0 = tile * S::kBlockM;
