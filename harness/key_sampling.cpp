@@ -121,17 +121,27 @@ KeySample sample_keys(const Problem& p, const Selection* sel, double budget, int
         chosen.emplace_back(t0, b.block);
     }
     if (out.blocks.empty()) {
-        // The last token of a sequence is attended by its own row alone.
+        // The tail of each sequence's last block: a key there is attended by exactly the rows at
+        // or after it (the block is their own, always selected), so the last m keys cost the last
+        // m rows' work. Taken from the end while it fits (at most the keys the blocks would give),
+        // so a long sequence's check still covers keys summed over several rows and heads.
         out.last_tokens_only = true;
+        const int most_keys = keys_per_block * max_blocks;
         for (int s = 0; s < p.batch(); ++s) {
-            const std::int64_t t = index.cu[s + 1] - 1;
-            double work = 0;
-            for (int h = 0; h < p.heads_q; ++h)
-                work += static_cast<double>(attended_keys(p, sel, t, h, t - index.cu[s])) * dim;
-            if (work > budget - out.work) continue;
-            out.work += work;
-            out.keys.push_back(t);
-            chosen.emplace_back(t, (t - index.cu[s]) / p.block);
+            const std::int64_t end = index.cu[s + 1], len = end - index.cu[s];
+            if (len == 0) continue;
+            const std::int64_t last_block_start = index.cu[s] + (len - 1) / p.block * p.block;
+            std::int64_t from = end;
+            for (std::int64_t t = end - 1; t >= last_block_start && end - t <= most_keys; --t) {
+                double work = 0;
+                for (int h = 0; h < p.heads_q; ++h)
+                    work += static_cast<double>(attended_keys(p, sel, t, h, t - index.cu[s])) * dim;
+                if (work > budget - out.work) break;
+                out.work += work;
+                out.keys.push_back(t);
+                from = t;
+            }
+            if (from < end) chosen.emplace_back(from, (from - index.cu[s]) / p.block);
         }
     }
     std::sort(out.keys.begin(), out.keys.end());

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 #include "harness/inputs.hpp"
@@ -122,6 +123,18 @@ TEST(KeySampling, ASinkOverBudgetIsReportedNotHidden) {
     EXPECT_EQ(k.blocks_over_budget, 1);
     EXPECT_EQ(k.blocks.size(), 4u);
     for (const KeyBlock& b : k.blocks) EXPECT_NE(b.block, 0);
+    // Every other block costs its own 16 rows, 2 heads x (16 + 1..16 keys) x D 8 = 6272: under
+    // that no block fits, and the tail of the last block is taken from token 255 back (row t
+    // costs 2 x (t - 223) x 8) while it fits: 15 keys, 241..255, their rows' work 6000.
+    const KeySample tails = sample_keys(p, &sel, 6271, 4, 4, 3);
+    EXPECT_TRUE(tails.last_tokens_only);
+    EXPECT_TRUE(tails.blocks.empty());
+    std::vector<std::int64_t> tail(15);
+    std::iota(tail.begin(), tail.end(), std::int64_t{241});
+    EXPECT_EQ(tails.keys, tail);
+    EXPECT_EQ(tails.query_tokens, tail);
+    EXPECT_EQ(tails.query_tokens, brute_attending(p, &sel, tails.keys));
+    EXPECT_DOUBLE_EQ(tails.work, 6000);
     // With room for it, the sink is the first block taken.
     const KeySample all = sample_keys(p, &sel, 10 * sink_work, 4, 4, 3);
     EXPECT_TRUE(all.most_attended_checked);
@@ -149,6 +162,15 @@ TEST(KeySampling, FullCausalFallsBackToLastTokens) {
     EXPECT_EQ(small.keys, (std::vector<std::int64_t>{99}));
     EXPECT_EQ(small.query_tokens, (std::vector<std::int64_t>{99}));
     EXPECT_DOUBLE_EQ(small.work, 1600);
+    // A budget under every block's (the cheapest, sequence 1's last, is 4672) takes the tails:
+    // rows 99 and 98 of sequence 0 (1600 + 1584; row 97's 1568 would pass 4000), then the last
+    // row of sequence 1, token 139 (640; the one before, 624, would not fit).
+    const KeySample tails = sample_keys(p, nullptr, 4000, 2, 3, 1);
+    EXPECT_TRUE(tails.last_tokens_only);
+    EXPECT_EQ(tails.keys, (std::vector<std::int64_t>{98, 99, 139}));
+    EXPECT_EQ(tails.query_tokens, (std::vector<std::int64_t>{98, 99, 139}));
+    EXPECT_EQ(tails.query_tokens, brute_attending(p, nullptr, tails.keys));
+    EXPECT_DOUBLE_EQ(tails.work, 1600 + 1584 + 640);
     const KeySample none = sample_keys(p, nullptr, 100, 2, 3, 1);
     EXPECT_TRUE(none.keys.empty());
     EXPECT_TRUE(none.query_tokens.empty());
