@@ -1,6 +1,8 @@
 // moba bench on the GPU: every registered implementation is checked on sampled rows before it
 // is timed; a wrong implementation is not timed; the records carry what dashboards need.
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -12,17 +14,20 @@
 namespace moba {
 namespace {
 
-CheckCase small_state() {
+// bf16, D 128, top-k 3.
+CheckCase bf16_state(std::vector<int> seqlens, int heads_q, int heads_kv, int block, std::uint64_t seed) {
     Problem p;
-    p.seqlens = {2048, 300};
-    p.heads_q = 4;
-    p.heads_kv = 2;
+    p.seqlens = std::move(seqlens);
+    p.heads_q = heads_q;
+    p.heads_kv = heads_kv;
     p.head_dim = 128;
-    p.block = 256;
+    p.block = block;
     p.topk = 3;
     p.dtype = DType::bf16;
-    return {p, 5};
+    return {p, seed};
 }
+
+CheckCase small_state() { return bf16_state({2048, 300}, 4, 2, 256, 5); }
 
 BenchOptions quick_options() {
     BenchOptions o;
@@ -69,17 +74,7 @@ TEST(BenchGpu, EveryImplementationIsCheckedThenTimed) {
 
 // A state whose buffers are large enough (q 128 MiB) for free device memory to measure them to a
 // few 2 MiB pages.
-CheckCase large_state() {
-    Problem p;
-    p.seqlens = {65536};
-    p.heads_q = 8;
-    p.heads_kv = 2;
-    p.head_dim = 128;
-    p.block = 4096;
-    p.topk = 3;
-    p.dtype = DType::bf16;
-    return {p, 3};
-}
+CheckCase large_state() { return bf16_state({65536}, 8, 2, 4096, 3); }
 
 BenchOptions memory_options(const char* impl) {
     BenchOptions o = quick_options();
