@@ -282,6 +282,26 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     EXPECT_FALSE(fs::exists(out));
 }
 
+// `moba cp-plan`: a length that does not shard is refused naming it; a plan that does not fit the
+// given GPU memory exits 1 and says so per rank, in the JSON too.
+TEST(Binary, CpPlanRefusesAndJudgesFit) {
+    const MobaRun bad = run_moba("cp-plan --seqlen 1000 --gpus 4");
+    EXPECT_EQ(bad.status, 2) << bad.output;
+    EXPECT_NE(bad.output.find("--gpus 4: length 1000 does not split into 8 chunks"), std::string::npos) << bad.output;
+    const fs::path out = scratch("moba_cp_plan.json");
+    fs::remove(out);
+    const MobaRun tight = run_moba("cp-plan --seqlen 16K --heads 4 --kv-heads 2 --block 512 --topk 3 --gpus 2 "
+                                   "--gating cpu --device-gib 0.001 --out " + out.string());
+    EXPECT_EQ(tight.status, 1) << tight.output;
+    EXPECT_NE(tight.output.find("does not fit"), std::string::npos) << tight.output;
+    std::ifstream in(out);
+    const auto doc = nlohmann::json::parse(in);
+    ASSERT_EQ(doc["plans"].size(), 1u);
+    ASSERT_EQ(doc["plans"][0]["ranks"].size(), 2u);
+    EXPECT_EQ(doc["plans"][0]["ranks"][0]["fits"], false);
+    EXPECT_GT(doc["plans"][0]["ranks"][1]["kv_bytes_received"].get<double>(), 0.0);
+}
+
 // The refusals of "a user's first hour": before any work, exit 2, sizes and the way out named,
 // no report written.
 TEST(Binary, TooLargeForHostMemoryIsRefusedBeforeWork) {
@@ -468,7 +488,7 @@ TEST(Readme, EveryFlagItNamesExists) {
     const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::string help;
     for (const char* sub : {"", "check", "bench", "paper", "compare", "export", "validate", "list", "dashboard",
-                            "decode-study"})
+                            "decode-study", "cp-plan"})
         help += run_moba(std::string(sub) + " --help").output;
     const std::map<std::string, std::string> other_tools = {
         {"--benchmark_out", "bench_moba (Google Benchmark)"},

@@ -9,6 +9,7 @@
 #include "harness/cli/bench_command.hpp"
 #include "harness/cli/check_command.hpp"
 #include "harness/cli/compare_command.hpp"
+#include "harness/cli/cp_plan_command.hpp"
 #include "harness/cli/export_command.hpp"
 #include "harness/cli/dashboard_command.hpp"
 #include "harness/cli/decode_study_command.hpp"
@@ -41,6 +42,8 @@ int run_main(const std::vector<std::string>& args) {
     CLI::App* dashboard = add_dashboard_command(app, dashboard_flags);
     DecodeStudyFlags decode_study_flags;
     CLI::App* decode_study = add_decode_study_command(app, decode_study_flags);
+    CpPlanFlags cp_plan_flags;
+    CLI::App* cp_plan = add_cp_plan_command(app, cp_plan_flags);
     // CLI11 parses argv-style; the strings outlive the parse.
     std::vector<const char*> argv;
     for (const std::string& a : args) argv.push_back(a.c_str());
@@ -64,6 +67,7 @@ int run_main(const std::vector<std::string>& args) {
         if (list->parsed()) return run_list(list_flags);
         if (dashboard->parsed()) return run_dashboard(dashboard_flags);
         if (decode_study->parsed()) return run_decode_study(decode_study_flags, args);
+        if (cp_plan->parsed()) return run_cp_plan(cp_plan_flags, args);
     } catch (const std::invalid_argument& e) {
         fmt::print(stderr, "moba: error: {}\n", e.what());
         return 2;
