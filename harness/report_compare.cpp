@@ -78,6 +78,28 @@ std::string summary_line(const Comparison& c) {
         threshold_text(c.threshold), percent(kNoiseFloor, false));
 }
 
+// peak_memory_bytes of a record that also says what the harness allocated (the measured kind,
+// SEMANTICS.md §6); NaN otherwise.
+double measured_memory(const json& r) {
+    const auto peak = r.find("peak_memory_bytes");
+    if (!r.contains("allocated_memory_bytes") || peak == r.end() || !peak->is_number())
+        return std::numeric_limits<double>::quiet_NaN();
+    return peak->get<double>();
+}
+
+std::vector<const PairResult*> grown(const Comparison& c) {
+    std::vector<const PairResult*> out;
+    for (const PairResult& p : c.pairs)
+        if (p.memory_grew) out.push_back(&p);
+    return out;
+}
+
+std::string memory_text(const PairResult& p) {
+    constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+    return fmt::format("{:.3f} -> {:.3f} GiB (+{:.1f}%)", p.base_memory / kGiB, p.next_memory / kGiB,
+                       100 * (p.next_memory / p.base_memory - 1));
+}
+
 std::string ref_text(const RecordRef& r) {
     if (!r.check.empty())
         return fmt::format("{} {} {} {} (record {})", r.config, r.impl, r.check,
@@ -207,6 +229,13 @@ std::string_view to_string(Verdict v) {
     }
     return "unknown";
 }
+
+bool memory_grew(double base_bytes, double next_bytes, double threshold) {
+    if (!(base_bytes >= 0) || !(next_bytes >= 0)) return false;  // NaN: not comparable
+    return next_bytes > (1 + threshold) * base_bytes && next_bytes - base_bytes > kMemoryNoiseBytes;
+}
+
+std::size_t Comparison::memory_growths() const { return grown(*this).size(); }
 
 Judgement judge(const TimingStats& base, const TimingStats& next, double threshold) {
     Judgement j;
@@ -352,6 +381,9 @@ Comparison compare_reports(const json& base, const json& next, double threshold,
                      timing_stats(n, j, next_name),
                      {}};
         p.judgement = judge(p.base_timing, p.next_timing, threshold);
+        p.base_memory = measured_memory(b);
+        p.next_memory = measured_memory(n);
+        p.memory_grew = memory_grew(p.base_memory, p.next_memory, threshold);
         c.pairs.push_back(std::move(p));
     }
     for (std::size_t j = 0; j < next_records.size(); ++j)
@@ -385,6 +417,10 @@ std::string comparison_text(const Comparison& c, const std::string& base_name,
         for (const auto& row : rows) out += line(row);
     }
     if (has_bench(c)) out += fmt::format("\n{}\n", summary_line(c));
+    if (const auto more = grown(c); !more.empty()) {
+        out += fmt::format("\nMemory grew ({}):\n", more.size());
+        for (const PairResult* p : more) out += fmt::format("  {}  {}\n", ref_text(p->next), memory_text(*p));
+    }
     if (has_checks(c)) {
         out += fmt::format("\n{}\n", check_summary_line(c));
         for (const CheckPair* p : notable_checks(c)) out += fmt::format("  {}\n", check_pair_text(*p));
@@ -433,6 +469,10 @@ std::string comparison_markdown(const Comparison& c, const std::string& base_nam
         out += '\n';
     }
     if (has_bench(c)) out += summary_line(c) + "\n";
+    if (const auto more = grown(c); !more.empty()) {
+        out += fmt::format("\n### Memory grew ({})\n\n", more.size());
+        for (const PairResult* p : more) out += fmt::format("- {}: {}\n", md_escape(ref_text(p->next)), memory_text(*p));
+    }
     if (has_checks(c)) {
         out += fmt::format("\n{}\n", check_summary_line(c));
         const auto notable = notable_checks(c);

@@ -26,6 +26,11 @@
 //   otherwise (also: no ratio on either side)             -> same
 // The ratio's change is absolute, in units of the bound: threshold 0.05 calls an error that
 // grew by more than 5% of its bound worse. regressed and worse are regressions.
+//
+// Memory of a judged bench pair (peak_memory_bytes, measured; SEMANTICS.md §6): it grew when NEW
+// holds more than (1 + threshold) x BASE and more than kMemoryNoiseBytes beyond it. Only records
+// that carry allocated_memory_bytes are compared (reports before 2026-12-03 measured another
+// quantity). Memory that grew is a regression.
 #pragma once
 
 #include <string>
@@ -43,6 +48,8 @@ std::string_view to_string(Verdict verdict);
 
 inline constexpr double kDefaultThreshold = 0.05;
 inline constexpr double kNoiseFloor = 0.01;
+// The driver maps 2 MiB pages and libraries keep workspaces: less than this is not a change.
+inline constexpr double kMemoryNoiseBytes = 64.0 * 1024 * 1024;
 
 // What a verdict needs of one side's "timing".
 struct TimingStats {
@@ -92,7 +99,11 @@ struct PairResult {
     RecordRef base, next;
     TimingStats base_timing, next_timing;
     Judgement judgement;
+    double base_memory = 0, next_memory = 0;  // measured bytes; NaN when not comparable
+    bool memory_grew = false;
 };
+// The memory rule above; NaN on either side is never growth.
+bool memory_grew(double base_bytes, double next_bytes, double threshold);
 
 struct Comparison {
     double threshold = kDefaultThreshold;
@@ -110,8 +121,10 @@ struct Comparison {
     std::size_t count(CheckVerdict v) const;
     // Pairs of records matched, judged or not (bench and check).
     std::size_t matched() const { return pairs.size() + not_passed.size() + check_pairs.size(); }
+    std::size_t memory_growths() const;
     bool regression() const {
-        return count(Verdict::slower) + count(CheckVerdict::regressed) + count(CheckVerdict::worse) > 0;
+        return count(Verdict::slower) + count(CheckVerdict::regressed) + count(CheckVerdict::worse) +
+                   memory_growths() > 0;
     }
 };
 

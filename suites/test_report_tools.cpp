@@ -446,6 +446,39 @@ TEST(Compare, ImprovementIsFasterAndExitsZero) {
         << comparison_text(c, "b", "n");
 }
 
+// Measured memory (records with allocated_memory_bytes): growth past the threshold and 64 MiB is a
+// regression even at the same speed; within either, or on records of the older kind, it is not.
+TEST(Compare, MemoryThatGrewIsARegression) {
+    constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+    auto with_memory = [&](double gib, bool measured_kind = true) {
+        json r = bench_record("naive", 1.0);
+        r["peak_memory_bytes"] = gib * kGiB;
+        if (measured_kind) r["allocated_memory_bytes"] = gib * kGiB;
+        return r;
+    };
+    const json base = make_report({with_memory(40.0)});
+    const Comparison grew = compare_reports(base, make_report({with_memory(60.0)}), kDefaultThreshold, "b", "n");
+    ASSERT_EQ(grew.pairs.size(), 1u);
+    EXPECT_EQ(grew.pairs[0].judgement.verdict, Verdict::same);
+    EXPECT_TRUE(grew.pairs[0].memory_grew);
+    EXPECT_TRUE(grew.regression());
+    EXPECT_NE(comparison_text(grew, "b", "n").find("Memory grew (1):"), std::string::npos);
+    EXPECT_NE(comparison_text(grew, "b", "n").find("40.000 -> 60.000 GiB (+50.0%)"), std::string::npos)
+        << comparison_text(grew, "b", "n");
+    EXPECT_NE(comparison_markdown(grew, "b", "n").find("### Memory grew (1)"), std::string::npos);
+    // 3% more: under the 5% threshold.
+    EXPECT_FALSE(compare_reports(base, make_report({with_memory(41.2)}), kDefaultThreshold, "b", "n").regression());
+    // 50% more of a tiny run: under 64 MiB, the measurement's granularity.
+    const json tiny = make_report({with_memory(0.05)});
+    EXPECT_FALSE(compare_reports(tiny, make_report({with_memory(0.075)}), kDefaultThreshold, "b", "n").regression());
+    // An older report's peak_memory_bytes left out the inputs: not compared.
+    EXPECT_FALSE(
+        compare_reports(make_report({with_memory(20.0, false)}), make_report({with_memory(60.0)}), kDefaultThreshold, "b", "n")
+            .regression());
+    EXPECT_TRUE(memory_grew(1e9, 2e9, 0.05));
+    EXPECT_FALSE(memory_grew(std::nan(""), 2e9, 0.05));
+}
+
 TEST(Compare, MatchesIgnoringSeedAndListsTheRest) {
     const json base = make_report({
         bench_record("naive", 1.0, 0.01, config({4096}, 8, 2, 1)),
