@@ -67,8 +67,9 @@ Support dense_can_implement(const Problem& problem) {
     if (problem.total_tokens() > std::numeric_limits<std::int32_t>::max() - 256)
         return Support::no(fmt::format("wgmma_dense needs fewer than 2^31 - 256 tokens, not {}",
                                        problem.total_tokens()));
-    // Grid: (128-row tile, head) pairs on x (at most 2^31 - 1; the backward's dK/dV kernel has
-    // as many (64-key tile, kv head part) pairs at most), sequences on z (at most 65535).
+    // Grid: (tile, head) pairs on x (at most 2^31 - 1), sequences on z (at most 65535). The causal
+    // and dQ kernels launch 128-row tiles per query head, dK/dV 128-key tiles per kv head part;
+    // the bound counts 64-row tiles per query head, twice any of them, as a margin.
     const std::int64_t tile_heads = (static_cast<std::int64_t>(problem.max_seqlen()) + 63) / 64 * problem.heads_q;
     if (tile_heads > std::numeric_limits<std::int32_t>::max() || problem.batch() > 65535)
         return Support::no(fmt::format("wgmma_dense launches (tile, head) pairs on grid x (at most 2^31 - 1, here "
