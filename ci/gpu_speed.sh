@@ -11,9 +11,13 @@
 # - verify10m: after the wgmma kernels moved their tiles from grid y to grid x (10M tokens did not
 #   launch): the quick suite of wgmma_dense and wgmma_moba against float64, both under memcheck on
 #   a small varlen batch, then Figure 2b at 10M (one head) with SDPA cuDNN in the same process.
-# Usage: ci/gpu_speed.sh memory|paper10m|verify10m   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - sweep: dense at 32K (16 heads) against SDPA cuDNN and flash, fwd and fwd+bwd; Figure 2b's 128K
+#   point (block 2048, top-k 3) for MHA 32:32, GQA 32:8 and MQA 32:1, fwd and fwd+bwd, gating
+#   included; FlashMoBA's setting (512K, 16 heads, block 128, top-k 8), gating included and then
+#   timed apart; cuDNN in the same process each time.
+# Usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m}
+mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep}
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
@@ -22,7 +26,7 @@ pymoba=("${python:-python3}" -m moba)
 case $mode in
   memory)
     step test_bench_gpu 120 build/release/suites/test_bench_gpu
-    step python_bench_gpu 180 "${python:-python3}" harness/python/tests/test_gpu.py Bench
+    step python_bench_gpu 180 env MOBA_GPU_ALONE=1 "${python:-python3}" harness/python/tests/test_gpu.py Bench BenchMemory
     step memory_1m 420 build/release/harness/cli/moba bench --seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 \
       --topk 12 --impl wgmma_moba,wgmma_dense --phase fwdbwd --gating included --warmup 0 --min-samples 3 \
       --time-cap 60 --max-seconds 5 --out "$out/memory-1m.json"
@@ -46,7 +50,21 @@ case $mode in
       --out "$out/paper-2b-10m.json" --markdown "$out/paper-2b-10m.md"
     cat "$out/paper-2b-10m.md" 2>/dev/null
     ;;
-  *) echo "unknown mode '$mode' (memory, paper10m or verify10m)"; exit 2 ;;
+  sweep)
+    # Every ratio over the fastest dense implementation in the same process (cuDNN included).
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn,sdpa_flash --phase fwd,fwdbwd --max-seconds 3 --out "$out/dense-32k.json"
+    step sweep_128k 300 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 --block 2048 \
+      --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
+      --max-seconds 3 --out "$out/sweep-128k.json"
+    step flashmoba_512k 240 "${pymoba[@]}" bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
+      --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included --warmup 0 \
+      --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-512k.json"
+    step flashmoba_gating 90 build/release/harness/cli/moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
+      --impl wgmma_moba --phase fwd --gating separate --max-seconds 3 --out "$out/flashmoba-gating.json"
+    for f in dense_32k sweep_128k flashmoba_512k flashmoba_gating; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  *) echo "unknown mode '$mode' (memory, paper10m, verify10m or sweep)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"

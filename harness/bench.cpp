@@ -56,6 +56,29 @@ std::size_t free_drop(std::size_t free_before) {
     return free_before > free_now ? free_before - free_now : 0;
 }
 
+// Why a memory measurement cannot be the run's alone, or "" when nothing says so. Free memory is
+// device-wide: another process allocating or freeing during the run moves it (two of ctest's
+// parallel GPU tests did, by hundreds of MiB). Two signs, each past a 64 MiB slack (small buffers
+// may be served from pages already mapped): the measurement fell short of what the harness
+// allocated, or free memory moved between the end of the checks (everything the implementation
+// keeps is held by then) and the end of a timed loop. A disturbance that lasts the whole run is
+// not seen; run memory measurements alone on the GPU (SEMANTICS.md §6).
+std::string memory_disturbance(std::size_t measured, std::size_t allocated, std::size_t checked_drop,
+                               std::size_t timed_drop) {
+    constexpr double kSlack = 64.0 * (1 << 20), kMiB = 1 << 20;
+    const double shortfall = static_cast<double>(allocated) - static_cast<double>(measured);
+    if (shortfall > kSlack)
+        return fmt::format("measured {:.0f} MiB less than the harness allocated: another process freed device "
+                           "memory during the run",
+                           shortfall / kMiB);
+    const double moved = static_cast<double>(timed_drop) - static_cast<double>(checked_drop);
+    if (std::abs(moved) > kSlack)
+        return fmt::format("free device memory {} by {:.0f} MiB during the timed loop, after the checks had run "
+                           "everything once: another process, or memory the implementation {} while timed",
+                           moved > 0 ? "fell" : "rose", std::abs(moved) / kMiB, moved > 0 ? "took" : "gave back");
+    return "";
+}
+
 // Inputs of one state, drawn on the device (tensor streams 0..3 = q, k, v, dout).
 struct DeviceState {
     Problem p;
@@ -479,6 +502,10 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                                             *sc.backward_truths, bwd_reason);
         }
 
+        // The implementation has run (gating, forward, backward): what it keeps is held from here
+        // on, so free memory should not move again during the timed loops (see memory_disturbance).
+        const std::size_t checked_drop = free_drop(free_before_run);
+
         for (Phase phase : o.phases) {
             BenchRecord r = skeleton(phase);
             if (phase != Phase::fwd && backward_check->outcome != Outcome::passed) {
@@ -516,6 +543,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
             const std::size_t run_drop = free_drop(free_before_run);
             m.peak_memory_bytes = d.measured_bytes + (run_drop > sel_bytes ? run_drop - sel_bytes : 0);
             m.allocated_memory_bytes = d.allocated_bytes + allocated - sel_bytes;
+            m.memory_disturbed = memory_disturbance(m.peak_memory_bytes, m.allocated_memory_bytes, checked_drop,
+                                                    run_drop);
             // The gating that ran while timing must have rewritten exactly the checked selection.
             const WordDifference diff = own ? differing_words(b.sel.get(), b.sel_checked.get(), p.sel_elems())
                                             : WordDifference{};

@@ -130,6 +130,7 @@ void to_json(json& j, const BenchRecord& r) {
         if (m->gating_ms) j["gating_ms"] = *m->gating_ms;
         j["peak_memory_bytes"] = m->peak_memory_bytes;
         j["allocated_memory_bytes"] = m->allocated_memory_bytes;
+        if (!m->memory_disturbed.empty()) j["memory_disturbed"] = m->memory_disturbed;
         j["sm_clock_start_mhz"] = clock.start_mhz;
         j["sm_clock_end_mhz"] = clock.end_mhz;
         j["throttle_reasons"] = clock.throttle_reasons;

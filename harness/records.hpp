@@ -87,6 +87,9 @@ struct BenchMeasurement {
     // what an implementation or its libraries take beyond that shows only in the measurement).
     std::size_t peak_memory_bytes = 0;
     std::size_t allocated_memory_bytes = 0;
+    // Non-empty when the measurement cannot be the run's alone (free memory is device-wide): it
+    // fell short of what the harness allocated, or it moved during the timed loop. Says by how much.
+    std::string memory_disturbed;
 };
 
 // The published point a `moba paper` record is set beside.

@@ -79,10 +79,11 @@ std::string summary_line(const Comparison& c) {
 }
 
 // peak_memory_bytes of a record that also says what the harness allocated (the measured kind,
-// SEMANTICS.md §6); NaN otherwise.
+// SEMANTICS.md §6) and was not disturbed by another process; NaN otherwise.
 double measured_memory(const json& r) {
     const auto peak = r.find("peak_memory_bytes");
-    if (!r.contains("allocated_memory_bytes") || peak == r.end() || !peak->is_number())
+    if (!r.contains("allocated_memory_bytes") || r.contains("memory_disturbed") || peak == r.end() ||
+        !peak->is_number())
         return std::numeric_limits<double>::quiet_NaN();
     return peak->get<double>();
 }

@@ -30,7 +30,8 @@
 // Memory of a judged bench pair (peak_memory_bytes, measured; SEMANTICS.md §6): it grew when NEW
 // holds more than (1 + threshold) x BASE and more than kMemoryNoiseBytes beyond it. Only records
 // that carry allocated_memory_bytes are compared (reports before 2026-12-03 measured another
-// quantity). Memory that grew is a regression.
+// quantity), and not those that say memory_disturbed (another process moved free memory during
+// the run). Memory that grew is a regression.
 #pragma once
 
 #include <string>

@@ -104,6 +104,7 @@ TEST(BenchGpu, MeasuredMemoryIsWhatTheRunHolds) {
         EXPECT_GT(allocated, inputs + 2.0 * p.q_elems() * 2 + 2.0 * p.kv_elems() * 2);
         EXPECT_GE(measured, allocated - 2 * kMiB);
         EXPECT_LE(measured, allocated + 64 * kMiB);
+        EXPECT_FALSE(r.contains("memory_disturbed"));
     }
 }
 
@@ -137,6 +138,59 @@ TEST(BenchGpu, MemoryAnImplementationKeepsIsMeasured) {
     const double extra = hoarding["peak_memory_bytes"].get<double>() - plain["peak_memory_bytes"].get<double>();
     EXPECT_GE(extra, kKept - 4 * kMiB);
     EXPECT_LE(extra, kKept + 4 * kMiB);
+    // Taken during the checks (its first call), so held steadily while timed: not a disturbance.
+    EXPECT_FALSE(hoarding.contains("memory_disturbed"));
+}
+
+// Free memory is device-wide (SEMANTICS.md §6): memory taken or given back by someone else while
+// a run is timed must not pass as the run's. Both are played here from inside the timed loop: a
+// forward that, from its second call on (the first timed one), takes 512 MiB, and one that frees
+// 512 MiB held since before the run, as another process would.
+TEST(BenchGpu, MemoryMovedByOthersDuringTheRunIsFlagged) {
+    MOBA_REQUIRE_GPU();
+    constexpr std::size_t kBytes = std::size_t{512} << 20;
+    static void* held = nullptr;
+    static int calls = 0;
+    Implementation taker = *find_implementation("wgmma_dense");
+    taker.name = "taking_dense";
+    const auto forward = taker.forward;
+    taker.forward = [forward](const AttentionArgs& a) {
+        if (++calls == 2) MOBA_CUDA_CALL(cudaMalloc(&held, kBytes));
+        forward(a);
+    };
+    BenchOptions o = memory_options("wgmma_dense");
+    o.impls = {&taker};
+    calls = 0;
+    auto records = run_bench(large_state(), o);
+    MOBA_CUDA_CALL(cudaFree(held));
+    held = nullptr;
+    ASSERT_EQ(records.size(), 1u);
+    ASSERT_EQ(records[0]["outcome"], "passed") << records[0].dump();
+    ASSERT_TRUE(records[0].contains("memory_disturbed")) << records[0].dump();
+    EXPECT_NE(records[0]["memory_disturbed"].get<std::string>().find("fell by"), std::string::npos)
+        << records[0]["memory_disturbed"];
+
+    Implementation giver = *find_implementation("wgmma_dense");
+    giver.name = "freeing_dense";
+    const auto forward2 = giver.forward;
+    giver.forward = [forward2](const AttentionArgs& a) {
+        if (++calls == 2) {
+            MOBA_CUDA_CALL(cudaFree(held));
+            held = nullptr;
+        }
+        forward2(a);
+    };
+    calls = 0;
+    MOBA_CUDA_CALL(cudaMalloc(&held, kBytes));
+    o.impls = {&giver};
+    records = run_bench(large_state(), o);
+    ASSERT_EQ(held, nullptr);
+    ASSERT_EQ(records.size(), 1u);
+    ASSERT_EQ(records[0]["outcome"], "passed") << records[0].dump();
+    ASSERT_TRUE(records[0].contains("memory_disturbed")) << records[0].dump();
+    EXPECT_NE(records[0]["memory_disturbed"].get<std::string>().find("MiB less than the harness allocated"),
+              std::string::npos)
+        << records[0]["memory_disturbed"];
 }
 
 // The naive gating, then (from the `from`-th call on) one selection row changed to other

@@ -475,6 +475,13 @@ TEST(Compare, MemoryThatGrewIsARegression) {
     EXPECT_FALSE(
         compare_reports(make_report({with_memory(20.0, false)}), make_report({with_memory(60.0)}), kDefaultThreshold, "b", "n")
             .regression());
+    // A measurement another process disturbed (SEMANTICS.md §6) is not judged, on either side.
+    json disturbed = with_memory(60.0);
+    disturbed["memory_disturbed"] = "free device memory fell by 20480 MiB during the timed loop";
+    EXPECT_FALSE(compare_reports(base, make_report({disturbed}), kDefaultThreshold, "b", "n").regression());
+    json disturbed_base = with_memory(20.0);
+    disturbed_base["memory_disturbed"] = "measured 20480 MiB less than the harness allocated";
+    EXPECT_FALSE(compare_reports(make_report({disturbed_base}), base, kDefaultThreshold, "b", "n").regression());
     EXPECT_TRUE(memory_grew(1e9, 2e9, 0.05));
     EXPECT_FALSE(memory_grew(std::nan(""), 2e9, 0.05));
 }
@@ -946,6 +953,7 @@ BenchRecord typed_bench_record(const std::string& impl, GatingMode gating) {
     if (r.gating == "separate") m.gating_ms = 0.1;
     m.peak_memory_bytes = 1 << 20;
     m.allocated_memory_bytes = 3 << 19;
+    m.memory_disturbed = "measured 96 MiB less than the harness allocated";  // the optional field validates too
     r.measured = m;
     r.check_outcome = Outcome::passed;
     r.outcome = Outcome::passed;
@@ -1060,6 +1068,7 @@ TEST(Records, BenchRecordWritesTheFormatsFields) {
                            {"gating_ms", 0.1},
                            {"peak_memory_bytes", 1 << 20},
                            {"allocated_memory_bytes", 3 << 19},
+                           {"memory_disturbed", "measured 96 MiB less than the harness allocated"},
                            {"sm_clock_start_mhz", 1980},
                            {"sm_clock_end_mhz", 1700},
                            {"throttle_reasons", 0},

@@ -246,7 +246,8 @@ void print_line(const nlohmann::json& r) {
     }
     // Measured device memory of the run, inputs included (SEMANTICS.md §6).
     const std::string memory = r.contains("peak_memory_bytes") && r["peak_memory_bytes"].is_number()
-                                   ? fmt::format("{:>7.2f} GiB", r["peak_memory_bytes"].get<double>() / (1 << 30))
+                                   ? fmt::format("{:>7.2f} GiB{}", r["peak_memory_bytes"].get<double>() / (1 << 30),
+                                                 r.contains("memory_disturbed") ? " (DISTURBED)" : "")
                                    : "";
     fmt::print("  {:<13} {:<6} {:>10.3f} ms ±{:>4.1f}% {:>8.1f} TFLOP/s  x{:<6} ideal x{:<6.2f} {}{}{}{}\n",
                r["impl"].get<std::string>(), r["phase"].get<std::string>(), t["median_ms"].get<double>(),

@@ -199,10 +199,26 @@ class Bench(unittest.TestCase):
         self.assertTrue(any(r["impl"] == "sdpa_cudnn" for r in timed), [(r["impl"], r["reason"]) for r in cudnn])
         moba_fwd = next(r for r in timed if r["impl"] == KERNEL and r["phase"] == "fwd")
         self.assertGreater(moba_fwd["speedup_vs_dense"], 0)
+
+
+# Measured memory is device-wide free memory (SEMANTICS.md §6): under `ctest -j 8` another test
+# process moved it (cuDNN's measured 20 MiB against the harness's 42 MiB), so this runs alone:
+# ctest's python_gpu_alone (RUN_SERIAL) sets MOBA_GPU_ALONE=1.
+@unittest.skipUnless(os.environ.get("MOBA_GPU_ALONE") == "1",
+                     "measures device-wide free memory: run alone (ctest -R python_gpu_alone, MOBA_GPU_ALONE=1)")
+class BenchMemory(unittest.TestCase):
+    def test_pytorchs_own_tensors_show_in_measured_memory(self):
+        report = moba.bench([], impl=(), torch=("sdpa_cudnn",), out=os.path.join(TMP, "bench-memory.json"),
+                            seqlen="4K", heads=8, kv_heads=2, head_dim=128, block=512, topk=3, max_seconds=0.5,
+                            phase="fwdbwd")
+        if "sdpa_cudnn" in report["torch_unavailable"]:
+            self.skipTest(f"sdpa_cudnn unavailable: {report['torch_unavailable']['sdpa_cudnn']}")
+        cudnn = next(r for r in report["records"] if r["impl"] == "sdpa_cudnn")
+        self.assertEqual(cudnn["outcome"], "passed", cudnn["reason"])
         # PyTorch's own tensors (out, the gradients, its workspace) show in the measured memory,
         # which the harness's allocations alone would not.
-        cudnn_fwdbwd = next(r for r in timed if r["impl"] == "sdpa_cudnn" and r["phase"] == "fwdbwd")
-        self.assertGreater(cudnn_fwdbwd["peak_memory_bytes"], cudnn_fwdbwd["allocated_memory_bytes"])
+        self.assertNotIn("memory_disturbed", cudnn)
+        self.assertGreater(cudnn["peak_memory_bytes"], cudnn["allocated_memory_bytes"])
 
 
 class TorchDecode(unittest.TestCase):

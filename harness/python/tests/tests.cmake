@@ -8,3 +8,7 @@ set_tests_properties(python_cpu PROPERTIES LABELS "cpu;quick" ENVIRONMENT "${mob
 add_test(NAME python_gpu COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_gpu.py)
 set_tests_properties(python_gpu PROPERTIES LABELS "gpu;quick" ENVIRONMENT "${moba_py_env}" SKIP_RETURN_CODE 77
                      WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR} TIMEOUT 600)
+# The test that reads device-wide free memory runs alone (SEMANTICS.md §6; test_gpu.py BenchMemory).
+add_test(NAME python_gpu_alone COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/tests/test_gpu.py BenchMemory)
+set_tests_properties(python_gpu_alone PROPERTIES LABELS "gpu;quick" ENVIRONMENT "${moba_py_env};MOBA_GPU_ALONE=1"
+                     SKIP_RETURN_CODE 77 RUN_SERIAL TRUE WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR} TIMEOUT 300)
