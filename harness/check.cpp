@@ -200,6 +200,13 @@ void judge_baseline(const CheckCase& c, const HostInputs& in, const std::string&
     one(bwd_check, "dv", t.base_dv, t.dv, 0);
 }
 
+// One incorrect `bounds` record per write outside the outputs or changed input (SEMANTICS.md §5);
+// none when the run kept to its outputs, so a clean run's records are what they always were.
+void record_stray_writes(const CheckCase& c, const std::string& impl, ReferenceKind ref,
+                         const std::vector<std::string>& stray, std::vector<CheckRecord>& records) {
+    for (const std::string& what : stray) records.push_back(outcome_record(c, impl, "bounds", ref, Outcome::incorrect, what));
+}
+
 // Whether impl is checked on p: what it supports, and a dense implementation only at zero
 // sparsity.
 Support checkable(const Implementation& impl, const Problem& p) {
@@ -219,14 +226,17 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
     phase(o, impl.name);
     try {
         DeviceInputs din(impl, p, in);
+        std::vector<std::string> stray;
         if (impl.has_gating()) {
-            const Selection got = run_gating(impl, din);
+            const Selection got = run_gating(impl, din, &stray);
             records.push_back(gating_record(c, impl.name, o.reference,
                                             compare_gating(p, got, gate, in, impl.block_means == BlockMeans::rounded)));
         }
         const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
         judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
                         impl.has_backward() ? &run.gradients : nullptr, truth, records, impl.writes_lse);
+        stray.insert(stray.end(), run.stray_writes.begin(), run.stray_writes.end());
+        record_stray_writes(c, impl.name, o.reference, stray, records);
     } catch (const std::exception& e) {
         records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::failed, e.what()));
     }
@@ -318,9 +328,11 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
             phase(o, impl->name);
             try {
                 DeviceInputs din(*impl, p, in);
+                std::vector<std::string> stray;
                 records.push_back(gating_record(c, impl->name, o.reference,
-                                                compare_gating(p, run_gating(*impl, din), gate, in,
+                                                compare_gating(p, run_gating(*impl, din, &stray), gate, in,
                                                                impl->block_means == BlockMeans::rounded)));
+                record_stray_writes(c, impl->name, o.reference, stray, records);
             } catch (const std::exception& e) {
                 records.push_back(outcome_record(c, impl->name, "gating", o.reference, Outcome::failed, e.what()));
             }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "harness/device.hpp"
@@ -23,12 +24,19 @@ public:
     DeviceInputs(const Implementation& impl, const Problem& problem, const HostInputs& inputs);
     const Problem& problem() const { return problem_; }
     DeviceBuffer cu_seqlens, q, k, v, dout;
+    // One line per input whose device bytes differ from what was uploaded (input_change), each
+    // prefixed with `when` ("gating", "forward", ...).
+    std::vector<std::string> changed(const std::string& when) const;
 
 private:
     Problem problem_;
+    std::vector<unsigned char> uploaded_cu_, uploaded_q_, uploaded_k_, uploaded_v_, uploaded_dout_;
 };
 
-Selection run_gating(const Implementation& impl, const DeviceInputs& inputs);
+// The selection the implementation's gating wrote. With `stray_writes`, also what it wrote
+// outside its output (the selection's guard bands) and any input it changed, one line each.
+Selection run_gating(const Implementation& impl, const DeviceInputs& inputs,
+                     std::vector<std::string>* stray_writes = nullptr);
 
 // Forward arguments over device buffers (backward pointers null, default stream).
 AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
@@ -38,6 +46,9 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
 struct AttentionRun {
     ForwardOutput forward;
     GradientOutput gradients;  // empty when backward was not run
+    // Writes outside the outputs (guard bands around out, lse, dq, dk, dv) and changed inputs
+    // (q, k, v, dout, cu_seqlens, the selection), one line each, prefixed with the phase.
+    std::vector<std::string> stray_writes;
 };
 // Forward (and backward when `with_backward`) with the given selection fed to the kernel.
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& inputs,
