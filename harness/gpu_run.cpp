@@ -173,17 +173,9 @@ AttentionArgs input_args(const Problem& problem, const DeviceBuffer& cu_seqlens,
 AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
                            const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel,
                            const DeviceBuffer& out, const DeviceBuffer& lse, const DeviceBuffer& workspace) {
-    AttentionArgs args{};
-    args.problem = problem;
-    args.cu_seqlens = cu_seqlens.as<std::int32_t>();
-    args.q = q.get();
-    args.k = k.get();
-    args.v = v.get();
-    args.sel = sel;
+    AttentionArgs args = input_args(problem, cu_seqlens, q, k, v, sel, workspace.get());
     args.out = out.get();
     args.lse = lse.as<float>();
-    args.workspace = workspace.get();
-    args.stream = nullptr;
     return args;
 }
 

@@ -1,5 +1,7 @@
 #include "harness/guarded_buffer.hpp"
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include <fmt/format.h>
@@ -8,11 +10,22 @@
 
 namespace moba {
 
+bool guard_bands_enabled() {
+    static const bool enabled = [] {
+        const char* off = std::getenv("MOBA_NO_GUARDS");
+        return off == nullptr || std::string(off) != "1";
+    }();
+    return enabled;
+}
+
 GuardedBuffer::GuardedBuffer(std::size_t bytes)
-    : storage_(kGuardHeadBytes + bytes + kGuardTailBytes), bytes_(bytes) {
+    : bytes_(bytes),
+      head_(guard_bands_enabled() ? kGuardHeadBytes : 0),
+      tail_(guard_bands_enabled() ? kGuardTailBytes : 0) {
+    storage_ = DeviceBuffer(head_ + bytes + tail_);
     auto* base = static_cast<unsigned char*>(storage_.get());
-    body_ = base + kGuardHeadBytes;
-    MOBA_CUDA_CALL(cudaMemset(base, kGuardByte, storage_.bytes()));
+    body_ = base + head_;
+    rearm_guards();
     poison();
 }
 
@@ -25,16 +38,18 @@ void GuardedBuffer::poison() {
 }
 
 void GuardedBuffer::rearm_guards() {
+    if (head_ + tail_ == 0) return;
     auto* base = static_cast<unsigned char*>(storage_.get());
-    MOBA_CUDA_CALL(cudaMemset(base, kGuardByte, kGuardHeadBytes));
-    MOBA_CUDA_CALL(cudaMemset(base + kGuardHeadBytes + bytes_, kGuardByte, kGuardTailBytes));
+    MOBA_CUDA_CALL(cudaMemset(base, kGuardByte, head_));
+    MOBA_CUDA_CALL(cudaMemset(base + head_ + bytes_, kGuardByte, tail_));
 }
 
 std::string GuardedBuffer::damage(const std::string& name) const {
-    std::vector<unsigned char> head(kGuardHeadBytes), tail(kGuardTailBytes);
+    if (head_ + tail_ == 0) return "";
+    std::vector<unsigned char> head(head_), tail(tail_);
     const auto* base = static_cast<const unsigned char*>(storage_.get());
     MOBA_CUDA_CALL(cudaMemcpy(head.data(), base, head.size(), cudaMemcpyDeviceToHost));
-    MOBA_CUDA_CALL(cudaMemcpy(tail.data(), base + kGuardHeadBytes + bytes_, tail.size(), cudaMemcpyDeviceToHost));
+    MOBA_CUDA_CALL(cudaMemcpy(tail.data(), base + head_ + bytes_, tail.size(), cudaMemcpyDeviceToHost));
     return guard_damage(head, tail, name);
 }
 

@@ -19,6 +19,12 @@ inline constexpr std::size_t kGuardHeadBytes = 4096;
 inline constexpr std::size_t kGuardTailBytes = std::size_t{64} << 10;
 inline constexpr unsigned char kGuardByte = 0x5A;
 
+// Guards are off when MOBA_NO_GUARDS=1: `moba check --sanitize` sets it for its child run, so
+// compute-sanitizer sees the outputs at their exact size and reports every access past them,
+// reads included (a read of a guard is silent to both checks). Run compute-sanitizer by hand
+// with it set too.
+bool guard_bands_enabled();
+
 class GuardedBuffer {
 public:
     GuardedBuffer() = default;
@@ -37,6 +43,7 @@ private:
     DeviceBuffer storage_;
     void* body_ = nullptr;
     std::size_t bytes_ = 0;
+    std::size_t head_ = 0, tail_ = 0;  // the guards' sizes: kGuard*Bytes, or 0 with guards off
 };
 
 // What the guards' bytes say, host-side: "" when all are kGuardByte, else "N bytes written
