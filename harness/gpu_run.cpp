@@ -139,14 +139,15 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     sel.slots = p.sel_slots();
     sel.blocks.resize(static_cast<std::size_t>(p.sel_elems()));
     GuardedBuffer d_sel(sel.blocks.size() * sizeof(std::int32_t));
-    DeviceBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0);
+    GuardedBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0,
+                            GuardedBuffer::Body::as_allocated);
     GatingArgs args{p, in.cu_seqlens.as<std::int32_t>(), in.q.get(), in.k.get(),
                     d_sel.as<std::int32_t>(), workspace.get(), nullptr};
     impl.gating(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
     d_sel.download(sel.blocks.data(), d_sel.bytes());
     if (stray_writes) {
-        note_damage("gating", {{&d_sel, "the selection"}}, *stray_writes);
+        note_damage("gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
         for (std::string& c : in.changed("gating")) stray_writes->push_back(std::move(c));
     }
     return sel;
@@ -191,7 +192,8 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // writes outside the outputs fail).
     GuardedBuffer out(tensor_bytes(p, p.q_elems()));
     GuardedBuffer lse(4 * static_cast<std::size_t>(p.lse_elems()));
-    DeviceBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
+    GuardedBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0,
+                            GuardedBuffer::Body::as_allocated);
     AttentionArgs args = input_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), workspace.get());
     args.out = out.get();
     args.lse = lse.as<float>();
@@ -209,13 +211,12 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
         if (std::string c = input_change(bytes_of(selection.blocks), download_bytes(d_sel), "the selection"); !c.empty())
             run.stray_writes.push_back(when + ": " + c);
     };
-    note_stray("forward", {{&out, "out"}, {&lse, "lse"}});
+    note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
     if (!with_backward || !impl.has_backward()) return run;
 
     GuardedBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
         dv(tensor_bytes(p, p.kv_elems()));
-    out.rearm_guards();  // the forward's damage is reported once, above
-    lse.rearm_guards();
+    for (GuardedBuffer* b : {&out, &lse, &workspace}) b->rearm_guards();  // the forward's damage is reported once, above
     args.dout = in.dout.get();
     args.dq = dq.get();
     args.dk = dk.get();
@@ -225,7 +226,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.gradients.dq = download_tensor(p, dq);
     run.gradients.dk = download_tensor(p, dk);
     run.gradients.dv = download_tensor(p, dv);
-    note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}});
+    note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
     return run;
 }
 

@@ -1,6 +1,7 @@
 #include "harness/guarded_buffer.hpp"
 
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,7 @@ bool guard_bands_enabled() {
     return enabled;
 }
 
-GuardedBuffer::GuardedBuffer(std::size_t bytes)
+GuardedBuffer::GuardedBuffer(std::size_t bytes, Body body)
     : bytes_(bytes),
       head_(guard_bands_enabled() ? kGuardHeadBytes : 0),
       tail_(guard_bands_enabled() ? kGuardTailBytes : 0) {
@@ -26,11 +27,17 @@ GuardedBuffer::GuardedBuffer(std::size_t bytes)
     auto* base = static_cast<unsigned char*>(storage_.get());
     body_ = base + head_;
     rearm_guards();
-    poison();
+    if (body == Body::poisoned) poison();
+}
+
+void GuardedBuffer::upload(const void* host, std::size_t bytes) {
+    if (bytes > bytes_) throw std::logic_error("GuardedBuffer::upload larger than the buffer");
+    if (bytes > 0) MOBA_CUDA_CALL(cudaMemcpy(body_, host, bytes, cudaMemcpyHostToDevice));
 }
 
 void GuardedBuffer::download(void* host, std::size_t bytes) const {
-    MOBA_CUDA_CALL(cudaMemcpy(host, body_, bytes, cudaMemcpyDeviceToHost));
+    if (bytes > bytes_) throw std::logic_error("GuardedBuffer::download larger than the buffer");
+    if (bytes > 0) MOBA_CUDA_CALL(cudaMemcpy(host, body_, bytes, cudaMemcpyDeviceToHost));
 }
 
 void GuardedBuffer::poison() {

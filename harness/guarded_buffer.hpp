@@ -28,11 +28,16 @@ bool guard_bands_enabled();
 class GuardedBuffer {
 public:
     GuardedBuffer() = default;
-    explicit GuardedBuffer(std::size_t bytes);  // guards filled with kGuardByte, body poisoned
+    // Guards filled with kGuardByte; the body poisoned (an output) or left as allocated (a
+    // workspace, whose first contents an implementation must not depend on, but which is not
+    // poisoned here: that would be a separate rule).
+    enum class Body { poisoned, as_allocated };
+    explicit GuardedBuffer(std::size_t bytes, Body body = Body::poisoned);
     void* get() const { return body_; }
     template <class T>
     T* as() const { return static_cast<T*>(body_); }
     std::size_t bytes() const { return bytes_; }
+    void upload(const void* host, std::size_t bytes);
     void download(void* host, std::size_t bytes) const;
     void poison();        // the body only (0xFF: NaN, -1)
     void rearm_guards();  // both guards back to kGuardByte, so a later phase's damage is its own
