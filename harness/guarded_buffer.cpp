@@ -1,6 +1,7 @@
 #include "harness/guarded_buffer.hpp"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -87,6 +88,8 @@ std::string input_change(std::span<const unsigned char> before, std::span<const 
                          const std::string& name) {
     if (before.size() != now.size())
         return fmt::format("{} changed size: {} bytes, then {}", name, before.size(), now.size());
+    // The common case first, at memcmp's speed: a long suite's q is 256 MiB.
+    if (before.empty() || std::memcmp(before.data(), now.data(), before.size()) == 0) return "";
     std::size_t differ = 0, first = 0;
     for (std::size_t i = 0; i < before.size(); ++i)
         if (before[i] != now[i] && differ++ == 0) first = i;
