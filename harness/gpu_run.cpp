@@ -132,7 +132,8 @@ std::vector<std::string> DeviceInputs::changed(const std::string& when) const {
     return out;
 }
 
-Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::vector<std::string>* stray_writes) {
+Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::vector<std::string>* stray_writes,
+                     Selection* again) {
     if (!impl.has_gating()) throw std::logic_error(impl.name + " has no gating");
     const Problem& p = in.problem();
     Selection sel;
@@ -149,6 +150,14 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     if (stray_writes) {
         note_damage("gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
         for (std::string& c : in.changed("gating")) stray_writes->push_back(std::move(c));
+    }
+    if (again) {
+        d_sel.poison();
+        impl.gating(args);
+        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        again->slots = sel.slots;
+        again->blocks.resize(sel.blocks.size());
+        d_sel.download(again->blocks.data(), d_sel.bytes());
     }
     return sel;
 }
@@ -181,7 +190,7 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
 }
 
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
-                           const Selection& selection, bool with_backward) {
+                           const Selection& selection, bool with_backward, bool call_twice) {
     const Problem& p = in.problem();
     if (selection.slots != p.sel_slots() ||
         selection.blocks.size() != static_cast<std::size_t>(p.sel_elems()))
@@ -212,7 +221,23 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
             run.stray_writes.push_back(when + ": " + c);
     };
     note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
-    if (!with_backward || !impl.has_backward()) return run;
+    // The second forward, on what the first call (and, with a backward, the first backward)
+    // left in the workspace.
+    auto forward_again = [&] {
+        out.poison();
+        lse.poison();
+        impl.forward(args);
+        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        ForwardOutput f;
+        f.out = download_tensor(p, out);
+        f.lse.resize(static_cast<std::size_t>(p.lse_elems()));
+        lse.download(f.lse.data(), lse.bytes());
+        run.forward_again = std::move(f);
+    };
+    if (!with_backward || !impl.has_backward()) {
+        if (call_twice) forward_again();
+        return run;
+    }
 
     GuardedBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
         dv(tensor_bytes(p, p.kv_elems()));
@@ -227,6 +252,18 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.gradients.dk = download_tensor(p, dk);
     run.gradients.dv = download_tensor(p, dv);
     note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
+    if (!call_twice) return run;
+    // Forward, backward, forward, backward: the second backward reads the second forward's out
+    // and lse, as the next training step would.
+    forward_again();
+    for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison();
+    impl.backward(args);
+    MOBA_CUDA_CALL(cudaDeviceSynchronize());
+    GradientOutput g;
+    g.dq = download_tensor(p, dq);
+    g.dk = download_tensor(p, dk);
+    g.dv = download_tensor(p, dv);
+    run.gradients_again = std::move(g);
     return run;
 }
 

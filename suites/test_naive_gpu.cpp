@@ -152,6 +152,60 @@ TEST(NaiveGpu, WritesOutsideTheOutputsAreCaught) {
     EXPECT_EQ(bounds.size(), 4u) << all;
 }
 
+// Plants right on their first call and wrong from the second on, as a kernel that keeps state
+// between calls is (SEMANTICS.md §5: every call is judged): a gating that adds a block to token
+// 0's selection, a forward that zeroes out's first row. Each is caught, the first call's records
+// pass, and every added record says it was the second call.
+TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
+    MOBA_REQUIRE_GPU();
+    static int gatings = 0, forwards = 0;
+    Implementation stale = naive();
+    stale.name = "stale_state";
+    stale.gating = [](const GatingArgs& g) {
+        naive().gating(g);
+        if (++gatings >= 2) MOBA_CUDA_CALL(cudaMemset(g.sel + 1, 0, 4));  // token 0, head 0: [0, -1, -1] -> [0, 0, -1]
+    };
+    stale.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        if (++forwards >= 2)
+            MOBA_CUDA_CALL(cudaMemset(a.out, 0, static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2));
+    };
+    CheckOptions options;
+    options.impls = {&stale};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks(CheckCase{small_problem(), 9}, options);
+    ASSERT_EQ(gatings, 2);
+    ASSERT_EQ(forwards, 2);
+    int first_calls = 0;
+    bool gating_caught = false, out_caught = false;
+    for (const auto& r : records) {
+        const std::string reason = r["reason"];
+        if (r["outcome"] == "passed") {
+            ++first_calls;
+            continue;
+        }
+        EXPECT_EQ(r["outcome"], "incorrect") << r.dump(1);
+        if (r["check"] == "gating") {
+            EXPECT_NE(reason.find("a second call on the same workspace wrote another selection: 1 of"), std::string::npos)
+                << reason;
+            gating_caught = true;
+        } else {
+            EXPECT_EQ(reason.rfind("on the second call (the same workspace, after a forward and a backward): ", 0), 0u)
+                << reason;
+            if (r["tensor"] == "out") out_caught = true;
+        }
+    }
+    EXPECT_EQ(first_calls, 6);  // gating, out, lse, dq, dk, dv of the first calls
+    EXPECT_TRUE(gating_caught);
+    EXPECT_TRUE(out_caught);
+
+    // --once: the first calls alone, nothing added.
+    gatings = forwards = 0;
+    options.call_twice = false;
+    for (const auto& r : run_checks(CheckCase{small_problem(), 9}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+    EXPECT_EQ(forwards, 1);
+}
+
 TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {
     MOBA_REQUIRE_GPU();
     for (DType dtype : {DType::bf16, DType::f16, DType::f32}) {
