@@ -190,12 +190,22 @@ struct RowCheck {
     double worst_ratio = 0;
 };
 
-// lse_dev null: the implementation writes no lse (Implementation::writes_lse); out alone is judged.
-RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_rows, const void* out,
-                    const float* lse_dev) {
+// The float64 truth and the baseline of the sampled rows, computed once: the rows are judged
+// before timing and again, on the last timed call's output, after it.
+struct RowTruth {
+    ref::Forward truth;
+    ForwardOutput base;
+};
+
+RowTruth row_truth(const Problem& p, const HostRows& h, const Selection* sel_rows) {
     const ref::RowInputs in = row_inputs(h, sel_rows);
-    const ref::Forward truth = ref::forward_rows(p, in);
-    const ForwardOutput base = ref::baseline_forward_rows(p, in);
+    return {ref::forward_rows(p, in), ref::baseline_forward_rows(p, in)};
+}
+
+// lse_dev null: the implementation writes no lse (Implementation::writes_lse); out alone is judged.
+RowCheck check_rows(const Problem& p, const HostRows& h, const RowTruth& t, const void* out, const float* lse_dev) {
+    const ref::Forward& truth = t.truth;
+    const ForwardOutput& base = t.base;
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
     const auto n = static_cast<std::int64_t>(h.tokens.size());
     const std::vector<float> got_out = gather_rows(p, out, h.tokens, row);
@@ -483,8 +493,8 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         b.lse.poison();
         impl.forward(a);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
-        const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(),
-                                       impl.writes_lse ? b.lse.as<float>() : nullptr);
+        const RowTruth rows_truth = row_truth(p, rows, sel_rows ? &*sel_rows : nullptr);
+        const RowCheck rc = check_rows(p, rows, rows_truth, b.out.get(), impl.writes_lse ? b.lse.as<float>() : nullptr);
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
         // Then the backward, before any phase that runs it is timed.
@@ -557,6 +567,20 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                                        diff.count, p.sel_elems(), pair / p.heads_q, pair % p.heads_q);
                 records.push_back(std::move(r));
                 continue;
+            }
+            // Every timed call must be right, not only the checked first one (SEMANTICS.md §5): the
+            // sampled rows again, on what the last timed forward wrote.
+            if (phase != Phase::bwd) {
+                const RowCheck again = check_rows(p, rows, rows_truth, b.out.get(),
+                                                  impl.writes_lse ? b.lse.as<float>() : nullptr);
+                if (again.outcome != Outcome::passed) {
+                    r.outcome = Outcome::incorrect;
+                    r.check_outcome = Outcome::incorrect;
+                    r.reason = "after timing, the last timed call's " + again.reason +
+                               " (its first call passed: state kept between calls?)";
+                    records.push_back(std::move(r));
+                    continue;
+                }
             }
             r.check_outcome = Outcome::passed;
             r.outcome = Outcome::passed;

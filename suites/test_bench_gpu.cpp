@@ -293,6 +293,32 @@ TEST(BenchGpu, AWrongImplementationIsNotTimed) {
     }
 }
 
+// Right on the call that is checked, wrong on every later one (a kernel that keeps state between
+// calls): its timed records are incorrect, with the reason, not passed with a time.
+TEST(BenchGpu, AForwardWrongAfterItsCheckedCallIsNotPassed) {
+    MOBA_REQUIRE_GPU();
+    static int calls = 0;
+    Implementation drifting = *find_implementation("naive");
+    drifting.name = "drifting";
+    drifting.forward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        if (++calls >= 2) b.problem.softmax_scale = 1.1 * a.problem.scale();
+        find_implementation("naive")->forward(b);
+    };
+    BenchOptions o = quick_options();
+    o.impls = {&drifting};
+    calls = 0;
+    const auto records = run_bench(small_state(), o);
+    ASSERT_EQ(records.size(), 2u);
+    for (const auto& r : records) {
+        EXPECT_EQ(r["outcome"], "incorrect") << r.dump();
+        EXPECT_EQ(r["check_outcome"], "incorrect") << r.dump();
+        EXPECT_EQ(r["reason"].get<std::string>().rfind("after timing, the last timed call's forward check on", 0), 0u)
+            << r.dump();
+    }
+    EXPECT_GT(calls, 2);
+}
+
 TEST(BenchGpu, UnsupportedShapesAreRecordedNotRun) {
     MOBA_REQUIRE_GPU();
     CheckCase s = small_state();
