@@ -499,13 +499,13 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
 
         // Then the backward, before any phase that runs it is timed.
         std::string bwd_reason;
+        std::optional<Selection> host_sel;  // the full selection on the host (MoBA), for the dk/dv rows
         if (need_bwd) {
             b.dq.poison();
             b.dk.poison();
             b.dv.poison();
             impl.backward(a);
             MOBA_CUDA_CALL(cudaDeviceSynchronize());
-            std::optional<Selection> host_sel;
             if (sel) host_sel = download_selection(p, *sel);
             backward_check = check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr,
                                             host_sel ? &*host_sel : nullptr, d, b.dq.get(), b.dk.get(), b.dv.get(),
@@ -569,18 +569,27 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 continue;
             }
             // Every timed call must be right, not only the checked first one (SEMANTICS.md §5): the
-            // sampled rows again, on what the last timed forward wrote.
+            // sampled rows again, on what the last timed forward and backward wrote (the truths
+            // are the ones computed before timing).
+            std::string after;
             if (phase != Phase::bwd) {
                 const RowCheck again = check_rows(p, rows, rows_truth, b.out.get(),
                                                   impl.writes_lse ? b.lse.as<float>() : nullptr);
-                if (again.outcome != Outcome::passed) {
-                    r.outcome = Outcome::incorrect;
-                    r.check_outcome = Outcome::incorrect;
-                    r.reason = "after timing, the last timed call's " + again.reason +
-                               " (its first call passed: state kept between calls?)";
-                    records.push_back(std::move(r));
-                    continue;
-                }
+                if (again.outcome != Outcome::passed) after = again.reason;
+            }
+            if (after.empty() && phase != Phase::fwd) {
+                std::string why;
+                const BackwardCheckFigures again =
+                    check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr, host_sel ? &*host_sel : nullptr, d,
+                                   b.dq.get(), b.dk.get(), b.dv.get(), *sc.backward_truths, why);
+                if (again.outcome != Outcome::passed) after = why;
+            }
+            if (!after.empty()) {
+                r.outcome = Outcome::incorrect;
+                r.check_outcome = Outcome::incorrect;
+                r.reason = "after timing, the last timed call's " + after + " (its first call passed: state kept between calls?)";
+                records.push_back(std::move(r));
+                continue;
             }
             r.check_outcome = Outcome::passed;
             r.outcome = Outcome::passed;

@@ -317,6 +317,26 @@ TEST(BenchGpu, AForwardWrongAfterItsCheckedCallIsNotPassed) {
             << r.dump();
     }
     EXPECT_GT(calls, 2);
+
+    // The same for a backward: the forward phase passes, the timed forward+backward does not.
+    static int backwards = 0;
+    Implementation drifting_bwd = *find_implementation("naive");
+    drifting_bwd.name = "drifting_backward";
+    drifting_bwd.backward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        if (++backwards >= 2) b.problem.softmax_scale = 1.1 * a.problem.scale();
+        find_implementation("naive")->backward(b);
+    };
+    o.impls = {&drifting_bwd};
+    backwards = 0;
+    const auto bwd_records = run_bench(small_state(), o);
+    ASSERT_EQ(bwd_records.size(), 2u);
+    EXPECT_EQ(bwd_records[0]["phase"], "fwd");
+    EXPECT_EQ(bwd_records[0]["outcome"], "passed") << bwd_records[0].dump();
+    EXPECT_EQ(bwd_records[1]["outcome"], "incorrect") << bwd_records[1].dump();
+    EXPECT_EQ(bwd_records[1]["reason"].get<std::string>().rfind("after timing, the last timed call's backward check on", 0),
+              0u)
+        << bwd_records[1].dump();
 }
 
 TEST(BenchGpu, UnsupportedShapesAreRecordedNotRun) {
