@@ -238,6 +238,23 @@ bool memory_grew(double base_bytes, double next_bytes, double threshold) {
 
 std::size_t Comparison::memory_growths() const { return grown(*this).size(); }
 
+std::vector<RecordRef> Comparison::new_failures() const {
+    auto failing = [](const RecordRef& r) {
+        try {
+            return is_failure(parse_outcome(r.outcome));
+        } catch (const std::invalid_argument&) {
+            return true;  // absent or unknown counts as failed, as outcome_of says
+        }
+    };
+    std::vector<RecordRef> out;
+    for (const auto* refs : {&check_only_next, &only_next})
+        for (const RecordRef& r : *refs)
+            if (failing(r)) out.push_back(r);
+    for (const auto& [b, n] : not_passed)
+        if (b.outcome == "passed" && failing(n)) out.push_back(n);
+    return out;
+}
+
 Judgement judge(const TimingStats& base, const TimingStats& next, double threshold) {
     Judgement j;
     j.change = next.median_ms / base.median_ms - 1.0;
@@ -432,6 +449,7 @@ std::string comparison_text(const Comparison& c, const std::string& base_name,
         for (const RecordRef& r : refs)
             out += fmt::format("  {}  {}\n", ref_text(r), outcome_text(r));
     };
+    list("New failures, a regression: failing in NEW, not in BASE", c.new_failures());
     list("Only in BASE", c.only_base);
     list("Only in NEW", c.only_next);
     list("Checks only in BASE", c.check_only_base);
@@ -486,6 +504,7 @@ std::string comparison_markdown(const Comparison& c, const std::string& base_nam
         for (const RecordRef& r : refs)
             out += fmt::format("- {}: {}\n", md_escape(ref_text(r)), md_escape(outcome_text(r)));
     };
+    list("New failures, a regression: failing in NEW, not in BASE", c.new_failures());
     list("Only in BASE", c.only_base);
     list("Only in NEW", c.only_next);
     list("Checks only in BASE", c.check_only_base);

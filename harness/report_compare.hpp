@@ -123,9 +123,14 @@ struct Comparison {
     // Pairs of records matched, judged or not (bench and check).
     std::size_t matched() const { return pairs.size() + not_passed.size() + check_pairs.size(); }
     std::size_t memory_growths() const;
+    // Failures BASE did not have that no pair judges: a check record only in NEW that is
+    // incorrect or failed (moba check adds `bounds` and second-call records only when something
+    // is wrong, so they have no partner), a bench record only in NEW that is, and a matched
+    // bench record that passed in BASE and is incorrect or failed in NEW.
+    std::vector<RecordRef> new_failures() const;
     bool regression() const {
         return count(Verdict::slower) + count(CheckVerdict::regressed) + count(CheckVerdict::worse) +
-                   memory_growths() > 0;
+                   memory_growths() + new_failures().size() > 0;
     }
 };
 

@@ -755,6 +755,46 @@ TEST(Compare, CheckReportsCompareRatiosAndOutcomes) {
               CheckVerdict::worse);
 }
 
+// A failure that no pair judges is still a regression: a check record only in NEW that failed
+// (moba check writes `bounds` and second-call records only when something is wrong), and a bench
+// record that passed in BASE and is incorrect in NEW (timed calls that went wrong). Records only
+// in NEW that pass are not.
+TEST(Compare, NewFailuresWithoutAPartnerAreARegression) {
+    const json base = real_check_report();
+    json next = base;
+    json stray = base["records"][0];
+    stray["check"] = "bounds";
+    stray["tensor"] = "";
+    stray["outcome"] = "incorrect";
+    stray["reason"] = "forward: 512 bytes written past the end of out (first at byte +0 of the 65536-byte guard)";
+    for (const char* k : {"max_abs_err", "rel_l2_err", "baseline_max_abs_err", "baseline_rel_l2_err", "bound", "ratio"})
+        stray.erase(k);
+    next["records"].push_back(stray);
+    const Comparison c = compare_reports(base, next, kDefaultThreshold, "b", "n");
+    ASSERT_EQ(c.new_failures().size(), 1u);
+    EXPECT_EQ(c.new_failures()[0].check, "bounds");
+    EXPECT_TRUE(c.regression());
+    const std::string text = comparison_text(c, "b", "n");
+    EXPECT_NE(text.find("New failures, a regression: failing in NEW, not in BASE (1):"), std::string::npos) << text;
+    EXPECT_NE(text.find("512 bytes written past the end of out"), std::string::npos) << text;
+    EXPECT_NE(comparison_markdown(c, "b", "n").find("### New failures, a regression"), std::string::npos);
+    // The same record passing, only in NEW: listed, not a regression.
+    next["records"].back()["outcome"] = "passed";
+    EXPECT_FALSE(compare_reports(base, next, kDefaultThreshold, "b", "n").regression());
+
+    json bench_base = make_report({bench_record("naive", 1.0)});
+    json bench_next = bench_base;
+    json& wrong = bench_next["records"][0];
+    wrong["outcome"] = "incorrect";
+    wrong["check_outcome"] = "incorrect";
+    wrong["reason"] = "after timing, the last timed call's forward check on 32 sampled rows, out: ...";
+    const Comparison b = compare_reports(bench_base, bench_next, kDefaultThreshold, "b", "n");
+    ASSERT_EQ(b.new_failures().size(), 1u);
+    EXPECT_TRUE(b.regression());
+    // Incorrect in both: not new.
+    EXPECT_TRUE(compare_reports(bench_next, bench_next, kDefaultThreshold, "b", "n").new_failures().empty());
+}
+
 // --threshold is in percent: 5 is 5%, 0.05 is 0.05%. A 3% slowdown beyond the noise is
 // ambiguous under the default 5 and slower under 2 or 0.05.
 TEST(Compare, ThresholdIsInPercent) {
