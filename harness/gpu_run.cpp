@@ -109,16 +109,16 @@ DeviceInputs::DeviceInputs(const Implementation& impl, const Problem& problem,
                           fmt::format("{} on {}", impl.name, problem.flags()));
     const auto cu = problem.cu_seqlens();
     const auto* cu_bytes = reinterpret_cast<const unsigned char*>(cu.data());
-    uploaded_cu_.assign(cu_bytes, cu_bytes + cu.size() * sizeof(std::int32_t));
-    uploaded_q_ = encode(problem.dtype, inputs.q);
-    uploaded_k_ = encode(problem.dtype, inputs.k);
-    uploaded_v_ = encode(problem.dtype, inputs.v);
-    uploaded_dout_ = encode(problem.dtype, inputs.dout);
-    cu_seqlens = upload_bytes(uploaded_cu_);
-    q = upload_bytes(uploaded_q_);
-    k = upload_bytes(uploaded_k_);
-    v = upload_bytes(uploaded_v_);
-    dout = upload_bytes(uploaded_dout_);
+    const std::vector<unsigned char> cu_encoded(cu_bytes, cu_bytes + cu.size() * sizeof(std::int32_t));
+    auto upload = [](DeviceBuffer& buf, ByteDigest& kept, const std::vector<unsigned char>& bytes) {
+        buf = upload_bytes(bytes);
+        kept = digest(bytes);
+    };
+    upload(cu_seqlens, uploaded_cu_, cu_encoded);
+    upload(q, uploaded_q_, encode(problem.dtype, inputs.q));
+    upload(k, uploaded_k_, encode(problem.dtype, inputs.k));
+    upload(v, uploaded_v_, encode(problem.dtype, inputs.v));
+    upload(dout, uploaded_dout_, encode(problem.dtype, inputs.dout));
 }
 
 std::vector<std::string> DeviceInputs::changed(const std::string& when) const {

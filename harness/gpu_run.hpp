@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness/device.hpp"
+#include "harness/guarded_buffer.hpp"
 #include "harness/registry.hpp"
 #include "core/tensors.hpp"
 
@@ -31,7 +32,7 @@ public:
 
 private:
     Problem problem_;
-    std::vector<unsigned char> uploaded_cu_, uploaded_q_, uploaded_k_, uploaded_v_, uploaded_dout_;
+    ByteDigest uploaded_cu_, uploaded_q_, uploaded_k_, uploaded_v_, uploaded_dout_;  // what was uploaded
 };
 
 // The selection the implementation's gating wrote. With `stray_writes`, also what it wrote

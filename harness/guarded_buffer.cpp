@@ -1,5 +1,6 @@
 #include "harness/guarded_buffer.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/cuda_check.hpp"
+#include "reference/parallel.hpp"
 
 namespace moba {
 
@@ -96,6 +98,53 @@ std::string input_change(std::span<const unsigned char> before, std::span<const 
     if (differ == 0) return "";
     return fmt::format("{} changed: {} of {} bytes differ (first at byte {}); an input is read, never written",
                        name, differ, before.size(), first);
+}
+
+namespace {
+
+// FNV-1a's multiply over 8-byte words (the tail bytewise), seeded with the chunk's length: a
+// checksum against accidental writes, not an adversary.
+std::uint64_t chunk_hash(const unsigned char* p, std::size_t n) {
+    std::uint64_t h = 0xcbf29ce484222325ull ^ n;
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+std::vector<std::uint64_t> chunk_hashes(std::span<const unsigned char> bytes) {
+    const auto chunks = static_cast<std::int64_t>((bytes.size() + ByteDigest::kChunk - 1) / ByteDigest::kChunk);
+    std::vector<std::uint64_t> out(static_cast<std::size_t>(chunks));
+    ref::parallel_for_ranges(chunks, [&](std::int64_t begin, std::int64_t end) {
+        for (auto c = static_cast<std::size_t>(begin); c < static_cast<std::size_t>(end); ++c) {
+            const std::size_t at = c * ByteDigest::kChunk;
+            out[c] = chunk_hash(bytes.data() + at, std::min(ByteDigest::kChunk, bytes.size() - at));
+        }
+    });
+    return out;
+}
+
+}  // namespace
+
+ByteDigest digest(std::span<const unsigned char> bytes) { return {bytes.size(), chunk_hashes(bytes)}; }
+
+std::string input_change(const ByteDigest& before, std::span<const unsigned char> now, const std::string& name) {
+    if (before.bytes != now.size())
+        return fmt::format("{} changed size: {} bytes, then {}", name, before.bytes, now.size());
+    const std::vector<std::uint64_t> after = chunk_hashes(now);
+    std::size_t differ = 0, first = 0;
+    for (std::size_t c = 0; c < after.size(); ++c)
+        if (after[c] != before.chunks[c] && differ++ == 0) first = c;
+    if (differ == 0) return "";
+    const std::size_t from = first * ByteDigest::kChunk;
+    return fmt::format("{} changed: {} of {} 4 KiB chunks differ (the first at bytes [{}, {})); an input is read, "
+                       "never written",
+                       name, differ, after.size(), from, std::min(from + ByteDigest::kChunk, now.size()));
 }
 
 }  // namespace moba

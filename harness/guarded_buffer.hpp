@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "harness/device.hpp"
 
@@ -60,5 +62,18 @@ std::string guard_damage(std::span<const unsigned char> head, std::span<const un
 // "" when `now` equals `before`, else "NAME changed: N of M bytes differ (first at byte X)".
 std::string input_change(std::span<const unsigned char> before, std::span<const unsigned char> now,
                          const std::string& name);
+
+// What an input held, kept as one 64-bit hash per 4 KiB chunk rather than a copy: the inputs of
+// a 1M-token check are tens of GiB, and their host copies would double the host memory the
+// check needs. A change is located to its chunk.
+struct ByteDigest {
+    static constexpr std::size_t kChunk = 4096;
+    std::size_t bytes = 0;
+    std::vector<std::uint64_t> chunks;
+};
+ByteDigest digest(std::span<const unsigned char> bytes);  // on every core
+// "" when `now` hashes to `before` chunk by chunk, else "NAME changed: N of M 4 KiB chunks differ
+// (the first at bytes [X, Y))".
+std::string input_change(const ByteDigest& before, std::span<const unsigned char> now, const std::string& name);
 
 }  // namespace moba

@@ -3,7 +3,11 @@
 // planted writers) is test_naive_gpu's WritesOutsideTheOutputsAreCaught.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <span>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "harness/guarded_buffer.hpp"
 
@@ -49,6 +53,28 @@ TEST(InputChange, EqualBytesSayNothingAndADifferenceIsCountedFromItsFirst) {
     EXPECT_EQ(input_change(before, now, "q"),
               "q changed: 2 of 6 bytes differ (first at byte 2); an input is read, never written");
     EXPECT_EQ(input_change(before, std::vector<unsigned char>(3), "k"), "k changed size: 6 bytes, then 3");
+}
+
+// The digest an input is kept as: equal bytes hash equal chunk by chunk; one byte changed
+// anywhere (the last chunk partial) is found, and located to its 4 KiB chunk.
+TEST(InputChange, TheDigestFindsAndLocatesOneChangedByte) {
+    std::vector<unsigned char> bytes(3 * ByteDigest::kChunk + 100);
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<unsigned char>(i * 131 + 7);
+    const ByteDigest kept = digest(bytes);
+    ASSERT_EQ(kept.chunks.size(), 4u);
+    EXPECT_EQ(input_change(kept, bytes, "q"), "");
+    for (const std::size_t at : {std::size_t{0}, ByteDigest::kChunk + 17, bytes.size() - 1}) {
+        std::vector<unsigned char> now = bytes;
+        now[at] ^= 1;
+        const std::size_t from = at / ByteDigest::kChunk * ByteDigest::kChunk;
+        EXPECT_EQ(input_change(kept, now, "q"),
+                  fmt::format("q changed: 1 of 4 4 KiB chunks differ (the first at bytes [{}, {})); an input is "
+                              "read, never written",
+                              from, std::min(from + ByteDigest::kChunk, bytes.size())))
+            << at;
+    }
+    EXPECT_EQ(input_change(kept, std::span<const unsigned char>(bytes).first(10), "q"),
+              fmt::format("q changed size: {} bytes, then 10", bytes.size()));
 }
 
 }  // namespace
