@@ -124,9 +124,9 @@ struct Comparison {
     std::size_t matched() const { return pairs.size() + not_passed.size() + check_pairs.size(); }
     std::size_t memory_growths() const;
     // Failures BASE did not have that no pair judges: a check record only in NEW that is
-    // incorrect or failed (moba check adds `bounds` and second-call records only when something
-    // is wrong, so they have no partner), a bench record only in NEW that is, and a matched
-    // bench record that passed in BASE and is incorrect or failed in NEW.
+    // incorrect or failed (a configuration BASE did not run, or a record a check writes only
+    // when something is wrong), a bench record only in NEW that is, and a matched bench record
+    // that passed in BASE and is incorrect or failed in NEW.
     std::vector<RecordRef> new_failures() const;
     bool regression() const {
         return count(Verdict::slower) + count(CheckVerdict::regressed) + count(CheckVerdict::worse) +

@@ -756,27 +756,23 @@ TEST(Compare, CheckReportsCompareRatiosAndOutcomes) {
 }
 
 // A failure that no pair judges is still a regression: a check record only in NEW that failed
-// (moba check writes `bounds` and second-call records only when something is wrong), and a bench
-// record that passed in BASE and is incorrect in NEW (timed calls that went wrong). Records only
-// in NEW that pass are not.
+// (an implementation BASE did not check, so it has no partner), and a bench record that passed
+// in BASE and is incorrect in NEW. Records only in NEW that pass are not.
 TEST(Compare, NewFailuresWithoutAPartnerAreARegression) {
     const json base = real_check_report();
     json next = base;
     json stray = base["records"][0];
-    stray["check"] = "bounds";
-    stray["tensor"] = "";
+    stray["impl"] = "newly_added";
     stray["outcome"] = "incorrect";
-    stray["reason"] = "forward: 512 bytes written past the end of out (first at byte +0 of the 65536-byte guard)";
-    for (const char* k : {"max_abs_err", "rel_l2_err", "baseline_max_abs_err", "baseline_rel_l2_err", "bound", "ratio"})
-        stray.erase(k);
+    stray["reason"] = "planted: out off by one row";
     next["records"].push_back(stray);
     const Comparison c = compare_reports(base, next, kDefaultThreshold, "b", "n");
     ASSERT_EQ(c.new_failures().size(), 1u);
-    EXPECT_EQ(c.new_failures()[0].check, "bounds");
+    EXPECT_EQ(c.new_failures()[0].impl, "newly_added");
     EXPECT_TRUE(c.regression());
     const std::string text = comparison_text(c, "b", "n");
     EXPECT_NE(text.find("New failures, a regression: failing in NEW, not in BASE (1):"), std::string::npos) << text;
-    EXPECT_NE(text.find("512 bytes written past the end of out"), std::string::npos) << text;
+    EXPECT_NE(text.find("planted: out off by one row"), std::string::npos) << text;
     EXPECT_NE(comparison_markdown(c, "b", "n").find("### New failures, a regression"), std::string::npos);
     // The same record passing, only in NEW: listed, not a regression.
     next["records"].back()["outcome"] = "passed";
