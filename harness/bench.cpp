@@ -190,12 +190,22 @@ struct RowCheck {
     double worst_ratio = 0;
 };
 
-// lse_dev null: the implementation writes no lse (Implementation::writes_lse); out alone is judged.
-RowCheck check_rows(const Problem& p, const HostRows& h, const Selection* sel_rows, const void* out,
-                    const float* lse_dev) {
+// The float64 truth and the baseline of the sampled rows, computed once: the rows are judged
+// before timing and again, on the last timed call's output, after it.
+struct RowTruth {
+    ref::Forward truth;
+    ForwardOutput base;
+};
+
+RowTruth row_truth(const Problem& p, const HostRows& h, const Selection* sel_rows) {
     const ref::RowInputs in = row_inputs(h, sel_rows);
-    const ref::Forward truth = ref::forward_rows(p, in);
-    const ForwardOutput base = ref::baseline_forward_rows(p, in);
+    return {ref::forward_rows(p, in), ref::baseline_forward_rows(p, in)};
+}
+
+// lse_dev null: the implementation writes no lse (Implementation::writes_lse); out alone is judged.
+RowCheck check_rows(const Problem& p, const HostRows& h, const RowTruth& t, const void* out, const float* lse_dev) {
+    const ref::Forward& truth = t.truth;
+    const ForwardOutput& base = t.base;
     const std::int64_t row = static_cast<std::int64_t>(p.heads_q) * p.head_dim;
     const auto n = static_cast<std::int64_t>(h.tokens.size());
     const std::vector<float> got_out = gather_rows(p, out, h.tokens, row);
@@ -483,19 +493,19 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
         b.lse.poison();
         impl.forward(a);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
-        const RowCheck rc = check_rows(p, rows, sel_rows ? &*sel_rows : nullptr, b.out.get(),
-                                       impl.writes_lse ? b.lse.as<float>() : nullptr);
+        const RowTruth rows_truth = row_truth(p, rows, sel_rows ? &*sel_rows : nullptr);
+        const RowCheck rc = check_rows(p, rows, rows_truth, b.out.get(), impl.writes_lse ? b.lse.as<float>() : nullptr);
         if (rc.outcome != Outcome::passed) return fail_all(Outcome::skipped, "not timed: " + rc.reason, rc.outcome);
 
         // Then the backward, before any phase that runs it is timed.
         std::string bwd_reason;
+        std::optional<Selection> host_sel;  // the full selection on the host (MoBA), for the dk/dv rows
         if (need_bwd) {
             b.dq.poison();
             b.dk.poison();
             b.dv.poison();
             impl.backward(a);
             MOBA_CUDA_CALL(cudaDeviceSynchronize());
-            std::optional<Selection> host_sel;
             if (sel) host_sel = download_selection(p, *sel);
             backward_check = check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr,
                                             host_sel ? &*host_sel : nullptr, d, b.dq.get(), b.dk.get(), b.dv.get(),
@@ -555,6 +565,29 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
                 r.reason = fmt::format("nondeterministic gating: after timing, {} of {} selection entries differ from "
                                        "the checked selection (first: token {}, head {})",
                                        diff.count, p.sel_elems(), pair / p.heads_q, pair % p.heads_q);
+                records.push_back(std::move(r));
+                continue;
+            }
+            // Every timed call must be right, not only the checked first one (SEMANTICS.md §5): the
+            // sampled rows again, on what the last timed forward and backward wrote (the truths
+            // are the ones computed before timing).
+            std::string after;
+            if (phase != Phase::bwd) {
+                const RowCheck again = check_rows(p, rows, rows_truth, b.out.get(),
+                                                  impl.writes_lse ? b.lse.as<float>() : nullptr);
+                if (again.outcome != Outcome::passed) after = again.reason;
+            }
+            if (after.empty() && phase != Phase::fwd) {
+                std::string why;
+                const BackwardCheckFigures again =
+                    check_backward(p, s.seed, rows, sel_rows ? &*sel_rows : nullptr, host_sel ? &*host_sel : nullptr, d,
+                                   b.dq.get(), b.dk.get(), b.dv.get(), *sc.backward_truths, why);
+                if (again.outcome != Outcome::passed) after = why;
+            }
+            if (!after.empty()) {
+                r.outcome = Outcome::incorrect;
+                r.check_outcome = Outcome::incorrect;
+                r.reason = "after timing, the last timed call's " + after + " (its first call passed: state kept between calls?)";
                 records.push_back(std::move(r));
                 continue;
             }

@@ -200,6 +200,49 @@ void judge_baseline(const CheckCase& c, const HostInputs& in, const std::string&
     one(bwd_check, "dv", t.base_dv, t.dv, 0);
 }
 
+// "" when a gating's second call (same workspace) wrote the first call's selection, else how
+// many entries differ and where the first is (SEMANTICS.md §5: every call is judged).
+std::string second_call_difference(const Selection& first, const Selection& again) {
+    std::size_t differ = 0, at = 0;
+    for (std::size_t i = 0; i < first.blocks.size() && i < again.blocks.size(); ++i)
+        if (first.blocks[i] != again.blocks[i] && differ++ == 0) at = i;
+    if (differ == 0 && first.blocks.size() == again.blocks.size()) return "";
+    return fmt::format("a second call on the same workspace wrote another selection: {} of {} entries differ "
+                       "(first at entry {}); a gating must not depend on what its last call left",
+                       differ, first.blocks.size(), at);
+}
+
+// The second forward and backward (AttentionRun::forward_again, gradients_again) judged by the
+// same rules. Only a tensor that passed on the first call and fails on the second adds a record
+// (its figures, the reason saying which call), so a correct run's records are unchanged and a
+// failure is not reported twice.
+void judge_second_calls(const CheckCase& c, const Implementation& impl, ReferenceKind ref,
+                        const std::string& fwd_check, const std::string& bwd_check, const AttentionRun& run,
+                        const Truth& truth, std::size_t first_record, std::vector<CheckRecord>& records) {
+    if (!run.forward_again) return;
+    std::vector<CheckRecord> again;
+    judge_attention(c, impl.name, ref, fwd_check, bwd_check, *run.forward_again,
+                    run.gradients_again ? &*run.gradients_again : nullptr, truth, again, impl.writes_lse);
+    const std::vector<CheckRecord> firsts(records.begin() + static_cast<std::ptrdiff_t>(first_record), records.end());
+    for (CheckRecord& r : again) {
+        if (!is_failure(r.outcome)) continue;
+        const auto same = std::find_if(firsts.begin(), firsts.end(), [&](const CheckRecord& f) {
+            return f.check == r.check && f.tensor == r.tensor;
+        });
+        if (same != firsts.end() && is_failure(same->outcome)) continue;
+        r.reason = fmt::format("on the second call (the same workspace, after a forward{}): {}",
+                               run.gradients_again ? " and a backward" : "", r.reason);
+        records.push_back(std::move(r));
+    }
+}
+
+// One incorrect `bounds` record per write outside the outputs or changed input (SEMANTICS.md §5);
+// none when the run kept to its outputs, so a clean run's records are what they always were.
+void record_stray_writes(const CheckCase& c, const std::string& impl, ReferenceKind ref,
+                         const std::vector<std::string>& stray, std::vector<CheckRecord>& records) {
+    for (const std::string& what : stray) records.push_back(outcome_record(c, impl, "bounds", ref, Outcome::incorrect, what));
+}
+
 // Whether impl is checked on p: what it supports, and a dense implementation only at zero
 // sparsity.
 Support checkable(const Implementation& impl, const Problem& p) {
@@ -219,14 +262,23 @@ void check_implementation(const CheckCase& c, const Implementation& impl, const 
     phase(o, impl.name);
     try {
         DeviceInputs din(impl, p, in);
+        std::vector<std::string> stray;
         if (impl.has_gating()) {
-            const Selection got = run_gating(impl, din);
+            Selection again;
+            const Selection got = run_gating(impl, din, &stray, o.call_twice ? &again : nullptr);
             records.push_back(gating_record(c, impl.name, o.reference,
                                             compare_gating(p, got, gate, in, impl.block_means == BlockMeans::rounded)));
+            if (const std::string why = o.call_twice ? second_call_difference(got, again) : "";
+                !why.empty())
+                records.push_back(outcome_record(c, impl.name, "gating", o.reference, Outcome::incorrect, why));
         }
-        const AttentionRun run = run_attention(impl, din, sel, impl.has_backward());
+        const AttentionRun run = run_attention(impl, din, sel, impl.has_backward(), o.call_twice);
+        const std::size_t first = records.size();
         judge_attention(c, impl.name, o.reference, fwd_check, bwd_check, run.forward,
                         impl.has_backward() ? &run.gradients : nullptr, truth, records, impl.writes_lse);
+        judge_second_calls(c, impl, o.reference, fwd_check, bwd_check, run, truth, first, records);
+        stray.insert(stray.end(), run.stray_writes.begin(), run.stray_writes.end());
+        record_stray_writes(c, impl.name, o.reference, stray, records);
     } catch (const std::exception& e) {
         records.push_back(outcome_record(c, impl.name, fwd_check, o.reference, Outcome::failed, e.what()));
     }
@@ -318,9 +370,11 @@ void check_problem(const CheckCase& c, const HostInputs& in, const CheckOptions&
             phase(o, impl->name);
             try {
                 DeviceInputs din(*impl, p, in);
+                std::vector<std::string> stray;
                 records.push_back(gating_record(c, impl->name, o.reference,
-                                                compare_gating(p, run_gating(*impl, din), gate, in,
+                                                compare_gating(p, run_gating(*impl, din, &stray), gate, in,
                                                                impl->block_means == BlockMeans::rounded)));
+                record_stray_writes(c, impl->name, o.reference, stray, records);
             } catch (const std::exception& e) {
                 records.push_back(outcome_record(c, impl->name, "gating", o.reference, Outcome::failed, e.what()));
             }

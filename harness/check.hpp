@@ -37,6 +37,10 @@ struct CheckOptions {
     // Only the gating check, against the float64 gating (fast at paper sizes: 1M tokens at block
     // 4096, 512K at block 128); no attention truth, no zero-sparsity case.
     bool gating_only = false;
+    // Call each implementation's gating, forward and backward a second time on the same
+    // workspace (forward, backward, forward, backward, as training steps do) and judge those
+    // calls too; only a failure the first call did not have adds records (`--once` turns it off).
+    bool call_twice = true;
     // Called when a phase of a case starts ("drawing inputs", "float64 gating", "float64 truth",
     // "baseline", "naive", ...), for progress lines inside a long case. May be empty.
     std::function<void(const std::string& phase)> progress;

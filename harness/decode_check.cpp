@@ -1,5 +1,6 @@
 #include "harness/decode_check.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -129,8 +130,14 @@ void check_one(const DecodeCase& c, const Implementation& impl, const DecodeHost
     if (o.progress) o.progress(impl.name);
     try {
         DeviceDecode dev(impl, c, in);
+        std::vector<std::string> stray;  // SEMANTICS.md §5: writes outside the outputs, changed inputs
+        auto keep_stray = [&stray](const DeviceDecode::Result& r) -> const DeviceDecode::Result& {
+            for (const std::string& s : r.stray_writes)
+                if (std::find(stray.begin(), stray.end(), s) == stray.end()) stray.push_back(s);
+            return r;
+        };
         if (!impl.dense) {
-            const DeviceDecode::Result gated = dev.run(true);
+            const DeviceDecode::Result gated = keep_stray(dev.run(true));
             CheckRecord g = decode_record(c, impl.name, "gating", "selection", Outcome::passed, "");
             g.gating_figures = compare_gating_rows(p, gated.sel, t.f64.gating, t.rows,
                                                    impl.block_means == BlockMeans::rounded);
@@ -138,10 +145,12 @@ void check_one(const DecodeCase& c, const Implementation& impl, const DecodeHost
             g.reason = g.gating_figures->reason;
             records.push_back(std::move(g));
             dev.set_selection(gated.sel);
-            judge_step(c, impl.name, gated, dev.run(false), records);
+            judge_step(c, impl.name, gated, keep_stray(dev.run(false)), records);
         }
         dev.set_selection(t.f64.gating.selection);
-        judge_forward(c, impl, check, dev.run(false), t, records);
+        judge_forward(c, impl, check, keep_stray(dev.run(false)), t, records);
+        for (const std::string& what : stray)
+            records.push_back(decode_record(c, impl.name, "bounds", "", Outcome::incorrect, what));
     } catch (const std::exception& e) {
         records.push_back(decode_record(c, impl.name, check, "", Outcome::failed, e.what()));
     }

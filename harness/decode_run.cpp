@@ -1,9 +1,12 @@
 #include "harness/decode_run.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 #include <numeric>
 #include <random>
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -71,7 +74,7 @@ DeviceBuffer upload_dtype(DType dtype, const std::vector<float>& values) {
     return upload_vector(encode(dtype, values));
 }
 
-std::vector<float> download_dtype(DType dtype, const DeviceBuffer& buf) {
+std::vector<float> download_dtype(DType dtype, const GuardedBuffer& buf) {
     std::vector<unsigned char> bytes(buf.bytes());
     buf.download(bytes.data(), bytes.size());
     return decode(dtype, bytes);
@@ -98,7 +101,7 @@ DeviceDecode::DeviceDecode(const Implementation& impl, const DecodeCase& c, cons
     if (!impl.has_decode()) throw std::invalid_argument(impl.name + " has no decode step");
     require_device_memory(decode_device_bytes(impl, c), fmt::format("{} decode on {}", impl.name, c.flags()));
     upload_caches(in.k, &in.v);
-    allocate_and_prepare(in.q_new);
+    allocate_and_prepare(in.q_new, /*watch_inputs=*/true);
 }
 
 DeviceDecode::DeviceDecode(const Implementation& impl, const DecodeCase& c, const std::vector<float>& q_new,
@@ -108,7 +111,7 @@ DeviceDecode::DeviceDecode(const Implementation& impl, const DecodeCase& c, cons
     if (!impl.has_decode()) throw std::invalid_argument(impl.name + " has no decode step");
     require_device_memory(decode_device_bytes(impl, c), fmt::format("{} decode on {}", impl.name, c.flags()));
     upload_caches(k, nullptr);
-    allocate_and_prepare(q_new);
+    allocate_and_prepare(q_new, /*watch_inputs=*/false);  // caches of gigabytes: not copied again
 }
 
 void DeviceDecode::upload_caches(const std::vector<float>& k, const std::vector<float>* v) {
@@ -143,17 +146,27 @@ void DeviceDecode::upload_caches(const std::vector<float>& k, const std::vector<
     }
 }
 
-void DeviceDecode::allocate_and_prepare(const std::vector<float>& q_new) {
+void DeviceDecode::allocate_and_prepare(const std::vector<float>& q_new, bool watch_inputs) {
     const Problem& p = batch_.cache;
     const std::int64_t total_q = batch_.total_q();
     if (static_cast<std::int64_t>(q_new.size()) != total_q * p.heads_q * p.head_dim)
         throw std::invalid_argument(fmt::format("q_new has {} elements; the batch needs {}", q_new.size(),
                                                 total_q * p.heads_q * p.head_dim));
     q_ = upload_dtype(p.dtype, q_new);
-    sel_ = DeviceBuffer(static_cast<std::size_t>(total_q * p.heads_q * p.sel_slots()) * 4);
-    out_ = DeviceBuffer(q_.bytes());
-    lse_ = DeviceBuffer(static_cast<std::size_t>(total_q * p.heads_q) * 4);
-    workspace_ = DeviceBuffer(impl_.decode_workspace_bytes ? impl_.decode_workspace_bytes(p, total_q) : 0);
+    sel_ = GuardedBuffer(static_cast<std::size_t>(total_q * p.heads_q * p.sel_slots()) * 4);
+    out_ = GuardedBuffer(q_.bytes());
+    lse_ = GuardedBuffer(static_cast<std::size_t>(total_q * p.heads_q) * 4);
+    workspace_ = GuardedBuffer(impl_.decode_workspace_bytes ? impl_.decode_workspace_bytes(p, total_q) : 0,
+                               GuardedBuffer::Body::as_allocated);
+    // Before decode_prepare, so a prepare that writes an input is caught at the first step.
+    if (watch_inputs)
+        for (const auto& [buffer, name] : {std::pair{&q_, "q"}, std::pair{&k_, "the k cache"}, std::pair{&v_, "the v cache"},
+                                           std::pair{&cu_q_, "cu_q"}, std::pair{&cu_k_, "cu_k"},
+                                           std::pair{&table_, "the block table"}}) {
+            std::vector<unsigned char> bytes(buffer->bytes());
+            buffer->download(bytes.data(), bytes.size());
+            watched_.push_back({buffer, name, std::move(bytes)});
+        }
     if (impl_.decode_prepare) {
         impl_.decode_prepare(args(true));
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
@@ -186,6 +199,8 @@ void DeviceDecode::set_selection(const Selection& sel) {
     if (sel.blocks.size() * 4 != sel_.bytes() || sel.slots != batch_.cache.sel_slots())
         throw std::invalid_argument("selection shape does not match the decode batch");
     sel_.upload(sel.blocks.data(), sel_.bytes());
+    const auto* bytes = reinterpret_cast<const unsigned char*>(sel.blocks.data());
+    given_sel_.assign(bytes, bytes + sel_.bytes());
 }
 
 DeviceDecode::Result DeviceDecode::run(bool gate) {
@@ -193,16 +208,38 @@ DeviceDecode::Result DeviceDecode::run(bool gate) {
     out_.poison();
     lse_.poison();
     if (gate) sel_.poison();
+    Result r;
+    const std::initializer_list<std::pair<GuardedBuffer*, const char*>> guarded{
+        {&sel_, "the selection"}, {&out_, "out"}, {&lse_, "lse"}, {&workspace_, "the workspace"}};
+    // Guards are re-armed after every step, so damage found now is decode_prepare's.
+    auto note_damage = [&](const std::string& when) {
+        for (const auto& [buf, name] : guarded)
+            if (std::string d = buf->damage(name); !d.empty()) r.stray_writes.push_back(when + ": " + d);
+    };
+    note_damage("decode_prepare");
     impl_.decode(args(gate));
     MOBA_CUDA_CALL(cudaGetLastError());
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
-    Result r;
     r.sel.slots = p.sel_slots();
     r.sel.blocks.resize(sel_.bytes() / 4);
     sel_.download(r.sel.blocks.data(), sel_.bytes());
     r.out = download_dtype(p.dtype, out_);
     r.lse.resize(lse_.bytes() / 4);
     lse_.download(r.lse.data(), lse_.bytes());
+    // What the step wrote outside its outputs, and the inputs it changed (SEMANTICS.md §5).
+    const std::string when = gate ? "decode step (gating)" : "decode step";
+    note_damage(when);
+    for (const auto& [buf, name] : guarded) buf->rearm_guards();  // the next step's damage is its own
+    if (!gate && !given_sel_.empty()) {
+        const auto* now = reinterpret_cast<const unsigned char*>(r.sel.blocks.data());
+        if (std::string c = input_change(given_sel_, {now, given_sel_.size()}, "the selection"); !c.empty())
+            r.stray_writes.push_back(when + ": " + c);
+    }
+    for (const Watched& w : watched_) {
+        std::vector<unsigned char> now(w.buffer->bytes());
+        w.buffer->download(now.data(), now.size());
+        if (std::string c = input_change(w.bytes, now, w.name); !c.empty()) r.stray_writes.push_back(when + ": " + c);
+    }
     return r;
 }
 

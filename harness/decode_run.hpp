@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "harness/check.hpp"
 #include "harness/device.hpp"
+#include "harness/guarded_buffer.hpp"
 #include "harness/registry.hpp"
 #include "reference/decode.hpp"
 
@@ -57,6 +59,11 @@ public:
     struct Result {
         Selection sel;  // what the step wrote (gate) or was given
         std::vector<float> out, lse;
+        // Writes outside the outputs (guard bands around sel, out, lse, the workspace) and inputs
+        // the step changed (q, the caches, cu_q, cu_k, the block table, a given selection), one
+        // line each (SEMANTICS.md §5); inputs are watched only when the constructor had them all
+        // on the host (the check's constructor).
+        std::vector<std::string> stray_writes;
     };
     // Poisons out, lse (and sel when gating), runs one step, synchronises, copies back.
     Result run(bool gate);
@@ -65,13 +72,23 @@ public:
 
 private:
     void upload_caches(const std::vector<float>& k, const std::vector<float>* v);
-    void allocate_and_prepare(const std::vector<float>& q_new);
+    void allocate_and_prepare(const std::vector<float>& q_new, bool watch_inputs);
 
     const Implementation& impl_;
     DecodeCase case_;
     ref::DecodeBatch batch_;
-    DeviceBuffer cu_q_, cu_k_, q_, k_, v_, table_, sel_, out_, lse_, workspace_;
+    DeviceBuffer cu_q_, cu_k_, q_, k_, v_, table_;
+    GuardedBuffer sel_, out_, lse_, workspace_;
     int table_width_ = 0;
+    // What the inputs held after upload (and the selection after set_selection), for the check
+    // that a step leaves them as they were; empty when not watched.
+    struct Watched {
+        const DeviceBuffer* buffer;
+        const char* name;
+        std::vector<unsigned char> bytes;
+    };
+    std::vector<Watched> watched_;
+    std::vector<unsigned char> given_sel_;
 };
 
 }  // namespace moba

@@ -1,13 +1,17 @@
 #include "harness/gpu_run.hpp"
 
 #include <cstring>
+#include <initializer_list>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <fmt/format.h>
 
 #include "core/cuda_check.hpp"
+#include "harness/guarded_buffer.hpp"
 #include "reference/parallel.hpp"
 
 namespace moba {
@@ -52,17 +56,33 @@ std::size_t tensor_bytes(const Problem& p, std::int64_t elems) {
     return static_cast<std::size_t>(elems) * dtype_bytes(p.dtype);
 }
 
-DeviceBuffer upload_tensor(const Problem& p, const std::vector<float>& values) {
-    const auto bytes = encode(p.dtype, values);
+DeviceBuffer upload_bytes(const std::vector<unsigned char>& bytes) {
     DeviceBuffer buf(bytes.size());
     buf.upload(bytes.data(), bytes.size());
     return buf;
 }
 
-std::vector<float> download_tensor(const Problem& p, const DeviceBuffer& buf) {
+std::vector<unsigned char> download_bytes(const DeviceBuffer& buf) {
+    std::vector<unsigned char> bytes(buf.bytes());
+    buf.download(bytes.data(), bytes.size());
+    return bytes;
+}
+
+std::vector<float> download_tensor(const Problem& p, const GuardedBuffer& buf) {
     std::vector<unsigned char> bytes(buf.bytes());
     buf.download(bytes.data(), bytes.size());
     return decode(p.dtype, bytes);
+}
+
+std::span<const unsigned char> bytes_of(const std::vector<std::int32_t>& v) {
+    return {reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(std::int32_t)};
+}
+
+// Appends "WHEN: what" for each guard of `buffers` that was written into.
+void note_damage(const std::string& when, std::initializer_list<std::pair<const GuardedBuffer*, const char*>> buffers,
+                 std::vector<std::string>& stray) {
+    for (const auto& [buf, name] : buffers)
+        if (std::string d = buf->damage(name); !d.empty()) stray.push_back(when + ": " + d);
 }
 
 }  // namespace
@@ -88,34 +108,64 @@ DeviceInputs::DeviceInputs(const Implementation& impl, const Problem& problem,
     require_device_memory(device_bytes_needed(impl, problem),
                           fmt::format("{} on {}", impl.name, problem.flags()));
     const auto cu = problem.cu_seqlens();
-    cu_seqlens = DeviceBuffer(cu.size() * sizeof(std::int32_t));
-    cu_seqlens.upload(cu.data(), cu.size() * sizeof(std::int32_t));
-    q = upload_tensor(problem, inputs.q);
-    k = upload_tensor(problem, inputs.k);
-    v = upload_tensor(problem, inputs.v);
-    dout = upload_tensor(problem, inputs.dout);
+    const auto* cu_bytes = reinterpret_cast<const unsigned char*>(cu.data());
+    const std::vector<unsigned char> cu_encoded(cu_bytes, cu_bytes + cu.size() * sizeof(std::int32_t));
+    auto upload = [](DeviceBuffer& buf, ByteDigest& kept, const std::vector<unsigned char>& bytes) {
+        buf = upload_bytes(bytes);
+        kept = digest(bytes);
+    };
+    upload(cu_seqlens, uploaded_cu_, cu_encoded);
+    upload(q, uploaded_q_, encode(problem.dtype, inputs.q));
+    upload(k, uploaded_k_, encode(problem.dtype, inputs.k));
+    upload(v, uploaded_v_, encode(problem.dtype, inputs.v));
+    upload(dout, uploaded_dout_, encode(problem.dtype, inputs.dout));
 }
 
-Selection run_gating(const Implementation& impl, const DeviceInputs& in) {
+std::vector<std::string> DeviceInputs::changed(const std::string& when) const {
+    std::vector<std::string> out;
+    for (const auto& [buf, uploaded, name] :
+         {std::tuple{&cu_seqlens, &uploaded_cu_, "cu_seqlens"}, std::tuple{&q, &uploaded_q_, "q"},
+          std::tuple{&k, &uploaded_k_, "k"}, std::tuple{&v, &uploaded_v_, "v"},
+          std::tuple{&dout, &uploaded_dout_, "dout"}})
+        if (std::string c = input_change(*uploaded, download_bytes(*buf), name); !c.empty())
+            out.push_back(when + ": " + c);
+    return out;
+}
+
+Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::vector<std::string>* stray_writes,
+                     Selection* again) {
     if (!impl.has_gating()) throw std::logic_error(impl.name + " has no gating");
     const Problem& p = in.problem();
     Selection sel;
     sel.slots = p.sel_slots();
     sel.blocks.resize(static_cast<std::size_t>(p.sel_elems()));
-    DeviceBuffer d_sel(sel.blocks.size() * sizeof(std::int32_t));
-    d_sel.poison();
-    DeviceBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0);
+    GuardedBuffer d_sel(sel.blocks.size() * sizeof(std::int32_t));
+    GuardedBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0,
+                            GuardedBuffer::Body::as_allocated);
     GatingArgs args{p, in.cu_seqlens.as<std::int32_t>(), in.q.get(), in.k.get(),
                     d_sel.as<std::int32_t>(), workspace.get(), nullptr};
     impl.gating(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
     d_sel.download(sel.blocks.data(), d_sel.bytes());
+    if (stray_writes) {
+        note_damage("gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
+        for (std::string& c : in.changed("gating")) stray_writes->push_back(std::move(c));
+    }
+    if (again) {
+        d_sel.poison();
+        impl.gating(args);
+        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        again->slots = sel.slots;
+        again->blocks.resize(sel.blocks.size());
+        d_sel.download(again->blocks.data(), d_sel.bytes());
+    }
     return sel;
 }
 
-AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
-                           const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel,
-                           const DeviceBuffer& out, const DeviceBuffer& lse, const DeviceBuffer& workspace) {
+namespace {
+
+AttentionArgs input_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
+                         const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel, void* workspace) {
     AttentionArgs args{};
     args.problem = problem;
     args.cu_seqlens = cu_seqlens.as<std::int32_t>();
@@ -123,27 +173,39 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
     args.k = k.get();
     args.v = v.get();
     args.sel = sel;
-    args.out = out.get();
-    args.lse = lse.as<float>();
-    args.workspace = workspace.get();
+    args.workspace = workspace;
     args.stream = nullptr;
     return args;
 }
 
+}  // namespace
+
+AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
+                           const DeviceBuffer& k, const DeviceBuffer& v, const std::int32_t* sel,
+                           const DeviceBuffer& out, const DeviceBuffer& lse, const DeviceBuffer& workspace) {
+    AttentionArgs args = input_args(problem, cu_seqlens, q, k, v, sel, workspace.get());
+    args.out = out.get();
+    args.lse = lse.as<float>();
+    return args;
+}
+
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
-                           const Selection& selection, bool with_backward) {
+                           const Selection& selection, bool with_backward, bool call_twice) {
     const Problem& p = in.problem();
     if (selection.slots != p.sel_slots() ||
         selection.blocks.size() != static_cast<std::size_t>(p.sel_elems()))
         throw std::invalid_argument("selection shape does not match the problem");
     DeviceBuffer d_sel(selection.blocks.size() * sizeof(std::int32_t));
     d_sel.upload(selection.blocks.data(), d_sel.bytes());
-    DeviceBuffer out(tensor_bytes(p, p.q_elems()));
-    DeviceBuffer lse(4 * static_cast<std::size_t>(p.lse_elems()));
-    DeviceBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
-    out.poison();
-    lse.poison();
-    AttentionArgs args = forward_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), out, lse, workspace);
+    // Every output between guard bands, poisoned (SEMANTICS.md §5: unwritten elements fail,
+    // writes outside the outputs fail).
+    GuardedBuffer out(tensor_bytes(p, p.q_elems()));
+    GuardedBuffer lse(4 * static_cast<std::size_t>(p.lse_elems()));
+    GuardedBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0,
+                            GuardedBuffer::Body::as_allocated);
+    AttentionArgs args = input_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), workspace.get());
+    args.out = out.get();
+    args.lse = lse.as<float>();
     impl.forward(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 
@@ -151,13 +213,35 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.forward.out = download_tensor(p, out);
     run.forward.lse.resize(static_cast<std::size_t>(p.lse_elems()));
     lse.download(run.forward.lse.data(), lse.bytes());
-    if (!with_backward || !impl.has_backward()) return run;
+    // What was written outside the outputs, and any input changed, after each phase.
+    auto note_stray = [&](const std::string& when, std::initializer_list<std::pair<const GuardedBuffer*, const char*>> outputs) {
+        note_damage(when, outputs, run.stray_writes);
+        for (std::string& c : in.changed(when)) run.stray_writes.push_back(std::move(c));
+        if (std::string c = input_change(bytes_of(selection.blocks), download_bytes(d_sel), "the selection"); !c.empty())
+            run.stray_writes.push_back(when + ": " + c);
+    };
+    note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
+    // The second forward, on what the first call (and, with a backward, the first backward)
+    // left in the workspace.
+    auto forward_again = [&] {
+        out.poison();
+        lse.poison();
+        impl.forward(args);
+        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        ForwardOutput f;
+        f.out = download_tensor(p, out);
+        f.lse.resize(static_cast<std::size_t>(p.lse_elems()));
+        lse.download(f.lse.data(), lse.bytes());
+        run.forward_again = std::move(f);
+    };
+    if (!with_backward || !impl.has_backward()) {
+        if (call_twice) forward_again();
+        return run;
+    }
 
-    DeviceBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
+    GuardedBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
         dv(tensor_bytes(p, p.kv_elems()));
-    dq.poison();
-    dk.poison();
-    dv.poison();
+    for (GuardedBuffer* b : {&out, &lse, &workspace}) b->rearm_guards();  // the forward's damage is reported once, above
     args.dout = in.dout.get();
     args.dq = dq.get();
     args.dk = dk.get();
@@ -167,6 +251,19 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.gradients.dq = download_tensor(p, dq);
     run.gradients.dk = download_tensor(p, dk);
     run.gradients.dv = download_tensor(p, dv);
+    note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
+    if (!call_twice) return run;
+    // Forward, backward, forward, backward: the second backward reads the second forward's out
+    // and lse, as the next training step would.
+    forward_again();
+    for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison();
+    impl.backward(args);
+    MOBA_CUDA_CALL(cudaDeviceSynchronize());
+    GradientOutput g;
+    g.dq = download_tensor(p, dq);
+    g.dk = download_tensor(p, dk);
+    g.dv = download_tensor(p, dv);
+    run.gradients_again = std::move(g);
     return run;
 }
 

@@ -4,10 +4,13 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "harness/device.hpp"
+#include "harness/guarded_buffer.hpp"
 #include "harness/registry.hpp"
 #include "core/tensors.hpp"
 
@@ -23,12 +26,22 @@ public:
     DeviceInputs(const Implementation& impl, const Problem& problem, const HostInputs& inputs);
     const Problem& problem() const { return problem_; }
     DeviceBuffer cu_seqlens, q, k, v, dout;
+    // One line per input whose device bytes differ from what was uploaded (input_change), each
+    // prefixed with `when` ("gating", "forward", ...).
+    std::vector<std::string> changed(const std::string& when) const;
 
 private:
     Problem problem_;
+    ByteDigest uploaded_cu_, uploaded_q_, uploaded_k_, uploaded_v_, uploaded_dout_;  // what was uploaded
 };
 
-Selection run_gating(const Implementation& impl, const DeviceInputs& inputs);
+// The selection the implementation's gating wrote. With `stray_writes`, also what it wrote
+// outside its output (the selection's guard bands) and any input it changed, one line each.
+// With `again`, the gating runs a second time on the same workspace (the selection re-poisoned)
+// and that selection goes to *again: a gating whose second call differs depends on what its
+// first call left, or is not deterministic.
+Selection run_gating(const Implementation& impl, const DeviceInputs& inputs,
+                     std::vector<std::string>* stray_writes = nullptr, Selection* again = nullptr);
 
 // Forward arguments over device buffers (backward pointers null, default stream).
 AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlens, const DeviceBuffer& q,
@@ -38,10 +51,17 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
 struct AttentionRun {
     ForwardOutput forward;
     GradientOutput gradients;  // empty when backward was not run
+    // Writes outside the outputs (guard bands around out, lse, dq, dk, dv) and changed inputs
+    // (q, k, v, dout, cu_seqlens, the selection), one line each, prefixed with the phase.
+    std::vector<std::string> stray_writes;
+    // With call_twice: a second forward and backward after the first pair, on the same
+    // workspace with the outputs re-poisoned, as a training loop calls them step after step.
+    std::optional<ForwardOutput> forward_again;
+    std::optional<GradientOutput> gradients_again;
 };
 // Forward (and backward when `with_backward`) with the given selection fed to the kernel.
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& inputs,
-                           const Selection& selection, bool with_backward);
+                           const Selection& selection, bool with_backward, bool call_twice = false);
 
 // Host conversion between float values and the dtype's storage (CUDA's own conversions).
 std::vector<unsigned char> encode(DType dtype, std::span<const float> values);

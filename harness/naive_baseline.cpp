@@ -16,7 +16,11 @@ AttentionRun naive_baseline(const Problem& problem, const HostInputs& inputs,
     baseline.forward = naive::baseline_forward;
     baseline.backward = naive::baseline_backward;
     DeviceInputs din(baseline, problem, inputs);
-    return run_attention(baseline, din, sel, true);
+    AttentionRun run = run_attention(baseline, din, sel, true);
+    // The yardstick itself must keep to its outputs, or every judgement against it is void.
+    if (!run.stray_writes.empty())
+        throw std::logic_error("the naive GPU baseline wrote outside its outputs: " + run.stray_writes.front());
+    return run;
 }
 
 }  // namespace moba

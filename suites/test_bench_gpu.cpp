@@ -293,6 +293,52 @@ TEST(BenchGpu, AWrongImplementationIsNotTimed) {
     }
 }
 
+// Right on the call that is checked, wrong on every later one (a kernel that keeps state between
+// calls): its timed records are incorrect, with the reason, not passed with a time.
+TEST(BenchGpu, AForwardWrongAfterItsCheckedCallIsNotPassed) {
+    MOBA_REQUIRE_GPU();
+    static int calls = 0;
+    Implementation drifting = *find_implementation("naive");
+    drifting.name = "drifting";
+    drifting.forward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        if (++calls >= 2) b.problem.softmax_scale = 1.1 * a.problem.scale();
+        find_implementation("naive")->forward(b);
+    };
+    BenchOptions o = quick_options();
+    o.impls = {&drifting};
+    calls = 0;
+    const auto records = run_bench(small_state(), o);
+    ASSERT_EQ(records.size(), 2u);
+    for (const auto& r : records) {
+        EXPECT_EQ(r["outcome"], "incorrect") << r.dump();
+        EXPECT_EQ(r["check_outcome"], "incorrect") << r.dump();
+        EXPECT_EQ(r["reason"].get<std::string>().rfind("after timing, the last timed call's forward check on", 0), 0u)
+            << r.dump();
+    }
+    EXPECT_GT(calls, 2);
+
+    // The same for a backward: the forward phase passes, the timed forward+backward does not.
+    static int backwards = 0;
+    Implementation drifting_bwd = *find_implementation("naive");
+    drifting_bwd.name = "drifting_backward";
+    drifting_bwd.backward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        if (++backwards >= 2) b.problem.softmax_scale = 1.1 * a.problem.scale();
+        find_implementation("naive")->backward(b);
+    };
+    o.impls = {&drifting_bwd};
+    backwards = 0;
+    const auto bwd_records = run_bench(small_state(), o);
+    ASSERT_EQ(bwd_records.size(), 2u);
+    EXPECT_EQ(bwd_records[0]["phase"], "fwd");
+    EXPECT_EQ(bwd_records[0]["outcome"], "passed") << bwd_records[0].dump();
+    EXPECT_EQ(bwd_records[1]["outcome"], "incorrect") << bwd_records[1].dump();
+    EXPECT_EQ(bwd_records[1]["reason"].get<std::string>().rfind("after timing, the last timed call's backward check on", 0),
+              0u)
+        << bwd_records[1].dump();
+}
+
 TEST(BenchGpu, UnsupportedShapesAreRecordedNotRun) {
     MOBA_REQUIRE_GPU();
     CheckCase s = small_state();

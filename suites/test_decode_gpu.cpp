@@ -9,7 +9,9 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "core/cuda_check.hpp"
 #include "harness/decode_check.hpp"
 #include "harness/decode_run.hpp"
 #include "harness/outcome.hpp"
@@ -144,6 +146,42 @@ TEST(DecodeGpu, AGatedStepThatAttendsMoreThanItsSelectionIsCaught) {
         return std::max(moba(p, q), dense.decode_workspace_bytes(p, q));
     };
     EXPECT_GT(failing_records(planted, gqa_case(0), "decode_step"), 0);
+}
+
+// A step right everywhere it is judged that writes one token's row past the end of out and
+// scribbles on the k cache (SEMANTICS.md §5): each an incorrect `bounds` record, the judged
+// records still passing; the honest split_decode adds none.
+TEST(DecodeGpu, WritesOutsideTheOutputsAreCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation planted = *find_implementation("split_decode");
+    planted.name = "planted_stray_writer";
+    const auto real = planted.decode;
+    planted.decode = [real](const DecodeArgs& args) {
+        real(args);
+        const std::size_t row = static_cast<std::size_t>(args.cache.heads_q) * args.cache.head_dim * 2;
+        MOBA_CUDA_CALL(cudaMemset(static_cast<char*>(args.out) + args.total_q * row, 0, row));
+        if (!args.gate) MOBA_CUDA_CALL(cudaMemset(const_cast<void*>(args.k), 0, 2));
+    };
+    CheckOptions options;
+    options.impls = {&planted, find_implementation("split_decode")};
+    options.add_zero_sparsity = false;
+    std::vector<std::string> bounds;
+    for (const auto& r : run_decode_checks(gqa_case(40), options)) {
+        if (r["check"] == "bounds") {
+            EXPECT_EQ(r["impl"], "planted_stray_writer") << r.dump(1);
+            EXPECT_EQ(r["outcome"], "incorrect") << r.dump(1);
+            bounds.push_back(r["reason"].get<std::string>());
+        } else if (r["impl"] == "split_decode") {
+            EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+        }
+    }
+    std::string all;
+    for (const auto& b : bounds) all += b + "\n";
+    EXPECT_NE(all.find("decode step (gating): 2048 bytes written past the end of out (first at byte +0"),
+              std::string::npos)
+        << all;
+    EXPECT_NE(all.find("decode step: 2048 bytes written past the end of out"), std::string::npos) << all;
+    EXPECT_NE(all.find("decode step: the k cache changed: "), std::string::npos) << all;
 }
 
 }  // namespace

@@ -104,6 +104,108 @@ TEST(NaiveGpu, UnwrittenOutputsFail) {
     for (float x : run.forward.lse) ASSERT_TRUE(std::isnan(x));
 }
 
+// Planted bugs that agree with float64 everywhere they are judged, each caught as an incorrect
+// `bounds` record (SEMANTICS.md §5): a row written past the end of out, a float before lse, a
+// gating that spills past the selection, a backward that scribbles on q. A correct run adds no
+// such record (the quick matrix above counts its records).
+TEST(NaiveGpu, WritesOutsideTheOutputsAreCaught) {
+    MOBA_REQUIRE_GPU();
+    const CheckCase c{small_problem(), 7};
+    Implementation stray = naive();
+    stray.name = "stray_writer";
+    stray.gating = [](const GatingArgs& g) {
+        naive().gating(g);
+        MOBA_CUDA_CALL(cudaMemset(g.sel + g.problem.sel_elems(), 0, 4));  // one entry past the end
+    };
+    stray.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        const std::size_t row = static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2;
+        MOBA_CUDA_CALL(cudaMemset(static_cast<char*>(a.out) + a.problem.q_elems() * 2, 0, row));  // the token after the last
+        MOBA_CUDA_CALL(cudaMemset(a.lse - 1, 0, 4));                                             // the float before the first
+    };
+    stray.backward = [](const AttentionArgs& a) {
+        naive().backward(a);
+        MOBA_CUDA_CALL(cudaMemset(const_cast<void*>(a.q), 0, 2));  // an input
+    };
+    CheckOptions options;
+    options.impls = {&stray};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks(c, options);
+    std::vector<std::string> bounds;
+    for (const auto& r : records) {
+        if (r["check"] == "bounds") {
+            EXPECT_EQ(r["outcome"], "incorrect") << r.dump(1);
+            bounds.push_back(r["reason"].get<std::string>());
+        } else {
+            EXPECT_EQ(r["outcome"], "passed") << r.dump(1);  // the values themselves are right
+        }
+    }
+    const std::string all = fmt::format("{}", fmt::join(bounds, "\n"));
+    EXPECT_NE(all.find("gating: 4 bytes written past the end of the selection (first at byte +0"), std::string::npos) << all;
+    EXPECT_NE(all.find(fmt::format("forward: {} bytes written past the end of out (first at byte +0",
+                                   c.problem.heads_q * c.problem.head_dim * 2)),
+              std::string::npos)
+        << all;
+    EXPECT_NE(all.find("forward: 4 bytes written before the start of lse (nearest at byte -4)"), std::string::npos) << all;
+    EXPECT_NE(all.find("backward: q changed: "), std::string::npos) << all;
+    // Each write reported once, by the phase that made it.
+    EXPECT_EQ(bounds.size(), 4u) << all;
+}
+
+// Plants right on their first call and wrong from the second on, as a kernel that keeps state
+// between calls is (SEMANTICS.md §5: every call is judged): a gating that adds a block to token
+// 0's selection, a forward that zeroes out's first row. Each is caught, the first call's records
+// pass, and every added record says it was the second call.
+TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
+    MOBA_REQUIRE_GPU();
+    static int gatings = 0, forwards = 0;
+    Implementation stale = naive();
+    stale.name = "stale_state";
+    stale.gating = [](const GatingArgs& g) {
+        naive().gating(g);
+        if (++gatings >= 2) MOBA_CUDA_CALL(cudaMemset(g.sel + 1, 0, 4));  // token 0, head 0: [0, -1, -1] -> [0, 0, -1]
+    };
+    stale.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        if (++forwards >= 2)
+            MOBA_CUDA_CALL(cudaMemset(a.out, 0, static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2));
+    };
+    CheckOptions options;
+    options.impls = {&stale};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks(CheckCase{small_problem(), 9}, options);
+    ASSERT_EQ(gatings, 2);
+    ASSERT_EQ(forwards, 2);
+    int first_calls = 0;
+    bool gating_caught = false, out_caught = false;
+    for (const auto& r : records) {
+        const std::string reason = r["reason"];
+        if (r["outcome"] == "passed") {
+            ++first_calls;
+            continue;
+        }
+        EXPECT_EQ(r["outcome"], "incorrect") << r.dump(1);
+        if (r["check"] == "gating") {
+            EXPECT_NE(reason.find("a second call on the same workspace wrote another selection: 1 of"), std::string::npos)
+                << reason;
+            gating_caught = true;
+        } else {
+            EXPECT_EQ(reason.rfind("on the second call (the same workspace, after a forward and a backward): ", 0), 0u)
+                << reason;
+            if (r["tensor"] == "out") out_caught = true;
+        }
+    }
+    EXPECT_EQ(first_calls, 6);  // gating, out, lse, dq, dk, dv of the first calls
+    EXPECT_TRUE(gating_caught);
+    EXPECT_TRUE(out_caught);
+
+    // --once: the first calls alone, nothing added.
+    gatings = forwards = 0;
+    options.call_twice = false;
+    for (const auto& r : run_checks(CheckCase{small_problem(), 9}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+    EXPECT_EQ(forwards, 1);
+}
+
 TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {
     MOBA_REQUIRE_GPU();
     for (DType dtype : {DType::bf16, DType::f16, DType::f32}) {

@@ -2,7 +2,12 @@
 // prints (so a hazard can never be read as a pass), and the refusals before any work.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <string>
+
+#include <unistd.h>
 
 #include "harness/cli/check_command.hpp"
 #include "harness/cli/parse.hpp"
@@ -50,6 +55,24 @@ TEST(Sanitizer, RefusedWithoutAGpuAndWithGatingOnly) {
     EXPECT_THROW(cli::plan_check(f, /*gpu_present=*/true), std::invalid_argument);
     f.sanitize = "racecheck,memcheck";
     EXPECT_EQ(cli::plan_check(f, /*gpu_present=*/true).sanitizers.size(), 2u);
+}
+
+// The child check runs with MOBA_NO_GUARDS=1, so the tool sees the outputs at their exact size
+// (harness/guarded_buffer.hpp). A stand-in sanitizer reports an error unless it has it.
+TEST(Sanitizer, TheChildRunsWithoutGuardBands) {
+    const std::filesystem::path fake = std::filesystem::temp_directory_path() / ("moba_fake_sanitizer_" + std::to_string(::getpid()) + ".sh");
+    {
+        std::ofstream f(fake);
+        f << "#!/bin/sh\n"
+             "if [ \"$MOBA_NO_GUARDS\" = 1 ]; then echo '========= ERROR SUMMARY: 0 errors'; "
+             "else echo '========= ERROR SUMMARY: 1 error'; fi\n";
+    }
+    std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+    const SanitizerRun run = run_under_sanitizer(SanitizerTool::memcheck, fake.string(), "/bin/true", {"--once"});
+    EXPECT_EQ(run.problems, 0) << run.summary;
+    EXPECT_EQ(run.outcome, Outcome::passed) << run.summary;
+    EXPECT_NE(run.command.find("MOBA_NO_GUARDS=1 "), std::string::npos) << run.command;
+    std::filesystem::remove(fake);
 }
 
 }  // namespace

@@ -50,6 +50,9 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_flag("--gating-only", f.gating_only,
                   "Only the gating check, against the float64 gating (fast enough for 1M tokens "
                   "at block 4096 or 512K at block 128); no attention truth");
+    cmd->add_flag("--once", f.once,
+                  "Call each implementation's gating, forward and backward once; by default each is "
+                  "called a second time on the same workspace and judged again (SEMANTICS.md §5)");
     cmd->add_option("--sanitize", f.sanitize,
                     "Instead of the numeric checks: run each case (at most 16K tokens) and "
                     "implementation under compute-sanitizer tools (memcheck, racecheck, synccheck, "
@@ -165,6 +168,7 @@ CheckPlan plan_check(const CheckFlags& f, bool gpu_present) {
     }
     plan.options.gpu = gpu_present;
     plan.options.gating_only = f.gating_only;
+    plan.options.call_twice = !f.once;
     if (!f.sanitize.empty()) {
         plan.sanitizers = parse_sanitizer_tools(f.sanitize);
         if (!gpu_present) throw std::invalid_argument("--sanitize needs a GPU, and none was found");
@@ -360,7 +364,7 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
             for (std::string word; flags >> word;) args.push_back(word);
             args.insert(args.end(), {"--seed", std::to_string(c.seed), "--inputs",
                                      std::string(to_string(c.inputs)), "--impl", impl->name,
-                                     "--out", scratch});
+                                     "--out", scratch, "--once"});  // the tools judge memory: one call each
             if (c.problem.total_tokens() > kMaxSanitizeTokens) {
                 r.outcome = Outcome::skipped;
                 r.reason = fmt::format("{} tokens: more than the {} a sanitizer run takes",

@@ -30,6 +30,7 @@ struct CheckFlags {
     std::string suite;
     std::string shard;  // "I/N": with --suite, only cases whose index % N == I
     bool gating_only = false;
+    bool once = false;  // each implementation's gating, forward and backward called once
     std::string sanitize;  // comma list of compute-sanitizer tools, or all: only sanitizer records
     std::string inputs;  // comma list of input families; "" = normal (one configuration) or all (suites)
     std::string reference = "cpu";
