@@ -147,11 +147,16 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     impl.gating(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
     d_sel.download(sel.blocks.data(), d_sel.bytes());
+    std::vector<std::string> inputs_changed;
+    if (stray_writes || again) inputs_changed = in.changed("gating");
     if (stray_writes) {
         note_damage("gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
-        for (std::string& c : in.changed("gating")) stray_writes->push_back(std::move(c));
+        stray_writes->insert(stray_writes->end(), inputs_changed.begin(), inputs_changed.end());
     }
-    if (again) {
+    // A gating that changed q or k is not called again: its second call would read other inputs
+    // than the checked ones, and the change is already reported.
+    if (again && !inputs_changed.empty()) *again = sel;
+    if (again && inputs_changed.empty()) {
         d_sel.poison();
         impl.gating(args);
         MOBA_CUDA_CALL(cudaDeviceSynchronize());
@@ -214,11 +219,19 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.forward.lse.resize(static_cast<std::size_t>(p.lse_elems()));
     lse.download(run.forward.lse.data(), lse.bytes());
     // What was written outside the outputs, and any input changed, after each phase.
+    // A phase that changed an input ends the second calls: they would read other inputs than
+    // the checked ones (the change itself is reported, once).
+    bool inputs_changed = false;
     auto note_stray = [&](const std::string& when, std::initializer_list<std::pair<const GuardedBuffer*, const char*>> outputs) {
         note_damage(when, outputs, run.stray_writes);
-        for (std::string& c : in.changed(when)) run.stray_writes.push_back(std::move(c));
-        if (std::string c = input_change(bytes_of(selection.blocks), download_bytes(d_sel), "the selection"); !c.empty())
+        for (std::string& c : in.changed(when)) {
+            run.stray_writes.push_back(std::move(c));
+            inputs_changed = true;
+        }
+        if (std::string c = input_change(bytes_of(selection.blocks), download_bytes(d_sel), "the selection"); !c.empty()) {
             run.stray_writes.push_back(when + ": " + c);
+            inputs_changed = true;
+        }
     };
     note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
     // The second forward, on what the first call (and, with a backward, the first backward)
@@ -235,7 +248,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
         run.forward_again = std::move(f);
     };
     if (!with_backward || !impl.has_backward()) {
-        if (call_twice) forward_again();
+        if (call_twice && !inputs_changed) forward_again();
         return run;
     }
 
@@ -252,7 +265,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.gradients.dk = download_tensor(p, dk);
     run.gradients.dv = download_tensor(p, dv);
     note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
-    if (!call_twice) return run;
+    if (!call_twice || inputs_changed) return run;
     // Forward, backward, forward, backward: the second backward reads the second forward's out
     // and lse, as the next training step would.
     forward_again();

@@ -39,7 +39,9 @@ private:
 // outside its output (the selection's guard bands) and any input it changed, one line each.
 // With `again`, the gating runs a second time on the same workspace (the selection re-poisoned)
 // and that selection goes to *again: a gating whose second call differs depends on what its
-// first call left, or is not deterministic.
+// first call left, or is not deterministic. A gating that changed q or k is not called again
+// (*again is its first selection): the change is reported, and a second call would read other
+// inputs than the checked ones.
 Selection run_gating(const Implementation& impl, const DeviceInputs& inputs,
                      std::vector<std::string>* stray_writes = nullptr, Selection* again = nullptr);
 
@@ -55,7 +57,8 @@ struct AttentionRun {
     // (q, k, v, dout, cu_seqlens, the selection), one line each, prefixed with the phase.
     std::vector<std::string> stray_writes;
     // With call_twice: a second forward and backward after the first pair, on the same
-    // workspace with the outputs re-poisoned, as a training loop calls them step after step.
+    // workspace with the outputs re-poisoned, as a training loop calls them step after step;
+    // not run once a phase changed an input (reported in stray_writes).
     std::optional<ForwardOutput> forward_again;
     std::optional<GradientOutput> gradients_again;
 };
