@@ -15,6 +15,7 @@
 #include "harness/compare.hpp"
 #include "core/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
+#include "harness/held_stream.hpp"
 #include "harness/inputs.hpp"
 #include "harness/naive_baseline.hpp"
 #include "harness/records.hpp"
@@ -208,8 +209,9 @@ std::string second_call_difference(const Selection& first, const Selection& agai
         if (first.blocks[i] != again.blocks[i] && differ++ == 0) at = i;
     if (differ == 0 && first.blocks.size() == again.blocks.size()) return "";
     return fmt::format("a second call on the same workspace wrote another selection: {} of {} entries differ "
-                       "(first at entry {}); a gating must not depend on what its last call left",
-                       differ, first.blocks.size(), at);
+                       "(first at entry {}); a gating must not depend on what its last call left, and must "
+                       "launch on args.stream (the second call's is a non-blocking stream held {} ms)",
+                       differ, first.blocks.size(), at, kSecondCallHoldMs);
 }
 
 // The second forward and backward (AttentionRun::forward_again, gradients_again) judged by the
@@ -230,8 +232,10 @@ void judge_second_calls(const CheckCase& c, const Implementation& impl, Referenc
             return f.check == r.check && f.tensor == r.tensor;
         });
         if (same != firsts.end() && is_failure(same->outcome)) continue;
-        r.reason = fmt::format("on the second call (the same workspace, after a forward{}): {}",
-                               run.gradients_again ? " and a backward" : "", r.reason);
+        r.reason = fmt::format("on the second call (the same workspace, after a forward{}; on a non-blocking "
+                               "stream held {} ms, so work launched on another stream ran before the "
+                               "outputs were poisoned): {}",
+                               run.gradients_again ? " and a backward" : "", kSecondCallHoldMs, r.reason);
         records.push_back(std::move(r));
     }
 }

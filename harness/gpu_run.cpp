@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -12,6 +13,7 @@
 
 #include "core/cuda_check.hpp"
 #include "harness/guarded_buffer.hpp"
+#include "harness/held_stream.hpp"
 #include "reference/parallel.hpp"
 
 namespace moba {
@@ -157,9 +159,14 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     // than the checked ones, and the change is already reported.
     if (again && !inputs_changed.empty()) *again = sel;
     if (again && inputs_changed.empty()) {
-        d_sel.poison();
+        // On a held non-blocking stream: a gating that launches elsewhere writes before the
+        // poisoning lands (held_stream.hpp).
+        HeldStream held;
+        held.hold(kSecondCallHoldMs);
+        d_sel.poison(held.get());
+        args.stream = held.get();
         impl.gating(args);
-        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        held.finish();
         again->slots = sel.slots;
         again->blocks.resize(sel.blocks.size());
         d_sel.download(again->blocks.data(), d_sel.bytes());
@@ -236,11 +243,17 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
     // The second forward, on what the first call (and, with a backward, the first backward)
     // left in the workspace.
+    // The second calls run on a held non-blocking stream (held_stream.hpp): work launched on
+    // another stream than args.stream finishes before the poisoning queued there lands.
+    std::optional<HeldStream> held;
     auto forward_again = [&] {
-        out.poison();
-        lse.poison();
+        if (!held) held.emplace();
+        held->hold(kSecondCallHoldMs);
+        out.poison(held->get());
+        lse.poison(held->get());
+        args.stream = held->get();
         impl.forward(args);
-        MOBA_CUDA_CALL(cudaDeviceSynchronize());
+        held->finish();
         ForwardOutput f;
         f.out = download_tensor(p, out);
         f.lse.resize(static_cast<std::size_t>(p.lse_elems()));
@@ -269,9 +282,10 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // Forward, backward, forward, backward: the second backward reads the second forward's out
     // and lse, as the next training step would.
     forward_again();
-    for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison();
-    impl.backward(args);
-    MOBA_CUDA_CALL(cudaDeviceSynchronize());
+    held->hold(kSecondCallHoldMs);
+    for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison(held->get());
+    impl.backward(args);  // args.stream is the held stream since forward_again
+    held->finish();
     GradientOutput g;
     g.dq = download_tensor(p, dq);
     g.dk = download_tensor(p, dk);

@@ -47,6 +47,10 @@ void GuardedBuffer::poison() {
     if (bytes_ > 0) MOBA_CUDA_CALL(cudaMemset(body_, 0xFF, bytes_));
 }
 
+void GuardedBuffer::poison(cudaStream_t stream) {
+    if (bytes_ > 0) MOBA_CUDA_CALL(cudaMemsetAsync(body_, 0xFF, bytes_, stream));
+}
+
 void GuardedBuffer::rearm_guards() {
     if (head_ + tail_ == 0) return;
     auto* base = static_cast<unsigned char*>(storage_.get());

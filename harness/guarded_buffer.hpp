@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 #include "harness/device.hpp"
 
 namespace moba {
@@ -42,6 +44,7 @@ public:
     void upload(const void* host, std::size_t bytes);
     void download(void* host, std::size_t bytes) const;
     void poison();        // the body only (0xFF: NaN, -1)
+    void poison(cudaStream_t stream);  // the same, queued on `stream`
     void rearm_guards();  // both guards back to kGuardByte, so a later phase's damage is its own
     // "" when both guards still hold kGuardByte everywhere, else what was written where (guard_damage).
     std::string damage(const std::string& name) const;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -115,17 +116,17 @@ TEST(NaiveGpu, WritesOutsideTheOutputsAreCaught) {
     stray.name = "stray_writer";
     stray.gating = [](const GatingArgs& g) {
         naive().gating(g);
-        MOBA_CUDA_CALL(cudaMemset(g.sel + g.problem.sel_elems(), 0, 4));  // one entry past the end
+        MOBA_CUDA_CALL(cudaMemsetAsync(g.sel + g.problem.sel_elems(), 0, 4, g.stream));  // one entry past the end
     };
     stray.forward = [](const AttentionArgs& a) {
         naive().forward(a);
         const std::size_t row = static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2;
-        MOBA_CUDA_CALL(cudaMemset(static_cast<char*>(a.out) + a.problem.q_elems() * 2, 0, row));  // the token after the last
-        MOBA_CUDA_CALL(cudaMemset(a.lse - 1, 0, 4));                                             // the float before the first
+        MOBA_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(a.out) + a.problem.q_elems() * 2, 0, row, a.stream));  // the token after the last
+        MOBA_CUDA_CALL(cudaMemsetAsync(a.lse - 1, 0, 4, a.stream));                                             // the float before the first
     };
     stray.backward = [](const AttentionArgs& a) {
         naive().backward(a);
-        MOBA_CUDA_CALL(cudaMemset(const_cast<void*>(a.q), 0, 2));  // an input
+        MOBA_CUDA_CALL(cudaMemsetAsync(const_cast<void*>(a.q), 0, 2, a.stream));  // an input
     };
     CheckOptions options;
     options.impls = {&stray};
@@ -163,12 +164,12 @@ TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
     stale.name = "stale_state";
     stale.gating = [](const GatingArgs& g) {
         naive().gating(g);
-        if (++gatings >= 2) MOBA_CUDA_CALL(cudaMemset(g.sel + 1, 0, 4));  // token 0, head 0: [0, -1, -1] -> [0, 0, -1]
+        if (++gatings >= 2) MOBA_CUDA_CALL(cudaMemsetAsync(g.sel + 1, 0, 4, g.stream));  // token 0, head 0: [0, -1, -1] -> [0, 0, -1]
     };
     stale.forward = [](const AttentionArgs& a) {
         naive().forward(a);
         if (++forwards >= 2)
-            MOBA_CUDA_CALL(cudaMemset(a.out, 0, static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2));
+            MOBA_CUDA_CALL(cudaMemsetAsync(a.out, 0, static_cast<std::size_t>(a.problem.heads_q) * a.problem.head_dim * 2, a.stream));
     };
     CheckOptions options;
     options.impls = {&stale};
@@ -190,7 +191,7 @@ TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
                 << reason;
             gating_caught = true;
         } else {
-            EXPECT_EQ(reason.rfind("on the second call (the same workspace, after a forward and a backward): ", 0), 0u)
+            EXPECT_EQ(reason.rfind("on the second call (the same workspace, after a forward and a backward; on a non-blocking stream held ", 0), 0u)
                 << reason;
             if (r["tensor"] == "out") out_caught = true;
         }
@@ -204,6 +205,54 @@ TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
     options.call_twice = false;
     for (const auto& r : run_checks(CheckCase{small_problem(), 9}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
     EXPECT_EQ(forwards, 1);
+}
+
+// An implementation right in every value that launches on the legacy default stream instead of
+// args.stream (as a kernel that ignores the stream a PyTorch side stream hands it does). Its
+// first calls pass; on the second calls' held non-blocking stream its work finishes before the
+// poisoning queued there, so the gating's selection, out, lse and the gradients come back
+// poisoned and each is caught, saying which call and on what stream.
+TEST(NaiveGpu, WorkLaunchedOnAnotherStreamIsCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation elsewhere = naive();
+    elsewhere.name = "ignores_its_stream";
+    elsewhere.gating = [](const GatingArgs& g) {
+        GatingArgs on_default = g;
+        on_default.stream = nullptr;
+        naive().gating(on_default);
+    };
+    elsewhere.forward = [](const AttentionArgs& a) {
+        AttentionArgs on_default = a;
+        on_default.stream = nullptr;
+        naive().forward(on_default);
+    };
+    elsewhere.backward = [](const AttentionArgs& a) {
+        AttentionArgs on_default = a;
+        on_default.stream = nullptr;
+        naive().backward(on_default);
+    };
+    CheckOptions options;
+    options.impls = {&elsewhere};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks(CheckCase{small_problem(), 5}, options);
+    int passed = 0;
+    std::set<std::string> caught;
+    for (const auto& r : records) {
+        if (r["outcome"] == "passed") {
+            ++passed;
+            continue;
+        }
+        EXPECT_TRUE(r["outcome"] == "incorrect" || r["outcome"] == "failed") << r.dump(1);
+        const std::string reason = r["reason"];
+        EXPECT_NE(reason.find("non-blocking stream held"), std::string::npos) << reason;
+        caught.insert(r["tensor"].get<std::string>().empty() ? r["check"].get<std::string>() : r["tensor"].get<std::string>());
+    }
+    EXPECT_EQ(passed, 6);  // gating, out, lse, dq, dk, dv of the first calls (on the default stream)
+    for (const char* what : {"gating", "out", "lse", "dq", "dk", "dv"}) EXPECT_TRUE(caught.count(what)) << what;
+
+    // --once: the first calls alone, on the default stream, pass.
+    options.call_twice = false;
+    for (const auto& r : run_checks(CheckCase{small_problem(), 5}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
 }
 
 TEST(NaiveGpu, ForwardAndBackwardAreBitwiseDeterministic) {

@@ -52,7 +52,8 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
                   "at block 4096 or 512K at block 128); no attention truth");
     cmd->add_flag("--once", f.once,
                   "Call each implementation's gating, forward and backward once; by default each is "
-                  "called a second time on the same workspace and judged again (SEMANTICS.md §5)");
+                  "called a second time on the same workspace, on a held non-blocking stream, and judged "
+                  "again (SEMANTICS.md §5)");
     cmd->add_option("--sanitize", f.sanitize,
                     "Instead of the numeric checks: run each case (at most 16K tokens) and "
                     "implementation under compute-sanitizer tools (memcheck, racecheck, synccheck, "
