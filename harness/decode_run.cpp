@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <optional>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include "core/cuda_check.hpp"
 #include "harness/device_random.hpp"
 #include "harness/gpu_run.hpp"
+#include "harness/held_stream.hpp"
 #include "harness/inputs.hpp"
 #include "reference/decode_paged.hpp"
 
@@ -203,11 +205,17 @@ void DeviceDecode::set_selection(const Selection& sel) {
     given_sel_.assign(bytes, bytes + sel_.bytes());
 }
 
-DeviceDecode::Result DeviceDecode::run(bool gate) {
+DeviceDecode::Result DeviceDecode::run(bool gate, bool held) {
     const Problem& p = batch_.cache;
-    out_.poison();
-    lse_.poison();
-    if (gate) sel_.poison();
+    std::optional<HeldStream> stream;
+    if (held) {
+        stream.emplace();
+        stream->hold(kSecondCallHoldMs);
+    }
+    const cudaStream_t on = stream ? stream->get() : nullptr;
+    out_.poison(on);
+    lse_.poison(on);
+    if (gate) sel_.poison(on);
     Result r;
     const std::initializer_list<std::pair<GuardedBuffer*, const char*>> guarded{
         {&sel_, "the selection"}, {&out_, "out"}, {&lse_, "lse"}, {&workspace_, "the workspace"}};
@@ -217,8 +225,11 @@ DeviceDecode::Result DeviceDecode::run(bool gate) {
             if (std::string d = buf->damage(name); !d.empty()) r.stray_writes.push_back(when + ": " + d);
     };
     note_damage("decode_prepare");
-    impl_.decode(args(gate));
+    DecodeArgs a = args(gate);
+    a.stream = on;
+    impl_.decode(a);
     MOBA_CUDA_CALL(cudaGetLastError());
+    if (stream) stream->finish();
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
     r.sel.slots = p.sel_slots();
     r.sel.blocks.resize(sel_.bytes() / 4);

@@ -65,8 +65,11 @@ public:
         // on the host (the check's constructor).
         std::vector<std::string> stray_writes;
     };
-    // Poisons out, lse (and sel when gating), runs one step, synchronises, copies back.
-    Result run(bool gate);
+    // Poisons out, lse (and sel when gating), runs one step, synchronises, copies back. With
+    // `held`, the step runs on a non-blocking stream held behind a spinning kernel and the
+    // poisoning is queued there (held_stream.hpp): work launched on another stream than
+    // args.stream comes back poisoned.
+    Result run(bool gate, bool held = false);
 
     const ref::DecodeBatch& batch() const { return batch_; }
 

@@ -159,8 +159,8 @@ TEST(DecodeGpu, WritesOutsideTheOutputsAreCaught) {
     planted.decode = [real](const DecodeArgs& args) {
         real(args);
         const std::size_t row = static_cast<std::size_t>(args.cache.heads_q) * args.cache.head_dim * 2;
-        MOBA_CUDA_CALL(cudaMemset(static_cast<char*>(args.out) + args.total_q * row, 0, row));
-        if (!args.gate) MOBA_CUDA_CALL(cudaMemset(const_cast<void*>(args.k), 0, 2));
+        MOBA_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(args.out) + args.total_q * row, 0, row, args.stream));
+        if (!args.gate) MOBA_CUDA_CALL(cudaMemsetAsync(const_cast<void*>(args.k), 0, 2, args.stream));
     };
     CheckOptions options;
     options.impls = {&planted, find_implementation("split_decode")};
@@ -182,6 +182,37 @@ TEST(DecodeGpu, WritesOutsideTheOutputsAreCaught) {
         << all;
     EXPECT_NE(all.find("decode step: 2048 bytes written past the end of out"), std::string::npos) << all;
     EXPECT_NE(all.find("decode step: the k cache changed: "), std::string::npos) << all;
+}
+
+// A step right in every value that launches on the legacy default stream instead of
+// args.stream: the judged step runs on a held non-blocking stream, so its outputs come back
+// poisoned, and each failing record says where the step ran. The gating and decode_step records
+// (steps on the default stream) pass.
+TEST(DecodeGpu, AStepLaunchedOnAnotherStreamIsCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation planted = *find_implementation("split_decode");
+    planted.name = "planted_ignores_its_stream";
+    const auto real = planted.decode;
+    planted.decode = [real](const DecodeArgs& args) {
+        DecodeArgs on_default = args;
+        on_default.stream = nullptr;
+        real(on_default);
+    };
+    CheckOptions options;
+    options.impls = {&planted};
+    options.add_zero_sparsity = false;
+    int failing = 0;
+    for (const auto& r : run_decode_checks(gqa_case(40), options)) {
+        const bool judged = r["check"] == "forward";
+        if (!judged) {
+            EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+            continue;
+        }
+        if (r["outcome"] == "passed") continue;
+        ++failing;
+        EXPECT_NE(r["reason"].get<std::string>().find("non-blocking stream held"), std::string::npos) << r.dump(1);
+    }
+    EXPECT_GT(failing, 0);
 }
 
 }  // namespace
