@@ -242,8 +242,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     };
     note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
     // The second forward, on what the first call (and, with a backward, the first backward)
-    // left in the workspace.
-    // The second calls run on a held non-blocking stream (held_stream.hpp): work launched on
+    // left in the workspace, on a held non-blocking stream (held_stream.hpp): work launched on
     // another stream than args.stream finishes before the poisoning queued there lands.
     std::optional<HeldStream> held;
     auto forward_again = [&] {
