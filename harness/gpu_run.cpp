@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -160,7 +161,7 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     if (again && inputs_changed.empty()) {
         // On a held non-blocking stream: a gating that launches elsewhere writes before the
         // poisoning lands (held_stream.hpp).
-        HeldStream& held = held_stream();
+        HeldStream held;
         held.hold(kSecondCallHoldMs);
         d_sel.poison(held.get());
         args.stream = held.get();
@@ -243,9 +244,9 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // The second forward, on what the first call (and, with a backward, the first backward)
     // left in the workspace, on a held non-blocking stream (held_stream.hpp): work launched on
     // another stream than args.stream finishes before the poisoning queued there lands.
-    HeldStream* held = nullptr;
+    std::optional<HeldStream> held;
     auto forward_again = [&] {
-        held = &held_stream();
+        if (!held) held.emplace();
         held->hold(kSecondCallHoldMs);
         out.poison(held->get());
         lse.poison(held->get());
