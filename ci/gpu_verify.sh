@@ -26,6 +26,8 @@
 # sanitizers, PyTorch's SDPA decodes checked, the decode study timed; MOBA_VERIFY_DECODE_STUDY=full
 # for the whole grid, =sdpa for the points where the dense baseline decides) after
 # the quick-alone step;
+# MOBA_VERIFY_PATHS=1 adds `moba check --suite paths --impl all` (k 8, 20, 70 over many-tile rows)
+# after the quick-alone step;
 # MOBA_VERIFY_PAPER_GATING=1 adds the gating check at 1M/block 4096 and 512K/block 128;
 # MOBA_VERIFY_BENCH=0, MOBA_VERIFY_CTEST=0, MOBA_VERIFY_SANITIZE=0 drop those steps;
 # MOBA_VERIFY_SASS=FILE.tar.gz (CUDA objects of another build) adds ci/sass_diff.py against this
@@ -90,6 +92,8 @@ quick_limit=$(( ${MOBA_VERIFY_END:-540} - SECONDS )); ((quick_limit < 1)) && qui
 [[ ${MOBA_VERIFY_QUICK:-0} == alone ]] && step check_quick_all $quick_limit \
   $moba check --suite quick --impl all --out "$out/check-quick-all.json"
 [[ ${MOBA_VERIFY_DECODE:-0} == 1 ]] && source ci/gpu_decode.sh
+# MOBA_VERIFY_PATHS=1: the top-k paths and many-tile rows the quick matrix never reaches.
+[[ ${MOBA_VERIFY_PATHS:-0} == 1 ]] && step check_paths 240 $moba check --suite paths --impl all --out "$out/check-paths.json"
 if [[ -n ${MOBA_VERIFY_SASS:-} ]]; then
   mkdir -p /tmp/sass_old && tar xzf "$MOBA_VERIFY_SASS" -C /tmp/sass_old
   step sass_diff 200 python3 ci/sass_diff.py /tmp/sass_old build/release
@@ -124,6 +128,7 @@ fi
 [[ -f $step_logs/ctest_gpu.log ]] && grep -E "tests passed|tests failed|Skipped|Failed|Passed" "$step_logs/ctest_gpu.log" | tail -12
 ls "$step_logs"/sanitize_*.log >/dev/null 2>&1 && grep -hE "^(impl|naive|dense|tiled|wgmma)|records:" "$step_logs"/sanitize_*.log
 [[ -f $out/check-quick-all.json ]] && python3 ci/check_summary.py "$out/check-quick-all.json"
+[[ -f $out/check-paths.json ]] && python3 ci/check_summary.py "$out/check-paths.json"
 [[ -f $out/check-decode.json ]] && python3 ci/check_summary.py "$out/check-decode.json"
 [[ -f $out/check-decode-sdpa.json ]] && python3 ci/check_summary.py "$out/check-decode-sdpa.json"
 ls "$step_logs"/decode_study_*.log >/dev/null 2>&1 && grep -hE "^(layout|32:| +dense )" "$step_logs"/decode_study_*.log

@@ -55,12 +55,19 @@ std::vector<CheckCase> long_suite(std::uint64_t base_seed, const std::vector<Inp
     return matrix(lengths, {3, 8, 0}, {128}, 8, {8, 2, 1}, base_seed, families);
 }
 
+std::vector<CheckCase> paths_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
+    // 94 blocks (block 32) and 257 blocks (block 16): two and five gating tiles of 64 past blocks.
+    const std::vector<Lengths> lengths = {{{3000, 700}, 32}, {{4097}, 16}};
+    return matrix(lengths, {8, 20, 70}, {64, 128}, 4, {2}, base_seed, families);
+}
+
 std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,
                                    const std::vector<InputFamily>& families) {
     if (families.empty()) throw std::invalid_argument("a suite needs at least one input family");
     if (name == "quick") return quick_suite(base_seed, families);
     if (name == "long") return long_suite(base_seed, families);
-    throw std::invalid_argument("unknown suite '" + std::string(name) + "' (expected quick or long)");
+    if (name == "paths") return paths_suite(base_seed, families);
+    throw std::invalid_argument("unknown suite '" + std::string(name) + "' (expected quick, long, paths or decode)");
 }
 
 }  // namespace moba

@@ -133,6 +133,34 @@ TEST(PlanCheck, ShardsSplitASuiteWithoutLosingOrRepeatingCases) {
     expect_error([&] { plan_check(one, false); }, "needs --suite");
 }
 
+// The paths suite takes what the quick matrix never does: top-k lists past 16 and past 64 entries
+// (the gating's second list size and its multi-pass fallback) and rows with more than one
+// 64-block gating tile, for each dtype and head dim.
+TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
+    CheckFlags f;
+    f.suite = "paths";
+    const CheckPlan plan = plan_check(f, false);
+    EXPECT_EQ(plan.cases.size(), 24u);
+    std::set<std::string> seen;
+    for (const auto& c : plan.cases) {
+        const Problem& p = c.problem;
+        EXPECT_NO_THROW(p.validate());
+        EXPECT_FALSE(p.zero_sparsity());
+        EXPECT_GT(p.max_blocks(), 64) << p.flags();
+        const char* path = p.topk - 1 <= 16 ? "16" : p.topk <= 65 ? "64" : "passes";
+        seen.insert(fmt::format("{} {} {}", to_string(p.dtype), p.head_dim, path));
+    }
+    for (const char* dtype : {"bf16", "fp16"})
+        for (int d : {64, 128})
+            for (const char* path : {"16", "64", "passes"})
+                EXPECT_TRUE(seen.count(fmt::format("{} {} {}", dtype, d, path))) << dtype << " " << d << " " << path;
+    f.suite = "quick";
+    for (const auto& c : plan_check(f, false).cases) {
+        EXPECT_LE(c.problem.max_blocks(), 64);  // one gating tile: what paths adds is not here
+        if (!c.problem.zero_sparsity()) EXPECT_LE(c.problem.topk - 1, 16);
+    }
+}
+
 TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     CheckFlags f;
     f.suite = "quick";
@@ -280,6 +308,26 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     EXPECT_EQ(bad_warmup.status, 2) << bad_warmup.output;
     EXPECT_NE(bad_warmup.output.find("--warmup -1 must be 0 or more"), std::string::npos) << bad_warmup.output;
     EXPECT_FALSE(fs::exists(out));
+}
+
+// The paths suite end to end without a GPU (CUDA_VISIBLE_DEVICES empty on every machine): an
+// eighth of its cases (k 8, 70 and 20), the same-precision baseline judged against float64 on
+// rows with 94 and 257 past blocks, every record passing.
+TEST(Binary, PathsSuiteRunsAgainstFloat64) {
+    const fs::path out = scratch("moba_paths.json");
+    fs::remove(out);
+    const MobaRun r = moba::test::run_binary("CUDA_VISIBLE_DEVICES= " + std::string(MOBA_BINARY),
+                                             "check --suite paths --shard 0/8 --out " + out.string(), "moba_paths.log");
+    EXPECT_EQ(r.status, 0) << r.output;
+    std::ifstream in(out);
+    const auto doc = nlohmann::json::parse(in);
+    std::set<int> topks;
+    for (const auto& rec : doc["records"]) {
+        EXPECT_EQ(rec["outcome"], "passed") << rec.dump(1);
+        topks.insert(rec["config"]["topk"].get<int>());
+    }
+    EXPECT_EQ(topks, (std::set<int>{8, 20, 70}));
+    EXPECT_EQ(doc["complete"], true);
 }
 
 // `moba cp-plan`: a length that does not shard is refused naming it; a plan that does not fit the

@@ -38,7 +38,8 @@ CLI::App* add_check_command(CLI::App& app, CheckFlags& f) {
     cmd->add_option("--scale", f.scale, "Softmax scale (default 1/sqrt(D))");
     cmd->add_option("--impl", f.impl, "Comma list of implementations, or all")->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the random inputs (suites: seed of case 0)")->capture_default_str();
-    cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick, long or decode");
+    cmd->add_option("--suite", f.suite, "Built-in matrix instead of one configuration: quick, long, paths (the top-k "
+                    "paths and many-tile rows quick never takes) or decode");
     cmd->add_option("--shard", f.shard,
                     "With --suite: run only cases whose index % N == I, given as I/N (e.g. 0/3), so a "
                     "long suite fits several time-limited runs");
