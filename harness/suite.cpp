@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace moba {
 namespace {
@@ -14,8 +15,8 @@ struct Lengths {
 std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::vector<int>& topks,
                               const std::vector<int>& head_dims, int heads_q,
                               const std::vector<int>& kv_heads, std::uint64_t base_seed,
-                              const std::vector<InputFamily>& families) {
-    std::vector<CheckCase> cases;
+                              const std::vector<InputFamily>& families, std::vector<CheckCase> cases = {}) {
+    // Appends to `cases`: indices (seeds, families) go on from where they stand.
     for (int hkv : kv_heads)
         for (DType dtype : {DType::bf16, DType::f16})
             for (int d : head_dims)
@@ -57,8 +58,12 @@ std::vector<CheckCase> long_suite(std::uint64_t base_seed, const std::vector<Inp
 
 std::vector<CheckCase> paths_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
     // 94 blocks (block 32) and 257 blocks (block 16): two and five gating tiles of 64 past blocks.
-    const std::vector<Lengths> lengths = {{{3000, 700}, 32}, {{4097}, 16}};
-    return matrix(lengths, {8, 20, 70}, {64, 128}, 4, {2}, base_seed, families);
+    const std::vector<Lengths> many = {{{3000, 700}, 32}, {{4097}, 16}};
+    std::vector<CheckCase> cases = matrix(many, {8, 20, 70}, {64, 128}, 4, {2}, base_seed, families);
+    // Block 192: a block's second 128-key tile is partial (quick's blocks are 16, 32 or multiples
+    // of 128, so only a first tile is ever cut short).
+    const std::vector<Lengths> odd_block = {{{1500, 600}, 192}};
+    return matrix(odd_block, {3}, {64, 128}, 4, {2}, base_seed, families, std::move(cases));
 }
 
 std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,

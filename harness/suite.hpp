@@ -27,7 +27,8 @@ std::vector<CheckCase> long_suite(std::uint64_t base_seed,
 // paths: the selection paths the quick matrix (at most 17 blocks, k in {1, 3, >= n}) never
 // takes: k 8, 20 and 70 (a gating's lists of 16 and of 64 entries, and its multi-pass fallback
 // past 65; as many sparse waves) over rows with 94 and 257 past blocks (several 64-block gating
-// tiles), GQA (4 query heads, 2 kv heads) x bf16, fp16 x D 64, 128: 24 cases.
+// tiles), and k 3 at block 192 (a block whose second 128-key tile is partial), GQA (4 query
+// heads, 2 kv heads) x bf16, fp16 x D 64, 128: 28 cases.
 std::vector<CheckCase> paths_suite(std::uint64_t base_seed,
                                    const std::vector<InputFamily>& families = suite_input_families());
 

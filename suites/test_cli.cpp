@@ -134,30 +134,36 @@ TEST(PlanCheck, ShardsSplitASuiteWithoutLosingOrRepeatingCases) {
 }
 
 // The paths suite takes what the quick matrix never does: top-k lists past 16 and past 64 entries
-// (the gating's second list size and its multi-pass fallback) and rows with more than one
-// 64-block gating tile, for each dtype and head dim.
+// (the gating's second list size and its multi-pass fallback), rows with more than one 64-block
+// gating tile, and a block whose second 128-key tile is partial, for each dtype and head dim.
 TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
     CheckFlags f;
     f.suite = "paths";
     const CheckPlan plan = plan_check(f, false);
-    EXPECT_EQ(plan.cases.size(), 24u);
+    EXPECT_EQ(plan.cases.size(), 28u);
     std::set<std::string> seen;
+    std::set<std::uint64_t> seeds;
     for (const auto& c : plan.cases) {
         const Problem& p = c.problem;
         EXPECT_NO_THROW(p.validate());
         EXPECT_FALSE(p.zero_sparsity());
-        EXPECT_GT(p.max_blocks(), 64) << p.flags();
-        const char* path = p.topk - 1 <= 16 ? "16" : p.topk <= 65 ? "64" : "passes";
+        seeds.insert(c.seed);
+        std::string path = p.topk - 1 <= 16 ? "16" : p.topk <= 65 ? "64" : "passes";
+        if (p.max_blocks() > 64) path += " many tiles";
+        if (p.block > 128 && p.block % 128 != 0) path = "partial second key tile";
         seen.insert(fmt::format("{} {} {}", to_string(p.dtype), p.head_dim, path));
     }
+    EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended group's seeds go on
     for (const char* dtype : {"bf16", "fp16"})
         for (int d : {64, 128})
-            for (const char* path : {"16", "64", "passes"})
+            for (const char* path : {"16 many tiles", "64 many tiles", "passes many tiles", "partial second key tile"})
                 EXPECT_TRUE(seen.count(fmt::format("{} {} {}", dtype, d, path))) << dtype << " " << d << " " << path;
     f.suite = "quick";
     for (const auto& c : plan_check(f, false).cases) {
-        EXPECT_LE(c.problem.max_blocks(), 64);  // one gating tile: what paths adds is not here
-        if (!c.problem.zero_sparsity()) EXPECT_LE(c.problem.topk - 1, 16);
+        const Problem& p = c.problem;
+        EXPECT_LE(p.max_blocks(), 64);  // one gating tile: what paths adds is not here
+        if (!p.zero_sparsity()) EXPECT_LE(p.topk - 1, 16);
+        EXPECT_TRUE(p.block <= 128 || p.block % 128 == 0) << p.block;
     }
 }
 
@@ -310,14 +316,14 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     EXPECT_FALSE(fs::exists(out));
 }
 
-// The paths suite end to end without a GPU (CUDA_VISIBLE_DEVICES empty on every machine): an
-// eighth of its cases (k 8, 70 and 20), the same-precision baseline judged against float64 on
-// rows with 94 and 257 past blocks, every record passing.
+// The paths suite end to end without a GPU (CUDA_VISIBLE_DEVICES empty on every machine): a
+// seventh of its cases (k 8, 20, 70 over 257 past blocks, k 3 at block 192), the same-precision
+// baseline judged against float64, every record passing.
 TEST(Binary, PathsSuiteRunsAgainstFloat64) {
     const fs::path out = scratch("moba_paths.json");
     fs::remove(out);
     const MobaRun r = moba::test::run_binary("CUDA_VISIBLE_DEVICES= " + std::string(MOBA_BINARY),
-                                             "check --suite paths --shard 0/8 --out " + out.string(), "moba_paths.log");
+                                             "check --suite paths --shard 3/7 --out " + out.string(), "moba_paths.log");
     EXPECT_EQ(r.status, 0) << r.output;
     std::ifstream in(out);
     const auto doc = nlohmann::json::parse(in);
@@ -326,7 +332,7 @@ TEST(Binary, PathsSuiteRunsAgainstFloat64) {
         EXPECT_EQ(rec["outcome"], "passed") << rec.dump(1);
         topks.insert(rec["config"]["topk"].get<int>());
     }
-    EXPECT_EQ(topks, (std::set<int>{8, 20, 70}));
+    EXPECT_EQ(topks, (std::set<int>{3, 8, 20, 70}));
     EXPECT_EQ(doc["complete"], true);
 }
 
