@@ -162,7 +162,9 @@ TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
     for (const auto& c : plan_check(f, false).cases) {
         const Problem& p = c.problem;
         EXPECT_LE(p.max_blocks(), 64);  // one gating tile: what paths adds is not here
-        if (!p.zero_sparsity()) EXPECT_LE(p.topk - 1, 16);
+        if (!p.zero_sparsity()) {
+            EXPECT_LE(p.topk - 1, 16);
+        }
         EXPECT_TRUE(p.block <= 128 || p.block % 128 == 0) << p.block;
     }
 }
