@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <initializer_list>
-#include <optional>
 #include <numeric>
 #include <random>
 #include <stdexcept>
@@ -207,11 +206,8 @@ void DeviceDecode::set_selection(const Selection& sel) {
 
 DeviceDecode::Result DeviceDecode::run(bool gate, bool held) {
     const Problem& p = batch_.cache;
-    std::optional<HeldStream> stream;
-    if (held) {
-        stream.emplace();
-        stream->hold(kSecondCallHoldMs);
-    }
+    HeldStream* stream = held ? &held_stream() : nullptr;
+    if (stream) stream->hold(kSecondCallHoldMs);
     const cudaStream_t on = stream ? stream->get() : nullptr;
     out_.poison(on);
     lse_.poison(on);

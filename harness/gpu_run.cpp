@@ -2,7 +2,6 @@
 
 #include <cstring>
 #include <initializer_list>
-#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -161,7 +160,7 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     if (again && inputs_changed.empty()) {
         // On a held non-blocking stream: a gating that launches elsewhere writes before the
         // poisoning lands (held_stream.hpp).
-        HeldStream held;
+        HeldStream& held = held_stream();
         held.hold(kSecondCallHoldMs);
         d_sel.poison(held.get());
         args.stream = held.get();
@@ -244,9 +243,9 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // The second forward, on what the first call (and, with a backward, the first backward)
     // left in the workspace, on a held non-blocking stream (held_stream.hpp): work launched on
     // another stream than args.stream finishes before the poisoning queued there lands.
-    std::optional<HeldStream> held;
+    HeldStream* held = nullptr;
     auto forward_again = [&] {
-        if (!held) held.emplace();
+        held = &held_stream();
         held->hold(kSecondCallHoldMs);
         out.poison(held->get());
         lse.poison(held->get());

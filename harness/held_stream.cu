@@ -36,4 +36,10 @@ void HeldStream::finish() {
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 }
 
+HeldStream& held_stream() {
+    // Never destroyed: a static's destructor would run after the CUDA runtime's own teardown.
+    static HeldStream* const stream = new HeldStream;
+    return *stream;
+}
+
 }  // namespace moba

@@ -28,6 +28,11 @@ private:
     cudaStream_t stream_ = nullptr;
 };
 
+// The process's held stream, created on first use and kept: PyTorch's caching allocator keeps
+// what a callable allocated on a stream for that stream alone, so a stream per call would
+// strand those blocks (the Python bridge runs callables on args.stream).
+HeldStream& held_stream();
+
 // How long the second calls' stream is held: longer than the checked problems' kernels take on
 // an idle GPU, short beside a check's float64 work.
 inline constexpr double kSecondCallHoldMs = 5.0;
