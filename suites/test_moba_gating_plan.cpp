@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <utility>
@@ -16,6 +18,7 @@
 #include "core/problem.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/gating.hpp"
+#include "kernels/moba/head_passes.hpp"
 
 namespace moba::sparse {
 namespace {
@@ -111,6 +114,51 @@ TEST(TiledBlockLists, SizesAndBounds) {
         // No cub query without a wave, so this needs no GPU: offsets[0] and wave_items[0].
         EXPECT_GT(block_lists_workspace_bytes(none, 64), 0u);
     }
+}
+
+// The head passes' size (head_passes.hpp): kv heads whose accumulator (O and (m, l): D * 4 + 8
+// bytes per row) fits the budget, at least one, at most all; a bad budget is refused by value.
+TEST(HeadPasses, FollowTheAccumulatorBudget) {
+    const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const std::string old = saved != nullptr ? saved : "";
+    const auto restore = [&] {
+        if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
+        else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    };
+    // Issue 17's memory setting: 1M tokens, 32 / 8 heads, D 128: 2^20 * 4 * 520 bytes per kv head,
+    // just over the 2 GiB default, so one kv head per pass; its accumulator is 2.03 GiB, not 16.
+    const Problem big = make({1 << 20}, 32, 8, 128, 4096, 12);
+    const Problem small = make({3000, 700, 1}, 6, 3, 128, 128, 4);  // 3701 * 2 * 520 per kv head
+    ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    EXPECT_EQ(accumulator_budget_bytes(), std::size_t{2048} << 20);
+    EXPECT_EQ(kv_heads_per_pass(big), 1);
+    EXPECT_EQ(kv_heads_per_pass(small), 3);
+    EXPECT_EQ(kv_heads_per_pass(make({1 << 20}, 32, 32, 128, 4096, 12)), 3);  // 3 x 520 MiB
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "8", 1);  // 8 MiB / 3.85 MB: 2 kv heads
+    EXPECT_EQ(kv_heads_per_pass(small), 2);
+    std::vector<HeadPass> passes;
+    for_each_head_pass(small, [&](const HeadPass& pass) { passes.push_back(pass); });
+    ASSERT_EQ(passes.size(), 2u);
+    EXPECT_EQ(passes[0].kv0, 0);
+    EXPECT_EQ(passes[0].kv_heads, 2);
+    EXPECT_EQ(passes[0].q_heads(), 4);
+    EXPECT_EQ(passes[1].kv0, 2);
+    EXPECT_EQ(passes[1].kv_heads, 1);
+    EXPECT_EQ(passes[1].q0(), 4);
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "1", 1);
+    EXPECT_EQ(kv_heads_per_pass(small), 1);
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "1000000", 1);
+    EXPECT_EQ(kv_heads_per_pass(big), 8);
+    for (const char* bad : {"0", "-4", "2GiB", "1.5", "99999999999999999999"}) {
+        ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", bad, 1);
+        try {
+            (void)kv_heads_per_pass(small);
+            ADD_FAILURE() << "accepted " << bad;
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos) << e.what();
+        }
+    }
+    restore();
 }
 
 TEST(TiledBlockLists, RefusesWithAReason) {

@@ -3,11 +3,13 @@
 // across the quick matrix: gating, forward and gradient agreement on every case, one reference
 // computation per case for both. Plus bitwise determinism of forward and backward over 20
 // repeats, for them and for the dense entries; a past block scoring far above the own block
-// (wgmma_moba's rescaling merge); and the fused gating over many tiles of block means and on
-// all-equal scores. Skips without a GPU.
+// (wgmma_moba's rescaling merge); head passes against one pass, bitwise; and the fused gating
+// over many tiles of block means and on all-equal scores. Skips without a GPU.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
 #include "harness/suite.hpp"
+#include "kernels/moba/head_passes.hpp"
 #include "reference/reference.hpp"
 
 namespace moba {
@@ -225,6 +228,84 @@ INSTANTIATE_TEST_SUITE_P(Moba, DominantPastBlock,
                              return fmt::format("{}_D{}_{}", to_string(c.dtype), c.head_dim,
                                                 head_layout(c.heads_q, c.heads_kv));
                          });
+
+// Sets (or, with nullptr, removes) an environment variable for a scope, then restores it.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value != nullptr) ::setenv(name, value, 1);
+        else ::unsetenv(name);
+    }
+    ~ScopedEnv() {
+        if (old_) ::setenv(name_, old_->c_str(), 1);
+        else ::unsetenv(name_);
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+// Head passes (kernels/moba/head_passes.hpp): under a small accumulator budget the MoBA forward
+// (wgmma_moba) and the backward (both entries) run one range of kv heads after another, each in
+// a smaller workspace. A pass changes which rows a launch covers, never a row's arithmetic, so
+// every output must equal the one-pass run's bit for bit, with nothing written outside the
+// outputs (the guard bands sit around the smaller workspace too). The dominant inputs take both
+// merge paths of wgmma_moba's waves; a budget of 5 MiB on 3 kv heads makes passes of 2 and 1.
+struct PassCase {
+    DominantCase shape;
+    const char* budget_mib;
+    int kv_heads_per_pass;
+};
+
+class HeadPasses : public ::testing::TestWithParam<std::tuple<std::string, PassCase>> {};
+
+TEST_P(HeadPasses, MatchOnePassBitwise) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(std::get<0>(GetParam()));
+    const PassCase& c = std::get<1>(GetParam());
+    const Problem p = dominant_problem(c.shape);
+    const HostInputs in = dominant_inputs(p);
+    DeviceInputs din(impl, p, in);
+    const Selection sel = run_gating(impl, din);
+    AttentionRun one;
+    std::size_t one_pass_bytes = 0;
+    {
+        const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", nullptr);
+        ASSERT_EQ(sparse::kv_heads_per_pass(p), p.heads_kv);
+        one_pass_bytes = impl.attention_workspace_bytes(p);
+        one = run_attention(impl, din, sel, true);
+        ASSERT_TRUE(one.stray_writes.empty()) << fmt::format("{}", fmt::join(one.stray_writes, "\n"));
+    }
+    AttentionRun split;
+    {
+        const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", c.budget_mib);
+        ASSERT_EQ(sparse::kv_heads_per_pass(p), c.kv_heads_per_pass);
+        EXPECT_LT(impl.attention_workspace_bytes(p), one_pass_bytes);
+        split = run_attention(impl, din, sel, true);
+        EXPECT_TRUE(split.stray_writes.empty()) << fmt::format("{}", fmt::join(split.stray_writes, "\n"));
+    }
+    EXPECT_TRUE(same_bits(split.forward.out, one.forward.out));
+    EXPECT_TRUE(same_bits(split.forward.lse, one.forward.lse));
+    EXPECT_TRUE(same_bits(split.gradients.dq, one.gradients.dq));
+    EXPECT_TRUE(same_bits(split.gradients.dk, one.gradients.dk));
+    EXPECT_TRUE(same_bits(split.gradients.dv, one.gradients.dv));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Moba, HeadPasses,
+    ::testing::Combine(::testing::ValuesIn(kMobaImpls),
+                       ::testing::Values(PassCase{DominantCase{DType::bf16, 128, 6, 3}, "5", 2},
+                                         PassCase{DominantCase{DType::f16, 64, 4, 4}, "1", 1},
+                                         PassCase{DominantCase{DType::f16, 128, 8, 2}, "1", 1})),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, PassCase>>& param_info) {
+        const DominantCase& c = std::get<1>(param_info.param).shape;
+        return fmt::format("{}_{}_D{}_{}", std::get<0>(param_info.param), to_string(c.dtype), c.head_dim,
+                           head_layout(c.heads_q, c.heads_kv));
+    });
 
 // The fused gating (tiled_mma's, which wgmma_moba uses too) scores tiles of 64 block means; the
 // quick and long suites have at most 64 blocks per sequence, hence one tile. These cases run

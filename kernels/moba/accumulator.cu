@@ -18,6 +18,8 @@ template <typename T>
 struct FinalizeParams {
     std::int64_t total;
     int heads_q;
+    int head0;  // the accumulator's pass: query heads [head0, head0 + heads)
+    int heads;
     const float* acc_o;
     const float2* acc_ml;
     T* out;      // [total, Hq, D]
@@ -35,40 +37,47 @@ __device__ __forceinline__ void store_pair(__half* dst, float lo, float hi) {
 // One thread per 4 output elements: out = O / l in the dtype; lse once per row.
 template <typename T, int kD>
 __global__ void finalize_kernel(FinalizeParams<T> p) {
-    const std::int64_t rows = p.total * p.heads_q;
+    const std::int64_t rows = p.total * p.heads;
     const std::int64_t items = rows * (kD / 4);
     for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
          i < items; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-        const std::int64_t row = i / (kD / 4);
+        const std::int64_t row = i / (kD / 4);  // the accumulator's row
         const int d = static_cast<int>(i % (kD / 4)) * 4;
+        const std::int64_t token = row / p.heads;
+        const int h = p.head0 + static_cast<int>(row - token * p.heads);
+        T* out = p.out + (token * p.heads_q + h) * kD + d;
         const float2 ml = p.acc_ml[row];
         const float inv = ml.y > 0.0f ? 1.0f / ml.y : 0.0f;
         const float4 o = *reinterpret_cast<const float4*>(p.acc_o + row * kD + d);
-        store_pair(p.out + row * kD + d, o.x * inv, o.y * inv);
-        store_pair(p.out + row * kD + d + 2, o.z * inv, o.w * inv);
-        if (d == 0) {
-            const std::int64_t token = row / p.heads_q;
-            const int h = static_cast<int>(row % p.heads_q);
-            p.lse[h * p.total + token] = (ml.x + log2f(ml.y)) * static_cast<float>(kLn2);
-        }
+        store_pair(out, o.x * inv, o.y * inv);
+        store_pair(out + 2, o.z * inv, o.w * inv);
+        if (d == 0) p.lse[h * p.total + token] = (ml.x + log2f(ml.y)) * static_cast<float>(kLn2);
     }
 }
 
 }  // namespace
 
-std::size_t accumulator_bytes(const Problem& problem) {
-    const auto rows = static_cast<std::size_t>(problem.lse_elems());
-    return align_up(rows * static_cast<std::size_t>(problem.head_dim) * sizeof(float)) +
-           align_up(rows * sizeof(float2));
+namespace {
+
+std::size_t rows_of(const Problem& problem, int q_heads) {
+    return static_cast<std::size_t>(problem.total_tokens()) * static_cast<std::size_t>(q_heads);
 }
 
-ForwardWorkspace carve_forward_workspace(const Problem& problem, void* base) {
+std::size_t o_bytes(const Problem& problem, int q_heads) {
+    return align_up(rows_of(problem, q_heads) * static_cast<std::size_t>(problem.head_dim) * sizeof(float));
+}
+
+}  // namespace
+
+std::size_t accumulator_bytes(const Problem& problem, int q_heads) {
+    return o_bytes(problem, q_heads) + align_up(rows_of(problem, q_heads) * sizeof(float2));
+}
+
+ForwardWorkspace carve_forward_workspace(const Problem& problem, int q_heads, void* base) {
     auto* bytes = static_cast<unsigned char*>(base);
-    const auto rows = static_cast<std::size_t>(problem.lse_elems());
-    const std::size_t o_bytes =
-        align_up(rows * static_cast<std::size_t>(problem.head_dim) * sizeof(float));
-    return {{reinterpret_cast<float*>(bytes), reinterpret_cast<float2*>(bytes + o_bytes)},
-            bytes + accumulator_bytes(problem)};
+    return {{reinterpret_cast<float*>(bytes), reinterpret_cast<float2*>(bytes + o_bytes(problem, q_heads)), 0,
+             q_heads},
+            bytes + accumulator_bytes(problem, q_heads)};
 }
 
 void finalize(const Problem& problem, const Accumulator& acc, void* out, float* lse,
@@ -76,9 +85,9 @@ void finalize(const Problem& problem, const Accumulator& acc, void* out, float* 
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
-        const FinalizeParams<T> params{problem.total_tokens(), problem.heads_q, acc.o, acc.ml,
-                                       static_cast<T*>(out), lse};
-        const std::int64_t items = problem.lse_elems() * (kD / 4);
+        const FinalizeParams<T> params{problem.total_tokens(), problem.heads_q, acc.head0, acc.heads,
+                                       acc.o, acc.ml, static_cast<T*>(out), lse};
+        const std::int64_t items = problem.total_tokens() * acc.heads * (kD / 4);
         const int threads = 256;
         const auto blocks =
             static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));

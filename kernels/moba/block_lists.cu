@@ -35,19 +35,21 @@ constexpr unsigned kFullMask = 0xffffffffu;
 constexpr std::int64_t kMaxCtas = 1 << 20;  // grid-stride loops beyond this
 
 struct ListParams {
-    std::int64_t pairs;       // total * Hq selection rows
-    std::int64_t kbar_slots;  // slots of one wave: list = (t * kbar_slots + slot) * Hkv + hk
+    std::int64_t pairs;       // total * pass_heads selection rows: the pass's query heads
+    std::int64_t kbar_slots;  // slots of one wave: list = (t * kbar_slots + slot) * kv_heads + hk - kv0
     const std::int32_t* cu;   // [B+1]
     const std::int32_t* sel;  // [total, Hq, slots]
     int batch;
     int heads_q;
-    int heads_kv;
     int group;
     int block;
     int slots;
+    int kv0;         // the pass's first kv head
+    int kv_heads;    // the pass's kv heads
+    int pass_heads;  // its query heads, kv_heads * group, from kv0 * group on
 };
 
-// One thread per (token, head) selection row, grid-stride. Calls visit(list, row, lane) for
+// One thread per (token, head) selection row of the pass's query heads, grid-stride. Calls visit(list, row, lane) for
 // each slot t < slots - 1 of the lane's row, with list = -1 where the entry is padding, the own
 // block or a future block, and row = token * group + h % group. Warp-uniform: every lane makes
 // the same calls, as __match_any_sync needs. The last slot of a valid row holds the own block
@@ -67,19 +69,19 @@ __device__ __forceinline__ void for_each_entry(const ListParams& p, Visit&& visi
         int own = 0;  // blocks 0 .. own-1 are past blocks
         std::int64_t slot0 = 0;
         if (live) {
-            token = pair / p.heads_q;
-            h = static_cast<int>(pair - token * p.heads_q);
+            token = pair / p.pass_heads;
+            h = p.kv0 * p.group + static_cast<int>(pair - token * p.pass_heads);
             const int b = find_sequence(p.cu, p.batch, token);
             own = own_block(p.cu, b, token, p.block);
             slot0 = kbar_base(p.cu, b, p.block);
         }
         const auto row = static_cast<std::int32_t>(token * p.group + h % p.group);
-        const int hk = h / p.group;
-        const std::int32_t* sel_row = p.sel + (live ? pair : 0) * p.slots;
+        const int hk = h / p.group - p.kv0;  // within the pass
+        const std::int32_t* sel_row = p.sel + (live ? token * p.heads_q + h : 0) * p.slots;
         for (int t = 0; t < p.slots - 1; ++t) {
             const int j = live ? sel_row[t] : -1;
             const std::int64_t list =
-                j >= 0 && j < own ? (t * p.kbar_slots + slot0 + j) * p.heads_kv + hk : -1;
+                j >= 0 && j < own ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
             visit(list, row, lane);
         }
     }
@@ -192,15 +194,17 @@ std::size_t int32_bytes(std::int64_t n) {
     return align256(static_cast<std::size_t>(n) * sizeof(std::int32_t));
 }
 
-// Requires block_lists_can_implement(problem, tile_rows).
-Layout layout(const Problem& problem, int tile_rows) {
+// Requires block_lists_can_implement(problem, tile_rows) and 1 <= kv_heads <= heads_kv. A pass
+// of kv_heads kv heads holds the entries, lists and items of the whole problem's bounds scaled
+// by kv_heads / heads_kv (exactly: each bound is a sum over kv heads of equal terms), so the
+// whole problem's int32 checks cover every pass.
+Layout layout(const Problem& problem, int tile_rows, int kv_heads) {
     Layout l;
     l.waves = problem.sel_slots() - 1;
-    l.lists_per_wave =
-        kbar_slots(problem.total_tokens(), problem.block, problem.batch()) * problem.heads_kv;
-    l.lists = block_list_count(problem);
-    l.max_entries = max_list_entries(problem);
-    l.max_items = max_block_items(problem, tile_rows);
+    l.lists_per_wave = kbar_slots(problem.total_tokens(), problem.block, problem.batch()) * kv_heads;
+    l.lists = l.lists_per_wave * l.waves;
+    l.max_entries = problem.total_tokens() * problem.group() * kv_heads * l.waves;
+    l.max_items = l.max_entries / tile_rows + l.lists;
 
     if (l.waves > 0) {
         std::size_t scan_bytes = 0;
@@ -285,20 +289,36 @@ Support block_lists_can_implement(const Problem& problem, int tile_rows) {
 
 std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows) {
     if (!block_lists_can_implement(problem, tile_rows).ok) return 0;
-    return layout(problem, tile_rows).total;
+    return layout(problem, tile_rows, problem.heads_kv).total;
+}
+
+std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows, int kv_heads) {
+    if (!block_lists_can_implement(problem, tile_rows).ok) return 0;
+    if (kv_heads < 1 || kv_heads > problem.heads_kv) {
+        throw std::invalid_argument("block lists: a pass of " + std::to_string(kv_heads) +
+                                    " kv heads, not 1 to " + std::to_string(problem.heads_kv));
+    }
+    return layout(problem, tile_rows, kv_heads).total;
 }
 
 BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seqlens,
                              const std::int32_t* sel, int tile_rows, void* workspace,
-                             bool deterministic, cudaStream_t stream) {
+                             bool deterministic, cudaStream_t stream, const HeadPass& pass) {
     const Support support = block_lists_can_implement(problem, tile_rows);
     if (!support.ok) throw std::invalid_argument("tiled_mma " + support.reason);
+    if (pass.kv0 < 0 || pass.kv_heads < 1 || pass.kv0 + pass.kv_heads > problem.heads_kv ||
+        pass.group != problem.group()) {
+        throw std::invalid_argument("block lists: the pass of kv heads [" + std::to_string(pass.kv0) +
+                                    ", " + std::to_string(pass.kv0 + pass.kv_heads) +
+                                    ") is not inside the problem's " +
+                                    std::to_string(problem.heads_kv));
+    }
     if (workspace == nullptr) {
         throw std::invalid_argument(
             "tiled_mma block lists need a workspace of " +
-            std::to_string(block_lists_workspace_bytes(problem, tile_rows)) + " bytes");
+            std::to_string(block_lists_workspace_bytes(problem, tile_rows, pass.kv_heads)) + " bytes");
     }
-    const Layout l = layout(problem, tile_rows);
+    const Layout l = layout(problem, tile_rows, pass.kv_heads);
     auto* counts = at<std::int32_t>(workspace, l.counts);
     auto* offsets = at<std::int32_t>(workspace, l.offsets);
     auto* first_item = at<std::int32_t>(workspace, l.first_item);
@@ -308,8 +328,8 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
     auto* item_start = at<std::int32_t>(workspace, l.item_start);
     auto* wave_items = at<std::int32_t>(workspace, l.wave_items);
     void* temp = at<unsigned char>(workspace, l.temp);
-    BlockLists out{offsets,   rows,       l.lists,    l.lists_per_wave, l.waves,
-                   item_list, item_start, wave_items, l.max_items};
+    BlockLists out{offsets,    rows,       l.lists,    l.lists_per_wave, l.waves,  pass.kv0,
+                   pass.kv_heads, item_list, item_start, wave_items, l.max_items};
 
     if (l.waves == 0) {  // one slot per row: only own blocks, no list and no item
         MOBA_CUDA_CALL(cudaMemsetAsync(offsets, 0, sizeof(std::int32_t), stream));
@@ -317,16 +337,18 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
         return out;
     }
 
-    const ListParams p{problem.total_tokens() * problem.heads_q,
+    const ListParams p{problem.total_tokens() * pass.q_heads(),
                        kbar_slots(problem.total_tokens(), problem.block, problem.batch()),
                        cu_seqlens,
                        sel,
                        problem.batch(),
                        problem.heads_q,
-                       problem.heads_kv,
                        problem.group(),
                        problem.block,
-                       problem.sel_slots()};
+                       problem.sel_slots(),
+                       pass.kv0,
+                       pass.kv_heads,
+                       pass.q_heads()};
     const unsigned pair_ctas = grid_for(p.pairs);
     const auto list_ends = static_cast<int>(l.lists + 1);
 

@@ -19,12 +19,14 @@
 #include <vector>
 
 #include "kernels/kernel_api.hpp"
+#include "kernels/moba/head_passes.hpp"
 
 namespace moba::sparse {
 
-// Lists: CSR indexed by list = (t * kbar_slots + slot) * Hkv + hk, where t is the position of
-// the entry in its selection row (0 <= t < waves = sel_slots - 1), slot = kbar_base(b) + j
-// (blocks.cuh) for block j of sequence b, and hk the kv head. The lists of wave t are the
+// Lists of one head pass (head_passes.hpp: kv heads [kv0, kv0 + kv_heads); all_heads gives the
+// whole problem's): CSR indexed by list = (t * kbar_slots + slot) * kv_heads + (hk - kv0), where t is
+// the position of the entry in its selection row (0 <= t < waves = sel_slots - 1), slot =
+// kbar_base(b) + j (blocks.cuh) for block j of sequence b, and hk the kv head. The lists of wave t are the
 // contiguous range [t * lists_per_wave, (t+1) * lists_per_wave). Gap slots between sequences
 // have empty lists, and so do blocks j < t when sel is ascending (position t holds a block >= t).
 // A row has one entry per position, so it sits in at most one list of each wave.
@@ -39,8 +41,10 @@ struct BlockLists {
     std::int32_t* offsets;        // [lists + 1] device: list l is rows[offsets[l] .. offsets[l+1])
     std::int32_t* rows;           // [entries] device: token * group + (h % group), token packed
     std::int64_t lists;           // waves * lists_per_wave
-    std::int64_t lists_per_wave;  // kbar_slots * Hkv
+    std::int64_t lists_per_wave;  // kbar_slots * kv_heads
     int waves;                    // sel_slots - 1; 0: no lists, no items
+    int kv0;                      // the pass's first kv head
+    int kv_heads;                 // the pass's kv heads
     std::int32_t* item_list;      // [max_items] device: the item's list
     std::int32_t* item_start;     // [max_items] device: its first entry, relative to offsets[list]
     std::int32_t* wave_items;     // [waves + 1] device: wave t's items are [wave_items[t], [t+1])
@@ -66,15 +70,19 @@ std::int64_t block_list_count(const Problem& problem);
 std::int64_t max_block_items(const Problem& problem, int tile_rows);
 
 // Everything build_block_lists needs, cub's temporary storage included, for the worst case
-// (max_list_entries, max_block_items, deterministic). Asks cub for its temporary storage size
+// (max_list_entries, max_block_items, deterministic) of a pass of kv_heads kv heads (all of the
+// problem's without the argument; 1 <= kv_heads <= heads_kv, else std::invalid_argument). Asks
+// cub for its temporary storage size
 // when there is at least one wave, so it then needs a CUDA device; throws moba::CudaError
 // otherwise. 0 for a refused problem. Decreasing in tile_rows: a workspace sized for tile_rows R
 // also serves builds with tile_rows >= R.
 std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows);
+std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows, int kv_heads);
 
 // Builds the lists and items of `sel` (as gating writes it: ascending, -1 padding; entries that
 // are -1, the own block or a future block are skipped, and the last slot of a row is never read)
-// on `stream`, carving everything out of `workspace` (block_lists_workspace_bytes bytes). The
+// for the rows of the pass's query heads on `stream`, carving everything out of `workspace`
+// (block_lists_workspace_bytes bytes for at least pass.kv_heads). The
 // returned pointers point into the workspace and are valid once the stream reaches them; nothing
 // is copied to the host and the stream is not synchronised. With no wave (sel_slots == 1) it
 // only zeroes offsets[0] and wave_items[0] (no kernel launch). deterministic: each list sorted
@@ -83,7 +91,7 @@ std::size_t block_lists_workspace_bytes(const Problem& problem, int tile_rows);
 // for a refused problem or a null workspace.
 BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seqlens,
                              const std::int32_t* sel, int tile_rows, void* workspace,
-                             bool deterministic, cudaStream_t stream);
+                             bool deterministic, cudaStream_t stream, const HeadPass& pass);
 
 // ---- host emulation (block_lists_host.cpp) --------------------------------------------------
 // The same lists and items built on the CPU, for checking the GPU's result: equal to the

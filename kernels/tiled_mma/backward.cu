@@ -2,7 +2,8 @@
 // m16n8k16 tensor cores with fp32 accumulation, FlashAttention-2 style recomputation of P from
 // the forward's lse. Deterministic: no floating-point atomics; every sum runs in a fixed order.
 //
-// Launch sequence (all on args.stream):
+// Launch sequence (all on args.stream; MoBA steps 2-5 once per head pass, kernels/moba/
+// head_passes.hpp, so dq_acc and the lists hold one range of kv groups):
 //   1. row_stats      stats[token, h] = (lse * log2 e, Delta = dout . out)  [total, Hq] float2
 //                     (kernels/moba/row_stats.hpp)
 //   2. MoBA only: build_block_lists(deterministic) over sel: lists keyed by (wave t, kv block,
@@ -50,6 +51,7 @@
 #include "kernels/tiled_mma/backward_dkdv.cuh"
 #include "kernels/tiled_mma/backward_kernels.cuh"
 #include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/head_passes.hpp"
 #include "kernels/moba/launch.hpp"
 #include "kernels/moba/blocks.cuh"
 #include "kernels/tiled_mma/tiled_mma.hpp"
@@ -66,9 +68,12 @@ constexpr int kGridYMax = 65535;
 // Past-block slots per selection row: the waves of the block lists.
 int waves_of(const Problem& problem) { return problem.sel_slots() - 1; }
 
+// dq_acc of one head pass: [total, kv_heads_per_pass * group, D] fp32.
 std::size_t dq_acc_bytes(const Problem& problem) {
     if (waves_of(problem) == 0) return 0;
-    return sparse::detail::align_up(static_cast<std::size_t>(problem.q_elems()) * sizeof(float));
+    const auto pass_heads = static_cast<std::size_t>(sparse::kv_heads_per_pass(problem) * problem.group());
+    return sparse::detail::align_up(static_cast<std::size_t>(problem.total_tokens()) * pass_heads *
+                                    static_cast<std::size_t>(problem.head_dim) * sizeof(float));
 }
 
 struct Workspace {
@@ -109,7 +114,9 @@ BackwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
             static_cast<T*>(args.dk),
             static_cast<T*>(args.dv),
             ws.stats,
-            ws.dq_acc};
+            ws.dq_acc,
+            0,
+            problem.heads_q};
 }
 
 unsigned grid_for(std::int64_t threads, int per_cta) {
@@ -129,7 +136,7 @@ void launch_dq_causal(const Problem& problem, const BackwardParams<T>& params,
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         static_cast<int>(C::kDqSmemBytes)));
     const int max_tiles = query_tiles(problem);
-    const dim3 grid(static_cast<unsigned>(max_tiles) * static_cast<unsigned>(problem.heads_q),
+    const dim3 grid(static_cast<unsigned>(max_tiles) * static_cast<unsigned>(params.acc_heads),
                     static_cast<unsigned>(problem.batch()));
     kernel<<<grid, C::kThreads, C::kDqSmemBytes, stream>>>(params, max_tiles);
     MOBA_CHECK_LAUNCH();
@@ -148,9 +155,9 @@ void launch_dq_waves(const Problem& problem, const BackwardParams<T>& params,
         kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, sparse::detail::wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
-    const std::int64_t elems = problem.q_elems();
+    const std::int64_t elems = problem.total_tokens() * params.acc_heads * kD;
     const int threads = 256;
-    finalize_dq<T><<<grid_for(elems / 4, threads), threads, 0, stream>>>(params, elems);
+    finalize_dq<T, kD><<<grid_for(elems / 4, threads), threads, 0, stream>>>(params, elems);
     MOBA_CHECK_LAUNCH();
 }
 
@@ -178,7 +185,7 @@ void launch_dkdv(const Problem& problem, const BackwardParams<T>& params, const 
             static_cast<unsigned>(problem.batch()));
     } else {
         grid = dim3(static_cast<unsigned>(moba_key_ctas(problem)),
-                    static_cast<unsigned>(problem.heads_kv));
+                    static_cast<unsigned>(lists.kv_heads));
     }
     kernel<<<grid, BwdTile<T, kD>::kThreads, K::kSmemBytes, stream>>>(params, lists,
                                                                       tiles_per_block(problem));
@@ -229,7 +236,7 @@ std::size_t dense_backward_workspace_bytes(const Problem& problem) {
 std::size_t backward_workspace_bytes(const Problem& problem) {
     if (!backward_can_implement(problem).ok) return 0;
     return sparse::row_stats_bytes(problem) + dq_acc_bytes(problem) +
-           sparse::block_lists_workspace_bytes(problem, kItemRows);
+           sparse::block_lists_workspace_bytes(problem, kItemRows, sparse::kv_heads_per_pass(problem));
 }
 
 void backward(const AttentionArgs& args) {
@@ -249,17 +256,25 @@ void backward(const AttentionArgs& args) {
         const BackwardParams<T> params = make_params<T>(args, ws);
         if (waves == 0) {  // k = 1 (or one block): own blocks only, no lists
             launch_dq_causal<T, kD, false, false>(problem, params, args.stream);
-            launch_dkdv<T, kD, false>(problem, params, ListView{nullptr, nullptr, 0, 0},
+            launch_dkdv<T, kD, false>(problem, params, ListView{nullptr, nullptr, 0, 0, 0, problem.heads_kv},
                                       args.stream);
             return;
         }
-        const sparse::BlockLists lists = sparse::build_block_lists(problem, args.cu_seqlens, args.sel, kItemRows,
-                                                   ws.lists, /*deterministic=*/true, args.stream);
-        launch_dq_causal<T, kD, false, true>(problem, params, args.stream);
-        launch_dq_waves<T, kD>(problem, params, lists, args.stream);
-        launch_dkdv<T, kD, false>(
-            problem, params, ListView{lists.offsets, lists.rows, lists.lists_per_wave, lists.waves},
-            args.stream);
+        // One head pass after another (kernels/moba/head_passes.hpp), each reusing dq_acc and
+        // the lists. A pass holds whole kv groups, so its dK/dV are complete when it ends.
+        sparse::for_each_head_pass(problem, [&](const sparse::HeadPass& pass) {
+            BackwardParams<T> pass_params = params;
+            pass_params.acc_head0 = pass.q0();
+            pass_params.acc_heads = pass.q_heads();
+            const sparse::BlockLists lists = sparse::build_block_lists(
+                problem, args.cu_seqlens, args.sel, kItemRows, ws.lists, /*deterministic=*/true, args.stream, pass);
+            launch_dq_causal<T, kD, false, true>(problem, pass_params, args.stream);
+            launch_dq_waves<T, kD>(problem, pass_params, lists, args.stream);
+            launch_dkdv<T, kD, false>(problem, pass_params,
+                                      ListView{lists.offsets, lists.rows, lists.lists_per_wave, lists.waves,
+                                               lists.kv0, lists.kv_heads},
+                                      args.stream);
+        });
     });
 }
 
@@ -277,7 +292,8 @@ void dense_backward(const AttentionArgs& args) {
         constexpr int kD = decltype(dim)::value;
         const BackwardParams<T> params = make_params<T>(args, ws);
         launch_dq_causal<T, kD, true, false>(args.problem, params, args.stream);
-        launch_dkdv<T, kD, true>(args.problem, params, ListView{nullptr, nullptr, 0, 0}, args.stream);
+        launch_dkdv<T, kD, true>(args.problem, params, ListView{nullptr, nullptr, 0, 0, 0, problem.heads_kv},
+                                 args.stream);
     });
 }
 

@@ -19,8 +19,9 @@ Support dense_backward_can_implement(const Problem& problem);
 Support backward_can_implement(const Problem& problem);
 
 // Workspace: row statistics [total, Hq] float2 (lse * log2 e, Delta); for MoBA with past-block
-// slots (sel_slots > 1) an fp32 dQ accumulator [total, Hq, D] and the block lists' workspace
-// (block_lists.hpp, deterministic lists of 64-row items). 0 for a refused problem. The MoBA
+// slots (sel_slots > 1) an fp32 dQ accumulator [total, pass heads, D] and the block lists'
+// workspace (block_lists.hpp, deterministic lists of 64-row items), both for one head pass
+// (kernels/moba/head_passes.hpp). 0 for a refused problem. The MoBA
 // size asks cub for its temporary storage size, so it needs a CUDA device.
 std::size_t backward_workspace_bytes(const Problem& problem);
 std::size_t dense_backward_workspace_bytes(const Problem& problem);

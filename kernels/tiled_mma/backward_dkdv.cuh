@@ -62,8 +62,10 @@ struct KvTile {
 struct ListView {
     const std::int32_t* offsets;  // list l: rows[offsets[l] .. offsets[l+1])
     const std::int32_t* rows;     // token * group + h % group
-    std::int64_t lists_per_wave;  // kbar_slots * Hkv
+    std::int64_t lists_per_wave;  // kbar_slots * kv_heads
     int waves;
+    int kv0;       // the head pass (kernels/moba/head_passes.hpp): kv heads [kv0, kv0 + kv_heads),
+    int kv_heads;  // grid y of a MoBA launch
 };
 
 // Position in the CTA's row sequence: segment t in [0, waves) is the list of wave t, segment
@@ -149,7 +151,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
     int key0 = 0;
     int key_end = 0;
     int row_end = 0;
-    std::int64_t list0 = 0;  // slot * Hkv + hk: the tile's list within each wave
+    std::int64_t list0 = 0;  // slot * kv_heads + hk - kv0: the tile's list within each wave
     if constexpr (kDense) {
         b = blockIdx.y;
         hk = static_cast<int>(blockIdx.x % s.heads_kv);
@@ -158,7 +160,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
         if (key0 >= len) return;
         row_end = len;
     } else {
-        hk = blockIdx.y;
+        hk = lists.kv0 + static_cast<int>(blockIdx.y);
         const std::int64_t slot = blockIdx.x / tiles_per_block;
         const int tile = static_cast<int>(blockIdx.x % tiles_per_block);
         b = sparse::chunk_sequence(p.cu, s.batch, slot, s.block);
@@ -168,7 +170,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
         row_end = static_cast<int>(min(block_start + s.block, static_cast<std::int64_t>(len)));
         key0 = static_cast<int>(block_start) + tile * C::kKeys;
         if (key0 >= row_end) return;  // a tile past a partial last block
-        list0 = slot * s.heads_kv + hk;
+        list0 = slot * lists.kv_heads + hk - lists.kv0;
     }
     key_end = min(key0 + C::kKeys, row_end);
     const std::int64_t key_token0 = p.cu[b] + key0;  // packed token of the tile's first key

@@ -50,7 +50,9 @@ struct BackwardParams {
     T* dk;                   // [total, Hkv, D]
     T* dv;                   // [total, Hkv, D]
     float2* stats;           // [total, Hq] workspace: (lse * log2 e, Delta)
-    float* dq_acc;           // [total, Hq, D] workspace, unscaled (MoBA with waves only)
+    float* dq_acc;           // [total, acc_heads, D] workspace, unscaled (MoBA with waves only)
+    int acc_head0;           // dq_acc's head pass (kernels/moba/head_passes.hpp): query heads
+    int acc_heads;           // [acc_head0, acc_head0 + acc_heads); heads_q without waves
 };
 
 // Tile geometry shared by every backward kernel: 4 warps, 64-row query tiles, 64-key tiles,
@@ -244,10 +246,11 @@ __device__ void dq_attend(T* smem, const KeySpan<T>& keys, const int (&lo)[2], c
     __syncthreads();  // shared memory may be refilled by the caller
 }
 
-// One CTA per (64-row query tile, query head, sequence): blockIdx.x = n * Hq + h with tiles
-// taken last-first (the longest causal ranges start first), blockIdx.y = sequence.
-// kDense: keys from 0 (full causal). Otherwise keys from the row's own MoBA block start.
-// kAccum: write the unscaled fp32 accumulator for the sparse waves; else dq = scale * sum.
+// One CTA per (64-row query tile, query head of the pass, sequence): blockIdx.x = n * acc_heads
+// + h - acc_head0 with tiles taken last-first (the longest causal ranges start first),
+// blockIdx.y = sequence. kDense: keys from 0 (full causal). Otherwise keys from the row's own
+// MoBA block start. kAccum: write the unscaled fp32 accumulator of the pass for the sparse waves;
+// else dq = scale * sum.
 template <typename T, int kD, bool kDense, bool kAccum>
 __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
     dq_causal(BackwardParams<T> p, int max_tiles) {
@@ -257,8 +260,8 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
     auto* q_offset = reinterpret_cast<std::int64_t*>(smem + 6 * C::kTileElems);
 
     const BackwardShape& s = p.s;
-    const int h = static_cast<int>(blockIdx.x % s.heads_q);
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / s.heads_q);
+    const int h = p.acc_head0 + static_cast<int>(blockIdx.x % p.acc_heads);
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / p.acc_heads);
     const int b = blockIdx.y;
     const std::int64_t start = p.cu[b];
     const int len = p.cu[b + 1] - p.cu[b];
@@ -301,10 +304,11 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         if (row_id[r] < 0) continue;
+        const std::int64_t acc_row = (start + q0 + 16 * warp + g + 8 * r) * p.acc_heads + h - p.acc_head0;
 #pragma unroll
         for (int j = 0; j < kD / 8; ++j) {
             if constexpr (kAccum) {
-                store_pair(p.dq_acc + row_id[r] * kD + 8 * j + 2 * t, dq[j][2 * r],
+                store_pair(p.dq_acc + acc_row * kD + 8 * j + 2 * t, dq[j][2 * r],
                            dq[j][2 * r + 1]);
             } else {
                 store_pair(p.dq + row_id[r] * kD + 8 * j + 2 * t, dq[j][2 * r] * s.scale,
@@ -332,7 +336,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 
     for (int item = first + static_cast<int>(blockIdx.x); item < last;
          item += static_cast<int>(gridDim.x)) {
-        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
+        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.block);
         const int hk = it.hk;
         const std::int64_t key_start = it.key_start;
 
@@ -363,7 +367,7 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             if (off[r] < 0) continue;
-            float* dst = p.dq_acc + off[r];
+            float* dst = p.dq_acc + sparse::detail::pass_offset<kD>(off[r], s.heads_q, p.acc_head0, p.acc_heads);
 #pragma unroll
             for (int j = 0; j < kD / 8; ++j) {
                 float2* cell = reinterpret_cast<float2*>(dst + 8 * j + 2 * t);
@@ -374,14 +378,19 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
     }
 }
 
-// dq = scale * dq_acc in the dtype, 4 elements per thread.
-template <typename T>
+// dq = scale * dq_acc in the dtype for the pass's rows (elems = total * acc_heads * kD),
+// 4 elements per thread.
+template <typename T, int kD>
 __global__ void finalize_dq(BackwardParams<T> p, std::int64_t elems) {
     for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
          i < elems; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x * 4) {
+        const std::int64_t row = i / kD;  // dq_acc's row
+        const std::int64_t token = row / p.acc_heads;
+        const int h = p.acc_head0 + static_cast<int>(row - token * p.acc_heads);
+        T* dq = p.dq + (token * p.s.heads_q + h) * kD + i % kD;
         const float4 a = *reinterpret_cast<const float4*>(p.dq_acc + i);
-        store_pair(p.dq + i, a.x * p.s.scale, a.y * p.s.scale);
-        store_pair(p.dq + i + 2, a.z * p.s.scale, a.w * p.s.scale);
+        store_pair(dq, a.x * p.s.scale, a.y * p.s.scale);
+        store_pair(dq + 2, a.z * p.s.scale, a.w * p.s.scale);
     }
 }
 

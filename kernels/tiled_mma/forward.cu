@@ -98,7 +98,7 @@ Support can_implement(const Problem& problem) {
 
 std::size_t attention_workspace_bytes(const Problem& problem) {
     if (!can_implement(problem).ok) return 0;
-    return sparse::accumulator_bytes(problem) +
+    return sparse::accumulator_bytes(problem, problem.heads_q) +
            sparse::block_lists_workspace_bytes(problem, TileOf<__half, 64>::kRows);
 }
 
@@ -108,7 +108,9 @@ void forward(const AttentionArgs& args) {
     if (args.workspace == nullptr)
         throw std::invalid_argument(fmt::format("tiled_mma forward needs a workspace of {} bytes",
                                                 attention_workspace_bytes(problem)));
-    const sparse::ForwardWorkspace ws = sparse::carve_forward_workspace(problem, args.workspace);
+    // One pass over every head (the accumulator's rows are the q rows: forward_kernels.cuh
+    // indexes both alike); wgmma_moba's forward is the one that runs head passes.
+    const sparse::ForwardWorkspace ws = sparse::carve_forward_workspace(problem, problem.heads_q, args.workspace);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
@@ -116,7 +118,8 @@ void forward(const AttentionArgs& args) {
         launch_causal<T, kD, false>(problem, params, args.stream);
         const sparse::BlockLists lists = sparse::build_block_lists(problem, args.cu_seqlens, args.sel,
                                                    TileOf<T, kD>::kRows, ws.lists,
-                                                   /*deterministic=*/false, args.stream);
+                                                   /*deterministic=*/false, args.stream,
+                                                   sparse::all_heads(problem));
         launch_waves<T, kD>(params, lists, args.stream);
     });
     sparse::finalize(problem, ws.acc, args.out, args.lse, args.stream);

@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
 
     for (int item = first + static_cast<int>(blockIdx.x); item < last;
          item += static_cast<int>(gridDim.x)) {
-        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.heads_kv, s.block);
+        const sparse::detail::WaveItem it = sparse::detail::decode_item<C::kRows>(w, item, p.cu, s.batch, s.block);
         const int hk = it.hk;
         const std::int64_t key_start = it.key_start;
 

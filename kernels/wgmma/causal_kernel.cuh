@@ -41,8 +41,10 @@ struct KernelParams {
     float scale_log2;   // softmax scale * log2(e)
     // Own-block mode only (after the dense fields, so the dense mode's code is unchanged).
     int block;          // MoBA block size Bs
-    float* acc_o;       // [total, Hq, D] fp32, unnormalised
-    float2* acc_ml;     // [total, Hq] (m, l): m in the log2 domain, l the full row sum
+    float* acc_o;       // [total, acc_heads, D] fp32, unnormalised
+    float2* acc_ml;     // [total, acc_heads] (m, l): m in the log2 domain, l the full row sum
+    int acc_head0;      // the head pass (kernels/moba/head_passes.hpp): query heads
+    int acc_heads;      // [acc_head0, acc_head0 + acc_heads), the grid's heads
 };
 
 // The own-block mode stores each row's accumulator against the reference m + kWaveRefOffset
@@ -138,9 +140,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     // x = (reversed tile) * Hq + head: CTAs are dispatched x fastest, so every head's longest
     // tiles start first and the short ones fill the tail of the grid. Tiles share x with the
     // heads (not grid y, at most 65535 tiles: 8M tokens) so 10M-token sequences launch.
+    // Own block: the grid covers the head pass's heads only.
     const int b = blockIdx.z;
-    const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.heads_q));
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.heads_q));
+    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
+    const int h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
     const int q0 = tile * S::kBlockM;
@@ -241,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     // Epilogue for the rows inside the sequence. Dense: out = O / l, lse = ln 2 * (m + log2 l).
-    // Own block: the raw accumulator, row id token * Hq + h.
+    // Own block: the raw accumulator, row id token * acc_heads + h - acc_head0.
     const int t = lane % 4;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -251,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (pos >= len) continue;
         const std::int64_t token = static_cast<std::int64_t>(start) + pos;
         if constexpr (kOwnBlock) {
-            const std::int64_t row = token * p.heads_q + h;
+            const std::int64_t row = token * p.acc_heads + h - p.acc_head0;
             float* dst = p.acc_o + row * kD;
 #pragma unroll
             for (int i = 0; i < kD / 8; ++i)

@@ -38,12 +38,14 @@ void launch(const AttentionArgs& args, const sparse::Accumulator* acc) {
                               static_cast<float>(problem.scale() * kLog2e),
                               problem.block,
                               acc != nullptr ? acc->o : nullptr,
-                              acc != nullptr ? acc->ml : nullptr};
+                              acc != nullptr ? acc->ml : nullptr,
+                              acc != nullptr ? acc->head0 : 0,
+                              acc != nullptr ? acc->heads : problem.heads_q};
     const auto kernel = causal_kernel<T, kD, kOwnBlock>;
     constexpr int kSmem = static_cast<int>(SmemPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
-    const dim3 grid(static_cast<unsigned>(problem.heads_q * max_tiles), 1, static_cast<unsigned>(problem.batch()));
+    const dim3 grid(static_cast<unsigned>(params.acc_heads * max_tiles), 1, static_cast<unsigned>(problem.batch()));
     kernel<<<grid, kThreads, kSmem, args.stream>>>(q_map, k_map, v_map, params, max_tiles);
     MOBA_CHECK_LAUNCH();
 }

@@ -1,4 +1,5 @@
-// Host side of the wgmma MoBA forward (wgmma.hpp): the launch sequence on args.stream,
+// Host side of the wgmma MoBA forward (wgmma.hpp): the launch sequence on args.stream, for each
+// head pass (kernels/moba/head_passes.hpp: ranges of kv heads whose accumulator fits the budget),
 //   1. own-block pass: the causal kernel (causal_kernel.cuh) in own-block mode writes the fp32
 //      accumulator (O, m, l) of every row over its own block up to itself;
 //   2. the inverse block lists of sel (kernels/moba/block_lists.hpp), items of 128 rows (one CTA);
@@ -16,6 +17,7 @@
 #include "core/dispatch.hpp"
 #include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/head_passes.hpp"
 #include "kernels/moba/launch.hpp"  // persistent_ctas
 #include "kernels/wgmma/launch.hpp"
 #include "kernels/wgmma/tensor_map.hpp"
@@ -42,10 +44,11 @@ void launch_waves(const AttentionArgs& args, const sparse::Accumulator& acc,
                                     acc.ml,
                                     problem.batch(),
                                     problem.heads_q,
-                                    problem.heads_kv,
                                     problem.group(),
                                     problem.block,
-                                    static_cast<float>(problem.scale() * kLog2e)};
+                                    static_cast<float>(problem.scale() * kLog2e),
+                                    acc.head0,
+                                    acc.heads};
     const auto kernel = detail::sparse_wave_kernel<T, kD>;
     constexpr int kSmem = static_cast<int>(detail::WaveSmemPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -66,7 +69,9 @@ Support moba_can_implement(const Problem& problem) {
 
 std::size_t moba_workspace_bytes(const Problem& problem) {
     if (!moba_can_implement(problem).ok) return 0;
-    return sparse::accumulator_bytes(problem) + sparse::block_lists_workspace_bytes(problem, kTileRows);
+    const int kv_heads = sparse::kv_heads_per_pass(problem);
+    return sparse::accumulator_bytes(problem, kv_heads * problem.group()) +
+           sparse::block_lists_workspace_bytes(problem, kTileRows, kv_heads);
 }
 
 void moba_forward(const AttentionArgs& args) {
@@ -77,14 +82,21 @@ void moba_forward(const AttentionArgs& args) {
     if (args.workspace == nullptr)
         throw std::invalid_argument(fmt::format("wgmma_moba forward needs a workspace of {} bytes",
                                                 moba_workspace_bytes(problem)));
-    const sparse::ForwardWorkspace ws = sparse::carve_forward_workspace(problem, args.workspace);
-    detail::launch_causal(args, &ws.acc);
-    const sparse::BlockLists lists = sparse::build_block_lists(
-        problem, args.cu_seqlens, args.sel, kTileRows, ws.lists, /*deterministic=*/false, args.stream);
-    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
-        launch_waves<decltype(tag), decltype(dim)::value>(args, ws.acc, lists);
+    const sparse::ForwardWorkspace ws = sparse::carve_forward_workspace(
+        problem, sparse::kv_heads_per_pass(problem) * problem.group(), args.workspace);
+    // One head pass after another on the stream, each reusing the accumulator and lists.
+    sparse::for_each_head_pass(problem, [&](const sparse::HeadPass& pass) {
+        sparse::Accumulator acc = ws.acc;
+        acc.head0 = pass.q0();
+        acc.heads = pass.q_heads();
+        detail::launch_causal(args, &acc);
+        const sparse::BlockLists lists = sparse::build_block_lists(
+            problem, args.cu_seqlens, args.sel, kTileRows, ws.lists, /*deterministic=*/false, args.stream, pass);
+        dispatch_tensor_core(problem, [&](auto tag, auto dim) {
+            launch_waves<decltype(tag), decltype(dim)::value>(args, acc, lists);
+        });
+        sparse::finalize(problem, acc, args.out, args.lse, args.stream);
     });
-    sparse::finalize(problem, ws.acc, args.out, args.lse, args.stream);
 }
 
 }  // namespace moba::wgmma

@@ -2,7 +2,8 @@
 // one wave of the inverse block lists (kernels/moba/block_lists.hpp, wave_items.cuh). An item is up to
 // 128 (token, query head) rows, any heads of one kv group, that chose the same past MoBA block
 // as their t-th block: their Q rows are gathered, the block's K/V streamed once for all of them
-// (the GQA sharing), and each row's partial (O, m, l) merged into its fp32 accumulator. A row is
+// (the GQA sharing), and each row's partial (O, m, l) merged into its fp32 accumulator (the head
+// pass's rows: kernels/moba/head_passes.hpp). A row is
 // in at most one list per wave, so the merge needs no ordering between CTAs.
 //
 // Same warpgroup split and tile steps as causal_kernel.cuh (tile.cuh), 3 warpgroups:
@@ -37,14 +38,15 @@ namespace moba::wgmma::detail {
 struct WaveParams {
     const void* q;                // [total, Hq, D] in the dtype
     const std::int32_t* cu_seqlens;
-    float* acc_o;                 // [total, Hq, D] fp32 accumulator (launch.hpp's Accumulator)
-    float2* acc_ml;               // [total, Hq] (m, l)
+    float* acc_o;                 // [total, acc_heads, D] fp32 accumulator (kernels/moba/accumulator.hpp)
+    float2* acc_ml;               // [total, acc_heads] (m, l)
     int batch;
     int heads_q;
-    int heads_kv;
     int group;                    // Hq / Hkv
     int block;                    // MoBA block size Bs
     float scale_log2;             // softmax scale * log2(e)
+    int acc_head0;                // the head pass: query heads [acc_head0, acc_head0 + acc_heads)
+    int acc_heads;
 };
 
 // The gatherers are one warp short of a warpgroup: warp 0 issues the K/V loads.
@@ -124,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             int n = 0;  // key tiles issued by this CTA over all its items: the ring position
             for (int item = first; item < last; item += stride) {
                 const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
-                    w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
+                    w, item, p.cu_seqlens, p.batch, p.block);
                 for (int j = 0; j < key_tiles; ++j, ++n)
                     issue_kv_tile<kD>(ring, &k_map, &v_map, n, it.hk,
                                       static_cast<int>(it.key_start) + j * S::kBlockN);
@@ -135,7 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int item = first; item < last; item += stride, ++local) {
                 const int b = local & 1;
                 const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
-                    w, item, p.cu_seqlens, p.batch, p.heads_kv, p.block);
+                    w, item, p.cu_seqlens, p.batch, p.block);
                 // Item local - 2 used this buffer: its consumers have merged (read its offsets).
                 if (local >= 2) mbar_wait(&q_empty[b], ((local - 2) / 2) & 1);
                 std::int64_t* offsets = row_offsets + b * Wave::kRows;
@@ -143,7 +145,9 @@ __global__ void __launch_bounds__(kThreads, 1)
                 for (int r = tid; r < Wave::kRows; r += kGatherThreads) {
                     const std::int64_t off = item_row_offset<kD>(w, it, r, p.group, p.heads_q);
                     offsets[r] = off;
-                    refs[r] = off >= 0 ? p.acc_ml[off / kD].x : 0.0f;
+                    refs[r] = off >= 0 ? p.acc_ml[sparse::detail::pass_offset<kD>(off, p.heads_q, p.acc_head0,
+                                                                                   p.acc_heads) / kD].x
+                                       : 0.0f;
                 }
                 named_barrier_sync(1, kGatherThreads);  // every gatherer reads every offset
                 gather_tile<kD, S::kBlockM>(q_tile(b), p.q, tid, kGatherThreads,
@@ -203,8 +207,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < 2; ++r) {
             l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
             l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-            const std::int64_t off = offsets[acc_row(r)];
-            if (off < 0) continue;
+            const std::int64_t q_off = offsets[acc_row(r)];
+            if (q_off < 0) continue;
+            const std::int64_t off = sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0, p.acc_heads);
             // The accumulator's reference (finite: the own block saw at least the row itself).
             const float ref = refs[acc_row(r)];
             float* dst = p.acc_o + off;

@@ -1,0 +1,37 @@
+// Head passes (head_passes.hpp): the accumulator budget and the pass size.
+#include "kernels/moba/head_passes.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace moba::sparse {
+
+std::size_t accumulator_budget_bytes() {
+    constexpr std::size_t kDefaultMiB = 2048;
+    const char* text = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    if (text == nullptr || *text == '\0') return kDefaultMiB << 20;
+    errno = 0;
+    char* end = nullptr;
+    const long long mib = std::strtoll(text, &end, 10);
+    if (errno != 0 || *end != '\0' || mib < 1 || mib > (LLONG_MAX >> 20)) {
+        throw std::invalid_argument(std::string("MOBA_ACCUMULATOR_BUDGET_MIB must be a positive "
+                                                "integer of MiB, not '") + text + "'");
+    }
+    return static_cast<std::size_t>(mib) << 20;
+}
+
+int kv_heads_per_pass(const Problem& problem) {
+    problem.validate();
+    const auto rows_per_kv_head =
+        static_cast<std::size_t>(problem.total_tokens()) * static_cast<std::size_t>(problem.group());
+    const std::size_t bytes_per_row = static_cast<std::size_t>(problem.head_dim) * sizeof(float) + 2 * sizeof(float);
+    const std::size_t per_kv_head = rows_per_kv_head * bytes_per_row;
+    if (per_kv_head == 0) return problem.heads_kv;
+    const std::size_t fit = accumulator_budget_bytes() / per_kv_head;
+    return static_cast<int>(std::clamp<std::size_t>(fit, 1, static_cast<std::size_t>(problem.heads_kv)));
+}
+
+}  // namespace moba::sparse
