@@ -147,9 +147,11 @@ TEST(HeadPasses, FollowTheAccumulatorBudget) {
     EXPECT_EQ(passes[1].q0(), 4);
     ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "1", 1);
     EXPECT_EQ(kv_heads_per_pass(small), 1);
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "0", 1);  // one kv head per pass, however small
+    EXPECT_EQ(kv_heads_per_pass(make({300, 45, 1}, 4, 2, 64, 32, 3)), 1);
     ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "1000000", 1);
     EXPECT_EQ(kv_heads_per_pass(big), 8);
-    for (const char* bad : {"0", "-4", "2GiB", "1.5", "99999999999999999999"}) {
+    for (const char* bad : {"-4", "2GiB", "1.5", " 8", "99999999999999999999"}) {
         ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", bad, 1);
         try {
             (void)kv_heads_per_pass(small);

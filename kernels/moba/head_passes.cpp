@@ -1,6 +1,7 @@
 // Head passes (head_passes.hpp): the accumulator budget and the pass size.
 #include "kernels/moba/head_passes.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -16,9 +17,10 @@ std::size_t accumulator_budget_bytes() {
     errno = 0;
     char* end = nullptr;
     const long long mib = std::strtoll(text, &end, 10);
-    if (errno != 0 || *end != '\0' || mib < 1 || mib > (LLONG_MAX >> 20)) {
-        throw std::invalid_argument(std::string("MOBA_ACCUMULATOR_BUDGET_MIB must be a positive "
-                                                "integer of MiB, not '") + text + "'");
+    if (errno != 0 || *end != '\0' || !std::isdigit(static_cast<unsigned char>(*text)) ||
+        mib > (LLONG_MAX >> 20)) {
+        throw std::invalid_argument(std::string("MOBA_ACCUMULATOR_BUDGET_MIB must be a whole "
+                                                "number of MiB (0 or more), not '") + text + "'");
     }
     return static_cast<std::size_t>(mib) << 20;
 }

@@ -30,9 +30,9 @@ inline HeadPass all_heads(const Problem& problem) {
     return {0, problem.heads_kv, problem.group()};
 }
 
-// Bytes the accumulators may take: MOBA_ACCUMULATOR_BUDGET_MIB from the environment (a positive
-// integer of MiB), 2048 MiB without it. Read at every call, so a test can change it. Throws
-// std::invalid_argument naming the value when it is not a positive integer.
+// Bytes the accumulators may take: MOBA_ACCUMULATOR_BUDGET_MIB from the environment (a whole
+// number of MiB; 0 makes every pass one kv head), 2048 MiB without it. Read at every call, so a
+// test can change it. Throws std::invalid_argument naming the value when it is not a whole number.
 std::size_t accumulator_budget_bytes();
 
 // The kv heads of each pass: as many as keep the forward's accumulator (O and (m, l), the larger
