@@ -20,6 +20,7 @@
 #include "harness/key_sampling.hpp"
 #include "harness/device_random.hpp"
 #include "harness/gpu_run.hpp"
+#include "harness/report.hpp"  // kernel_env_prefix
 #include "reference/reference.hpp"
 
 namespace moba {
@@ -38,8 +39,9 @@ std::string gating_label(const Implementation& impl, Phase phase, GatingMode gat
 
 std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold) {
     const CommandNaming naming = command_naming(impl);
-    return fmt::format("{} bench {} --seed {} {} --phase {} --gating {}{}", naming.tool, s.problem.flags(), s.seed,
-                       naming.impl_flags, to_string(phase), to_string(gating), cold ? " --cold" : "");
+    return kernel_env_prefix() + fmt::format("{} bench {} --seed {} {} --phase {} --gating {}{}", naming.tool,
+                                             s.problem.flags(), s.seed, naming.impl_flags, to_string(phase),
+                                             to_string(gating), cold ? " --cold" : "");
 }
 
 namespace {

@@ -19,6 +19,7 @@
 #include "harness/inputs.hpp"
 #include "harness/naive_baseline.hpp"
 #include "harness/records.hpp"
+#include "harness/report.hpp"  // kernel_env_prefix
 #include "reference/gpu/attention64.hpp"
 #include "reference/reference.hpp"
 
@@ -532,8 +533,8 @@ void PrintTo(const CheckCase& c, std::ostream* os) {
 
 std::string reproduce_command(const CheckCase& c, const std::string& impl, ReferenceKind ref) {
     const CommandNaming naming = command_naming(impl);
-    std::string cmd = fmt::format("{} check {} --seed {} --inputs {}", naming.tool, c.problem.flags(), c.seed,
-                                  to_string(c.inputs));
+    std::string cmd = kernel_env_prefix() + fmt::format("{} check {} --seed {} --inputs {}", naming.tool,
+                                                        c.problem.flags(), c.seed, to_string(c.inputs));
     if (impl != kBaselineName) cmd += " " + naming.impl_flags;
     if (ref == ReferenceKind::gpu) cmd += " --reference gpu";
     return cmd;

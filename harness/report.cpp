@@ -1,6 +1,7 @@
 #include "harness/report.hpp"
 
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <stdexcept>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "harness/version.hpp"
+#include "kernels/moba/head_passes.hpp"  // kAccumulatorBudgetEnv
 
 namespace moba {
 
@@ -61,12 +63,33 @@ std::vector<std::string>& invocation_override() {
 
 void set_invocation_override(std::vector<std::string> argv) { invocation_override() = std::move(argv); }
 
+namespace {
+// The set kernel-affecting variables, name -> value.
+std::vector<std::pair<std::string, std::string>> kernel_env() {
+    std::vector<std::pair<std::string, std::string>> set;
+    for (const char* name : {sparse::kAccumulatorBudgetEnv}) {
+        const char* value = std::getenv(name);
+        if (value != nullptr && *value != '\0') set.emplace_back(name, value);
+    }
+    return set;
+}
+}  // namespace
+
+std::string kernel_env_prefix() {
+    std::string prefix;
+    for (const auto& [name, value] : kernel_env()) prefix += shell_join({name + "=" + value}) + " ";
+    return prefix;
+}
+
 nlohmann::json meta_json(const std::string& tool, const std::vector<std::string>& argv) {
     char host[256] = {0};
     gethostname(host, sizeof host - 1);
+    nlohmann::json env = nlohmann::json::object();
+    for (const auto& [name, value] : kernel_env()) env[name] = value;
     return {{"tool", tool},
             {"argv", argv},
-            {"command", shell_join(invocation_override().empty() ? argv : invocation_override())},
+            {"command", kernel_env_prefix() + shell_join(invocation_override().empty() ? argv : invocation_override())},
+            {"kernel_env", env},
             {"git_sha", git_sha()},
             {"git_dirty", git_dirty()},
             {"version", project_version()},

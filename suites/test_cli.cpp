@@ -475,6 +475,34 @@ TEST(Binary, SmallCheckWritesACompleteReport) {
     }
 }
 
+// A kernel-affecting variable (the head passes' budget, kernels/moba/head_passes.hpp) is part of
+// every command a report prints, and listed in meta.kernel_env; without it the commands are plain.
+TEST(Binary, KernelEnvironmentIsPartOfEveryCommand) {
+    const std::string args = "check --seqlens 70,5 --heads 2 --kv-heads 1 --head-dim 16 --block 8 --topk 2 --out ";
+    const fs::path with = scratch("moba_cli_kernel_env.json");
+    const fs::path without = scratch("moba_cli_no_kernel_env.json");
+    const MobaRun a = moba::test::run_binary("MOBA_ACCUMULATOR_BUDGET_MIB=0 " + std::string(MOBA_BINARY),
+                                             args + with.string(), "moba_cli_test.log");
+    ASSERT_EQ(a.status, 0) << a.output;
+    const MobaRun b = moba::test::run_binary("env -u MOBA_ACCUMULATOR_BUDGET_MIB " + std::string(MOBA_BINARY),
+                                             args + without.string(), "moba_cli_test.log");
+    ASSERT_EQ(b.status, 0) << b.output;
+    std::ifstream in_a(with);
+    const auto doc_a = nlohmann::json::parse(in_a);
+    EXPECT_EQ(doc_a["meta"]["kernel_env"], nlohmann::json({{"MOBA_ACCUMULATOR_BUDGET_MIB", "0"}}));
+    EXPECT_EQ(doc_a["meta"]["command"].get<std::string>().rfind("MOBA_ACCUMULATOR_BUDGET_MIB=0 ", 0), 0u);
+    ASSERT_GT(doc_a["records"].size(), 0u);
+    for (const auto& rec : doc_a["records"])
+        EXPECT_EQ(rec["command"].get<std::string>().rfind("MOBA_ACCUMULATOR_BUDGET_MIB=0 ", 0), 0u) << rec["command"];
+    std::ifstream in_b(without);
+    const auto doc_b = nlohmann::json::parse(in_b);
+    EXPECT_TRUE(doc_b["meta"]["kernel_env"].empty());
+    EXPECT_EQ(doc_b["meta"]["command"].get<std::string>().find("MOBA_ACCUMULATOR"), std::string::npos);
+    for (const auto& rec : doc_b["records"])
+        EXPECT_EQ(rec["command"].get<std::string>().find("MOBA_ACCUMULATOR"), std::string::npos) << rec["command"];
+    EXPECT_EQ(run_moba("validate " + with.string()).status, 0);
+}
+
 // Every committed report (moba check, bench, paper and the PyTorch anchors script) follows the
 // schema; a broken one is refused with the pointer of the violation.
 TEST(Binary, ValidateCommittedReportsAndRefuseABrokenOne) {

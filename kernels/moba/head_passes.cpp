@@ -12,7 +12,7 @@ namespace moba::sparse {
 
 std::size_t accumulator_budget_bytes() {
     constexpr std::size_t kDefaultMiB = 2048;
-    const char* text = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const char* text = std::getenv(kAccumulatorBudgetEnv);
     if (text == nullptr || *text == '\0') return kDefaultMiB << 20;
     errno = 0;
     char* end = nullptr;

@@ -30,6 +30,10 @@ inline HeadPass all_heads(const Problem& problem) {
     return {0, problem.heads_kv, problem.group()};
 }
 
+// The environment variable of the budget below. Reports name it beside their commands
+// (harness/report.hpp: kernel_env_prefix), since it changes how the kernels run.
+inline constexpr const char* kAccumulatorBudgetEnv = "MOBA_ACCUMULATOR_BUDGET_MIB";
+
 // Bytes the accumulators may take: MOBA_ACCUMULATOR_BUDGET_MIB from the environment (a whole
 // number of MiB; 0 makes every pass one kv head), 2048 MiB without it. Read at every call, so a
 // test can change it. Throws std::invalid_argument naming the value when it is not a whole number.
