@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "kernels/moba/head_passes.hpp"
+
 namespace moba {
 namespace {
 
@@ -84,14 +86,19 @@ CpPlan zigzag_plan(const Problem& p, int ranks, const Selection* sel) {
         rank.kv_bytes_received = rank.blocks_received * block_kv_bytes;
         rank.means_bytes_received = (blocks - 2 * blocks_per_chunk) * means_bytes_per_block;
         // A training step's buffers for this rank's tokens (kernels' layouts; SEMANTICS.md §6 measures
-        // the single-GPU ones), plus what it receives.
+        // the single-GPU ones), plus what it receives. The fp32 accumulator and the block lists hold
+        // one head pass's rows (kernels/moba/head_passes.hpp); the gating's block means are not counted.
         const double t = static_cast<double>(rank.tokens);
         const double q_elems = t * p.heads_q * p.head_dim, kv_elems = t * p.heads_kv * p.head_dim;
         const double rows = t * p.heads_q;
-        const double bytes = 4 * q_elems * elem + 4 * kv_elems * elem  // q, dout, out, dq; k, v, dk, dv
-                             + rows * (4 + 8)                          // lse, row statistics
-                             + q_elems * 4 + rows * 8                  // fp32 accumulator and (m, l)
-                             + rows * p.sel_slots() * 4                // selection
+        Problem rank_problem = p;
+        rank_problem.seqlens = {static_cast<int>(rank.tokens)};
+        const double pass_rows = t * sparse::kv_heads_per_pass(rank_problem) * p.group();
+        const double bytes = 4 * q_elems * elem + 4 * kv_elems * elem   // q, dout, out, dq; k, v, dk, dv
+                             + rows * (4 + 8)                           // lse, row statistics
+                             + pass_rows * (p.head_dim * 4 + 8)         // fp32 accumulator and (m, l)
+                             + pass_rows * (p.sel_slots() - 1) * 4 * 2  // block lists: rows, sorted copy
+                             + rows * p.sel_slots() * 4                 // selection
                              + static_cast<double>(rank.kv_bytes_received + rank.means_bytes_received);
         rank.moba_memory_bytes = static_cast<std::size_t>(bytes);
         plan.per_rank.push_back(rank);

@@ -40,8 +40,9 @@ struct CpRank {
     std::int64_t means_bytes_received = 0;
     // Device memory a training step holds on this rank, by the single-GPU kernels' buffers for its
     // tokens: q, k, v, dout, out, dq, dk, dv in the dtype, lse and row statistics, the MoBA
-    // forward's fp32 accumulator (reused for dq), the selection, plus the received K/V and means.
-    // An estimate from sizes, not a measurement.
+    // forward's fp32 accumulator (reused for dq) and block lists of one head pass
+    // (kernels/moba/head_passes.hpp), the selection, plus the received K/V and means. An estimate
+    // from sizes, not a measurement; the gating's block means are not counted.
     std::size_t moba_memory_bytes = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -107,6 +108,33 @@ TEST(CpPlan, MobaPairsAndReceivedBlocksFromASelection) {
     Selection short_sel = sel;
     short_sel.blocks.pop_back();
     EXPECT_THROW(zigzag_plan(p, 3, &short_sel), std::invalid_argument);
+}
+
+// The memory estimate counts one head pass's accumulator and block lists
+// (kernels/moba/head_passes.hpp), not [tokens, Hq]: at 1M tokens, 32 / 8 heads, D 128, bf16, block
+// 4096, k 12 on one GPU, 40 GiB of tensors, 0.375 GiB of row statistics and lse, one kv group's
+// accumulator 2.03 GiB, its lists 0.34 GiB and the 1.5 GiB selection; a budget that holds every
+// head puts the whole 16.1 GiB accumulator back.
+TEST(CpPlan, MemoryEstimateFollowsTheHeadPasses) {
+    Problem p;
+    p.seqlens = {1 << 20};
+    p.heads_q = 32;
+    p.heads_kv = 8;
+    p.head_dim = 128;
+    p.block = 4096;
+    p.topk = 12;
+    const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const std::string old = saved != nullptr ? saved : "";
+    ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    const double passes = static_cast<double>(zigzag_plan(p, 1, nullptr).per_rank.at(0).moba_memory_bytes) / gib;
+    const double tensors = 40.0 + 0.375 + 1.5;
+    EXPECT_NEAR(passes, tensors + 2.03125 + 0.34375, 1e-3);
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "1000000", 1);
+    const double one_pass = static_cast<double>(zigzag_plan(p, 1, nullptr).per_rank.at(0).moba_memory_bytes) / gib;
+    EXPECT_NEAR(one_pass, tensors + 16.25 + 2.75, 1e-3);
+    if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
+    else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
 }
 
 }  // namespace

@@ -119,8 +119,9 @@ int run_cp_plan(const CpPlanFlags& f, const std::vector<std::string>& argv) {
                          {"moba_imbalance", sel ? nlohmann::json(plan.moba_imbalance) : nlohmann::json()},
                          {"ranks", ranks}});
     }
-    fmt::print("memory: a training step's buffers on each rank, estimated from sizes (kernels' layouts, fp32 MoBA "
-               "accumulator included), not measured{}\n",
+    fmt::print("memory: a training step's buffers on each rank, estimated from sizes (kernels' layouts; one head "
+               "pass's fp32 MoBA accumulator and block lists included, the gating's block means not), not "
+               "measured{}\n",
                device_gib > 0 ? fmt::format("; one GPU has {:.1f} GiB", device_gib) : "");
     if (!f.out.empty()) {
         std::string command = "moba";
