@@ -116,8 +116,9 @@ TEST(TiledBlockLists, SizesAndBounds) {
     }
 }
 
-// The head passes' size (head_passes.hpp): kv heads whose accumulator (O and (m, l): D * 4 + 8
-// bytes per row) fits the budget, at least one, at most all; a bad budget is refused by value.
+// The head passes' size (head_passes.hpp): the fewest passes whose accumulators (O and (m, l):
+// D * 4 + 8 bytes per row) fit the budget, at least one kv head each, evened out; a bad budget is
+// refused by value.
 TEST(HeadPasses, FollowTheAccumulatorBudget) {
     const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
     const std::string old = saved != nullptr ? saved : "";
@@ -125,15 +126,20 @@ TEST(HeadPasses, FollowTheAccumulatorBudget) {
         if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
         else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
     };
-    // Issue 17's memory setting: 1M tokens, 32 / 8 heads, D 128: 2^20 * 4 * 520 bytes per kv head,
-    // just over the 2 GiB default, so one kv head per pass; its accumulator is 2.03 GiB, not 16.
+    // Issue 17's memory setting: 1M tokens, 32 / 8 heads, D 128: 2^20 * 4 * 520 bytes (2.03 GiB)
+    // per kv head, two of them over the 4 GiB default, so one kv head per pass.
     const Problem big = make({1 << 20}, 32, 8, 128, 4096, 12);
     const Problem small = make({3000, 700, 1}, 6, 3, 128, 128, 4);  // 3701 * 2 * 520 per kv head
     ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
-    EXPECT_EQ(accumulator_budget_bytes(), std::size_t{2048} << 20);
+    EXPECT_EQ(accumulator_budget_bytes(), std::size_t{4096} << 20);
     EXPECT_EQ(kv_heads_per_pass(big), 1);
     EXPECT_EQ(kv_heads_per_pass(small), 3);
-    EXPECT_EQ(kv_heads_per_pass(make({1 << 20}, 32, 32, 128, 4096, 12)), 3);  // 3 x 520 MiB
+    // The paper's 128K settings (2.03 GiB at 32 heads) stay one pass, MHA, GQA and MQA alike.
+    for (const int kv : {32, 8, 1}) EXPECT_EQ(kv_heads_per_pass(make({1 << 17}, 32, kv, 128, 2048, 3)), kv) << kv;
+    // 1M MHA: 520 MiB per kv head, 7 fit: 5 passes of at most 7 (7 + 7 + 7 + 7 + 4).
+    EXPECT_EQ(kv_heads_per_pass(make({1 << 20}, 32, 32, 128, 4096, 12)), 7);
+    // 512K MHA with 16 heads (FlashMoBA's setting): 4.06 GiB, 15 heads fit: 8 + 8, not 15 + 1.
+    EXPECT_EQ(kv_heads_per_pass(make({1 << 19}, 16, 16, 128, 128, 8)), 8);
     ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "8", 1);  // 8 MiB / 3.85 MB: 2 kv heads
     EXPECT_EQ(kv_heads_per_pass(small), 2);
     std::vector<HeadPass> passes;

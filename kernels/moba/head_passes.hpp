@@ -1,7 +1,7 @@
 // Head passes: the MoBA forward and backward run over ranges of kv heads, one after another, so
 // their fp32 accumulators (the forward's O, m, l; the backward's dQ) and the block lists need only
 // one range's rows, not [total, Hq]. At 1M tokens with 32 query / 8 kv heads the whole-problem
-// accumulator is 16 GiB beside dense attention's 40 GiB; one kv head's is 2 GiB (kernels/NOTES.md,
+// accumulator is 16 GiB beside dense attention's 40 GiB; one kv group's is 2 GiB (kernels/NOTES.md,
 // "Memory target"). A pass covers whole kv groups, so the backward's dK/dV of a kv head (a sum over
 // all its query heads) is finished inside one pass.
 // Problems whose accumulator fits the budget run as one pass, exactly as before: the passes only
@@ -35,13 +35,14 @@ inline HeadPass all_heads(const Problem& problem) {
 inline constexpr const char* kAccumulatorBudgetEnv = "MOBA_ACCUMULATOR_BUDGET_MIB";
 
 // Bytes the accumulators may take: MOBA_ACCUMULATOR_BUDGET_MIB from the environment (a whole
-// number of MiB; 0 makes every pass one kv head), 2048 MiB without it. Read at every call, so a
+// number of MiB; 0 makes every pass one kv head), 4096 MiB without it. Read at every call, so a
 // test can change it. Throws std::invalid_argument naming the value when it is not a whole number.
 std::size_t accumulator_budget_bytes();
 
-// The kv heads of each pass: as many as keep the forward's accumulator (O and (m, l), the larger
-// of the two accumulators) of their query heads within accumulator_budget_bytes(), at least one,
-// at most heads_kv. Requires a valid problem.
+// The kv heads of each pass: the fewest passes whose forward accumulators (O and (m, l), the
+// larger of the two accumulators) each fit accumulator_budget_bytes() (a pass holds at least one
+// kv head, so one kv head over the budget still runs), then as even as they go: ceil(heads_kv /
+// passes). Requires a valid problem.
 int kv_heads_per_pass(const Problem& problem);
 
 // Calls visit(HeadPass) for the passes in kv-head order; the last may be smaller.

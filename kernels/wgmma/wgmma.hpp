@@ -41,7 +41,7 @@ Support moba_can_implement(const Problem& problem);
 
 // fp32 accumulator (O [total, pass heads, D], (m, l) [total, pass heads]) plus the block lists'
 // workspace for 128-row items, both for one head pass (kernels/moba/head_passes.hpp: as many kv
-// groups as fit the accumulator budget, 2 GiB unless MOBA_ACCUMULATOR_BUDGET_MIB says otherwise);
+// groups as fit the accumulator budget, 4 GiB unless MOBA_ACCUMULATOR_BUDGET_MIB says otherwise);
 // 0 for a refused problem. Asks cub for its temporary storage size when the
 // selection has past-block slots, so it then needs a CUDA device.
 std::size_t moba_workspace_bytes(const Problem& problem);
