@@ -36,7 +36,8 @@ inline constexpr const char* kAccumulatorBudgetEnv = "MOBA_ACCUMULATOR_BUDGET_MI
 
 // Bytes the accumulators may take: MOBA_ACCUMULATOR_BUDGET_MIB from the environment (a whole
 // number of MiB; 0 makes every pass one kv head), 4096 MiB without it. Read at every call, so a
-// test can change it. Throws std::invalid_argument naming the value when it is not a whole number.
+// test can change it; the workspace sizes and the launches both read it, so change it only
+// between calls that also ask for the workspace size again (AttentionArgs carries no size). Throws std::invalid_argument naming the value when it is not a whole number.
 std::size_t accumulator_budget_bytes();
 
 // The kv heads of each pass: the fewest passes whose forward accumulators (O and (m, l), the
