@@ -226,13 +226,18 @@ void judge_second_calls(const CheckCase& c, const Implementation& impl, Referenc
     std::vector<CheckRecord> again;
     judge_attention(c, impl.name, ref, fwd_check, bwd_check, *run.forward_again,
                     run.gradients_again ? &*run.gradients_again : nullptr, truth, again, impl.writes_lse);
-    const std::vector<CheckRecord> firsts(records.begin() + static_cast<std::ptrdiff_t>(first_record), records.end());
+    // The first call's records are [first_record, firsts_end); additions go after them (by index:
+    // push_back moves the records).
+    const std::size_t firsts_end = records.size();
     for (CheckRecord& r : again) {
         if (!is_failure(r.outcome)) continue;
-        const auto same = std::find_if(firsts.begin(), firsts.end(), [&](const CheckRecord& f) {
-            return f.check == r.check && f.tensor == r.tensor;
-        });
-        if (same != firsts.end() && is_failure(same->outcome)) continue;
+        bool failed_first = false;
+        for (std::size_t i = first_record; i < firsts_end; ++i) {
+            if (records[i].check != r.check || records[i].tensor != r.tensor) continue;
+            failed_first = is_failure(records[i].outcome);
+            break;
+        }
+        if (failed_first) continue;
         r.reason = fmt::format("on the second call (the same workspace, after a forward{}; on a non-blocking "
                                "stream held {} ms, so work launched on another stream ran before the "
                                "outputs were poisoned): {}",

@@ -225,8 +225,7 @@ DeviceDecode::Result DeviceDecode::run(bool gate, bool held) {
     a.stream = on;
     impl_.decode(a);
     MOBA_CUDA_CALL(cudaGetLastError());
-    if (stream) stream->finish();
-    MOBA_CUDA_CALL(cudaDeviceSynchronize());
+    MOBA_CUDA_CALL(cudaDeviceSynchronize());  // the held stream too (HeldStream::finish's wait)
     r.sel.slots = p.sel_slots();
     r.sel.blocks.resize(sel_.bytes() / 4);
     sel_.download(r.sel.blocks.data(), sel_.bytes());

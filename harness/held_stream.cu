@@ -32,7 +32,8 @@ void HeldStream::hold(double milliseconds) {
 }
 
 void HeldStream::finish() {
-    MOBA_CUDA_CALL(cudaStreamSynchronize(stream_));
+    // The whole device, this stream included: work an implementation queued elsewhere must be
+    // finished before its outputs are read.
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 }
 

@@ -20,7 +20,7 @@ public:
     // Queues one thread that spins for `milliseconds` of GPU time (the global timer): what is
     // queued after it on this stream starts no earlier.
     void hold(double milliseconds);
-    // Waits for this stream, then for the whole device (work an implementation queued
+    // Waits for the whole device, this stream included (work an implementation queued
     // elsewhere must be finished before its outputs are read).
     void finish();
 
