@@ -181,7 +181,9 @@ std::vector<Implementation>& table() {
             .technique = "MoBA; forward on Hopper warpgroup MMA: the wgmma_dense kernel in "
                          "own-block mode, then one persistent wave per past-block slot over "
                          "tiled_mma's inverse block lists (Q rows gathered by cp.async, K/V by "
-                         "TMA, shared by the GQA group); gating and backward are tiled_mma's "
+                         "TMA, shared by the GQA group); backward on warpgroup MMA too: dQ over "
+                         "the own block, then in waves over the lists, dK/dV per 128-key tile of "
+                         "a block over its gathered rows; deterministic; gating is tiled_mma's "
                          "(mma.sync)",
             .dtypes = {DType::bf16, DType::f16},
             .head_dims = HeadDimSet::exactly({64, 128}),
@@ -189,17 +191,17 @@ std::vector<Implementation>& table() {
                 [](const Problem& p) {
                     if (Support s = wgmma::moba_can_implement(p); !s.ok) return s;
                     if (Support s = sparse::gating_can_implement(p); !s.ok) return s;
-                    return tiled_mma::backward_can_implement(p);
+                    return wgmma::moba_backward_can_implement(p);
                 },
             .gating_workspace_bytes = sparse::gating_workspace_bytes,
             .attention_workspace_bytes =
                 [](const Problem& p) {
                     return std::max(wgmma::moba_workspace_bytes(p),
-                                    tiled_mma::backward_workspace_bytes(p));
+                                    wgmma::moba_backward_workspace_bytes(p));
                 },
             .gating = sparse::gating,
             .forward = wgmma::moba_forward,
-            .backward = tiled_mma::backward,
+            .backward = wgmma::moba_backward,
         });
         list.push_back(Implementation{
             .name = "split_decode",

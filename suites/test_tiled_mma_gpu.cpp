@@ -252,7 +252,7 @@ private:
 };
 
 // Head passes (kernels/moba/head_passes.hpp): under a small accumulator budget the MoBA forward
-// (wgmma_moba) and the backward (both entries) run one range of kv heads after another, each in
+// (wgmma_moba) and the backward (both entries, each its own kernels) run one range of kv heads after another, each in
 // a smaller workspace. A pass changes which rows a launch covers, never a row's arithmetic, so
 // every output must equal the one-pass run's bit for bit, with nothing written outside the
 // outputs (the guard bands sit around the smaller workspace too). The dominant inputs take both
@@ -273,16 +273,20 @@ TEST_P(HeadPasses, MatchOnePassBitwise) {
     const HostInputs in = dominant_inputs(p);
     DeviceInputs din(impl, p, in);
     const Selection sel = run_gating(impl, din);
-    // The workspaces that hold a pass: the backward's (both entries) and wgmma_moba's forward's;
-    // tiled_mma's own forward runs one pass, and the registry's size is the larger of the two.
+    // The workspaces that hold a pass: the backward's (each entry's own) and wgmma_moba's
+    // forward's; tiled_mma's own forward runs one pass, and the registry's size is the larger of
+    // the two.
     const bool forward_passes = impl.name == "wgmma_moba";
+    const auto backward_bytes = [&] {
+        return forward_passes ? wgmma::moba_backward_workspace_bytes(p) : tiled_mma::backward_workspace_bytes(p);
+    };
     AttentionRun one;
     std::size_t one_pass_backward = 0;
     std::size_t one_pass_forward = 0;
     {
         const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", nullptr);
         ASSERT_EQ(sparse::kv_heads_per_pass(p), p.heads_kv);
-        one_pass_backward = tiled_mma::backward_workspace_bytes(p);
+        one_pass_backward = backward_bytes();
         if (forward_passes) one_pass_forward = wgmma::moba_workspace_bytes(p);
         one = run_attention(impl, din, sel, true);
         ASSERT_TRUE(one.stray_writes.empty()) << fmt::format("{}", fmt::join(one.stray_writes, "\n"));
@@ -291,7 +295,7 @@ TEST_P(HeadPasses, MatchOnePassBitwise) {
     {
         const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", c.budget_mib);
         ASSERT_EQ(sparse::kv_heads_per_pass(p), c.kv_heads_per_pass);
-        EXPECT_LT(tiled_mma::backward_workspace_bytes(p), one_pass_backward);
+        EXPECT_LT(backward_bytes(), one_pass_backward);
         if (forward_passes) EXPECT_LT(wgmma::moba_workspace_bytes(p), one_pass_forward);
         split = run_attention(impl, din, sel, true);
         EXPECT_TRUE(split.stray_writes.empty()) << fmt::format("{}", fmt::join(split.stray_writes, "\n"));

@@ -55,6 +55,28 @@ __global__ void finalize_kernel(FinalizeParams<T> p) {
     }
 }
 
+// dq = scale * dq_acc, one thread per 4 elements.
+template <typename T, int kD>
+__global__ void finalize_dq_kernel(const float* dq_acc, std::int64_t total, int heads_q, int head0, int heads,
+                                   float scale, T* dq) {
+    const std::int64_t items = total * heads * (kD / 4);
+    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+         i < items; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+        const std::int64_t row = i / (kD / 4);  // the accumulator's row
+        const int d = static_cast<int>(i % (kD / 4)) * 4;
+        const std::int64_t token = row / heads;
+        const int h = head0 + static_cast<int>(row - token * heads);
+        T* dst = dq + (token * heads_q + h) * kD + d;
+        const float4 a = *reinterpret_cast<const float4*>(dq_acc + row * kD + d);
+        store_pair(dst, a.x * scale, a.y * scale);
+        store_pair(dst + 2, a.z * scale, a.w * scale);
+    }
+}
+
+unsigned grid_of(std::int64_t items, int threads) {
+    return static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));
+}
+
 }  // namespace
 
 namespace {
@@ -89,9 +111,21 @@ void finalize(const Problem& problem, const Accumulator& acc, void* out, float* 
                                        acc.o, acc.ml, static_cast<T*>(out), lse};
         const std::int64_t items = problem.total_tokens() * acc.heads * (kD / 4);
         const int threads = 256;
-        const auto blocks =
-            static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 1 << 20));
-        finalize_kernel<T, kD><<<blocks, threads, 0, stream>>>(params);
+        finalize_kernel<T, kD><<<grid_of(items, threads), threads, 0, stream>>>(params);
+        MOBA_CHECK_LAUNCH();
+    });
+}
+
+void finalize_dq(const Problem& problem, const float* dq_acc, int head0, int heads, void* dq,
+                 cudaStream_t stream) {
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        const std::int64_t items = problem.total_tokens() * heads * (kD / 4);
+        const int threads = 256;
+        finalize_dq_kernel<T, kD><<<grid_of(items, threads), threads, 0, stream>>>(
+            dq_acc, problem.total_tokens(), problem.heads_q, head0, heads,
+            static_cast<float>(problem.scale()), static_cast<T*>(dq));
         MOBA_CHECK_LAUNCH();
     });
 }

@@ -42,4 +42,11 @@ ForwardWorkspace carve_forward_workspace(const Problem& problem, int q_heads, vo
 void finalize(const Problem& problem, const Accumulator& acc, void* out, float* lse,
               cudaStream_t stream);
 
+// The backward's dQ accumulator of a head pass (both backends' MoBA backward: the own-block
+// pass stores, each sparse wave adds): dq_acc [total, heads, D] fp32, unscaled, over query heads
+// [head0, head0 + heads). Writes dq = scale * dq_acc in the dtype for those heads' rows; same
+// launch and errors as finalize.
+void finalize_dq(const Problem& problem, const float* dq_acc, int head0, int heads, void* dq,
+                 cudaStream_t stream);
+
 }  // namespace moba::sparse

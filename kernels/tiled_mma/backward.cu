@@ -46,6 +46,7 @@
 #include "core/constants.hpp"
 #include "core/cuda_check.hpp"
 #include "core/dispatch.hpp"
+#include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/row_stats.hpp"
 #include "kernels/tiled_mma/backward.hpp"
 #include "kernels/tiled_mma/backward_dkdv.cuh"
@@ -119,11 +120,6 @@ BackwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
             problem.heads_q};
 }
 
-unsigned grid_for(std::int64_t threads, int per_cta) {
-    const std::int64_t ctas = (threads + per_cta - 1) / per_cta;
-    return static_cast<unsigned>(std::clamp<std::int64_t>(ctas, 1, 1 << 20));
-}
-
 int query_tiles(const Problem& problem) {
     return (problem.max_seqlen() + kItemRows - 1) / kItemRows;
 }
@@ -155,10 +151,7 @@ void launch_dq_waves(const Problem& problem, const BackwardParams<T>& params,
         kernel<<<ctas, C::kThreads, C::kDqSmemBytes, stream>>>(params, sparse::detail::wave_work(lists, wave));
         MOBA_CHECK_LAUNCH();
     }
-    const std::int64_t elems = problem.total_tokens() * params.acc_heads * kD;
-    const int threads = 256;
-    finalize_dq<T, kD><<<grid_for(elems / 4, threads), threads, 0, stream>>>(params, elems);
-    MOBA_CHECK_LAUNCH();
+    sparse::finalize_dq(problem, params.dq_acc, params.acc_head0, params.acc_heads, params.dq, stream);
 }
 
 // Key tiles per MoBA block.

@@ -7,7 +7,7 @@
 //                64 (token, head) rows of one (past block, kv head) list): the complete block's
 //                keys, no mask; adds into the accumulator. A row sits in at most one list of a
 //                wave, so the read-modify-write needs no atomics and the order is fixed.
-//   finalize_dq: dq = scale * accumulator, in the dtype.
+//   (then kernels/moba/accumulator.hpp's finalize_dq: dq = scale * accumulator, in the dtype.)
 // dQ core (dq_attend): each warp owns 16 query rows (the forward's orientation). Per 64-key
 // tile: S = Q K^T and dP = dO V^T (A fragments of Q / dO re-read from shared memory each tile,
 // which keeps the D = 128 instance at dq 64 + S 32 + dP 32 accumulator registers), then
@@ -375,22 +375,6 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
                 *cell = make_float2(old.x + dq[j][2 * r], old.y + dq[j][2 * r + 1]);
             }
         }
-    }
-}
-
-// dq = scale * dq_acc in the dtype for the pass's rows (elems = total * acc_heads * kD),
-// 4 elements per thread.
-template <typename T, int kD>
-__global__ void finalize_dq(BackwardParams<T> p, std::int64_t elems) {
-    for (std::int64_t i = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
-         i < elems; i += static_cast<std::int64_t>(gridDim.x) * blockDim.x * 4) {
-        const std::int64_t row = i / kD;  // dq_acc's row
-        const std::int64_t token = row / p.acc_heads;
-        const int h = p.acc_head0 + static_cast<int>(row - token * p.acc_heads);
-        T* dq = p.dq + (token * p.s.heads_q + h) * kD + i % kD;
-        const float4 a = *reinterpret_cast<const float4*>(p.dq_acc + i);
-        store_pair(dq, a.x * p.s.scale, a.y * p.s.scale);
-        store_pair(dq + 2, a.z * p.s.scale, a.w * p.s.scale);
     }
 }
 

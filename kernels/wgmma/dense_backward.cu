@@ -14,6 +14,7 @@
 #include "kernels/moba/row_stats.hpp"
 #include "kernels/wgmma/dkdv_kernel.cuh"
 #include "kernels/wgmma/dq_kernel.cuh"
+#include "kernels/wgmma/launch.hpp"
 #include "kernels/wgmma/tensor_map.hpp"
 #include "kernels/wgmma/wgmma.hpp"
 
@@ -56,24 +57,28 @@ BackwardMaps backward_maps(const AttentionArgs& args, int row_box, int key_box) 
             detail::make_tile_map(args.v, total, problem.heads_kv, d, key_box)};
 }
 
-template <typename T, int kD>
-void launch_dq(const AttentionArgs& args) {
+template <typename T, int kD, bool kOwnBlock, bool kAccum>
+void launch_dq_kernel(const AttentionArgs& args, const float2* stats, const detail::OwnBlockDq* own) {
     using S = detail::TileShape<kD>;
     const Problem& problem = args.problem;
     const BackwardMaps maps = backward_maps(args, S::kBlockM, S::kBlockN);
     const double scale = problem.scale();
     const detail::DqParams params{args.cu_seqlens,
-                                  static_cast<const float2*>(args.workspace),
+                                  stats,
                                   args.dq,
                                   problem.heads_q,
                                   problem.group(),
                                   static_cast<float>(scale),
-                                  static_cast<float>(scale * kLog2e)};
-    const auto kernel = detail::dq_kernel<T, kD>;
+                                  static_cast<float>(scale * kLog2e),
+                                  problem.block,
+                                  own != nullptr ? own->dq_acc : nullptr,
+                                  own != nullptr ? own->head0 : 0,
+                                  own != nullptr ? own->heads : problem.heads_q};
+    const auto kernel = detail::dq_kernel<T, kD, kOwnBlock, kAccum>;
     constexpr int kSmem = static_cast<int>(detail::DqPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const int max_tiles = (problem.max_seqlen() + S::kBlockM - 1) / S::kBlockM;
-    const dim3 grid(static_cast<unsigned>(problem.heads_q * max_tiles), 1, static_cast<unsigned>(problem.batch()));
+    const dim3 grid(static_cast<unsigned>(params.acc_heads * max_tiles), 1, static_cast<unsigned>(problem.batch()));
     kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params, max_tiles);
     MOBA_CHECK_LAUNCH();
 }
@@ -138,10 +143,27 @@ void dense_backward(const AttentionArgs& args) {
                                                 dense_backward_workspace_bytes(problem)));
     if (problem.total_tokens() == 0) return;
     sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
+    detail::launch_dq(args, static_cast<const float2*>(args.workspace), nullptr);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
-        launch_dq<decltype(tag), decltype(dim)::value>(args);
         launch_dkdv<decltype(tag), decltype(dim)::value>(args);
     });
 }
 
+namespace detail {
+
+void launch_dq(const AttentionArgs& args, const float2* stats, const OwnBlockDq* own) {
+    dispatch_tensor_core(args.problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        if (own == nullptr) {
+            launch_dq_kernel<T, kD, false, false>(args, stats, nullptr);
+        } else if (own->dq_acc != nullptr) {
+            launch_dq_kernel<T, kD, true, true>(args, stats, own);
+        } else {
+            launch_dq_kernel<T, kD, true, false>(args, stats, own);
+        }
+    });
+}
+
+}  // namespace detail
 }  // namespace moba::wgmma

@@ -8,6 +8,10 @@
 // and writes dQ = scale * dQ once, in the dtype: a row's dQ is owned by one CTA, so no atomics
 // and a fixed order. Only the diagonal key tile is masked. The row statistics are
 // kernels/moba/row_stats.hpp's ([total, Hq] float2: lse log2 e, Delta = dout . out).
+// Own-block mode (kOwnBlock, the wgmma_moba backward's first dQ pass, moba_backward.cu): keys
+// from the row's own MoBA block start to the row, the causal kernel's own-block windows and
+// masks, the grid over the head pass's heads; with kAccum the unscaled fp32 sum goes to the
+// pass's accumulator dq_acc, where the sparse waves (dq_wave_kernel.cuh) add theirs.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +28,11 @@ struct DqParams {
     int group;         // Hq / Hkv
     float scale;       // softmax scale
     float scale_log2;  // softmax scale * log2(e)
+    // Own-block mode only (after the dense fields).
+    int block;         // MoBA block size Bs
+    float* dq_acc;     // kAccum: [total, acc_heads, D] fp32, unscaled
+    int acc_head0;     // the head pass: query heads [acc_head0, acc_head0 + acc_heads), the
+    int acc_heads;     // grid's heads (kernels/moba/head_passes.hpp)
 };
 
 // The forward's shared layout plus a dO tile beside Q.
@@ -37,7 +46,7 @@ struct DqPlan {
     static constexpr std::uint32_t kBytes = kBars + 8 * (1 + Forward::kNumBars) + 1024;
 };
 
-template <typename T, int kD>
+template <typename T, int kD, bool kOwnBlock = false, bool kAccum = false>
 __global__ void __launch_bounds__(kThreads, 1)
     dq_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap do_map,
               const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
@@ -51,16 +60,25 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* do_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     const Ring ring = ring_at(smem, do_full + 1);
 
-    // As the forward: x = (reversed tile) * Hq + head (longest first), sequences on z.
+    // As the forward: x = (reversed tile) * heads + head (longest first), sequences on z; own
+    // block: the pass's heads.
+    static_assert(kOwnBlock || !kAccum, "only the own-block pass accumulates");
     const int b = blockIdx.z;
-    const int h = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.heads_q));
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / static_cast<unsigned>(p.heads_q));
+    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
+    const int h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
+    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
     const int q0 = tile * S::kBlockM;
     if (q0 >= len) return;  // uniform for the whole CTA, before any barrier is used
     static_assert(S::kBlockN == S::kBlockM, "the diagonal tile is the last key tile");
-    const int n_tiles = tile + 1;
+    // Own block: keys [key_base, min(q0 + 128, len)) in tiles of 128 (causal_kernel.cuh).
+    int key_base = 0;
+    int n_tiles = tile + 1;
+    if constexpr (kOwnBlock) {
+        key_base = q0 / p.block * p.block;
+        n_tiles = (min(q0 + S::kBlockM, len) - key_base + S::kBlockN - 1) / S::kBlockN;
+    }
 
     if (threadIdx.x == 0) {
         mbar_init(do_full, 1);
@@ -82,7 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_arrive_expect_tx(do_full, S::kQBytes);
             load_tile<kD, S::kBlockM>(smem + Plan::kDO, &do_map, do_full, h, start + q0);
             for (int n = 0; n < n_tiles; ++n)
-                issue_kv_tile<kD>(ring, &k_map, &v_map, n, hk, start + n * S::kBlockN);
+                issue_kv_tile<kD>(ring, &k_map, &v_map, n, hk, start + key_base + n * S::kBlockN);
         }
         return;
     }
@@ -104,6 +122,22 @@ __global__ void __launch_bounds__(kThreads, 1)
     float dq[kD / 2];
 #pragma unroll
     for (int i = 0; i < kD / 2; ++i) dq[i] = 0.0f;
+    // Own block: the rows' windows [lo, hi] relative to key_base and the bounds that say which
+    // key tiles need the mask (as causal_kernel.cuh).
+    int lo[2] = {0, 0};
+    int hi[2] = {0, 0};
+    int max_lo = 0;
+    int min_hi = 0;
+    if constexpr (kOwnBlock) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int pos = q0 + row0 + acc_row(r);
+            lo[r] = pos / p.block * p.block - key_base;
+            hi[r] = pos - key_base;
+        }
+        max_lo = min(q0 + row0 + 63, len - 1) / p.block * p.block - key_base;
+        min_hi = q0 + row0 - key_base;
+    }
 
     mbar_wait(ring.q_full, 0);
     mbar_wait(do_full, 0);
@@ -121,13 +155,25 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncwarp();
         if (lane == 0) mbar_arrive(&ring.v_empty[s]);
 
-        const bool diagonal = n == n_tiles - 1;  // key n * 128 + col against row q0 + row0 + row
-        for_each_acc([&](int i, int r, int c) {
-            const int e = 4 * i + 2 * r + c;
-            float prob = exp2_approx(fmaf(sc[e], p.scale_log2, -lse2[r]));
-            if (diagonal && acc_col(i, c) > row0 + acc_row(r)) prob = 0.0f;
-            dp[e] = prob * (dp[e] - delta[r]);
-        });
+        if constexpr (kOwnBlock) {
+            const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
+            const bool mask = key0 < max_lo || key0 + S::kBlockN - 1 > min_hi;
+            for_each_acc([&](int i, int r, int c) {
+                const int e = 4 * i + 2 * r + c;
+                float prob = exp2_approx(fmaf(sc[e], p.scale_log2, -lse2[r]));
+                const int key = key0 + acc_col(i, c);
+                if (mask && (key < lo[r] || key > hi[r])) prob = 0.0f;
+                dp[e] = prob * (dp[e] - delta[r]);
+            });
+        } else {
+            const bool diagonal = n == n_tiles - 1;  // key n * 128 + col against row q0 + row0 + row
+            for_each_acc([&](int i, int r, int c) {
+                const int e = 4 * i + 2 * r + c;
+                float prob = exp2_approx(fmaf(sc[e], p.scale_log2, -lse2[r]));
+                if (diagonal && acc_col(i, c) > row0 + acc_row(r)) prob = 0.0f;
+                dp[e] = prob * (dp[e] - delta[r]);
+            });
+        }
 
         std::uint32_t a[8][4];
         p_fragments<T>(a, dp);
@@ -136,11 +182,20 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane == 0) mbar_arrive(&ring.k_empty[s]);
     }
 
-    // dQ = scale * sum dS K for the rows inside the sequence.
+    // dQ = scale * sum dS K for the rows inside the sequence; kAccum: the unscaled fp32 sum into
+    // the pass's accumulator row token * acc_heads + h - acc_head0.
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int pos = q0 + row0 + acc_row(r);
         if (pos >= len) continue;
+        if constexpr (kAccum) {
+            const std::int64_t row = (static_cast<std::int64_t>(start) + pos) * p.acc_heads + h - p.acc_head0;
+            float* acc = p.dq_acc + row * kD;
+#pragma unroll
+            for (int i = 0; i < kD / 8; ++i)
+                *reinterpret_cast<float2*>(acc + acc_col(i, 0)) = make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]);
+            continue;
+        }
         T* dst = static_cast<T*>(p.dq) + ((static_cast<std::int64_t>(start) + pos) * p.heads_q + h) * kD;
 #pragma unroll
         for (int i = 0; i < kD / 8; ++i)

@@ -1,5 +1,6 @@
 // Host-side pieces shared by the wgmma launchers: dense_forward.cu (the causal kernel, dense and
-// own-block modes) and moba_forward.cu (the MoBA forward built on it).
+// own-block modes) and moba_forward.cu (the MoBA forward built on it); dense_backward.cu (the dQ
+// kernel, dense and own-block modes) and moba_backward.cu (the MoBA backward built on it).
 #pragma once
 
 #include "kernels/kernel_api.hpp"
@@ -12,5 +13,18 @@ namespace moba::wgmma::detail {
 // Otherwise the own-block pass: every row of acc's head pass over its own MoBA block up to
 // itself, into *acc.
 void launch_causal(const AttentionArgs& args, const sparse::Accumulator* acc);
+
+// The MoBA backward's own-block dQ pass over query heads [head0, head0 + heads): into dq_acc
+// ([total, heads, D] fp32, unscaled) when the sparse waves follow, else args.dq.
+struct OwnBlockDq {
+    float* dq_acc;
+    int head0;
+    int heads;
+};
+
+// Launches the dQ kernel (dq_kernel.cuh) on args.stream, reading the row statistics `stats`
+// (kernels/moba/row_stats.hpp). own == nullptr: dense, every row over keys 0 .. itself, into
+// args.dq. Otherwise the own-block pass *own. Throws moba::CudaError on a failed launch.
+void launch_dq(const AttentionArgs& args, const float2* stats, const OwnBlockDq* own);
 
 }  // namespace moba::wgmma::detail

@@ -2,8 +2,8 @@
 // two-consumer warpgroup split, FlashAttention-3 style. The registry's wgmma_dense is dense
 // causal attention (forward and backward here); its wgmma_moba is the MoBA forward built from
 // the same causal kernel (own-block mode) plus a sparse-wave kernel over the inverse block lists
-// of kernels/moba/, paired in the registry with kernels/moba/'s gating and tiled_mma's
-// (mma.sync) backward. bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, packed varlen
+// of kernels/moba/, paired in the registry with kernels/moba/'s gating; its backward runs the
+// dense backward's tile steps over the same lists (moba_backward.cu). bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, packed varlen
 // batches, any block size. The dense backward: the row statistics of kernels/moba/row_stats.hpp,
 // then dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA.
 #pragma once
@@ -50,5 +50,20 @@ std::size_t moba_workspace_bytes(const Problem& problem);
 // Launches on args.stream without host synchronisation; throws std::invalid_argument for a
 // refused problem or a null workspace, moba::CudaError for a failed launch.
 void moba_forward(const AttentionArgs& args);
+
+// moba_can_implement plus the row statistics' limits and the dK/dV grid's (block slots x key
+// tiles of 128 x kv heads within grid x).
+Support moba_backward_can_implement(const Problem& problem);
+
+// The row statistics, one head pass's fp32 dQ accumulator ([total, pass heads, D]; none without
+// past blocks) and its block lists (items of 128 rows); 0 for a refused problem. Needs a CUDA
+// device when the selection has past-block slots (cub's storage size), as moba_workspace_bytes.
+std::size_t moba_backward_workspace_bytes(const Problem& problem);
+
+// MoBA backward with the selection args.sel (moba_backward.cu): reads q, k, v, out, lse, dout;
+// writes dq, dk, dv. Deterministic (bitwise repeatable). Launches on args.stream without host
+// synchronisation; throws std::invalid_argument for a refused problem, a null workspace or a
+// null sel with past blocks, moba::CudaError for a failed launch.
+void moba_backward(const AttentionArgs& args);
 
 }  // namespace moba::wgmma
