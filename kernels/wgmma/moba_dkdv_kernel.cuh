@@ -15,10 +15,13 @@
 //
 // 3 warpgroups, as dkdv_kernel.cuh:
 //   warpgroup 0, producer: thread 0 loads the CTA's K and V tiles once (TMA); then all 128
-//     threads walk the row sequence (one cursor, advanced uniformly), per 64-row tile write the
-//     rows' element offsets, statistics (lse log2 e, Delta) and causal limits into the stage,
-//     gather Q and dO by cp.async and arrive on the stage's full barrier; a tile of 0 rows ends
-//     the walk.
+//     threads walk the row sequence (one cursor, advanced uniformly) in tiles of 64 rows: thread
+//     r copies row r's Q and statistics (and writes its causal limit), thread r + 64 its dO, by
+//     cp.async into the tile's stage of a 4-stage ring, and publishes the previous tile's stage
+//     once that tile's copies landed (cp.async groups: two tiles in flight per thread). A tile of
+//     0 rows ends the walk. Measured first with dkdv_kernel.cuh's 2 stages and a wait for every
+//     tile's copies (the list entry, the statistics and the rows one after another): half the
+//     dense dK/dV's rate (kernels/NOTES.md).
 //   warpgroups 1 and 2, consumers: 64 keys each, dK and dV in registers; per tile
 //     S^T = K_w Q^T, dP^T = V_w dO^T, P^T = 2^(S^T scale log2 e - lse log2 e) (0 where the key
 //     follows an own row), dS^T = P^T (dP^T - Delta), dV += P^T dO, dK += dS^T Q.
@@ -56,16 +59,28 @@ struct MobaDkdvParams {
     float scale_log2;              // softmax scale * log2(e)
 };
 
+// Shared memory: K and V (128 keys), then a ring of kStages (Q, dO) tiles of 64 rows in
+// dkdv_kernel.cuh's layout, the rows' statistics and causal limits per stage, the row count per
+// stage, the barriers. Four stages: a stage's rows arrive by gathers whose latency (the list
+// entry, then the copies) is about a tile's compute, so the producer runs up to three tiles ahead.
 template <int kD>
 struct MobaDkdvPlan {
-    using Base = DkdvPlan<kD>;  // K, V, the Q / dO ring as dkdv_kernel.cuh's
+    using Base = DkdvPlan<kD>;  // tile shapes (128 keys, 64 rows) and the steps' layout
+    static constexpr int kStages = 4;
     static constexpr int kRows = Base::kRows;
-    static constexpr std::uint32_t kOffsets = Base::kBars + 1024;                    // int64 [stages][64]
-    static constexpr std::uint32_t kStats = kOffsets + kDkdvStages * kRows * 8;       // float2 [stages][64]
-    static constexpr std::uint32_t kLimits = kStats + kDkdvStages * kRows * 8;        // int [stages][64]
-    static constexpr std::uint32_t kCounts = kLimits + kDkdvStages * kRows * 4;       // int [stages]
-    static constexpr std::uint32_t kBytes = kCounts + 16 + 1024;
-    static_assert(8 * Base::kNumBars <= 1024);
+    static constexpr std::uint32_t kK = 0;
+    static constexpr std::uint32_t kV = Base::kKVBytes;
+    static constexpr std::uint32_t kQ = 2 * Base::kKVBytes;                      // [kStages]
+    static constexpr std::uint32_t kDO = kQ + kStages * Base::kRowBytes;          // [kStages]
+    static constexpr std::uint32_t kStats = kDO + kStages * Base::kRowBytes;      // float2 [kStages][64]
+    static constexpr std::uint32_t kLimits = kStats + kStages * kRows * 8;        // int [kStages][64]
+    static constexpr std::uint32_t kCounts = kLimits + kStages * kRows * 4;       // int [kStages]
+    static constexpr std::uint32_t kBars = kCounts + 4 * kStages;
+    // kv_full, then full and empty of every stage
+    static constexpr int kNumBars = 1 + 2 * kStages;
+    // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
+    static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
+    static_assert(kBars % 8 == 0);
 };
 
 // The producer walks the lists and gathers (more registers than dkdv_kernel.cuh's 24); the
@@ -141,12 +156,12 @@ __global__ void __launch_bounds__(kThreads, 1)
                      MobaDkdvParams p) {
     using Base = DkdvPlan<kD>;
     using Plan = MobaDkdvPlan<kD>;
+    constexpr int kStages = Plan::kStages;
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
-    auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Base::kBars);
+    auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     std::uint64_t* full = kv_full + 1;
-    std::uint64_t* empty = full + kDkdvStages;
-    auto* offsets = reinterpret_cast<std::int64_t*>(smem + Plan::kOffsets);
+    std::uint64_t* empty = full + kStages;
     auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
     auto* limits = reinterpret_cast<int*>(smem + Plan::kLimits);
     auto* counts = reinterpret_cast<int*>(smem + Plan::kCounts);
@@ -167,8 +182,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     if (threadIdx.x == 0) {
         mbar_init(kv_full, 1);
-        for (int s = 0; s < kDkdvStages; ++s) {
-            mbar_init(&full[s], 128);   // every producer thread
+        for (int s = 0; s < kStages; ++s) {
+            mbar_init(&full[s], 128);   // every producer thread, once its copies landed
             mbar_init(&empty[s], 256);  // every consumer thread
         }
         mbar_init_fence();
@@ -181,42 +196,59 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int tid = threadIdx.x;
         if (tid == 0) {
             mbar_arrive_expect_tx(kv_full, 2 * Base::kKVBytes);
-            load_tile<kD, Base::kKeys>(smem + Base::kK, &k_map, kv_full, hk, start + key0);
-            load_tile<kD, Base::kKeys>(smem + Base::kV, &v_map, kv_full, hk, start + key0);
+            load_tile<kD, Base::kKeys>(smem + Plan::kK, &k_map, kv_full, hk, start + key0);
+            load_tile<kD, Base::kKeys>(smem + Plan::kV, &v_map, kv_full, hk, start + key0);
         }
+        // Thread r < 64 copies row r's Q (and statistics, and writes its limit), thread r + 64
+        // its dO: one 2 kD-byte row each, so no thread waits for another's row offset.
+        const int r = tid % Plan::kRows;
+        const bool q_side = tid < Plan::kRows;
+        const auto* src_base = static_cast<const unsigned char*>(q_side ? p.q : p.dout);
         const std::int64_t list0 = slot * p.kv_heads + hk_local;
         const std::int64_t own_last = static_cast<std::int64_t>(start) + key_end - 1;
         RowWalk walk{-1, 0, 0, 0};
         for (int n = 0;; ++n) {
-            const int s = n % kDkdvStages;
+            const int s = n % kStages;
             // Use n / stages of stage s waits for the consumers' release of the use before.
-            if (n >= kDkdvStages) mbar_wait(&empty[s], ((n / kDkdvStages) - 1) & 1);
+            if (n >= kStages) mbar_wait(&empty[s], ((n / kStages) - 1) & 1);
             TileRow row;
-            const int count = next_tile_rows(walk, p, list0, own_last, key_end - key0, hk, tid, row);
-            if (tid < Plan::kRows) {
-                offsets[s * Plan::kRows + tid] = row.index < 0 ? -1 : row.index * kD;
-                stats[s * Plan::kRows + tid] = row.stats;
-                limits[s * Plan::kRows + tid] = row.limit;
+            const int count = next_tile_rows(walk, p, list0, own_last, key_end - key0, hk, r, row);
+            if (count > 0) {
+                // Padding rows (index -1) become zero Q / dO rows with zero statistics: S = 0,
+                // dP = 0, so P = 1 and dS = 0 there, and both products add nothing.
+                const bool valid = row.index >= 0;
+                const unsigned char* src = src_base + (valid ? row.index * kD * 2 : 0);
+                unsigned char* dst = smem + (q_side ? Plan::kQ : Plan::kDO) + s * Base::kRowBytes;
+#pragma unroll
+                for (int c = 0; c < kD / 8; ++c)  // column block c / 8, chunk c % 8 of the line
+                    cp_async16(dst + (c / 8) * Plan::kRows * 128 + r * 128 + (((c % 8) ^ (r % 8)) * 16), src + c * 16,
+                               valid);
+                if (q_side) {
+                    cp_async8(stats + s * Plan::kRows + r, p.stats + (valid ? row.index : 0), valid);
+                    limits[s * Plan::kRows + r] = row.limit;
+                }
             }
             if (tid == 0) counts[s] = count;
-            if (count > 0) {
-                named_barrier_sync(1, 128);  // every producer thread reads every offset
-                const std::int64_t* tile_offsets = offsets + s * Plan::kRows;
-                gather_tile<kD, Plan::kRows>(smem + Base::kQ + s * Base::kRowBytes, p.q, tid, 128,
-                                             [&](int r) { return tile_offsets[r]; });
-                gather_tile<kD, Plan::kRows>(smem + Base::kDO + s * Base::kRowBytes, p.dout, tid, 128,
-                                             [&](int r) { return tile_offsets[r]; });
+            cp_async_commit_group();
+            // Tile n - 1's copies have landed: fence them for wgmma and publish the stage (the
+            // arrival also releases its limits and count). Tile n's stay in flight meanwhile.
+            if (n >= 1) {
+                cp_async_wait_group<1>();
+                fence_proxy_async_shared();
+                mbar_arrive(&full[(n - 1) % kStages]);
             }
-            mbar_arrive(&full[s]);
-            if (count == 0) break;
+            if (count == 0) {  // the end: an empty stage tells the consumers
+                mbar_arrive(&full[s]);
+                break;
+            }
         }
         return;
     }
     warpgroup_reg_alloc<kMobaDkdvConsumerRegs>();
 
     const int key_lo = start + key0 + 64 * (warpgroup - 1);  // this warpgroup's first key, packed
-    const std::uint32_t k_base = smem_u32(smem + Base::kK) + 64 * (warpgroup - 1) * Base::kLineBytes;
-    const std::uint32_t v_base = smem_u32(smem + Base::kV) + 64 * (warpgroup - 1) * Base::kLineBytes;
+    const std::uint32_t k_base = smem_u32(smem + Plan::kK) + 64 * (warpgroup - 1) * Base::kLineBytes;
+    const std::uint32_t v_base = smem_u32(smem + Plan::kV) + 64 * (warpgroup - 1) * Base::kLineBytes;
     float dk[kD / 2];
     float dv[kD / 2];
 #pragma unroll
@@ -224,11 +256,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     mbar_wait(kv_full, 0);
     for (int n = 0;; ++n) {
-        const int s = n % kDkdvStages;
-        mbar_wait(&full[s], (n / kDkdvStages) & 1);
+        const int s = n % kStages;
+        mbar_wait(&full[s], (n / kStages) & 1);
         if (counts[s] == 0) break;
-        const std::uint32_t q_tile = smem_u32(smem + Base::kQ + s * Base::kRowBytes);
-        const std::uint32_t do_tile = smem_u32(smem + Base::kDO + s * Base::kRowBytes);
+        const std::uint32_t q_tile = smem_u32(smem + Plan::kQ + s * Base::kRowBytes);
+        const std::uint32_t do_tile = smem_u32(smem + Plan::kDO + s * Base::kRowBytes);
         float st[32];
         float dpt[32];
         wgmma_fence();

@@ -78,8 +78,21 @@ __device__ __forceinline__ void cp_async16(void* smem_dst, const void* global_sr
                  "l"(global_src), "r"(valid ? 16 : 0)
                  : "memory");
 }
+// 8 bytes global -> shared (.ca: an 8-byte copy cannot bypass L1); valid == false writes zeros.
+__device__ __forceinline__ void cp_async8(void* smem_dst, const void* global_src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(smem_u32(smem_dst)),
+                 "l"(global_src), "r"(valid ? 8 : 0)
+                 : "memory");
+}
 // Waits for all of this thread's cp.async copies.
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Closes this thread's current group of cp.async copies; cp_async_wait_group<N> waits until at
+// most N of its groups are still in flight (the newest ones).
+__device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kN>
+__device__ __forceinline__ void cp_async_wait_group() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kN) : "memory");
+}
 // Orders this thread's generic-proxy shared-memory writes (st.shared, completed cp.async)
 // before later async-proxy reads of them (wgmma descriptors, TMA stores).
 __device__ __forceinline__ void fence_proxy_async_shared() {
