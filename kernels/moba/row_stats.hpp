@@ -1,5 +1,5 @@
 // The first step of every tensor-core attention backward (tiled_mma's MoBA and dense ones,
-// wgmma's dense one): per (token, query head) row, the pair (lse * log2 e, Delta = dout . out) that
+// wgmma's MoBA and dense ones): per (token, query head) row, the pair (lse * log2 e, Delta = dout . out) that
 // the dQ and dK/dV kernels read to recompute P and form dS = P (dP - Delta). Deterministic: the
 // dot product's partial sums meet in a fixed butterfly.
 #pragma once

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Issue 17, target 1 (the MoBA backward on warpgroup MMA: kernels/wgmma/moba_backward.cu) on a GPU
+# machine, one mode per device call:
+# - check:   test_tiled_mma_gpu (both MoBA entries against float64, determinism, head passes,
+#            dominant past blocks) beside `moba check --suite quick --impl wgmma_moba`; memcheck
+#            and racecheck on a small varlen case; then Figure 2b's 128K GQA point (block 2048,
+#            top-k 3, 32 / 8 heads), fwd+bwd, wgmma_moba against tiled_mma's backward and
+#            wgmma_dense (about 330 s on the H200);
+# - profile: ncu kernel times of one wgmma_moba fwd+bwd at that point (every launch) and of the
+#            dense backward's two kernels, then ncu's speed-of-light and warp-state sections of
+#            the first two dK/dV or dQ-wave launches (about 60 s after the build);
+# - verify:  the GPU label (ctest -L gpu) beside the quick suite of wgmma_moba and tiled_mma, then
+#            every sanitizer on the small case for both MoBA entries (default budget, and one kv
+#            head per pass) and for wgmma_dense. The label and the quick suite together take more
+#            than one 10-minute call on the H200 (467 s and over 400 s side by side): give the
+#            quick suite its own call (MOBA_BWD_QUICK=0 here, `moba check --suite quick` there);
+# - sweep:   Figure 2b's 128K point for MHA, GQA 32:8 and MQA, fwd and fwd+bwd, gating included,
+#            wgmma_moba and wgmma_dense with SDPA cuDNN in the same process (Python bridge).
+# Usage: ci/gpu_backward.sh check|profile|verify|sweep   Reports and logs go to ${OUT:-out}/.
+source "$(dirname "$0")/gpu_prologue.sh"
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|sweep}
+moba=build/release/harness/cli/moba
+step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
+point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
+case $mode in
+  check)
+    (step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_wgmma_moba 300 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick-wgmma-moba.json") &
+    p2=$!
+    wait $p1 $p2
+    step memcheck_small 120 $moba "${small[@]}" --sanitize memcheck --impl wgmma_moba --out "$out/memcheck.json"
+    step racecheck_small 120 $moba "${small[@]}" --sanitize racecheck --impl wgmma_moba --out "$out/racecheck.json"
+    step bench_128k 200 $moba bench "${point[@]}" --impl wgmma_moba,tiled_mma,wgmma_dense --phase fwdbwd \
+      --gating included --max-seconds 3 --out "$out/bench-128k.json"
+    grep -hE "records:" "$step_logs"/check_quick_wgmma_moba.log "$step_logs"/*check*.log
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/bench_128k.log"
+    ;;
+  profile)
+    once=("${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
+    times=(ncu --metrics gpu__time_duration.sum)
+    step ncu_moba_times 200 "${times[@]}" --launch-count 120 $moba bench "${once[@]}" --impl wgmma_moba --out /tmp/moba.json
+    step ncu_dense_times 200 "${times[@]}" -k regex:'dq_kernel|dkdv' --launch-count 4 \
+      $moba bench "${once[@]}" --impl wgmma_dense --out /tmp/dense.json
+    step ncu_moba_sections 200 ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \
+      -k regex:'moba_dkdv|dq_wave' --launch-count 2 $moba bench "${once[@]}" --impl wgmma_moba --out /tmp/sections.json
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)|Duration|Throughput|Achieved Occupancy" "$step_logs/ncu_moba_sections.log" | head -30
+    ;;
+  verify)
+    (step ctest_gpu 470 ctest --test-dir build/release -L gpu -j 8 --output-on-failure
+     cp build/release/Testing/Temporary/LastTest.log "$out/LastTest.log") &
+    p1=$!
+    p2=
+    if [[ ${MOBA_BWD_QUICK:-0} == 1 ]]; then
+      (step check_quick 400 $moba check --suite quick --impl wgmma_moba,tiled_mma --out "$out/check-quick.json") &
+      p2=$!
+    fi
+    wait $p1 $p2
+    step sanitize_moba 90 $moba "${small[@]}" --sanitize all --impl wgmma_moba,tiled_mma --out "$out/sanitize-moba.json"
+    step sanitize_moba_passes 90 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba,tiled_mma --out "$out/sanitize-moba-passes.json"
+    step sanitize_dense 90 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10 \
+      --sanitize all --impl wgmma_dense --out "$out/sanitize-dense.json"
+    grep -hE "tests passed|tests failed" "$step_logs"/ctest_gpu.log | tail -3
+    grep -hE "records:" "$step_logs"/check_quick.log "$step_logs"/sanitize*.log 2>/dev/null
+    ;;
+  sweep)
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    step sweep_128k 300 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
+      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
+      --max-seconds 3 --out "$out/sweep-128k.json"
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_128k.log"
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify or sweep)"; exit 2 ;;
+esac
+step_gather
+cat "$out/summary.txt"
+exit $step_status
