@@ -7,7 +7,9 @@
 #include "core/constants.hpp"
 #include "core/cuda_check.hpp"
 #include "core/dispatch.hpp"
+#include "kernels/moba/head_passes.hpp"
 #include "kernels/moba/launch.hpp"
+#include "kernels/moba/row_stats.hpp"
 
 namespace moba::sparse {
 namespace {
@@ -114,6 +116,20 @@ void finalize(const Problem& problem, const Accumulator& acc, void* out, float* 
         finalize_kernel<T, kD><<<grid_of(items, threads), threads, 0, stream>>>(params);
         MOBA_CHECK_LAUNCH();
     });
+}
+
+std::size_t dq_accumulator_bytes(const Problem& problem) {
+    if (problem.sel_slots() == 1) return 0;  // no past blocks: dq is written directly
+    const auto pass_heads = static_cast<std::size_t>(kv_heads_per_pass(problem) * problem.group());
+    return align_up(static_cast<std::size_t>(problem.total_tokens()) * pass_heads *
+                    static_cast<std::size_t>(problem.head_dim) * sizeof(float));
+}
+
+BackwardWorkspace carve_backward_workspace(const Problem& problem, void* base) {
+    auto* bytes = static_cast<unsigned char*>(base);
+    const std::size_t s = row_stats_bytes(problem);
+    const std::size_t a = dq_accumulator_bytes(problem);
+    return {reinterpret_cast<float2*>(bytes), a > 0 ? reinterpret_cast<float*>(bytes + s) : nullptr, bytes + s + a};
 }
 
 void finalize_dq(const Problem& problem, const float* dq_acc, int head0, int heads, void* dq,

@@ -42,6 +42,22 @@ ForwardWorkspace carve_forward_workspace(const Problem& problem, int q_heads, vo
 void finalize(const Problem& problem, const Accumulator& acc, void* out, float* lse,
               cudaStream_t stream);
 
+// The MoBA backward's workspace, both backends': [row statistics (row_stats.hpp)][the dQ
+// accumulator of one head pass: [total, pass query heads, D] fp32, none without past blocks]
+// [block lists].
+struct BackwardWorkspace {
+    float2* stats;
+    float* dq_acc;  // null without past blocks
+    void* lists;
+};
+
+// The dQ accumulator's bytes (head_passes.hpp's pass width; 0 when the selection has no past
+// blocks).
+std::size_t dq_accumulator_bytes(const Problem& problem);
+
+// The three regions out of `base`, in that order.
+BackwardWorkspace carve_backward_workspace(const Problem& problem, void* base);
+
 // The backward's dQ accumulator of a head pass (both backends' MoBA backward: the own-block
 // pass stores, each sparse wave adds): dq_acc [total, heads, D] fp32, unscaled, over query heads
 // [head0, head0 + heads). Writes dq = scale * dq_acc in the dtype for those heads' rows; same

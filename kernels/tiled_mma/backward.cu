@@ -69,30 +69,8 @@ constexpr int kGridYMax = 65535;
 // Past-block slots per selection row: the waves of the block lists.
 int waves_of(const Problem& problem) { return problem.sel_slots() - 1; }
 
-// dq_acc of one head pass: [total, kv_heads_per_pass * group, D] fp32.
-std::size_t dq_acc_bytes(const Problem& problem) {
-    if (waves_of(problem) == 0) return 0;
-    const auto pass_heads = static_cast<std::size_t>(sparse::kv_heads_per_pass(problem) * problem.group());
-    return sparse::detail::align_up(static_cast<std::size_t>(problem.total_tokens()) * pass_heads *
-                                    static_cast<std::size_t>(problem.head_dim) * sizeof(float));
-}
-
-struct Workspace {
-    float2* stats;
-    float* dq_acc;  // null without waves
-    void* lists;
-};
-
-Workspace carve(const Problem& problem, void* base) {
-    auto* bytes = static_cast<unsigned char*>(base);
-    const std::size_t s = sparse::row_stats_bytes(problem);
-    const std::size_t a = dq_acc_bytes(problem);
-    return {reinterpret_cast<float2*>(bytes), a > 0 ? reinterpret_cast<float*>(bytes + s) : nullptr,
-            bytes + s + a};
-}
-
 template <typename T>
-BackwardParams<T> make_params(const AttentionArgs& args, const Workspace& ws) {
+BackwardParams<T> make_params(const AttentionArgs& args, const sparse::BackwardWorkspace& ws) {
     const Problem& problem = args.problem;
     const double scale = problem.scale();
     const BackwardShape shape{problem.batch(),
@@ -228,7 +206,7 @@ std::size_t dense_backward_workspace_bytes(const Problem& problem) {
 
 std::size_t backward_workspace_bytes(const Problem& problem) {
     if (!backward_can_implement(problem).ok) return 0;
-    return sparse::row_stats_bytes(problem) + dq_acc_bytes(problem) +
+    return sparse::row_stats_bytes(problem) + sparse::dq_accumulator_bytes(problem) +
            sparse::block_lists_workspace_bytes(problem, kItemRows, sparse::kv_heads_per_pass(problem));
 }
 
@@ -241,7 +219,7 @@ void backward(const AttentionArgs& args) {
     const int waves = waves_of(problem);
     if (waves > 0 && args.sel == nullptr)
         throw std::invalid_argument("tiled_mma backward: the selection sel is null");
-    const Workspace ws = carve(problem, args.workspace);
+    const sparse::BackwardWorkspace ws = sparse::carve_backward_workspace(problem, args.workspace);
     sparse::row_stats(args, ws.stats);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
@@ -278,7 +256,7 @@ void dense_backward(const AttentionArgs& args) {
         throw std::invalid_argument(
             fmt::format("tiled_mma dense backward needs a workspace of {} bytes",
                         dense_backward_workspace_bytes(problem)));
-    const Workspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
+    const sparse::BackwardWorkspace ws{static_cast<float2*>(args.workspace), nullptr, nullptr};
     sparse::row_stats(args, ws.stats);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);

@@ -3,8 +3,14 @@
 // kernel, dense and own-block modes) and moba_backward.cu (the MoBA backward built on it).
 #pragma once
 
+#include <cuda.h>  // CUtensorMap
+
+#include "core/cuda_check.hpp"
 #include "kernels/kernel_api.hpp"
 #include "kernels/moba/accumulator.hpp"
+#include "kernels/moba/block_lists.hpp"
+#include "kernels/moba/launch.hpp"      // persistent_ctas
+#include "kernels/moba/wave_items.cuh"  // wave_work
 
 namespace moba::wgmma::detail {
 
@@ -26,5 +32,19 @@ struct OwnBlockDq {
 // (kernels/moba/row_stats.hpp). own == nullptr: dense, every row over keys 0 .. itself, into
 // args.dq. Otherwise the own-block pass *own. Throws moba::CudaError on a failed launch.
 void launch_dq(const AttentionArgs& args, const float2* stats, const OwnBlockDq* own);
+
+// A wave kernel (the forward's wave_kernel.cuh, the backward's dq_wave_kernel.cuh) over the
+// waves of `lists`, one persistent launch per wave in wave order on `stream`, with as many CTAs
+// of `threads` threads and `smem` bytes of dynamic shared memory as are resident at once.
+template <typename Kernel, typename Params>
+void launch_per_wave(Kernel kernel, int threads, int smem, const CUtensorMap& k_map, const CUtensorMap& v_map,
+                     const Params& params, const sparse::BlockLists& lists, cudaStream_t stream) {
+    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const int ctas = sparse::detail::persistent_ctas(reinterpret_cast<const void*>(kernel), threads, smem);
+    for (int wave = 0; wave < lists.waves; ++wave) {
+        kernel<<<ctas, threads, smem, stream>>>(k_map, v_map, params, sparse::detail::wave_work(lists, wave));
+        MOBA_CHECK_LAUNCH();
+    }
+}
 
 }  // namespace moba::wgmma::detail

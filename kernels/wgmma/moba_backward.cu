@@ -26,7 +26,6 @@
 #include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/head_passes.hpp"
-#include "kernels/moba/launch.hpp"  // align_up, persistent_ctas
 #include "kernels/moba/row_stats.hpp"
 #include "kernels/wgmma/dq_wave_kernel.cuh"
 #include "kernels/wgmma/launch.hpp"
@@ -52,28 +51,6 @@ std::int64_t dkdv_ctas(const Problem& problem, int kv_heads) {
            tiles_per_block(problem) * kv_heads;
 }
 
-// The dQ accumulator of one head pass: [total, pass query heads, D] fp32; none without waves.
-std::size_t dq_acc_bytes(const Problem& problem) {
-    if (waves_of(problem) == 0) return 0;
-    const auto pass_heads = static_cast<std::size_t>(sparse::kv_heads_per_pass(problem) * problem.group());
-    return sparse::detail::align_up(static_cast<std::size_t>(problem.total_tokens()) * pass_heads *
-                                    static_cast<std::size_t>(problem.head_dim) * sizeof(float));
-}
-
-struct Workspace {
-    float2* stats;
-    float* dq_acc;  // null without waves
-    void* lists;
-};
-
-Workspace carve(const Problem& problem, void* base) {
-    auto* bytes = static_cast<unsigned char*>(base);
-    const std::size_t s = sparse::row_stats_bytes(problem);
-    const std::size_t a = dq_acc_bytes(problem);
-    return {reinterpret_cast<float2*>(bytes), a > 0 ? reinterpret_cast<float*>(bytes + s) : nullptr,
-            bytes + s + a};
-}
-
 template <typename T, int kD>
 void launch_dq_waves(const AttentionArgs& args, const float2* stats, const detail::OwnBlockDq& pass,
                      const sparse::BlockLists& lists) {
@@ -94,15 +71,8 @@ void launch_dq_waves(const AttentionArgs& args, const float2* stats, const detai
                                       static_cast<float>(problem.scale() * kLog2e),
                                       pass.head0,
                                       pass.heads};
-    const auto kernel = detail::dq_wave_kernel<T, kD>;
-    constexpr int kSmem = static_cast<int>(detail::DqWavePlan<kD>::kBytes);
-    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    const int ctas = sparse::detail::persistent_ctas(reinterpret_cast<const void*>(kernel), detail::kThreads, kSmem);
-    for (int wave = 0; wave < lists.waves; ++wave) {
-        kernel<<<ctas, detail::kThreads, kSmem, args.stream>>>(k_map, v_map, params,
-                                                              sparse::detail::wave_work(lists, wave));
-        MOBA_CHECK_LAUNCH();
-    }
+    detail::launch_per_wave(detail::dq_wave_kernel<T, kD>, detail::kThreads, static_cast<int>(detail::DqWavePlan<kD>::kBytes), k_map, v_map,
+                            params, lists, args.stream);
 }
 
 // lists == nullptr: no past blocks (own rows only), every kv head.
@@ -156,7 +126,7 @@ Support moba_backward_can_implement(const Problem& problem) {
 
 std::size_t moba_backward_workspace_bytes(const Problem& problem) {
     if (!moba_backward_can_implement(problem).ok) return 0;
-    std::size_t bytes = sparse::row_stats_bytes(problem) + dq_acc_bytes(problem);
+    std::size_t bytes = sparse::row_stats_bytes(problem) + sparse::dq_accumulator_bytes(problem);
     if (waves_of(problem) > 0)
         bytes += sparse::block_lists_workspace_bytes(problem, kItemRows, sparse::kv_heads_per_pass(problem));
     return bytes;
@@ -173,7 +143,7 @@ void moba_backward(const AttentionArgs& args) {
     const int waves = waves_of(problem);
     if (waves > 0 && args.sel == nullptr)
         throw std::invalid_argument("wgmma_moba backward: the selection sel is null");
-    const Workspace ws = carve(problem, args.workspace);
+    const sparse::BackwardWorkspace ws = sparse::carve_backward_workspace(problem, args.workspace);
     sparse::row_stats(args, ws.stats);
     if (waves == 0) {  // k = 1 (or one block): own blocks only, no lists, dq written directly
         const detail::OwnBlockDq own{nullptr, 0, problem.heads_q};

@@ -18,7 +18,6 @@
 #include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/head_passes.hpp"
-#include "kernels/moba/launch.hpp"  // persistent_ctas
 #include "kernels/wgmma/launch.hpp"
 #include "kernels/wgmma/tensor_map.hpp"
 #include "kernels/wgmma/wave_kernel.cuh"
@@ -49,15 +48,8 @@ void launch_waves(const AttentionArgs& args, const sparse::Accumulator& acc,
                                     static_cast<float>(problem.scale() * kLog2e),
                                     acc.head0,
                                     acc.heads};
-    const auto kernel = detail::sparse_wave_kernel<T, kD>;
-    constexpr int kSmem = static_cast<int>(detail::WaveSmemPlan<kD>::kBytes);
-    MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    const int ctas = sparse::detail::persistent_ctas(reinterpret_cast<const void*>(kernel), detail::kThreads, kSmem);
-    for (int wave = 0; wave < lists.waves; ++wave) {
-        kernel<<<ctas, detail::kThreads, kSmem, args.stream>>>(k_map, v_map, params,
-                                                              sparse::detail::wave_work(lists, wave));
-        MOBA_CHECK_LAUNCH();
-    }
+    detail::launch_per_wave(detail::sparse_wave_kernel<T, kD>, detail::kThreads, static_cast<int>(detail::WaveSmemPlan<kD>::kBytes), k_map, v_map,
+                            params, lists, args.stream);
 }
 
 }  // namespace
