@@ -16,9 +16,11 @@
 #include <vector>
 
 #include "core/problem.hpp"
+#include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/gating.hpp"
 #include "kernels/moba/head_passes.hpp"
+#include "kernels/moba/row_stats.hpp"
 
 namespace moba::sparse {
 namespace {
@@ -167,6 +169,44 @@ TEST(HeadPasses, FollowTheAccumulatorBudget) {
         }
     }
     restore();
+}
+
+// The MoBA backward's workspace (accumulator.hpp), both backends': the row statistics, then one
+// head pass's fp32 dQ (none when the selection has no past block), then the lists, each region
+// where the one before ends, so nothing overlaps and the sizes the backends ask for hold it.
+TEST(BackwardWorkspace, CarvesStatisticsThenOnePassDqThenLists) {
+    const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const std::string old = saved != nullptr ? saved : "";
+    ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "8", 1);  // passes of 2 kv heads on `passes` below
+    const Problem passes = make({3000, 700, 1}, 6, 3, 128, 128, 4);
+    ASSERT_EQ(kv_heads_per_pass(passes), 2);
+    ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+    const Problem one_pass = make({1000, 17}, 8, 2, 64, 32, 3);
+    const Problem no_past = make({1000, 17}, 8, 2, 64, 32, 1);  // k = 1: own blocks only
+    for (const auto& [p, budget] : {std::pair{passes, "8"}, std::pair{one_pass, ""}, std::pair{no_past, ""}}) {
+        if (*budget != '\0') ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", budget, 1);
+        else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+        const std::size_t pass_rows =
+            static_cast<std::size_t>(p.total_tokens()) * static_cast<std::size_t>(kv_heads_per_pass(p) * p.group());
+        const std::size_t dq = dq_accumulator_bytes(p);
+        if (p.sel_slots() == 1) {
+            EXPECT_EQ(dq, 0u);
+        } else {
+            EXPECT_GE(dq, pass_rows * static_cast<std::size_t>(p.head_dim) * sizeof(float));
+            EXPECT_LT(dq, pass_rows * static_cast<std::size_t>(p.head_dim) * sizeof(float) + 256);
+        }
+        // Only addresses are compared: the carve never touches the memory.
+        const std::uintptr_t base = std::uintptr_t{1} << 40;
+        const BackwardWorkspace ws = carve_backward_workspace(p, reinterpret_cast<void*>(base));
+        const auto at = [](const void* q) { return reinterpret_cast<std::uintptr_t>(q); };
+        EXPECT_EQ(at(ws.stats), base);
+        if (dq == 0) EXPECT_EQ(ws.dq_acc, nullptr);
+        else EXPECT_EQ(at(ws.dq_acc), base + row_stats_bytes(p));
+        EXPECT_EQ(at(ws.lists), base + row_stats_bytes(p) + dq);
+        EXPECT_GE(row_stats_bytes(p), static_cast<std::size_t>(p.total_tokens()) * p.heads_q * sizeof(float2));
+    }
+    if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
+    else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
 }
 
 TEST(TiledBlockLists, RefusesWithAReason) {
