@@ -25,7 +25,8 @@
 //   warpgroups 1 and 2, consumers: 64 keys each, dK and dV in registers; per tile
 //     S^T = K_w Q^T, dP^T = V_w dO^T, P^T = 2^(S^T scale log2 e - lse log2 e) (0 where the key
 //     follows an own row), dS^T = P^T (dP^T - Delta), dV += P^T dO, dK += dS^T Q.
-// Padding rows are zero Q / dO rows with lse = +inf: P = 0, dS = 0.
+// Padding rows are zero Q / dO rows with zero statistics: S = dP = 0, so P = 1 and dS = 0, and
+// both products add nothing.
 #pragma once
 
 #include <climits>
@@ -97,10 +98,9 @@ struct RowWalk {
     int base;  // list segments: first entry in rows[]
 };
 
-// Row r of the next tile, as the producer thread r < 64 writes it.
+// Row r of the next tile, as the producer threads r and r + 64 copy it.
 struct TileRow {
     std::int64_t index;   // row token * Hq + h of [total, Hq, D]; -1: padding
-    float2 stats;
     int limit;            // last key (packed token) the row sees
 };
 
@@ -110,7 +110,7 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
                                               std::int64_t own_last, int own_tokens, int hk, int r,
                                               TileRow& row) {
     constexpr int kRows = 64;
-    row = {-1, make_float2(INFINITY, 0.0f), INT_MAX};  // padding: P = 0, dS = 0
+    row = {-1, INT_MAX};  // padding
     int filled = 0;
     while (filled < kRows) {
         if (c.pos == c.len) {
@@ -142,7 +142,6 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
             }
             const std::int64_t at = token * p.heads_q + h;
             row.index = at;
-            row.stats = p.stats[at];
         }
         filled += m;
         c.pos += m;
