@@ -14,11 +14,15 @@
 #            head per pass) and for wgmma_dense. The label and the quick suite together take more
 #            than one 10-minute call on the H200 (467 s and over 400 s side by side): give the
 #            quick suite its own call (MOBA_BWD_QUICK=0 here, `moba check --suite quick` there);
+# - paths:   what has not run on it yet: `moba check --suite paths` (block 192, whose second key
+#            tile is partial, and k 8 / 20 / 70) for wgmma_moba and tiled_mma, and every sanitizer
+#            with one kv head per pass (MOBA_ACCUMULATOR_BUDGET_MIB=0);
 # - sweep:   Figure 2b's 128K point for MHA, GQA 32:8 and MQA, fwd and fwd+bwd, gating included,
 #            wgmma_moba and wgmma_dense with SDPA cuDNN in the same process (Python bridge).
-# Usage: ci/gpu_backward.sh check|profile|verify|sweep   Reports and logs go to ${OUT:-out}/.
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|sweep}
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep}
+case $mode in check|profile|verify|paths|sweep) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths or sweep)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -66,6 +70,12 @@ case $mode in
     grep -hE "tests passed|tests failed" "$step_logs"/ctest_gpu.log | tail -3
     grep -hE "records:" "$step_logs"/check_quick.log "$step_logs"/sanitize*.log 2>/dev/null
     ;;
+  paths)
+    step check_paths 420 $moba check --suite paths --impl wgmma_moba,tiled_mma --out "$out/check-paths.json"
+    step sanitize_moba_passes 90 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba,tiled_mma --out "$out/sanitize-moba-passes.json"
+    grep -hE "records:" "$step_logs"/check_paths.log "$step_logs"/sanitize*.log
+    ;;
   sweep)
     python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
     export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
@@ -74,7 +84,7 @@ case $mode in
       --max-seconds 3 --out "$out/sweep-128k.json"
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_128k.log"
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify or sweep)"; exit 2 ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths or sweep)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
