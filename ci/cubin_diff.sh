@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 old=${1:?usage: ci/cubin_diff.sh OLD_REV [NEW_REV]}
 new=${2:-}
 units=(kernels/wgmma/dense_forward.cu kernels/wgmma/moba_forward.cu kernels/wgmma/dense_backward.cu
-       kernels/wgmma/moba_backward.cu kernels/tiled_mma/forward.cu kernels/tiled_mma/backward.cu
+       kernels/wgmma/moba_backward.cu kernels/wgmma/probe.cu kernels/tiled_mma/forward.cu kernels/tiled_mma/backward.cu
        kernels/moba/accumulator.cu kernels/moba/gating.cu kernels/moba/block_lists.cu kernels/moba/row_stats.cu)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -219,9 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 const unsigned char* src = src_base + (valid ? row.index * kD * 2 : 0);
                 unsigned char* dst = smem + (q_side ? Plan::kQ : Plan::kDO) + s * Base::kRowBytes;
 #pragma unroll
-                for (int c = 0; c < kD / 8; ++c)  // column block c / 8, chunk c % 8 of the line
-                    cp_async16(dst + (c / 8) * Plan::kRows * 128 + r * 128 + (((c % 8) ^ (r % 8)) * 16), src + c * 16,
-                               valid);
+                for (int c = 0; c < kD / 8; ++c) cp_async16(dst + swizzled_chunk<Plan::kRows>(r, c), src + c * 16, valid);
                 if (q_side) {
                     cp_async8(stats + s * Plan::kRows + r, p.stats + (valid ? row.index : 0), valid);
                     limits[s * Plan::kRows + r] = row.limit;

@@ -91,6 +91,13 @@ __device__ __forceinline__ void qk_gemm(float (&s)[64], const unsigned char* q_t
     fence_operands(s);
 }
 
+// Byte offset, in a kRows-row tile of the layout above, of row r's 16-byte chunk c (columns
+// [8 c, 8 c + 8)): column block c / 8, line r, chunk c % 8 of the line swizzled by r % 8.
+template <int kRows>
+__device__ __forceinline__ int swizzled_chunk(int r, int c) {
+    return (c / 8) * kRows * 128 + r * 128 + (((c % 8) ^ (r % 8)) * 16);
+}
+
 // Gathers a kRows-row tile from arbitrary rows of a [.., kD] tensor `src` (2-byte elements)
 // into the layout above with cp.async (TMA boxes cannot gather): row_offset(r) is the element
 // offset of tile row r's kD values, or negative for a row of zeros. The calling threads,
@@ -106,7 +113,7 @@ __device__ __forceinline__ void gather_tile(unsigned char* tile, const void* src
         const int r = idx / kChunks;
         const int c = idx % kChunks;  // column block c / 8, chunk c % 8 of its 128-byte line
         const std::int64_t offset = row_offset(r);
-        unsigned char* dst = tile + (c / 8) * kRows * 128 + r * 128 + (((c % 8) ^ (r % 8)) * 16);
+        unsigned char* dst = tile + swizzled_chunk<kRows>(r, c);
         cp_async16(dst, base + (offset >= 0 ? offset * 2 + c * 16 : 0), offset >= 0);
     }
     cp_async_wait_all();
