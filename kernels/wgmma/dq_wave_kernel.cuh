@@ -15,7 +15,11 @@
 // ring (which runs on across items); its warps 1-3 gather (rows' offsets and statistics into
 // shared memory, then Q and dO by cp.async into one buffer each, once the consumers released
 // the previous item: one buffer, since Q and dO of 128 rows take 64 KB at D 128 beside the
-// 128 KB ring); warpgroups 1 and 2 consume.
+// 128 KB ring); warpgroups 1 and 2 consume. The consumers keep their rows' offsets and
+// statistics in registers and release the buffers as soon as the item's last S and dP products
+// are done, so the next item's gather runs under the last dS K product and the dQ adds (a
+// single buffer stalls every item for a gather: at block 128, one key tile per item, that is
+// about half the item's time).
 #pragma once
 
 #include <cstdint>
@@ -109,8 +113,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int item = first; item < last; item += stride, ++local) {
                 const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
                     w, item, p.cu_seqlens, p.batch, p.block);
-                // Item local - 1 used the buffers: its consumers have added their dQ (and read
-                // its offsets).
+                // Item local - 1 used the buffers: its consumers have done their last reads of
+                // them (the S and dP products of its last key tile; offsets and statistics earlier).
                 if (local >= 1) mbar_wait(q_empty, (local - 1) & 1);
                 for (int r = tid; r < Wave::kRows; r += kDqGatherThreads) {
                     std::int64_t off = -1;
@@ -145,11 +149,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         mbar_wait(ring.q_full, local & 1);
         float lse2[2];
         float delta[2];
+        std::int64_t q_off[2];  // the rows' element offsets (-1: padding), for the adds
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             const float2 st = row_stats[row0 + acc_row(r)];
             lse2[r] = st.x;
             delta[r] = st.y;
+            q_off[r] = row_offsets[row0 + acc_row(r)];
         }
         for (int j = 0; j < key_tiles; ++j, ++n) {
             const int s = n % kStages;
@@ -163,7 +169,12 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_wait(&ring.v_full[s], full_parity);
             qk_gemm<T, kD>(dp, do_tile, row0, ring.smem + Plan::kV + s * S::kKVBytes);
             __syncwarp();
-            if (lane == 0) mbar_arrive(&ring.v_empty[s]);
+            if (lane == 0) {
+                mbar_arrive(&ring.v_empty[s]);
+                // The item's last Q and dO reads are done (qk_gemm waits for its wgmma): the
+                // gatherers may refill the buffers, offsets and statistics.
+                if (j == key_tiles - 1) mbar_arrive(q_empty);
+            }
 
             // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
             const int valid = p.block - j * S::kBlockN;
@@ -184,15 +195,12 @@ __global__ void __launch_bounds__(kThreads, 1)
         // dq_acc += dQ (unscaled) for the item's rows; padding rows have offset -1.
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const std::int64_t q_off = row_offsets[row0 + acc_row(r)];
-            if (q_off < 0) continue;
-            float* dst = p.dq_acc + sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0, p.acc_heads);
+            if (q_off[r] < 0) continue;
+            float* dst = p.dq_acc + sparse::detail::pass_offset<kD>(q_off[r], p.heads_q, p.acc_head0, p.acc_heads);
 #pragma unroll
             for (int i = 0; i < kD / 8; ++i)
                 atomicAdd(reinterpret_cast<float2*>(dst + acc_col(i, 0)), make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]));
         }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(q_empty);  // the Q / dO buffers, offsets and statistics are free
     }
 }
 

@@ -16,12 +16,16 @@
 // 3 warpgroups, as dkdv_kernel.cuh:
 //   warpgroup 0, producer: thread 0 loads the CTA's K and V tiles once (TMA); then all 128
 //     threads walk the row sequence (one cursor, advanced uniformly) in tiles of 64 rows: thread
-//     r copies row r's Q and statistics (and writes its causal limit), thread r + 64 its dO, by
-//     cp.async into the tile's stage of a 4-stage ring, and publishes the previous tile's stage
-//     once that tile's copies landed (cp.async groups: two tiles in flight per thread). A tile of
-//     0 rows ends the walk. Measured first with dkdv_kernel.cuh's 2 stages and a wait for every
+//     r finds row r (its index, statistics and causal limit), thread r + 64 the same row for
+//     dO; warps 0-1 copy the tile's Q rows and warps 2-3 its dO rows by cp.async into the tile's
+//     stage of a 4-stage ring, each warp its 32 rows with whole rows per instruction (the lanes
+//     trade row indices by shuffles), and each warp publishes the previous tile's stage once its
+//     copies of that tile landed (cp.async groups: two tiles in flight per thread). A tile of 0
+//     rows ends the walk. Measured first with dkdv_kernel.cuh's 2 stages and a wait for every
 //     tile's copies (the list entry, the statistics and the rows one after another): half the
-//     dense dK/dV's rate (kernels/NOTES.md).
+//     dense dK/dV's rate; then with a row per thread (32 rows per copy instruction): 74% of it,
+//     ncu counting half the global sectors and 60% of the shared wavefronts as excess
+//     (kernels/NOTES.md).
 //   warpgroups 1 and 2, consumers: 64 keys each, dK and dV in registers; per tile
 //     S^T = K_w Q^T, dP^T = V_w dO^T, P^T = 2^(S^T scale log2 e - lse log2 e) (0 where the key
 //     follows an own row), dS^T = P^T (dP^T - Delta), dV += P^T dO, dK += dS^T Q.
@@ -182,8 +186,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
         mbar_init(kv_full, 1);
         for (int s = 0; s < kStages; ++s) {
-            mbar_init(&full[s], 128);   // every producer thread, once its copies landed
-            mbar_init(&empty[s], 256);  // every consumer thread
+            mbar_init(&full[s], 4);   // every producer warp, once its copies landed
+            mbar_init(&empty[s], 8);  // every consumer warp
         }
         mbar_init_fence();
     }
@@ -198,11 +202,19 @@ __global__ void __launch_bounds__(kThreads, 1)
             load_tile<kD, Base::kKeys>(smem + Plan::kK, &k_map, kv_full, hk, start + key0);
             load_tile<kD, Base::kKeys>(smem + Plan::kV, &v_map, kv_full, hk, start + key0);
         }
-        // Thread r < 64 copies row r's Q (and statistics, and writes its limit), thread r + 64
-        // its dO: one 2 kD-byte row each, so no thread waits for another's row offset.
+        // Thread r < 64 finds row r (and copies its statistics and writes its limit), thread
+        // r + 64 the same row for dO. A warp copies its 32 rows (rows warp_row0 ..) of Q or dO
+        // with kRowsPerCopy whole rows per instruction, 16 bytes a lane: coalesced reads of
+        // 2 kD-byte rows, and 4 shared wavefronts per instruction instead of one per lane.
         const int r = tid % Plan::kRows;
+        const int lane = tid % 32;
+        const int warp_row0 = r - lane;
         const bool q_side = tid < Plan::kRows;
+        constexpr int kLanesPerRow = kD / 8;  // 16-byte chunks of a row
+        constexpr int kRowsPerCopy = 32 / kLanesPerRow;
+        const int chunk = lane % kLanesPerRow;
         const auto* src_base = static_cast<const unsigned char*>(q_side ? p.q : p.dout);
+        unsigned char* const dst_base = smem + (q_side ? Plan::kQ : Plan::kDO);
         const std::int64_t list0 = slot * p.kv_heads + hk_local;
         const std::int64_t own_last = static_cast<std::int64_t>(start) + key_end - 1;
         RowWalk walk{-1, 0, 0, 0};
@@ -215,27 +227,34 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (count > 0) {
                 // Padding rows (index -1) become zero Q / dO rows with zero statistics: S = 0,
                 // dP = 0, so P = 1 and dS = 0 there, and both products add nothing.
-                const bool valid = row.index >= 0;
-                const unsigned char* src = src_base + (valid ? row.index * kD * 2 : 0);
-                unsigned char* dst = smem + (q_side ? Plan::kQ : Plan::kDO) + s * Base::kRowBytes;
-#pragma unroll
-                for (int c = 0; c < kD / 8; ++c) cp_async16(dst + swizzled_chunk<Plan::kRows>(r, c), src + c * 16, valid);
+#pragma unroll 4
+                for (int i = 0; i < 32 / kRowsPerCopy; ++i) {
+                    const int wr = i * kRowsPerCopy + lane / kLanesPerRow;  // row of the warp
+                    const std::int64_t index = __shfl_sync(0xffffffffu, row.index, wr);
+                    const bool valid = index >= 0;
+                    cp_async16(dst_base + s * Base::kRowBytes + swizzled_chunk<Plan::kRows>(warp_row0 + wr, chunk),
+                               src_base + (valid ? index * kD * 2 + chunk * 16 : 0), valid);
+                }
                 if (q_side) {
+                    const bool valid = row.index >= 0;
                     cp_async8(stats + s * Plan::kRows + r, p.stats + (valid ? row.index : 0), valid);
                     limits[s * Plan::kRows + r] = row.limit;
                 }
             }
             if (tid == 0) counts[s] = count;
             cp_async_commit_group();
-            // Tile n - 1's copies have landed: fence them for wgmma and publish the stage (the
-            // arrival also releases its limits and count). Tile n's stay in flight meanwhile.
+            // Tile n - 1's copies have landed: each lane fences its own for wgmma, the warp
+            // syncs (ordering its lanes' copies, limits and count before lane 0), and lane 0
+            // publishes the warp's part of the stage. Tile n's stay in flight meanwhile.
             if (n >= 1) {
                 cp_async_wait_group<1>();
                 fence_proxy_async_shared();
-                mbar_arrive(&full[(n - 1) % kStages]);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(&full[(n - 1) % kStages]);
             }
             if (count == 0) {  // the end: an empty stage tells the consumers
-                mbar_arrive(&full[s]);
+                __syncwarp();
+                if (lane == 0) mbar_arrive(&full[s]);
                 break;
             }
         }
@@ -309,7 +328,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<0>();
         fence_operands(dv);
         fence_operands(dk);
-        mbar_arrive(&empty[s]);
+        __syncwarp();  // the warp's reads of the stage (wgmma, statistics, limits) are done
+        if (threadIdx.x % 32 == 0) mbar_arrive(&empty[s]);
     }
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO for this warpgroup's keys inside the block.
