@@ -19,10 +19,15 @@
 #            with one kv head per pass (MOBA_ACCUMULATOR_BUDGET_MIB=0);
 # - sweep:   Figure 2b's 128K point for MHA, GQA 32:8 and MQA, fwd and fwd+bwd, gating included,
 #            wgmma_moba and wgmma_dense with SDPA cuDNN in the same process (Python bridge).
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep   Reports and logs go to ${OUT:-out}/.
+# - confirm: one call after a change to the wgmma_moba backward's kernels alone (about 540 s on the
+#            H200): test_tiled_mma_gpu beside the quick suite of wgmma_moba, the paths suite, every
+#            sanitizer on the small case (default budget and one kv head per pass), ncu kernel
+#            times at the 128K point, that point's GQA fwd+bwd with SDPA cuDNN in the process, and
+#            FlashMoBA's setting (512K, 16 heads, block 128, top-k 8) fwd+bwd, gating included.
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep}
-case $mode in check|profile|verify|paths|sweep) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths or sweep)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm}
+case $mode in check|profile|verify|paths|sweep|confirm) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep or confirm)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -84,7 +89,29 @@ case $mode in
       --max-seconds 3 --out "$out/sweep-128k.json"
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_128k.log"
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths or sweep)"; exit 2 ;;
+  confirm)
+    (step test_tiled_mma_gpu 320 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick 320 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
+    p2=$!
+    wait $p1 $p2
+    step check_paths 90 $moba check --suite paths --impl wgmma_moba --out "$out/check-paths.json"
+    step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
+    step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba --out "$out/sanitize-passes.json"
+    step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${point[@]}" \
+      --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 --impl wgmma_moba --out /tmp/ncu.json
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
+      --phase fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
+    step flashmoba_512k 100 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba \
+      --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/flashmoba-512k.json"
+    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
+    grep -A1 -E "^  void wgmma::(moba_dkdv|dq_wave|dq_kernel)" "$step_logs/ncu_times.log" | grep -oE "(moba_dkdv|dq_wave|dq_kernel)_kernel|[0-9.]+$" | paste - - | head -8
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep or confirm)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
