@@ -19,8 +19,8 @@
 //     r finds row r (its index, statistics and causal limit), thread r + 64 the same row for
 //     dO; warps 0-1 copy the tile's Q rows and warps 2-3 its dO rows by cp.async into the tile's
 //     stage of a 4-stage ring, each warp its 32 rows with whole rows per instruction (the lanes
-//     trade row indices by shuffles), and each warp publishes the previous tile's stage once its
-//     copies of that tile landed (cp.async groups: two tiles in flight per thread). A tile of 0
+//     trade row indices by shuffles), and each thread publishes the previous tile's stage once
+//     its copies of that tile landed (cp.async groups: two tiles in flight per thread). A tile of 0
 //     rows ends the walk. Measured first with dkdv_kernel.cuh's 2 stages and a wait for every
 //     tile's copies (the list entry, the statistics and the rows one after another): half the
 //     dense dK/dV's rate; then with a row per thread (32 rows per copy instruction): 74% of it,
@@ -186,8 +186,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (threadIdx.x == 0) {
         mbar_init(kv_full, 1);
         for (int s = 0; s < kStages; ++s) {
-            mbar_init(&full[s], 4);   // every producer warp, once its copies landed
-            mbar_init(&empty[s], 8);  // every consumer warp
+            mbar_init(&full[s], 128);   // every producer thread, once its copies landed
+            mbar_init(&empty[s], 256);  // every consumer thread
         }
         mbar_init_fence();
     }
@@ -243,18 +243,17 @@ __global__ void __launch_bounds__(kThreads, 1)
             }
             if (tid == 0) counts[s] = count;
             cp_async_commit_group();
-            // Tile n - 1's copies have landed: each lane fences its own for wgmma, the warp
-            // syncs (ordering its lanes' copies, limits and count before lane 0), and lane 0
-            // publishes the warp's part of the stage. Tile n's stay in flight meanwhile.
+            // Tile n - 1's copies have landed: fence them for wgmma and publish the stage (the
+            // arrival also releases its limits and count). Every thread arrives for its own
+            // copies: with one arrival per warp after __syncwarp, racecheck reported hazards
+            // (kernels/NOTES.md). Tile n's stay in flight meanwhile.
             if (n >= 1) {
                 cp_async_wait_group<1>();
                 fence_proxy_async_shared();
-                __syncwarp();
-                if (lane == 0) mbar_arrive(&full[(n - 1) % kStages]);
+                mbar_arrive(&full[(n - 1) % kStages]);
             }
             if (count == 0) {  // the end: an empty stage tells the consumers
-                __syncwarp();
-                if (lane == 0) mbar_arrive(&full[s]);
+                mbar_arrive(&full[s]);
                 break;
             }
         }
@@ -328,8 +327,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<0>();
         fence_operands(dv);
         fence_operands(dk);
-        __syncwarp();  // the warp's reads of the stage (wgmma, statistics, limits) are done
-        if (threadIdx.x % 32 == 0) mbar_arrive(&empty[s]);
+        mbar_arrive(&empty[s]);
     }
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO for this warpgroup's keys inside the block.
