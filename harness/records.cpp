@@ -89,6 +89,7 @@ void to_json(json& j, const CheckRecord& r) {
         j["sanitizer"] = s->tool;
         j["sanitizer_problems"] = s->problems;
         j["sanitizer_exit_status"] = s->exit_status;
+        if (!s->findings.empty()) j["sanitizer_findings"] = s->findings;
     }
     if (const auto& d = r.decode) j["decode"] = {{"q_lens", d->q_lens}, {"page_size", d->page_size}};
 }

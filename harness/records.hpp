@@ -47,6 +47,7 @@ struct CheckRecord {
         std::string tool;
         std::int64_t problems = 0;  // errors or hazards; -1 when no summary was printed
         int exit_status = 0;
+        std::vector<std::string> findings;  // the tool's first reports (sanitizer_findings)
     };
     std::optional<Sanitizer> sanitizer_figures;
     // A decode case (SEMANTICS.md §9; config's seqlens are then the cache lengths): the new

@@ -51,6 +51,57 @@ std::int64_t parse_sanitizer_summary(SanitizerTool tool, std::string_view output
     return -1;
 }
 
+std::vector<std::string> sanitizer_findings(std::string_view output, std::size_t max_findings,
+                                            std::size_t max_lines) {
+    static constexpr std::string_view kPrefix = "=========";
+    std::vector<std::string> findings;
+    std::string current;
+    std::size_t lines = 0;
+    bool in_backtrace = false;  // "Saved host backtrace ..." and its frames until the next report
+    const auto close = [&] {
+        if (!current.empty() && findings.size() < max_findings) findings.push_back(current);
+        current.clear();
+        lines = 0;
+    };
+    std::size_t pos = 0;
+    while (pos < output.size()) {
+        std::size_t end = output.find('\n', pos);
+        if (end == std::string_view::npos) end = output.size();
+        std::string_view line = output.substr(pos, end - pos);
+        pos = end + 1;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (!line.starts_with(kPrefix)) continue;  // the checked program's own output
+        line.remove_prefix(kPrefix.size());
+        const bool indented = line.starts_with("  ");  // a report's own lines; its header has one space
+        const std::size_t first = line.find_first_not_of(' ');
+        if (first == std::string_view::npos) {  // a bare prefix ends a report
+            close();
+            in_backtrace = false;
+            continue;
+        }
+        const std::string_view text = line.substr(first);
+        if (!indented) {
+            close();
+            in_backtrace = false;
+            if (text.starts_with("COMPUTE-SANITIZER") || text.find("SUMMARY:") != std::string_view::npos) continue;
+            current = std::string(text);
+            lines = 1;
+            continue;
+        }
+        if (current.empty()) continue;
+        if (text.starts_with("Saved host backtrace") || text.starts_with("Host Frame")) {
+            in_backtrace = true;
+            continue;
+        }
+        if (in_backtrace || lines >= max_lines) continue;
+        current += '\n';
+        current += text;
+        ++lines;
+    }
+    close();
+    return findings;
+}
+
 namespace {
 
 // Single-quotes an argument for /bin/sh.
@@ -87,6 +138,7 @@ SanitizerRun run_under_sanitizer(SanitizerTool tool, const std::string& sanitize
     run.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     std::string line;
     run.problems = parse_sanitizer_summary(tool, output, &line);
+    run.findings = sanitizer_findings(output);
     if (run.problems < 0) {
         run.outcome = Outcome::failed;
         std::string tail = output.size() > 400 ? output.substr(output.size() - 400) : output;
@@ -94,6 +146,12 @@ SanitizerRun run_under_sanitizer(SanitizerTool tool, const std::string& sanitize
     } else if (run.problems > 0) {
         run.outcome = Outcome::incorrect;
         run.summary = line;
+        if (!run.findings.empty()) {  // where, on one line: the first report
+            std::string first = run.findings.front();
+            for (char& c : first)
+                if (c == '\n') c = ' ';
+            run.summary += "; first: " + first;
+        }
     } else if (run.exit_status == 1) {
         // No hazard, but the check run under the tool found wrong numbers: still a failing
         // record (its own report is scratch), so a sanitized run can never pass a wrong kernel.

@@ -27,6 +27,9 @@ struct SanitizerRun {
     std::int64_t problems = 0; // errors (memcheck, synccheck, initcheck) or hazards (racecheck)
     int exit_status = 0;       // of compute-sanitizer
     std::string summary;       // the tool's summary line, or what went wrong
+    // The tool's first reports (sanitizer_findings): which kernel, access and line, so a failing
+    // record says where without a rerun.
+    std::vector<std::string> findings;
     Outcome outcome = Outcome::passed;
 };
 
@@ -35,6 +38,15 @@ struct SanitizerRun {
 // no summary line. Racecheck counts its errors and warnings both (a warning is a hazard too).
 std::int64_t parse_sanitizer_summary(SanitizerTool tool, std::string_view output,
                                      std::string* line = nullptr);
+
+// The first max_findings problem reports in compute-sanitizer's output, each its header line
+// ("Error: Race reported between Write access at kernel+0x1a0 in file.cu:42", "Invalid
+// __global__ read of size 4 bytes", ...) and up to max_lines - 1 of its indented lines ("and
+// Read access at ...", "at kernel+0x70", "by thread (0,0,0) in block (3,0,0)", "Address ... is
+// out of bounds"), without the "=========" prefix or the host backtrace; lines joined by '\n'.
+// Not findings: the banner, the summary, the program's own output (lines without the prefix).
+std::vector<std::string> sanitizer_findings(std::string_view output, std::size_t max_findings = 5,
+                                            std::size_t max_lines = 6);
 
 // Runs `sanitizer --tool T --error-exitcode 3 self_exe check_args...` and judges its output.
 // sanitizer: path or name of compute-sanitizer. Never throws for a failing child: the result

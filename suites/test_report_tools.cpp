@@ -1138,8 +1138,9 @@ TEST(Records, FormatDocumentsEveryKeyWritten) {
     // `moba check` without a GPU: gating, forward, backward, zero-sparsity and the baseline's
     // records (bound_kind), as run_checks writes them.
     const json checks = real_check_report();
-    CheckRecord sanitizer = typed_check_record("sanitizer", "", Outcome::passed);
-    sanitizer.sanitizer_figures = CheckRecord::Sanitizer{"memcheck", 0, 0};
+    CheckRecord sanitizer = typed_check_record("sanitizer", "", Outcome::incorrect);
+    sanitizer.sanitizer_figures = CheckRecord::Sanitizer{
+        "racecheck", 1, 3, {"Error: Race reported between Write access at k+0x10\nand Read access at k+0x20"}};
     // A bench record with every optional part.
     BenchRecord bench = typed_bench_record("naive", GatingMode::separate);
     bench.dense_impl = "dense_cublas";
@@ -1157,6 +1158,7 @@ TEST(Records, FormatDocumentsEveryKeyWritten) {
     collect_keys(doc, keys);
     ASSERT_TRUE(keys.count("bound_kind")) << "the CPU checks no longer write bound_kind";
     ASSERT_TRUE(keys.count("work_budget"));
+    ASSERT_TRUE(keys.count("sanitizer_findings")) << "a sanitizer record no longer writes its findings";
     for (const std::string& key : keys)
         EXPECT_TRUE(format.find("`" + key + "`") != std::string::npos ||
                     format.find("\"" + key + "\"") != std::string::npos)

@@ -360,7 +360,7 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
             r.impl = impl->name;
             r.check = "sanitizer";
             r.reference = plan.options.reference;
-            r.sanitizer_figures = CheckRecord::Sanitizer{std::string(to_string(tool)), -1, 0};
+            r.sanitizer_figures = CheckRecord::Sanitizer{std::string(to_string(tool)), -1, 0, {}};
             std::vector<std::string> args;
             std::istringstream flags(c.problem.flags());
             for (std::string word; flags >> word;) args.push_back(word);
@@ -382,6 +382,7 @@ std::vector<nlohmann::json> sanitizer_records(const CheckCase& c, const CheckPla
                 r.reason = run.outcome == Outcome::passed ? "" : run.summary;
                 r.sanitizer_figures->problems = run.problems;
                 r.sanitizer_figures->exit_status = run.exit_status;
+                r.sanitizer_figures->findings = run.findings;
             }
             if (r.command.empty()) r.command = reproduce_command(c, impl->name, r.reference) + " --sanitize " + std::string(to_string(tool));
             records.push_back(r);
