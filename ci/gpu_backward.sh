@@ -108,7 +108,9 @@ case $mode in
     step flashmoba_512k 100 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba \
       --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/flashmoba-512k.json"
     grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
-    grep -A1 -E "^  void wgmma::(moba_dkdv|dq_wave|dq_kernel)" "$step_logs/ncu_times.log" | grep -oE "(moba_dkdv|dq_wave|dq_kernel)_kernel|[0-9.]+$" | paste - - | head -8
+    # kernel name, then its time (the header line ends in "CC 9.0": match the metric line's value)
+    grep -A1 -E "^  void wgmma::(moba_dkdv|dq_wave|dq_kernel)" "$step_logs/ncu_times.log" |
+      grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
     ;;
   *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep or confirm)"; exit 2 ;;
