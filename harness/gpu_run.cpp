@@ -141,8 +141,8 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     sel.slots = p.sel_slots();
     sel.blocks.resize(static_cast<std::size_t>(p.sel_elems()));
     GuardedBuffer d_sel(sel.blocks.size() * sizeof(std::int32_t));
-    GuardedBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0,
-                            GuardedBuffer::Body::as_allocated);
+    // Poisoned: what a workspace holds when a call starts means nothing (SEMANTICS.md §5).
+    GuardedBuffer workspace(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0);
     GatingArgs args{p, in.cu_seqlens.as<std::int32_t>(), in.q.get(), in.k.get(),
                     d_sel.as<std::int32_t>(), workspace.get(), nullptr};
     impl.gating(args);
@@ -212,8 +212,10 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // writes outside the outputs fail).
     GuardedBuffer out(tensor_bytes(p, p.q_elems()));
     GuardedBuffer lse(4 * static_cast<std::size_t>(p.lse_elems()));
-    GuardedBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0,
-                            GuardedBuffer::Body::as_allocated);
+    // The workspace poisoned too, and again before the first backward: a forward that reads it
+    // before writing it, or a backward that reads what its forward left there, goes wrong on the
+    // first call (SEMANTICS.md §5). The second calls run on what the first ones left.
+    GuardedBuffer workspace(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
     AttentionArgs args = input_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), workspace.get());
     args.out = out.get();
     args.lse = lse.as<float>();
@@ -266,6 +268,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     GuardedBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
         dv(tensor_bytes(p, p.kv_elems()));
     for (GuardedBuffer* b : {&out, &lse, &workspace}) b->rearm_guards();  // the forward's damage is reported once, above
+    workspace.poison();
     args.dout = in.dout.get();
     args.dq = dq.get();
     args.dk = dk.get();

@@ -32,9 +32,10 @@ bool guard_bands_enabled();
 class GuardedBuffer {
 public:
     GuardedBuffer() = default;
-    // Guards filled with kGuardByte; the body poisoned (an output) or left as allocated (a
-    // workspace, whose first contents an implementation must not depend on, but which is not
-    // poisoned here: that would be a separate rule).
+    // Guards filled with kGuardByte; the body poisoned (an output, or a gating or attention
+    // workspace, whose contents at a call's start an implementation must not depend on:
+    // SEMANTICS.md §5) or left as allocated (the decode workspace, which carries decode_prepare's
+    // state to the steps and is not poisoned yet).
     enum class Body { poisoned, as_allocated };
     explicit GuardedBuffer(std::size_t bytes, Body body = Body::poisoned);
     void* get() const { return body_; }

@@ -207,6 +207,56 @@ TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
     EXPECT_EQ(forwards, 1);
 }
 
+// A backward that reads what its forward left in the workspace (the lse it stashed there)
+// instead of its input lse: right whenever the workspace survives from forward to backward
+// untouched, which no framework promises. moba check poisons the workspace before the first
+// backward (SEMANTICS.md §5), so the first call's gradients are caught, with or without --once;
+// the gating and the forward pass. On the second calls the stash is the second forward's, so
+// nothing is added there.
+std::size_t naive_workspace_end(const Problem& p) { return (naive().attention_workspace_bytes(p) + 255) / 256 * 256; }
+
+TEST(NaiveGpu, ABackwardReadingWhatItsForwardLeftIsCaught) {
+    MOBA_REQUIRE_GPU();
+    Implementation stash = naive();
+    stash.name = "stashes_lse";
+    stash.attention_workspace_bytes = [](const Problem& p) {
+        return naive_workspace_end(p) + static_cast<std::size_t>(p.lse_elems()) * sizeof(float);
+    };
+    stash.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        void* kept = static_cast<char*>(a.workspace) + naive_workspace_end(a.problem);
+        MOBA_CUDA_CALL(cudaMemcpyAsync(kept, a.lse, static_cast<std::size_t>(a.problem.lse_elems()) * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, a.stream));
+    };
+    stash.backward = [](const AttentionArgs& a) {
+        AttentionArgs b = a;
+        b.lse = reinterpret_cast<float*>(static_cast<char*>(a.workspace) + naive_workspace_end(a.problem));
+        naive().backward(b);
+    };
+    CheckOptions options;
+    options.impls = {&stash};
+    options.add_zero_sparsity = false;
+    for (bool twice : {true, false}) {
+        options.call_twice = twice;
+        std::set<std::string> passed, caught;
+        for (const auto& r : run_checks(CheckCase{small_problem(), 13}, options)) {
+            const std::string what = r["tensor"].get<std::string>().empty() ? r["check"].get<std::string>()
+                                                                            : r["tensor"].get<std::string>();
+            if (r["outcome"] == "passed") {
+                passed.insert(what);
+                continue;
+            }
+            EXPECT_TRUE(r["outcome"] == "incorrect" || r["outcome"] == "failed") << r.dump(1);
+            const std::string reason = r["reason"];
+            EXPECT_NE(reason.rfind("on the second call", 0), 0u) << "caught only on the second call: " << reason;
+            caught.insert(what);
+        }
+        // The gating's record compares tensor "selection".
+        for (const char* what : {"selection", "out", "lse"}) EXPECT_TRUE(passed.count(what)) << what << (twice ? "" : " (--once)");
+        for (const char* what : {"dq", "dk", "dv"}) EXPECT_TRUE(caught.count(what)) << what << (twice ? "" : " (--once)");
+    }
+}
+
 // An implementation right in every value that launches on the legacy default stream instead of
 // args.stream (as a kernel that ignores the stream a PyTorch side stream hands it does). Its
 // first calls pass; on the second calls' held non-blocking stream its work finishes before the
