@@ -31,15 +31,19 @@ case $mode in check|profile|verify|paths|sweep|confirm) ;; *) echo "unknown mode
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+# test_tiled_mma_gpu beside `moba check --suite quick --impl wgmma_moba` (about as long as each
+# other): tiled_test_beside_quick LIMIT_S STEP_NAME REPORT
+tiled_test_beside_quick() {
+  (step test_tiled_mma_gpu "$1" build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+  local tests=$!
+  (step "$2" "$1" $moba check --suite quick --impl wgmma_moba --out "$3") &
+  wait $tests $!
+}
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
 case $mode in
   check)
-    (step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
-    p1=$!
-    (step check_quick_wgmma_moba 300 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick-wgmma-moba.json") &
-    p2=$!
-    wait $p1 $p2
+    tiled_test_beside_quick 300 check_quick_wgmma_moba "$out/check-quick-wgmma-moba.json"
     step memcheck_small 120 $moba "${small[@]}" --sanitize memcheck --impl wgmma_moba --out "$out/memcheck.json"
     step racecheck_small 120 $moba "${small[@]}" --sanitize racecheck --impl wgmma_moba --out "$out/racecheck.json"
     step bench_128k 200 $moba bench "${point[@]}" --impl wgmma_moba,tiled_mma,wgmma_dense --phase fwdbwd \
@@ -90,11 +94,7 @@ case $mode in
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_128k.log"
     ;;
   confirm)
-    (step test_tiled_mma_gpu 320 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
-    p1=$!
-    (step check_quick 320 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
-    p2=$!
-    wait $p1 $p2
+    tiled_test_beside_quick 320 check_quick "$out/check-quick.json"
     step check_paths 90 $moba check --suite paths --impl wgmma_moba --out "$out/check-paths.json"
     step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
     step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
