@@ -204,8 +204,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         // Thread r < 64 finds row r (and copies its statistics and writes its limit), thread
         // r + 64 the same row for dO. A warp copies its 32 rows (rows warp_row0 ..) of Q or dO
-        // with kRowsPerCopy whole rows per instruction, 16 bytes a lane: coalesced reads of
-        // 2 kD-byte rows, and 4 shared wavefronts per instruction instead of one per lane.
+        // with kRowsPerCopy whole rows per instruction, 16 bytes a lane: an instruction reads
+        // whole 2 kD-byte rows and fills whole 128-byte lines of the tile, where a row per lane
+        // read 16 bytes of each of 32 rows.
         const int r = tid % Plan::kRows;
         const int lane = tid % 32;
         const int warp_row0 = r - lane;
