@@ -95,6 +95,13 @@ void note_damage(const std::string& when, std::initializer_list<std::pair<const 
         if (std::string d = buf->damage(name); !d.empty()) stray.push_back(when + ": " + d);
 }
 
+// Before a second call: the guards back to kGuardByte (the first calls' damage is reported
+// already), finished before the held stream's work starts, so a second call's damage is its own.
+void rearm_before_second_call(std::initializer_list<GuardedBuffer*> buffers) {
+    for (GuardedBuffer* b : buffers) b->rearm_guards();
+    MOBA_CUDA_CALL(cudaDeviceSynchronize());
+}
+
 }  // namespace
 
 std::size_t device_bytes_needed(const Implementation& impl, const Problem& p) {
@@ -169,6 +176,7 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     if (again && inputs_changed.empty()) {
         // On a held non-blocking stream: a gating that launches elsewhere writes before the
         // poisoning lands (held_stream.hpp).
+        rearm_before_second_call({&d_sel, &workspace});
         HeldStream& held = held_stream();
         held.hold(kSecondCallHoldMs);
         d_sel.poison(held.get());
@@ -178,6 +186,8 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
         again->slots = sel.slots;
         again->blocks.resize(sel.blocks.size());
         d_sel.download(again->blocks.data(), d_sel.bytes());
+        if (stray_writes)
+            note_damage("the second gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
     }
     return sel;
 }
@@ -256,6 +266,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // another stream than args.stream finishes before the poisoning queued there lands.
     HeldStream* held = nullptr;
     auto forward_again = [&] {
+        rearm_before_second_call({&out, &lse, &workspace});
         held = &held_stream();
         held->hold(kSecondCallHoldMs);
         out.poison(held->get());
@@ -268,6 +279,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
         f.lse.resize(static_cast<std::size_t>(p.lse_elems()));
         lse.download(f.lse.data(), lse.bytes());
         run.forward_again = std::move(f);
+        note_damage("the second forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}}, run.stray_writes);
     };
     if (!with_backward || !impl.has_backward()) {
         if (call_twice && !inputs_changed) forward_again();
@@ -292,6 +304,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // Forward, backward, forward, backward: the second backward reads the second forward's out
     // and lse, as the next training step would.
     forward_again();
+    rearm_before_second_call({&dq, &dk, &dv, &out, &lse, &workspace});
     held->hold(kSecondCallHoldMs);
     for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison(held->get());
     impl.backward(args);  // args.stream is the held stream since forward_again
@@ -301,6 +314,9 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     g.dk = download_tensor(p, dk);
     g.dv = download_tensor(p, dv);
     run.gradients_again = std::move(g);
+    note_damage("the second backward",
+                {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}},
+                run.stray_writes);
     return run;
 }
 

@@ -257,6 +257,42 @@ TEST(NaiveGpu, ABackwardReadingWhatItsForwardLeftIsCaught) {
     }
 }
 
+// A forward that writes past the end of out on its second call only (as one whose addresses come
+// from state kept between calls would): the guards are re-armed before each second call and read
+// after it, so the write is a bounds record naming the second forward; --once has none.
+TEST(NaiveGpu, AWriteOutsideTheOutputsOnASecondCallIsCaught) {
+    MOBA_REQUIRE_GPU();
+    static int forwards = 0;
+    Implementation stray = naive();
+    stray.name = "strays_on_its_second_call";
+    stray.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        if (++forwards == 2) {
+            const std::size_t out_bytes = static_cast<std::size_t>(a.problem.q_elems()) * dtype_bytes(a.problem.dtype);
+            MOBA_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(a.out) + out_bytes, 0, 16, a.stream));
+        }
+    };
+    CheckOptions options;
+    options.impls = {&stray};
+    options.add_zero_sparsity = false;
+    for (bool twice : {true, false}) {
+        forwards = 0;
+        options.call_twice = twice;
+        int bounds = 0;
+        for (const auto& r : run_checks(CheckCase{small_problem(), 17}, options)) {
+            if (r["check"] != "bounds") {
+                EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+                continue;
+            }
+            ++bounds;
+            const std::string reason = r["reason"];
+            EXPECT_EQ(reason.rfind("the second forward: 16 bytes written past the end of out", 0), 0u) << reason;
+        }
+        EXPECT_EQ(bounds, twice ? 1 : 0);
+        EXPECT_EQ(forwards, twice ? 2 : 1);
+    }
+}
+
 // An implementation right in every value that launches on the legacy default stream instead of
 // args.stream (as a kernel that ignores the stream a PyTorch side stream hands it does). Its
 // first calls pass; on the second calls' held non-blocking stream its work finishes before the
