@@ -35,8 +35,9 @@ private:
     ByteDigest uploaded_cu_, uploaded_q_, uploaded_k_, uploaded_v_, uploaded_dout_;  // what was uploaded
 };
 
-// The selection the implementation's gating wrote. With `stray_writes`, also what it wrote
-// outside its output (the selection's guard bands) and any input it changed, one line each.
+// The selection the implementation's gating wrote, its workspace poisoned first (SEMANTICS.md
+// §5; not in --sanitize's child run). With `stray_writes`, also what it wrote outside its output
+// and workspace (their guard bands, read after each call) and any input it changed, one line each.
 // With `again`, the gating runs a second time on the same workspace (the selection re-poisoned)
 // and that selection goes to *again: a gating whose second call differs depends on what its
 // first call left, or is not deterministic. A gating that changed q or k is not called again
@@ -53,8 +54,11 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
 struct AttentionRun {
     ForwardOutput forward;
     GradientOutput gradients;  // empty when backward was not run
-    // Writes outside the outputs (guard bands around out, lse, dq, dk, dv) and changed inputs
-    // (q, k, v, dout, cu_seqlens, the selection), one line each, prefixed with the phase.
+    // Writes outside the outputs (guard bands around out, lse, dq, dk, dv and the workspace,
+    // read after every call, the second calls too) and changed inputs (q, k, v, dout,
+    // cu_seqlens, the selection), one line each, prefixed with the phase ("the second forward").
+    // The workspace is poisoned before the first forward and the first backward (not in
+    // --sanitize's child run).
     std::vector<std::string> stray_writes;
     // With call_twice: a second forward and backward after the first pair, on the same
     // workspace with the outputs re-poisoned, as a training loop calls them step after step;
