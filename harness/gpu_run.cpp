@@ -1,7 +1,9 @@
 #include "harness/gpu_run.hpp"
 
+#include <array>
 #include <cstring>
 #include <initializer_list>
+#include <span>
 #include <stdexcept>
 #include <tuple>
 #include <utility>
@@ -88,17 +90,23 @@ std::span<const unsigned char> bytes_of(const std::vector<std::int32_t>& v) {
     return {reinterpret_cast<const unsigned char*>(v.data()), v.size() * sizeof(std::int32_t)};
 }
 
+// A phase's guarded buffers with the names its records give them.
+using Named = std::pair<GuardedBuffer*, const char*>;
+
 // Appends "WHEN: what" for each guard of `buffers` that was written into.
-void note_damage(const std::string& when, std::initializer_list<std::pair<const GuardedBuffer*, const char*>> buffers,
-                 std::vector<std::string>& stray) {
+void note_damage(const std::string& when, std::span<const Named> buffers, std::vector<std::string>& stray) {
     for (const auto& [buf, name] : buffers)
         if (std::string d = buf->damage(name); !d.empty()) stray.push_back(when + ": " + d);
 }
 
-// Before a second call: the guards back to kGuardByte (the first calls' damage is reported
-// already), finished before the held stream's work starts, so a second call's damage is its own.
-void rearm_before_second_call(std::initializer_list<GuardedBuffer*> buffers) {
-    for (GuardedBuffer* b : buffers) b->rearm_guards();
+// The guards back to kGuardByte once their damage is reported, so the next call's is its own.
+void rearm(std::span<const Named> buffers) {
+    for (const auto& [buf, name] : buffers) buf->rearm_guards();
+}
+
+// Before a second call: rearmed, and finished before the held stream's work starts.
+void rearm_before_second_call(std::span<const Named> buffers) {
+    rearm(buffers);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 }
 
@@ -161,13 +169,14 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     GuardedBuffer workspace = workspace_buffer(impl.gating_workspace_bytes ? impl.gating_workspace_bytes(p) : 0);
     GatingArgs args{p, in.cu_seqlens.as<std::int32_t>(), in.q.get(), in.k.get(),
                     d_sel.as<std::int32_t>(), workspace.get(), nullptr};
+    const std::array<Named, 2> buffers{{{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}};
     impl.gating(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
     d_sel.download(sel.blocks.data(), d_sel.bytes());
     std::vector<std::string> inputs_changed;
     if (stray_writes || again) inputs_changed = in.changed("gating");
     if (stray_writes) {
-        note_damage("gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
+        note_damage("gating", buffers, *stray_writes);
         stray_writes->insert(stray_writes->end(), inputs_changed.begin(), inputs_changed.end());
     }
     // A gating that changed q or k is not called again: its second call would read other inputs
@@ -176,7 +185,7 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
     if (again && inputs_changed.empty()) {
         // On a held non-blocking stream: a gating that launches elsewhere writes before the
         // poisoning lands (held_stream.hpp).
-        rearm_before_second_call({&d_sel, &workspace});
+        rearm_before_second_call(buffers);
         HeldStream& held = held_stream();
         held.hold(kSecondCallHoldMs);
         d_sel.poison(held.get());
@@ -186,8 +195,7 @@ Selection run_gating(const Implementation& impl, const DeviceInputs& in, std::ve
         again->slots = sel.slots;
         again->blocks.resize(sel.blocks.size());
         d_sel.download(again->blocks.data(), d_sel.bytes());
-        if (stray_writes)
-            note_damage("the second gating", {{&d_sel, "the selection"}, {&workspace, "the gating workspace"}}, *stray_writes);
+        if (stray_writes) note_damage("the second gating", buffers, *stray_writes);
     }
     return sel;
 }
@@ -238,6 +246,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     AttentionArgs args = input_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), workspace.get());
     args.out = out.get();
     args.lse = lse.as<float>();
+    const std::array<Named, 3> forward_buffers{{{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}}};
     impl.forward(args);
     MOBA_CUDA_CALL(cudaDeviceSynchronize());
 
@@ -249,7 +258,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // A phase that changed an input ends the second calls: they would read other inputs than
     // the checked ones (the change itself is reported, once).
     bool inputs_changed = false;
-    auto note_stray = [&](const std::string& when, std::initializer_list<std::pair<const GuardedBuffer*, const char*>> outputs) {
+    auto note_stray = [&](const std::string& when, std::span<const Named> outputs) {
         note_damage(when, outputs, run.stray_writes);
         for (std::string& c : in.changed(when)) {
             run.stray_writes.push_back(std::move(c));
@@ -260,13 +269,13 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
             inputs_changed = true;
         }
     };
-    note_stray("forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
+    note_stray("forward", forward_buffers);
     // The second forward, on what the first call (and, with a backward, the first backward)
     // left in the workspace, on a held non-blocking stream (held_stream.hpp): work launched on
     // another stream than args.stream finishes before the poisoning queued there lands.
     HeldStream* held = nullptr;
     auto forward_again = [&] {
-        rearm_before_second_call({&out, &lse, &workspace});
+        rearm_before_second_call(forward_buffers);
         held = &held_stream();
         held->hold(kSecondCallHoldMs);
         out.poison(held->get());
@@ -279,7 +288,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
         f.lse.resize(static_cast<std::size_t>(p.lse_elems()));
         lse.download(f.lse.data(), lse.bytes());
         run.forward_again = std::move(f);
-        note_damage("the second forward", {{&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}}, run.stray_writes);
+        note_damage("the second forward", forward_buffers, run.stray_writes);
     };
     if (!with_backward || !impl.has_backward()) {
         if (call_twice && !inputs_changed) forward_again();
@@ -288,7 +297,9 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
 
     GuardedBuffer dq(tensor_bytes(p, p.q_elems())), dk(tensor_bytes(p, p.kv_elems())),
         dv(tensor_bytes(p, p.kv_elems()));
-    for (GuardedBuffer* b : {&out, &lse, &workspace}) b->rearm_guards();  // the forward's damage is reported once, above
+    const std::array<Named, 6> backward_buffers{
+        {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, forward_buffers[0], forward_buffers[1], forward_buffers[2]}};
+    rearm(forward_buffers);  // the forward's damage is reported once, above
     if (poison_workspaces()) workspace.poison();
     args.dout = in.dout.get();
     args.dq = dq.get();
@@ -299,12 +310,12 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     run.gradients.dq = download_tensor(p, dq);
     run.gradients.dk = download_tensor(p, dk);
     run.gradients.dv = download_tensor(p, dv);
-    note_stray("backward", {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}});
+    note_stray("backward", backward_buffers);
     if (!call_twice || inputs_changed) return run;
     // Forward, backward, forward, backward: the second backward reads the second forward's out
     // and lse, as the next training step would.
     forward_again();
-    rearm_before_second_call({&dq, &dk, &dv, &out, &lse, &workspace});
+    rearm_before_second_call(backward_buffers);
     held->hold(kSecondCallHoldMs);
     for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison(held->get());
     impl.backward(args);  // args.stream is the held stream since forward_again
@@ -314,9 +325,7 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     g.dk = download_tensor(p, dk);
     g.dv = download_tensor(p, dv);
     run.gradients_again = std::move(g);
-    note_damage("the second backward",
-                {{&dq, "dq"}, {&dk, "dk"}, {&dv, "dv"}, {&out, "out"}, {&lse, "lse"}, {&workspace, "the workspace"}},
-                run.stray_writes);
+    note_damage("the second backward", backward_buffers, run.stray_writes);
     return run;
 }
 
