@@ -24,10 +24,15 @@
 #            sanitizer on the small case (default budget and one kv head per pass), ncu kernel
 #            times at the 128K point, that point's GQA fwd+bwd with SDPA cuDNN in the process, and
 #            FlashMoBA's setting (512K, 16 heads, block 128, top-k 8) fwd+bwd, gating included.
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm   Reports and logs go to ${OUT:-out}/.
+# - final:   one call on a tree whose GPU label already ran (about 450 s on the H200): the quick
+#            suite of wgmma_moba beside the naive GPU tests; Figure 2b's 128K GQA point fwd and
+#            fwd+bwd with SDPA cuDNN in the process; FlashMoBA's setting fwd and fwd+bwd, gating
+#            included, then its gating timed apart; MoBA fwd+bwd at 1M tokens (Figure 2a's
+#            setting, 32 / 8 heads) with its measured peak device memory (target 5).
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm}
-case $mode in check|profile|verify|paths|sweep|confirm) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep or confirm)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final}
+case $mode in check|profile|verify|paths|sweep|confirm|final) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm or final)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -113,7 +118,25 @@ case $mode in
       grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep or confirm)"; exit 2 ;;
+  final)
+    (step test_naive_gpu 120 build/release/suites/test_naive_gpu --gtest_filter='NaiveGpu.*' --gtest_brief=1) &
+    naive=$!
+    (step check_quick 280 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
+    wait $naive $!
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
+      --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
+    flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba --max-seconds 3)
+    step flashmoba_512k 100 $moba bench "${flashmoba[@]}" --phase fwd,fwdbwd --gating included --out "$out/flashmoba-512k.json"
+    step flashmoba_gating 60 $moba bench "${flashmoba[@]}" --phase fwd --gating separate --out "$out/flashmoba-512k-gating.json"
+    step memory_1m 150 $moba bench --seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12 \
+      --impl wgmma_moba --phase fwdbwd --gating included --warmup 0 --min-samples 3 --time-cap 60 --max-seconds 5 \
+      --out "$out/memory-1m-moba.json"
+    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_naive_gpu.log "$step_logs"/check_quick.log | tail -6
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_*.log "$step_logs"/memory_1m.log
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm or final)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
