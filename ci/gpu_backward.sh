@@ -29,10 +29,15 @@
 #            fwd+bwd with SDPA cuDNN in the process; FlashMoBA's setting fwd and fwd+bwd, gating
 #            included, then its gating timed apart; MoBA fwd+bwd at 1M tokens (Figure 2a's
 #            setting, 32 / 8 heads) with its measured peak device memory (target 5).
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final   Reports and logs go to ${OUT:-out}/.
+# - memory:  MoBA and dense fwd+bwd at 1M tokens (Figure 2a's setting, 32 / 8 heads) in one process,
+#            time and measured peak device memory (target 5; the dense run has one sample, about
+#            70 s); ncu's sections of the own-block dQ pass at the 128K GQA point (speed of light,
+#            warp states, scheduler, memory); then Figure 2b's 128K MHA and MQA fwd+bwd with SDPA
+#            cuDNN in the process (about 430 s on the H200 with the build).
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final}
-case $mode in check|profile|verify|paths|sweep|confirm|final) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm or final)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final or memory)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -136,7 +141,24 @@ case $mode in
     grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_naive_gpu.log "$step_logs"/check_quick.log | tail -6
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_*.log "$step_logs"/memory_1m.log
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm or final)"; exit 2 ;;
+  memory)
+    step memory_1m 260 $moba bench --seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12 \
+      --impl wgmma_moba,wgmma_dense --phase fwdbwd --gating included --warmup 0 --min-samples 3 --time-cap 60 \
+      --max-seconds 5 --out "$out/memory-1m.json"
+    step ncu_own_block 120 ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+      --section Occupancy --section MemoryWorkloadAnalysis -k regex:dq_kernel --launch-count 1 \
+      $moba bench "${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 \
+      --impl wgmma_moba --out /tmp/own-block.json
+    cp "$step_logs/ncu_own_block.log" "$out/ncu-own-block.txt"
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    step mha_mqa_128k 150 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,1 --head-dim 128 \
+      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwdbwd --gating included \
+      --max-seconds 3 --out "$out/mha-mqa-128k.json"
+    grep -E "Duration|Throughput|Issued Warp|No Eligible|Stall|Achieved Occupancy" "$out/ncu-own-block.txt" | head -20
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/memory_1m.log "$step_logs"/mha_mqa_128k.log
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final or memory)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
