@@ -661,6 +661,11 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
             if (impl->release_memory) impl->release_memory();
             bench_impl(s, *impl, o, d, sc, records);
             if (impl->release_memory) impl->release_memory();
+            if (o.on_implementation_done) {
+                std::vector<BenchRecord> so_far = records;
+                fill_speedups(so_far);
+                o.on_implementation_done({so_far.begin(), so_far.end()});
+            }
         }
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)

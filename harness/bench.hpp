@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,11 @@ struct BenchOptions {
     GatingMode gating = GatingMode::separate;
     TimingOptions timing;
     int check_rows = 32;  // sampled query tokens of the gating, forward and dq checks (fewer for huge rows)
+    // Called after each implementation of a state with the state's records so far, speedups
+    // among the implementations done (none before a dense one is): a run stopped in a state's
+    // later implementation keeps the earlier ones' measurements (a dense 1M fwd+bwd takes
+    // minutes after a MoBA one of seconds).
+    std::function<void(const std::vector<nlohmann::json>&)> on_implementation_done;
 };
 
 // One record per (implementation, phase). Failures become records (outcome failed, with the

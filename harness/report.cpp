@@ -112,6 +112,14 @@ ReportWriter::ReportWriter(std::filesystem::path path, const std::string& tool,
 
 void ReportWriter::add(nlohmann::json record) { doc_["records"].push_back(std::move(record)); }
 
+void ReportWriter::replace_from(std::size_t kept, std::vector<nlohmann::json> records) {
+    auto& all = doc_["records"];
+    if (kept > all.size())
+        throw std::logic_error(fmt::format("ReportWriter::replace_from({}) past the {} records", kept, all.size()));
+    all.erase(all.begin() + static_cast<std::ptrdiff_t>(kept), all.end());
+    for (auto& r : records) all.push_back(std::move(r));
+}
+
 void ReportWriter::flush() {
     doc_["summary"] = outcome_summary(doc_["records"]);
     if (!path_.empty()) write();

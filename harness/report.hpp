@@ -45,6 +45,10 @@ public:
                  const std::vector<std::string>& argv);
 
     void add(nlohmann::json record);
+    // Keeps the first `kept` records and appends `records` after them: a run's interim records
+    // (a bench state's implementations measured so far) replaced by later ones on each call.
+    void replace_from(std::size_t kept, std::vector<nlohmann::json> records);
+    std::size_t size() const { return doc_["records"].size(); }
     void flush();   // atomic rewrite with complete = false
     void finish();  // atomic rewrite with complete = true and the finish time
 

@@ -293,6 +293,33 @@ TEST(BenchGpu, AWrongImplementationIsNotTimed) {
     }
 }
 
+// Each implementation's records are handed on as it finishes (moba bench writes them to disk
+// then), so a run stopped in a state's later implementation keeps the earlier ones: the first
+// hand-over holds the MoBA implementation's records alone, without a speedup (no dense one has
+// run), the second both, with speedups, and the state's final records are the second's.
+TEST(BenchGpu, EachImplementationsRecordsAreHandedOnAsItFinishes) {
+    MOBA_REQUIRE_GPU();
+    BenchOptions o = quick_options();
+    o.impls = {find_implementation("naive"), find_implementation("naive_dense")};
+    std::vector<std::vector<nlohmann::json>> handed;
+    o.on_implementation_done = [&](const std::vector<nlohmann::json>& so_far) { handed.push_back(so_far); };
+    const auto records = run_bench(small_state(), o);
+    ASSERT_EQ(handed.size(), 2u);
+    ASSERT_EQ(handed[0].size(), 2u);  // fwd, fwdbwd
+    for (const auto& r : handed[0]) {
+        EXPECT_EQ(r["impl"], "naive") << r.dump();
+        EXPECT_EQ(r["outcome"], "passed") << r.dump();
+        EXPECT_GT(r["timing"]["median_ms"].get<double>(), 0.0) << r.dump();
+        EXPECT_TRUE(r["speedup_vs_dense"].is_null()) << r.dump();
+    }
+    ASSERT_EQ(handed[1].size(), 4u);
+    ASSERT_EQ(records.size(), 4u);
+    for (std::size_t i = 0; i < records.size(); ++i) {
+        EXPECT_EQ(handed[1][i], records[i]);
+        EXPECT_TRUE(records[i]["speedup_vs_dense"].is_number()) << records[i].dump();
+    }
+}
+
 // Right on the call that is checked, wrong on every later one (a kernel that keeps state between
 // calls): its timed records are incorrect, with the reason, not passed with a time.
 TEST(BenchGpu, AForwardWrongAfterItsCheckedCallIsNotPassed) {

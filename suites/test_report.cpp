@@ -59,6 +59,29 @@ TEST(Report, IncompleteUntilFinished) {
     fs::remove_all(path.parent_path().parent_path());
 }
 
+// A bench state's interim records (its implementations done so far) are replaced on each
+// hand-over and at the state's end; the records before the state are kept, and every flush is
+// on disk.
+TEST(Report, InterimRecordsAreReplacedNotDuplicated) {
+    const fs::path path = temp_dir() / "r.json";
+    ReportWriter w(path, "bench", {"moba", "bench"});
+    w.add({{"impl", "earlier_state"}});
+    const std::size_t kept = w.size();
+    w.replace_from(kept, {{{"impl", "moba"}}});
+    w.flush();
+    EXPECT_EQ(read_json(path)["records"].size(), 2u);
+    w.replace_from(kept, {{{"impl", "moba"}, {"speedup", 2}}, {{"impl", "dense"}}});
+    w.flush();
+    const auto doc = read_json(path);
+    ASSERT_EQ(doc["records"].size(), 3u);
+    EXPECT_EQ(doc["records"][0]["impl"], "earlier_state");
+    EXPECT_EQ(doc["records"][1]["speedup"], 2);
+    EXPECT_EQ(doc["records"][2]["impl"], "dense");
+    EXPECT_EQ(doc["summary"]["records"], 3);
+    EXPECT_THROW(w.replace_from(4, {}), std::logic_error);
+    fs::remove_all(path.parent_path());
+}
+
 TEST(Report, UnwritablePathThrowsBeforeAnyWork) {
     const fs::path dir = temp_dir();
     fs::create_directories(dir);

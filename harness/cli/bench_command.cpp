@@ -365,7 +365,15 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
         if (tty) fmt::print("\r\033[K{}", head);
         else fmt::print("{}\n", head);
         std::fflush(stdout);
+        // Each implementation's records on disk as it finishes; the state's final records (with
+        // the speedups over every implementation of the state) replace them at its end.
+        const std::size_t before_state = report.size();
+        options.on_implementation_done = [&](const std::vector<nlohmann::json>& so_far) {
+            report.replace_from(before_state, so_far);
+            report.flush();
+        };
         auto records = run_bench(s, options);
+        report.replace_from(before_state, {});
         if (tty) fmt::print("\r\033[K{}\n", head);
         for (auto& r : records) {
             print_line(r);
