@@ -312,6 +312,7 @@ BackwardCheckFigures check_backward(const Problem& p, std::uint64_t seed, const 
     f.blocks_over_budget = ks.blocks_over_budget;
     f.most_attended = ks.most_attended;
     f.most_attended_checked = ks.most_attended_checked;
+    f.block_tails = ks.block_tails;
     f.last_tokens_only = ks.last_tokens_only;
     const double atol = tensor_atol(p.dtype);
     auto judge = [&](const TensorCheck& c, const std::string& rows) {

@@ -60,15 +60,22 @@ KeySample sample_keys(const Problem& p, const Selection* sel, double budget, int
         table[g].seq = index.seq_of_block(g);
         table[g].block = g - index.first[table[g].seq];
     }
+    // The pairs of later blocks' rows that select a block, and their work: what a key of the
+    // block costs beyond the block's own rows at or after it (the block tails below).
+    std::vector<KeyBlock> later = table;
     if (sel == nullptr) {
         // Full causal: block b of a sequence of length L is attended by every query i >= b * Bs
         // with every head, each attending i + 1 keys.
         auto triangle = [](double n) { return n * (n + 1) / 2; };
-        for (auto& b : table) {
+        for (std::int64_t g = 0; g < blocks; ++g) {
+            KeyBlock& b = table[g];
             const double len = index.cu[b.seq + 1] - index.cu[b.seq];
             const double from = static_cast<double>(b.block) * p.block;
+            const double end = std::min(from + p.block, len);
             b.attending_pairs = static_cast<std::int64_t>(p.heads_q * (len - from));
             b.work = p.heads_q * (triangle(len) - triangle(from)) * dim;
+            later[g].attending_pairs = static_cast<std::int64_t>(p.heads_q * (len - end));
+            later[g].work = p.heads_q * (triangle(len) - triangle(end)) * dim;
         }
     } else {
         for (int s = 0; s < p.batch(); ++s)
@@ -76,10 +83,15 @@ KeySample sample_keys(const Problem& p, const Selection* sel, double budget, int
                 for (int h = 0; h < p.heads_q; ++h) {
                     const double keys = static_cast<double>(attended_keys(p, sel, t, h, t - index.cu[s]));
                     const std::int32_t* row = sel->blocks.data() + (t * p.heads_q + h) * sel->slots;
+                    const std::int64_t own = (t - index.cu[s]) / p.block;
                     for (int slot = 0; slot < sel->slots && row[slot] >= 0; ++slot) {
-                        KeyBlock& b = table[index.first[s] + row[slot]];
-                        ++b.attending_pairs;
-                        b.work += keys * dim;
+                        const std::int64_t g = index.first[s] + row[slot];
+                        ++table[g].attending_pairs;
+                        table[g].work += keys * dim;
+                        if (row[slot] != own) {
+                            ++later[g].attending_pairs;
+                            later[g].work += keys * dim;
+                        }
                     }
                 }
     }
@@ -119,6 +131,43 @@ KeySample sample_keys(const Problem& p, const Selection* sel, double budget, int
         keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
         out.keys.insert(out.keys.end(), keys.begin(), keys.end());
         chosen.emplace_back(t0, b.block);
+    }
+    if (out.blocks.empty()) {
+        // Block tails: a key near a block's end is attended by the block's own rows at or after
+        // it and by the later rows that select the block, so its dk / dv still sum over the
+        // sparse path (gathered rows of other blocks) when the whole block is over budget, as
+        // every block is at long lengths. Only blocks that later rows select: the tail of one
+        // nobody else selects is what the last tokens below already check. Same order as above;
+        // a block is taken when its later rows and its last token's rows fit, then keys from its
+        // last token back while their own rows fit, keys_per_block at most.
+        for (std::int64_t g : order) {
+            if (static_cast<int>(out.blocks.size()) == max_blocks) break;
+            if (later[g].attending_pairs == 0 || later[g].work > budget - out.work) continue;
+            KeyBlock tail = later[g];
+            const std::int64_t t0 = index.cu[tail.seq] + tail.block * p.block;
+            const std::int64_t t1 = std::min<std::int64_t>(t0 + p.block, index.cu[tail.seq + 1]);  // exclusive
+            std::vector<std::int64_t> keys;
+            for (std::int64_t t = t1 - 1; t >= t0 && static_cast<int>(keys.size()) < keys_per_block; --t) {
+                double work = 0;
+                std::int64_t pairs = 0;
+                for (int h = 0; h < p.heads_q; ++h)
+                    if (selects(p, sel, t, h, tail.block)) {
+                        ++pairs;
+                        work += static_cast<double>(attended_keys(p, sel, t, h, t - index.cu[tail.seq])) * dim;
+                    }
+                if (tail.work + work > budget - out.work) break;
+                tail.work += work;
+                tail.attending_pairs += pairs;
+                keys.push_back(t);
+            }
+            if (keys.empty()) continue;
+            out.block_tails = true;
+            out.blocks.push_back(tail);
+            out.work += tail.work;
+            out.most_attended_checked = out.most_attended_checked || g == most;
+            out.keys.insert(out.keys.end(), keys.begin(), keys.end());
+            chosen.emplace_back(keys.back(), tail.block);  // the tail's first key
+        }
     }
     if (out.blocks.empty()) {
         // The tail of each sequence's last block: a key there is attended by exactly the rows at

@@ -31,16 +31,22 @@ struct KeySample {
     std::int64_t blocks_over_budget = 0;     // blocks whose work alone exceeds the budget
     KeyBlock most_attended;                  // most attending pairs (lowest global index on ties)
     bool most_attended_checked = false;
-    // No block fitted: the keys are the last tokens of sequences, as many of each last block's
-    // tail as fit (a key there is attended by the rows at or after it only).
+    // No whole block fitted: the keys are the last tokens of blocks that later rows select, and
+    // each of `blocks` holds its tail's figures (the pairs attending the tail's keys, their work).
+    bool block_tails = false;
+    // No block nor block tail fitted: the keys are the last tokens of sequences, as many of each
+    // last block's tail as fit (a key there is attended by the rows at or after it only).
     bool last_tokens_only = false;
 };
 
 // The rule: the most attended block first, then every other block in a seeded random order; a
 // block is taken when its work fits what is left of `budget`, until `max_blocks` are taken. Its
 // keys: its first and last token and random others, `keys_per_block` at most. When no block fits,
-// the tail of each sequence's last block, from its last token back while the attending rows' work
-// fits (keys_per_block * max_blocks keys per sequence at most). `sel`: the full selection
+// block tails: in the same order, blocks that later rows select whose later rows' work and last
+// token's rows fit, `max_blocks` at most; keys from each one's last token back while its own
+// rows' work fits, `keys_per_block` at most. When no tail fits either, the tail of each
+// sequence's last block, from its last token back while the attending rows' work fits
+// (keys_per_block * max_blocks keys per sequence at most). `sel`: the full selection
 // [total, Hq, slots] (host), or null for full causal attention (every block up to the own one).
 KeySample sample_keys(const Problem& problem, const Selection* sel, double budget, int max_blocks,
                       int keys_per_block, std::uint64_t seed);

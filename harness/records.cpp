@@ -46,6 +46,7 @@ json backward_check_json(const BackwardCheckFigures& b) {
             {"blocks_over_budget", b.blocks_over_budget},
             {"most_attended", key_block_json(b.most_attended)},
             {"most_attended_checked", b.most_attended_checked},
+            {"block_tails", b.block_tails},
             {"last_tokens_only", b.last_tokens_only},
             {"work_budget", b.work_budget}};
 }

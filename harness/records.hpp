@@ -73,7 +73,8 @@ struct BackwardCheckFigures {
     std::int64_t blocks_over_budget = 0;  // blocks whose attending work alone exceeds the budget
     KeyBlock most_attended;
     bool most_attended_checked = false;
-    bool last_tokens_only = false;        // no block fitted: the last token of sequences
+    bool block_tails = false;             // no whole block fitted: the last tokens of blocks later rows select
+    bool last_tokens_only = false;        // no block nor tail fitted: the last tokens of sequences
     double work_budget = 0;
 };
 

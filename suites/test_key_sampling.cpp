@@ -141,6 +141,48 @@ TEST(KeySampling, ASinkOverBudgetIsReportedNotHidden) {
     EXPECT_EQ(all.blocks.front().block, 0);
 }
 
+// Every whole block over budget (its own rows cost 33 280): the tail of a block that later rows
+// select is checked before the sequence's last tokens. Block 2 (tokens 128..191) is selected by
+// rows 250..255 with head 0 (6 pairs, 64 + 59..64 keys each: 6024 x ... / D = 753 keys, work
+// 6024). Its last tokens' own rows cost 2 heads x 64, 63, 62, 61 keys x D 8 = 1024, 1008, 992,
+// 976: under 10 000, keys 191, 190, 189 fit (9048), 188 does not.
+TEST(KeySampling, ATailOfABlockThatLaterRowsSelectIsCheckedWhenNoWholeBlockFits) {
+    const Problem p = make_problem({256}, 2, 1, 8, 64, 2, DType::bf16);
+    Selection sel;
+    sel.slots = p.sel_slots();
+    for (std::int64_t t = 0; t < 256; ++t)
+        for (int h = 0; h < 2; ++h) {
+            const std::int32_t own = static_cast<std::int32_t>(t / 64);
+            if (t >= 250 && h == 0) sel.blocks.insert(sel.blocks.end(), {2, own});
+            else sel.blocks.insert(sel.blocks.end(), {own, -1});
+        }
+    const KeySample k = sample_keys(p, &sel, 10000, 4, 4, 3);
+    EXPECT_EQ(k.blocks_over_budget, 4);
+    EXPECT_TRUE(k.block_tails);
+    EXPECT_FALSE(k.last_tokens_only);
+    ASSERT_EQ(k.blocks.size(), 1u);
+    EXPECT_EQ(k.blocks[0].block, 2);
+    EXPECT_EQ(k.blocks[0].attending_pairs, 6 + 3 * 2);
+    EXPECT_DOUBLE_EQ(k.blocks[0].work, 9048);
+    EXPECT_DOUBLE_EQ(k.work, 9048);
+    EXPECT_EQ(k.keys, (std::vector<std::int64_t>{189, 190, 191}));
+    EXPECT_EQ(k.query_tokens, (std::vector<std::int64_t>{189, 190, 191, 250, 251, 252, 253, 254, 255}));
+    EXPECT_EQ(k.query_tokens, brute_attending(p, &sel, k.keys));
+    // The tail's work is what its keys' attending rows cost, enumerated.
+    double brute = 0;
+    for (std::int64_t t : k.query_tokens)
+        for (int h = 0; h < 2; ++h)
+            if (selects(p, sel, t, h, 2)) brute += static_cast<double>(keys_of(p, sel, t, h, t)) * p.head_dim;
+    EXPECT_DOUBLE_EQ(brute, 9048);
+    // Under the later rows and one own row (6024 + 1024) no tail fits: the last tokens again,
+    // rows 255..252 (head 0: 64 + 64..61 keys, head 1: 64..61) = 1536 + 1520 + 1504 + 1488.
+    const KeySample last = sample_keys(p, &sel, 7000, 4, 4, 3);
+    EXPECT_FALSE(last.block_tails);
+    EXPECT_TRUE(last.last_tokens_only);
+    EXPECT_EQ(last.keys, (std::vector<std::int64_t>{252, 253, 254, 255}));
+    EXPECT_DOUBLE_EQ(last.work, 6048);
+}
+
 // Full causal attention (dense implementations): block work in closed form; when no block fits,
 // the last token of each sequence, attended by its own row alone.
 TEST(KeySampling, FullCausalFallsBackToLastTokens) {

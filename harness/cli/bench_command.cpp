@@ -238,8 +238,10 @@ void print_line(const nlohmann::json& r) {
     std::string bwd;
     if (r.contains("backward_check")) {
         const auto& b = r["backward_check"];
-        bwd = fmt::format("  [bwd check: dq {} rows, dk/dv {} keys of {} blocks{}]", b["query_rows"].get<std::int64_t>(),
-                          b["key_rows"].get<std::int64_t>(), b["key_blocks"].size(),
+        const std::string from = b.value("last_tokens_only", false) ? "the sequences' last tokens"
+                                 : fmt::format("{} block{}", b["key_blocks"].size(), b.value("block_tails", false) ? " tails" : "s");
+        bwd = fmt::format("  [bwd check: dq {} rows, dk/dv {} keys of {}{}]", b["query_rows"].get<std::int64_t>(),
+                          b["key_rows"].get<std::int64_t>(), from,
                           b["most_attended_checked"].get<bool>()
                               ? ""
                               : fmt::format(", most attended block {} not checked", b["most_attended"]["block"].get<std::int64_t>()));
