@@ -34,10 +34,14 @@
 #            70 s); ncu's sections of the own-block dQ pass at the 128K GQA point (speed of light,
 #            warp states, scheduler, memory); then Figure 2b's 128K MHA and MQA fwd+bwd with SDPA
 #            cuDNN in the process (about 430 s on the H200 with the build).
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory   Reports and logs go to ${OUT:-out}/.
+# - stalls:  why the own-block dQ pass runs at about half the dense dQ's rate per tile: ncu's warp
+#            states and source counters (stall reasons by instruction) of one own-block launch at
+#            the 128K GQA point and of one dense dQ launch at 32K (16 heads), side by side (about
+#            150 s with the build).
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final or memory)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory or stalls)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -158,7 +162,18 @@ case $mode in
     grep -E "Duration|Throughput|Issued Warp|No Eligible|Stall|Achieved Occupancy" "$out/ncu-own-block.txt" | head -20
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/memory_1m.log "$step_logs"/mha_mqa_128k.log
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final or memory)"; exit 2 ;;
+  stalls)
+    once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
+    sections=(ncu --section WarpStateStats --section SourceCounters --section SchedulerStats --section SpeedOfLight
+              -k regex:dq_kernel --launch-count 1)
+    step ncu_own_block 150 "${sections[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out /tmp/own.json
+    step ncu_dense_dq 150 "${sections[@]}" $moba bench --seqlen 32K --heads 16 --head-dim 128 "${once[@]}" \
+      --impl wgmma_dense --out /tmp/dense.json
+    cp "$step_logs/ncu_own_block.log" "$out/ncu-stalls-own-block.txt"
+    cp "$step_logs/ncu_dense_dq.log" "$out/ncu-stalls-dense-dq.txt"
+    grep -hE "Duration|Issued Warp|No Eligible|Warp Cycles Per Issued|Stall|stall" "$out"/ncu-stalls-*.txt | head -40
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory or stalls)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
