@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "harness/inputs.hpp"
@@ -64,6 +65,19 @@ std::vector<std::int64_t> brute_attending(const Problem& p, const Selection* sel
     return out;
 }
 
+// A two-slot selection of one sequence: slots_of(t, h) gives the row's two entries (-1: none).
+template <typename SlotsOf>
+Selection two_slot_selection(const Problem& p, SlotsOf slots_of) {
+    Selection sel;
+    sel.slots = p.sel_slots();
+    for (std::int64_t t = 0; t < p.total_tokens(); ++t)
+        for (int h = 0; h < p.heads_q; ++h) {
+            const auto [first, second] = slots_of(t, h);
+            sel.blocks.insert(sel.blocks.end(), {first, second});
+        }
+    return sel;
+}
+
 TEST(KeySampling, BlocksFitTheBudgetAndRowsAreTheAttendingOnes) {
     const Problem p = make_problem({200, 77, 130}, 4, 2, 16, 16, 3, DType::bf16);
     const Selection sel = ref::gating(p, make_inputs(p, 5)).selection;
@@ -106,14 +120,10 @@ TEST(KeySampling, BlocksFitTheBudgetAndRowsAreTheAttendingOnes) {
 // and the sample says so; other blocks are still checked.
 TEST(KeySampling, ASinkOverBudgetIsReportedNotHidden) {
     const Problem p = make_problem({256}, 2, 1, 8, 16, 2, DType::bf16);
-    Selection sel;
-    sel.slots = p.sel_slots();
-    for (std::int64_t t = 0; t < 256; ++t)
-        for (int h = 0; h < 2; ++h) {
-            const std::int32_t own = static_cast<std::int32_t>(t / 16);
-            if (own == 0) sel.blocks.insert(sel.blocks.end(), {0, -1});
-            else sel.blocks.insert(sel.blocks.end(), {0, own});
-        }
+    const Selection sel = two_slot_selection(p, [](std::int64_t t, int) {
+        const auto own = static_cast<std::int32_t>(t / 16);
+        return own == 0 ? std::pair{0, -1} : std::pair{0, own};
+    });
     const auto [sink_work, sink_pairs] = brute_block(p, sel, 0, 0);
     EXPECT_EQ(sink_pairs, 512);
     const KeySample k = sample_keys(p, &sel, sink_work / 2, 4, 4, 3);
@@ -143,19 +153,15 @@ TEST(KeySampling, ASinkOverBudgetIsReportedNotHidden) {
 
 // Every whole block over budget (its own rows cost 33 280): the tail of a block that later rows
 // select is checked before the sequence's last tokens. Block 2 (tokens 128..191) is selected by
-// rows 250..255 with head 0 (6 pairs, 64 + 59..64 keys each: 6024 x ... / D = 753 keys, work
-// 6024). Its last tokens' own rows cost 2 heads x 64, 63, 62, 61 keys x D 8 = 1024, 1008, 992,
-// 976: under 10 000, keys 191, 190, 189 fit (9048), 188 does not.
+// rows 250..255 with head 0: 6 pairs attending 64 + 59..64 keys, 753 keys x D 8 = 6024. Its last
+// tokens' own rows cost 2 heads x 64, 63, 62, 61 keys x D 8 = 1024, 1008, 992, 976: under
+// 10 000, keys 191, 190, 189 fit (9048), 188 does not.
 TEST(KeySampling, ATailOfABlockThatLaterRowsSelectIsCheckedWhenNoWholeBlockFits) {
     const Problem p = make_problem({256}, 2, 1, 8, 64, 2, DType::bf16);
-    Selection sel;
-    sel.slots = p.sel_slots();
-    for (std::int64_t t = 0; t < 256; ++t)
-        for (int h = 0; h < 2; ++h) {
-            const std::int32_t own = static_cast<std::int32_t>(t / 64);
-            if (t >= 250 && h == 0) sel.blocks.insert(sel.blocks.end(), {2, own});
-            else sel.blocks.insert(sel.blocks.end(), {own, -1});
-        }
+    const Selection sel = two_slot_selection(p, [](std::int64_t t, int h) {
+        const auto own = static_cast<std::int32_t>(t / 64);
+        return t >= 250 && h == 0 ? std::pair{2, own} : std::pair{own, -1};
+    });
     const KeySample k = sample_keys(p, &sel, 10000, 4, 4, 3);
     EXPECT_EQ(k.blocks_over_budget, 4);
     EXPECT_TRUE(k.block_tails);
