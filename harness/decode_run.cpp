@@ -157,8 +157,12 @@ void DeviceDecode::allocate_and_prepare(const std::vector<float>& q_new, bool wa
     sel_ = GuardedBuffer(static_cast<std::size_t>(total_q * p.heads_q * p.sel_slots()) * 4);
     out_ = GuardedBuffer(q_.bytes());
     lse_ = GuardedBuffer(static_cast<std::size_t>(total_q * p.heads_q) * 4);
+    // Poisoned before decode_prepare (SEMANTICS.md §5): what prepare keeps for the steps must be
+    // what it wrote, not what fresh memory happened to hold (zeros, often). Left as allocated in
+    // --sanitize's child run, so initcheck reports a read of a byte prepare and the steps never
+    // wrote. The steps then run on what prepare and the earlier steps left.
     workspace_ = GuardedBuffer(impl_.decode_workspace_bytes ? impl_.decode_workspace_bytes(p, total_q) : 0,
-                               GuardedBuffer::Body::as_allocated);
+                               guard_bands_enabled() ? GuardedBuffer::Body::poisoned : GuardedBuffer::Body::as_allocated);
     // Before decode_prepare, so a prepare that writes an input is caught at the first step.
     if (watch_inputs)
         for (const auto& [buffer, name] : {std::pair{&q_, "q"}, std::pair{&k_, "the k cache"}, std::pair{&v_, "the v cache"},

@@ -32,10 +32,10 @@ bool guard_bands_enabled();
 class GuardedBuffer {
 public:
     GuardedBuffer() = default;
-    // Guards filled with kGuardByte; the body poisoned (an output, or a gating or attention
-    // workspace, whose contents at a call's start an implementation must not depend on:
-    // SEMANTICS.md §5) or left as allocated (the decode workspace, which carries decode_prepare's
-    // state to the steps and is not poisoned yet).
+    // Guards filled with kGuardByte; the body poisoned (an output, or a workspace, whose contents
+    // at a call's start, or at decode_prepare's, an implementation must not depend on:
+    // SEMANTICS.md §5) or left as allocated (any workspace in --sanitize's child run, so that
+    // initcheck sees reads of bytes no call wrote).
     enum class Body { poisoned, as_allocated };
     explicit GuardedBuffer(std::size_t bytes, Body body = Body::poisoned);
     void* get() const { return body_; }

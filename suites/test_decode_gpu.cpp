@@ -148,6 +148,34 @@ TEST(DecodeGpu, AGatedStepThatAttendsMoreThanItsSelectionIsCaught) {
     EXPECT_GT(failing_records(planted, gqa_case(0), "decode_step"), 0);
 }
 
+// A prepare whose state the steps find through a word nobody writes: the steps read the kept
+// means 256 bytes times that word further on, right on memory that happens to be zero (as fresh
+// allocations often are), wrong on anything else. The decode workspace is poisoned before
+// decode_prepare (SEMANTICS.md §5), so the word reads -1 and the steps' gating scores the wrong
+// means.
+TEST(DecodeGpu, APrepareThatReliesOnAZeroedWorkspaceIsCaught) {
+    MOBA_REQUIRE_GPU();
+    constexpr std::ptrdiff_t kHeader = 256;  // keeps the real workspace's alignment
+    Implementation planted = *find_implementation("split_decode");
+    planted.name = "planted_trusts_fresh_memory";
+    planted.decode_workspace_bytes = [real = planted.decode_workspace_bytes](const Problem& p, std::int64_t q) {
+        return real(p, q) + kHeader;
+    };
+    planted.decode_prepare = [prepare = planted.decode_prepare](const DecodeArgs& args) {
+        DecodeArgs a = args;
+        a.workspace = static_cast<char*>(args.workspace) + kHeader;
+        prepare(a);
+    };
+    planted.decode = [real = planted.decode](const DecodeArgs& args) {
+        std::int32_t word = 0;
+        MOBA_CUDA_CALL(cudaMemcpy(&word, args.workspace, sizeof word, cudaMemcpyDeviceToHost));
+        DecodeArgs a = args;
+        a.workspace = static_cast<char*>(args.workspace) + kHeader * (1 + std::ptrdiff_t{word});
+        real(a);
+    };
+    EXPECT_GT(failing_records(planted, gqa_case(0), "gating"), 0);
+}
+
 // A step right everywhere it is judged that writes one token's row past the end of out and
 // scribbles on the k cache (SEMANTICS.md §5): each an incorrect `bounds` record, the judged
 // records still passing; the honest split_decode adds none.
