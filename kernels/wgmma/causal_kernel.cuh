@@ -128,6 +128,68 @@ __device__ __forceinline__ void issue_kv_tile(const Ring& ring, const CUtensorMa
     load_tile<kD, S::kBlockN>(ring.smem + Plan::kV + s * S::kKVBytes, v_map, &ring.v_full[s], hk, key0);
 }
 
+// The rows and keys of one CTA of the causal kernel or of the dQ kernel (dq_kernel.cuh), both
+// gridded alike. x = (reversed tile) * heads + head: CTAs are dispatched x fastest, so every
+// head's longest tiles start first and the short ones fill the tail of the grid. Tiles share x
+// with the heads (not grid y, at most 65535 tiles: 8M tokens) so 10M-token sequences launch.
+// Own block: the grid covers the head pass's heads only. Sequences on z.
+// cta_rows, then (once q0 < len) cta_keys.
+struct CtaRows {
+    int h;         // query head
+    int start;     // the sequence's first token
+    int len;       // its length
+    int tile;      // the row tile
+    int q0;        // its first row in the sequence (q0 >= len: nothing to do)
+    int key_base;  // the first key: 0, or own block: the row's MoBA block start (cta_keys)
+    int n_tiles;   // 128-key tiles from key_base through the diagonal one (cta_keys)
+};
+template <int kBlockM, bool kOwnBlock, typename Params>
+__device__ __forceinline__ CtaRows cta_rows(const Params& p, int max_tiles) {
+    CtaRows c;
+    const int b = blockIdx.z;
+    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
+    c.h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
+    c.tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
+    c.start = p.cu_seqlens[b];
+    c.len = p.cu_seqlens[b + 1] - c.start;
+    c.q0 = c.tile * kBlockM;
+    return c;
+}
+// Dense: keys [0, min(q0 + 128, len)); with kBlockN == kBlockM that is tiles 0 .. tile.
+// Own block: keys [key_base, min(q0 + 128, len)) in tiles of 128 from key_base.
+template <int kBlockM, int kBlockN, bool kOwnBlock>
+__device__ __forceinline__ void cta_keys(CtaRows& c, int block) {
+    static_assert(kBlockN == kBlockM, "the diagonal tile is the last key tile");
+    c.key_base = 0;
+    c.n_tiles = c.tile + 1;
+    if constexpr (kOwnBlock) {
+        c.key_base = c.q0 / block * block;
+        c.n_tiles = (min(c.q0 + kBlockM, c.len) - c.key_base + kBlockN - 1) / kBlockN;
+    }
+}
+
+// Own block: a consumer's two rows' windows [lo, hi] relative to key_base, and the bounds that
+// decide which key tiles need masking: a tile below every row's lower bound and above no row's
+// diagonal is inside every window.
+struct OwnBlockWindows {
+    int lo[2];
+    int hi[2];
+    int max_lo;
+    int min_hi;
+};
+__device__ __forceinline__ OwnBlockWindows own_block_windows(const CtaRows& c, int row0, int block) {
+    OwnBlockWindows w;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int pos = c.q0 + row0 + acc_row(r);
+        w.lo[r] = pos / block * block - c.key_base;
+        w.hi[r] = pos - c.key_base;
+    }
+    w.max_lo = min(c.q0 + row0 + 63, c.len - 1) / block * block - c.key_base;
+    w.min_hi = c.q0 + row0 - c.key_base;
+    return w;
+}
+
 template <typename T, int kD, bool kOwnBlock>
 __global__ void __launch_bounds__(kThreads, 1)
     causal_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
@@ -137,27 +199,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     extern __shared__ unsigned char smem_raw[];
     const Ring ring = ring_in<kD>(smem_raw);
 
-    // x = (reversed tile) * Hq + head: CTAs are dispatched x fastest, so every head's longest
-    // tiles start first and the short ones fill the tail of the grid. Tiles share x with the
-    // heads (not grid y, at most 65535 tiles: 8M tokens) so 10M-token sequences launch.
-    // Own block: the grid covers the head pass's heads only.
-    const int b = blockIdx.z;
-    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
-    const int h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
-    const int start = p.cu_seqlens[b];
-    const int len = p.cu_seqlens[b + 1] - start;
-    const int q0 = tile * S::kBlockM;
+    CtaRows cta = cta_rows<S::kBlockM, kOwnBlock>(p, max_tiles);
+    const int h = cta.h, start = cta.start, len = cta.len, q0 = cta.q0;
     if (q0 >= len) return;  // uniform for the whole CTA, before any barrier is used
-    // Dense: keys [0, min(q0 + 128, len)); with kBlockN == kBlockM that is tiles 0 .. tile.
-    // Own block: keys [key_base, min(q0 + 128, len)) in tiles of 128 from key_base.
-    static_assert(S::kBlockN == S::kBlockM, "the diagonal tile is the last key tile");
-    int key_base = 0;
-    int n_tiles = tile + 1;
-    if constexpr (kOwnBlock) {
-        key_base = q0 / p.block * p.block;
-        n_tiles = (min(q0 + S::kBlockM, len) - key_base + S::kBlockN - 1) / S::kBlockN;
-    }
+    cta_keys<S::kBlockM, S::kBlockN, kOwnBlock>(cta, p.block);
+    const int key_base = cta.key_base, n_tiles = cta.n_tiles;
 
     if (threadIdx.x == 0) {
         mbar_init(ring.q_full, 1);
@@ -190,23 +236,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     float m[2] = {-INFINITY, -INFINITY};  // running max of scale_log2 * s
     float l[2] = {0.0f, 0.0f};             // this thread's part of the running sum
 
-    // Own block: this consumer's rows' windows [lo, hi] relative to key_base, and the bounds
-    // that decide which key tiles need masking: a tile below every row's lower bound and above
-    // no row's diagonal is inside every window.
-    int lo[2] = {0, 0};
-    int hi[2] = {0, 0};
-    int max_lo = 0;
-    int min_hi = 0;
-    if constexpr (kOwnBlock) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int pos = q0 + row0 + acc_row(r);
-            lo[r] = pos / p.block * p.block - key_base;
-            hi[r] = pos - key_base;
-        }
-        max_lo = min(q0 + row0 + 63, len - 1) / p.block * p.block - key_base;
-        min_hi = q0 + row0 - key_base;
-    }
+    OwnBlockWindows win{};
+    if constexpr (kOwnBlock) win = own_block_windows(cta, row0, p.block);
 
     mbar_wait(ring.q_full, 0);
     for (int n = 0; n < n_tiles; ++n) {
@@ -221,10 +252,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
         if constexpr (kOwnBlock) {
             const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
-            if (key0 < max_lo || key0 + S::kBlockN - 1 > min_hi) {
+            if (key0 < win.max_lo || key0 + S::kBlockN - 1 > win.min_hi) {
                 for_each_acc([&](int i, int r, int c) {
                     const int key = key0 + acc_col(i, c);
-                    if (key < lo[r] || key > hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
+                    if (key < win.lo[r] || key > win.hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
                 });
             }
         } else if (n == n_tiles - 1) {

@@ -60,25 +60,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* do_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     const Ring ring = ring_at(smem, do_full + 1);
 
-    // As the forward: x = (reversed tile) * heads + head (longest first), sequences on z; own
-    // block: the pass's heads.
+    // As the forward (causal_kernel.cuh's cta_rows): longest tiles first, sequences on z; own
+    // block: the pass's heads, keys from the row's block start.
     static_assert(kOwnBlock || !kAccum, "only the own-block pass accumulates");
-    const int b = blockIdx.z;
-    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
-    const int h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
-    const int tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
-    const int start = p.cu_seqlens[b];
-    const int len = p.cu_seqlens[b + 1] - start;
-    const int q0 = tile * S::kBlockM;
+    CtaRows cta = cta_rows<S::kBlockM, kOwnBlock>(p, max_tiles);
+    const int h = cta.h, start = cta.start, len = cta.len, q0 = cta.q0;
     if (q0 >= len) return;  // uniform for the whole CTA, before any barrier is used
-    static_assert(S::kBlockN == S::kBlockM, "the diagonal tile is the last key tile");
-    // Own block: keys [key_base, min(q0 + 128, len)) in tiles of 128 (causal_kernel.cuh).
-    int key_base = 0;
-    int n_tiles = tile + 1;
-    if constexpr (kOwnBlock) {
-        key_base = q0 / p.block * p.block;
-        n_tiles = (min(q0 + S::kBlockM, len) - key_base + S::kBlockN - 1) / S::kBlockN;
-    }
+    cta_keys<S::kBlockM, S::kBlockN, kOwnBlock>(cta, p.block);
+    const int key_base = cta.key_base, n_tiles = cta.n_tiles;
 
     if (threadIdx.x == 0) {
         mbar_init(do_full, 1);
@@ -122,22 +111,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     float dq[kD / 2];
 #pragma unroll
     for (int i = 0; i < kD / 2; ++i) dq[i] = 0.0f;
-    // Own block: the rows' windows [lo, hi] relative to key_base and the bounds that say which
-    // key tiles need the mask (as causal_kernel.cuh).
-    int lo[2] = {0, 0};
-    int hi[2] = {0, 0};
-    int max_lo = 0;
-    int min_hi = 0;
-    if constexpr (kOwnBlock) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int pos = q0 + row0 + acc_row(r);
-            lo[r] = pos / p.block * p.block - key_base;
-            hi[r] = pos - key_base;
-        }
-        max_lo = min(q0 + row0 + 63, len - 1) / p.block * p.block - key_base;
-        min_hi = q0 + row0 - key_base;
-    }
+    // Own block: which key tiles need the mask, and each row's window (causal_kernel.cuh).
+    OwnBlockWindows win{};
+    if constexpr (kOwnBlock) win = own_block_windows(cta, row0, p.block);
 
     mbar_wait(ring.q_full, 0);
     mbar_wait(do_full, 0);
@@ -157,12 +133,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 
         if constexpr (kOwnBlock) {
             const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
-            const bool mask = key0 < max_lo || key0 + S::kBlockN - 1 > min_hi;
+            const bool mask = key0 < win.max_lo || key0 + S::kBlockN - 1 > win.min_hi;
             for_each_acc([&](int i, int r, int c) {
                 const int e = 4 * i + 2 * r + c;
                 float prob = exp2_approx(fmaf(sc[e], p.scale_log2, -lse2[r]));
                 const int key = key0 + acc_col(i, c);
-                if (mask && (key < lo[r] || key > hi[r])) prob = 0.0f;
+                if (mask && (key < win.lo[r] || key > win.hi[r])) prob = 0.0f;
                 dp[e] = prob * (dp[e] - delta[r]);
             });
         } else {
