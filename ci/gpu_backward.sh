@@ -166,7 +166,7 @@ case $mode in
     once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
     sections=(ncu --section WarpStateStats --section SourceCounters --section SchedulerStats --section SpeedOfLight
               -k regex:dq_kernel --launch-count 1)
-    step ncu_own_block 150 "${sections[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out /tmp/own.json
+    step ncu_own_block 150 "${sections[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out "$out/own-block-128k.json"
     step ncu_dense_dq 150 "${sections[@]}" $moba bench --seqlen 32K --heads 16 --head-dim 128 "${once[@]}" \
       --impl wgmma_dense --out /tmp/dense.json
     cp "$step_logs/ncu_own_block.log" "$out/ncu-stalls-own-block.txt"
