@@ -38,10 +38,14 @@
 #            states and source counters (stall reasons by instruction) of one own-block launch at
 #            the 128K GQA point and of one dense dQ launch at 32K (16 heads), side by side (about
 #            150 s with the build).
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls   Reports and logs go to ${OUT:-out}/.
+# - ownblock: whether the own-block dQ pass loses its time per CTA or per key tile: ncu kernel times of
+#            the own-block forward and dQ launches at the 128K GQA point with blocks 512, 2048 and
+#            4096 (2.5, 8.5 and 16.5 key tiles per CTA on average), then ncu's stall samples per SASS
+#            instruction (source page) of one own-block dQ launch and of one dense dQ launch at 32K.
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory or stalls)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls or ownblock)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -173,7 +177,28 @@ case $mode in
     cp "$step_logs/ncu_dense_dq.log" "$out/ncu-stalls-dense-dq.txt"
     grep -hE "Duration|Issued Warp|No Eligible|Warp Cycles Per Issued|Stall|stall" "$out"/ncu-stalls-*.txt | head -40
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory or stalls)"; exit 2 ;;
+  ownblock)
+    once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
+    for bs in 512 2048 4096; do
+      step ncu_blocks_$bs 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|causal_kernel' --launch-count 2 \
+        $moba bench --seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block $bs --topk 3 "${once[@]}" \
+        --impl wgmma_moba --out /tmp/blocks-$bs.json
+    done
+    sampled=(ncu --section WarpStateStats --section SourceCounters -k regex:dq_kernel --launch-count 1 -f)
+    step ncu_source_own 150 "${sampled[@]}" -o /tmp/own $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out /tmp/own.json
+    step ncu_source_dense 150 "${sampled[@]}" -o /tmp/dense $moba bench --seqlen 32K --heads 16 --head-dim 128 "${once[@]}" \
+      --impl wgmma_dense --out /tmp/dense.json
+    for r in own dense; do
+      ncu -i /tmp/$r.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-$r.csv.gz"
+      ncu -i /tmp/$r.ncu-rep --page details --print-details all > "$out/details-$r.txt" 2>&1
+    done
+    for bs in 512 2048 4096; do
+      echo "block $bs:"
+      grep -A6 -E "^  void (wgmma::detail::)?(dq_kernel|causal_kernel)" "$step_logs/ncu_blocks_$bs.log" |
+        grep -oE "(dq|causal)_kernel<[^>]*>|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | paste - -
+    done | tee "$out/blocks.txt"
+    ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls or ownblock)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
