@@ -180,7 +180,7 @@ case $mode in
   ownblock)
     once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
     for bs in 512 2048 4096; do
-      step ncu_blocks_$bs 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|causal_kernel' --launch-count 2 \
+      step ncu_blocks_$bs 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|causal_kernel' --launch-count 4 \
         $moba bench --seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block $bs --topk 3 "${once[@]}" \
         --impl wgmma_moba --out /tmp/blocks-$bs.json
     done
