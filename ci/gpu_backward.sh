@@ -19,11 +19,14 @@
 #            with one kv head per pass (MOBA_ACCUMULATOR_BUDGET_MIB=0);
 # - sweep:   Figure 2b's 128K point for MHA, GQA 32:8 and MQA, fwd and fwd+bwd, gating included,
 #            wgmma_moba and wgmma_dense with SDPA cuDNN in the same process (Python bridge).
-# - confirm: one call after a change to the wgmma_moba backward's kernels alone (about 540 s on the
-#            H200): test_tiled_mma_gpu beside the quick suite of wgmma_moba, the paths suite, every
+# - confirm: after a change to the wgmma_moba backward's kernels alone (about 450 s on the H200):
+#            test_tiled_mma_gpu beside the quick suite of wgmma_moba, the paths suite, every
 #            sanitizer on the small case (default budget and one kv head per pass), ncu kernel
-#            times at the 128K point, that point's GQA fwd+bwd with SDPA cuDNN in the process, and
-#            FlashMoBA's setting (512K, 16 heads, block 128, top-k 8) fwd+bwd, gating included.
+#            times at the 128K point, then ncu's stall samples per SASS instruction (source page) of
+#            the own-block dQ, the dQ waves and the first dK/dV launch there;
+# - times:   the timings that follow a confirm, in their own call (about 250 s): the 128K GQA point
+#            fwd and fwd+bwd with SDPA cuDNN in the process, FlashMoBA's setting (512K, 16 heads,
+#            block 128, top-k 8) fwd and fwd+bwd, gating included, then its gating timed apart.
 # - final:   one call on a tree whose GPU label already ran (about 450 s on the H200): the quick
 #            suite of wgmma_moba beside the naive GPU tests; Figure 2b's 128K GQA point fwd and
 #            fwd+bwd with SDPA cuDNN in the process; FlashMoBA's setting fwd and fwd+bwd, gating
@@ -42,10 +45,10 @@
 #            the own-block forward and dQ launches at the 128K GQA point with blocks 512, 2048 and
 #            4096 (2.5, 8.5 and 16.5 key tiles per CTA on average), then ncu's stall samples per SASS
 #            instruction (source page) of one own-block dQ launch and of one dense dQ launch at 32K.
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock   Reports and logs go to ${OUT:-out}/.
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls or ownblock)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock or times)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -117,19 +120,26 @@ case $mode in
     step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
     step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
       --impl wgmma_moba --out "$out/sanitize-passes.json"
-    step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${point[@]}" \
-      --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 --impl wgmma_moba --out /tmp/ncu.json
+    once=("${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 --impl wgmma_moba)
+    step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${once[@]}" --out /tmp/ncu.json
+    # The own-block dQ, the two dQ waves (top-k 3), then dK/dV: the backward's launch order.
+    step ncu_source 150 ncu --section SpeedOfLight --section WarpStateStats --section SourceCounters -f -o /tmp/bwd \
+      -k regex:'dq_kernel|dq_wave|moba_dkdv' --launch-count 4 $moba bench "${once[@]}" --out /tmp/bwd.json
+    ncu -i /tmp/bwd.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-backward.csv.gz"
+    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
+    # kernel name, then its time (the header line ends in "CC 9.0": match the metric line's value)
+    grep -A6 -E "^  void (wgmma::)?(detail::)?(moba_dkdv|dq_wave|dq)_kernel" "$step_logs/ncu_times.log" |
+      grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
+    ;;
+  times)
     python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
     export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
     step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
-      --phase fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
-    step flashmoba_512k 100 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba \
-      --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/flashmoba-512k.json"
-    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
-    # kernel name, then its time (the header line ends in "CC 9.0": match the metric line's value)
-    grep -A1 -E "^  void wgmma::(moba_dkdv|dq_wave|dq_kernel)" "$step_logs/ncu_times.log" |
-      grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
+      --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
+    flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba --max-seconds 3)
+    step flashmoba_512k 100 $moba bench "${flashmoba[@]}" --phase fwd,fwdbwd --gating included --out "$out/flashmoba-512k.json"
+    step flashmoba_gating 60 $moba bench "${flashmoba[@]}" --phase fwd --gating separate --out "$out/flashmoba-512k-gating.json"
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_*.log
     ;;
   final)
     (step test_naive_gpu 120 build/release/suites/test_naive_gpu --gtest_filter='NaiveGpu.*' --gtest_brief=1) &
@@ -198,7 +208,7 @@ case $mode in
         grep -oE "(dq|causal)_kernel<[^>]*>|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | paste - -
     done | tee "$out/blocks.txt"
     ;;
-  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls or ownblock)"; exit 2 ;;
+  *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock or times)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
