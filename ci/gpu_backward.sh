@@ -24,8 +24,8 @@
 #            sanitizer on the small case (default budget and one kv head per pass), ncu kernel
 #            times at the 128K point, then ncu's stall samples per SASS instruction (source page) of
 #            the own-block dQ, the dQ waves and the first dK/dV launch there;
-# - times:   the timings that follow a confirm, in their own call (about 250 s): the 128K GQA point
-#            fwd and fwd+bwd with SDPA cuDNN in the process, FlashMoBA's setting (512K, 16 heads,
+# - times:   the timings that follow a confirm, in their own call (about 330 s): the sweep mode's
+#            128K MHA, GQA and MQA fwd and fwd+bwd with SDPA cuDNN in the process, FlashMoBA's setting (512K, 16 heads,
 #            block 128, top-k 8) fwd and fwd+bwd, gating included, then its gating timed apart.
 # - final:   one call on a tree whose GPU label already ran (about 450 s on the H200): the quick
 #            suite of wgmma_moba beside the naive GPU tests; Figure 2b's 128K GQA point fwd and
@@ -134,12 +134,13 @@ case $mode in
   times)
     python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
     export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
-    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
-      --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
+    step sweep_128k 330 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
+      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
+      --max-seconds 3 --out "$out/sweep-128k.json"
     flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba --max-seconds 3)
     step flashmoba_512k 100 $moba bench "${flashmoba[@]}" --phase fwd,fwdbwd --gating included --out "$out/flashmoba-512k.json"
     step flashmoba_gating 60 $moba bench "${flashmoba[@]}" --phase fwd --gating separate --out "$out/flashmoba-512k-gating.json"
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_*.log
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/sweep_128k.log "$step_logs"/flashmoba_*.log
     ;;
   final)
     (step test_naive_gpu 120 build/release/suites/test_naive_gpu --gtest_filter='NaiveGpu.*' --gtest_brief=1) &
