@@ -122,10 +122,12 @@ case $mode in
       --impl wgmma_moba --out "$out/sanitize-passes.json"
     once=("${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 --impl wgmma_moba)
     step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${once[@]}" --out /tmp/ncu.json
-    # The own-block dQ, the two dQ waves (top-k 3), then dK/dV: the backward's launch order.
+    # The own-block dQ, the two dQ waves (top-k 3), then dK/dV: the backward's launch order (a bare
+    # 'dq_kernel' would also match finalize_dq_kernel, the fourth launch, and leave dK/dV out).
     step ncu_source 150 ncu --section SpeedOfLight --section WarpStateStats --section SourceCounters -f -o /tmp/bwd \
-      -k regex:'dq_kernel|dq_wave|moba_dkdv' --launch-count 4 $moba bench "${once[@]}" --out /tmp/bwd.json
+      -k regex:'dq_wave|moba_dkdv|(^|:)dq_kernel' --launch-count 4 $moba bench "${once[@]}" --out /tmp/bwd.json
     ncu -i /tmp/bwd.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-backward.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-backward.csv.gz" 30 > "$out/stalls-backward.txt"
     grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
     # kernel name, then its time (the header line ends in "CC 9.0": match the metric line's value)
     grep -A6 -E "^  void (wgmma::)?(detail::)?(moba_dkdv|dq_wave|dq)_kernel" "$step_logs/ncu_times.log" |
@@ -202,6 +204,7 @@ case $mode in
     for r in own dense; do
       ncu -i /tmp/$r.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-$r.csv.gz"
       ncu -i /tmp/$r.ncu-rep --page details --print-details all > "$out/details-$r.txt" 2>&1
+      python3 ci/ncu_source_top.py "$out/source-$r.csv.gz" 30 > "$out/stalls-$r.txt"
     done
     for bs in 512 2048 4096; do
       echo "block $bs:"
