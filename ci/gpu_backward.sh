@@ -60,6 +60,18 @@ tiled_test_beside_quick() {
   (step "$2" "$1" $moba check --suite quick --impl wgmma_moba --out "$3") &
   wait $tests $!
 }
+# The Python package from this build (the interpreter CMake found, which imports torch).
+python_env() {
+  python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+  export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+}
+# Figure 2b's 128K point for MHA, GQA 32:8 and MQA, fwd and fwd+bwd, gating included, with SDPA
+# cuDNN in the process: sweep_128k LIMIT_S (after python_env).
+sweep_128k() {
+  step sweep_128k "$1" "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
+    --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
+    --max-seconds 3 --out "$out/sweep-128k.json"
+}
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
 case $mode in
@@ -107,11 +119,8 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_paths.log "$step_logs"/sanitize*.log
     ;;
   sweep)
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
-    step sweep_128k 300 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
-      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
-      --max-seconds 3 --out "$out/sweep-128k.json"
+    python_env
+    sweep_128k 300
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_128k.log"
     ;;
   confirm)
@@ -134,11 +143,8 @@ case $mode in
       grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
     ;;
   times)
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
-    step sweep_128k 330 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
-      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
-      --max-seconds 3 --out "$out/sweep-128k.json"
+    python_env
+    sweep_128k 330
     flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba --max-seconds 3)
     step flashmoba_512k 100 $moba bench "${flashmoba[@]}" --phase fwd,fwdbwd --gating included --out "$out/flashmoba-512k.json"
     step flashmoba_gating 60 $moba bench "${flashmoba[@]}" --phase fwd --gating separate --out "$out/flashmoba-512k-gating.json"
@@ -149,8 +155,7 @@ case $mode in
     naive=$!
     (step check_quick 280 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
     wait $naive $!
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    python_env
     step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
       --phase fwd,fwdbwd --gating included --max-seconds 3 --out "$out/gqa-128k.json"
     flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 --impl wgmma_moba --max-seconds 3)
@@ -171,8 +176,7 @@ case $mode in
       $moba bench "${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 \
       --impl wgmma_moba --out /tmp/own-block.json
     cp "$step_logs/ncu_own_block.log" "$out/ncu-own-block.txt"
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+    python_env
     step mha_mqa_128k 150 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,1 --head-dim 128 \
       --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwdbwd --gating included \
       --max-seconds 3 --out "$out/mha-mqa-128k.json"
