@@ -589,6 +589,8 @@ TEST(Readme, EveryFlagItNamesExists) {
         {"--no-gating", "python -m moba"},
         {"--no-lse", "python -m moba"},
         {"--no-backward", "python -m moba"},
+        {"--page", "ncu -i (the source page ci/ncu_source_top.py reads)"},
+        {"--print-source", "ncu -i"},
     };
     const std::regex flag(R"(--[a-z][a-z0-9_-]*[a-z0-9])");
     std::set<std::string> named;
