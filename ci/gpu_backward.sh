@@ -74,6 +74,8 @@ sweep_128k() {
 }
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
+# One fwd+bwd, gating included, for the profilers: the check's run warms up, one sample.
+once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
 case $mode in
   check)
     tiled_test_beside_quick 300 check_quick_wgmma_moba "$out/check-quick-wgmma-moba.json"
@@ -85,13 +87,13 @@ case $mode in
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/bench_128k.log"
     ;;
   profile)
-    once=("${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
+    point_once=("${point[@]}" "${once[@]}")
     times=(ncu --metrics gpu__time_duration.sum)
-    step ncu_moba_times 200 "${times[@]}" --launch-count 120 $moba bench "${once[@]}" --impl wgmma_moba --out /tmp/moba.json
+    step ncu_moba_times 200 "${times[@]}" --launch-count 120 $moba bench "${point_once[@]}" --impl wgmma_moba --out /tmp/moba.json
     step ncu_dense_times 200 "${times[@]}" -k regex:'dq_kernel|dkdv' --launch-count 4 \
-      $moba bench "${once[@]}" --impl wgmma_dense --out /tmp/dense.json
+      $moba bench "${point_once[@]}" --impl wgmma_dense --out /tmp/dense.json
     step ncu_moba_sections 200 ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \
-      -k regex:'moba_dkdv|dq_wave' --launch-count 2 $moba bench "${once[@]}" --impl wgmma_moba --out /tmp/sections.json
+      -k regex:'moba_dkdv|dq_wave' --launch-count 2 $moba bench "${point_once[@]}" --impl wgmma_moba --out /tmp/sections.json
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)|Duration|Throughput|Achieved Occupancy" "$step_logs/ncu_moba_sections.log" | head -30
     ;;
   verify)
@@ -129,12 +131,12 @@ case $mode in
     step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
     step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
       --impl wgmma_moba --out "$out/sanitize-passes.json"
-    once=("${point[@]}" --phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1 --impl wgmma_moba)
-    step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${once[@]}" --out /tmp/ncu.json
+    point_once=("${point[@]}" "${once[@]}" --impl wgmma_moba)
+    step ncu_times 90 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${point_once[@]}" --out /tmp/ncu.json
     # The own-block dQ, the two dQ waves (top-k 3), then dK/dV: the backward's launch order (a bare
     # 'dq_kernel' would also match finalize_dq_kernel, the fourth launch, and leave dK/dV out).
     step ncu_source 150 ncu --section SpeedOfLight --section WarpStateStats --section SourceCounters -f -o /tmp/bwd \
-      -k regex:'dq_wave|moba_dkdv|(^|:)dq_kernel' --launch-count 4 $moba bench "${once[@]}" --out /tmp/bwd.json
+      -k regex:'dq_wave|moba_dkdv|(^|:)dq_kernel' --launch-count 4 $moba bench "${point_once[@]}" --out /tmp/bwd.json
     ncu -i /tmp/bwd.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-backward.csv.gz"
     python3 ci/ncu_source_top.py "$out/source-backward.csv.gz" 30 > "$out/stalls-backward.txt"
     grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
@@ -179,7 +181,6 @@ case $mode in
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/memory_1m.log
     ;;
   stalls)
-    once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
     sections=(ncu --section WarpStateStats --section SourceCounters --section SchedulerStats --section SpeedOfLight
               -k regex:dq_kernel --launch-count 1)
     step ncu_own_block 150 "${sections[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out "$out/own-block-128k.json"
@@ -190,7 +191,6 @@ case $mode in
     grep -hE "Duration|Issued Warp|No Eligible|Warp Cycles Per Issued|Stall|stall" "$out"/ncu-stalls-*.txt | head -40
     ;;
   ownblock)
-    once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
     for bs in 512 2048 4096; do
       step ncu_blocks_$bs 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|causal_kernel' --launch-count 4 \
         $moba bench --seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block $bs --topk 3 "${once[@]}" \

@@ -190,6 +190,21 @@ __device__ __forceinline__ OwnBlockWindows own_block_windows(const CtaRows& c, i
     return w;
 }
 
+// Own block: on a tile that needs the mask (some key below a row's window or past the diagonal),
+// the scores outside the rows' windows become -inf, so P = 2^-inf = 0 there. The test is uniform
+// for the warpgroup and the other tiles run no compare: a compare folded into the probabilities'
+// loop instead compiled to a per-element branch on every tile in the dQ pass (kernels/NOTES.md,
+// 2026-12-03). key0: the tile's first key relative to key_base. Used by the forward and dQ.
+template <int kBlockN>
+__device__ __forceinline__ void mask_own_block_tile(float (&sc)[64], const OwnBlockWindows& w, int key0) {
+    if (key0 < w.max_lo || key0 + kBlockN - 1 > w.min_hi) {
+        for_each_acc([&](int i, int r, int c) {
+            const int key = key0 + acc_col(i, c);
+            if (key < w.lo[r] || key > w.hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
+        });
+    }
+}
+
 template <typename T, int kD, bool kOwnBlock>
 __global__ void __launch_bounds__(kThreads, 1)
     causal_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
@@ -251,13 +266,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane == 0) mbar_arrive(&ring.k_empty[s]);
 
         if constexpr (kOwnBlock) {
-            const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
-            if (key0 < win.max_lo || key0 + S::kBlockN - 1 > win.min_hi) {
-                for_each_acc([&](int i, int r, int c) {
-                    const int key = key0 + acc_col(i, c);
-                    if (key < win.lo[r] || key > win.hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
-                });
-            }
+            mask_own_block_tile<S::kBlockN>(sc, win, n * S::kBlockN);
         } else if (n == n_tiles - 1) {
             // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
             for_each_acc([&](int i, int r, int c) {

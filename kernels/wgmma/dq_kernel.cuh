@@ -132,19 +132,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (lane == 0) mbar_arrive(&ring.v_empty[s]);
 
         if constexpr (kOwnBlock) {
-            // As the forward: a tile that needs the mask first gets -inf scores outside the rows'
-            // windows (P = 2^-inf = 0 there, as P = 0 would be), under a branch uniform for the
-            // warpgroup, so the other tiles run no compare. With the compare folded into the
-            // probabilities' loop (mask && key outside), nvcc kept 64 predicates in a bitmask and
-            // branched per element on every tile: 1.7x the dense dQ's instructions per tile, and
-            // 4.95 us per tile against its 2.95 (ncu, H200, 2026-12-03).
-            const int key0 = n * S::kBlockN;  // relative to key_base, as lo and hi
-            if (key0 < win.max_lo || key0 + S::kBlockN - 1 > win.min_hi) {
-                for_each_acc([&](int i, int r, int c) {
-                    const int key = key0 + acc_col(i, c);
-                    if (key < win.lo[r] || key > win.hi[r]) sc[4 * i + 2 * r + c] = -INFINITY;
-                });
-            }
+            // -inf outside the rows' windows first, then the probabilities with no compare (a
+            // compare here made 1.7x the dense dQ's instructions per tile: kernels/NOTES.md).
+            mask_own_block_tile<S::kBlockN>(sc, win, n * S::kBlockN);
             for_each_acc([&](int i, int r, int c) {
                 const int e = 4 * i + 2 * r + c;
                 const float prob = exp2_approx(fmaf(sc[e], p.scale_log2, -lse2[r]));
