@@ -1,13 +1,15 @@
 // The dense implementations (full causal attention whatever the selection) against float64
 // full causal attention on every zero-sparsity case of the quick matrix, and their refusal
-// of sparse problems. Skips without a GPU.
+// of sparse problems; wgmma_dense over several L2 sections at 32K and 64K. Skips without a GPU.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "gpu_test_util.hpp"
 #include "harness/check.hpp"
+#include "harness/registry.hpp"
 #include "harness/suite.hpp"
 
 namespace moba {
@@ -32,6 +34,38 @@ TEST(DenseGpu, ZeroSparsityCasesOfTheQuickMatrixPass) {
         }
     }
     EXPECT_GT(checked, 0);
+}
+
+// The quick matrix's sequences are short enough that every head falls in one L2 section
+// (kernels/wgmma/l2_sections.hpp). Here the dense causal, dQ and dK/dV kernels run several
+// sections and a remainder: 32K MHA, 5 heads, in sections of 2 + 2 + 1 heads (16 MB K/V per
+// head) beside a short sequence; 64K GQA 6:2 in sections of one kv group (32 MB per kv head), its
+// dK/dV in sections of one kv head. A CTA mapped twice or not at all fails the check.
+TEST(DenseGpu, WgmmaDenseIsRightOverSeveralL2Sections) {
+    MOBA_REQUIRE_GPU();
+    CheckOptions options;
+    options.impls = {find_implementation("wgmma_dense")};
+    ASSERT_NE(options.impls.front(), nullptr);
+    options.reference = ReferenceKind::gpu;
+    options.add_zero_sparsity = false;
+    struct Shape {
+        std::vector<int> seqlens;
+        int heads_q, heads_kv;
+    };
+    for (const Shape& shape : {Shape{{32768, 777}, 5, 5}, Shape{{65536}, 6, 2}}) {
+        CheckCase c;
+        c.problem.seqlens = shape.seqlens;
+        c.problem.heads_q = shape.heads_q;
+        c.problem.heads_kv = shape.heads_kv;
+        c.problem.head_dim = 128;
+        c.problem.block = 512;
+        c.problem.topk = c.problem.max_blocks();  // zero sparsity: what a dense implementation runs
+        c.seed = 17;
+        SCOPED_TRACE(testing::PrintToString(c));
+        const auto records = run_checks(c, options);
+        ASSERT_EQ(records.size(), 5u);  // out, lse, dq, dk, dv
+        for (const auto& r : records) EXPECT_EQ(r.at("outcome"), "passed") << r.dump(1);
+    }
 }
 
 TEST(DenseGpu, SparseProblemsAreNotSupported) {

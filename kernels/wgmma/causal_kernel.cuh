@@ -27,6 +27,7 @@
 
 #include <cstdint>
 
+#include "kernels/wgmma/l2_sections.hpp"
 #include "kernels/wgmma/tile.cuh"
 
 namespace moba::wgmma::detail {
@@ -45,6 +46,7 @@ struct KernelParams {
     float2* acc_ml;     // [total, acc_heads] (m, l): m in the log2 domain, l the full row sum
     int acc_head0;      // the head pass (kernels/moba/head_passes.hpp): query heads
     int acc_heads;      // [acc_head0, acc_head0 + acc_heads), the grid's heads
+    int section_heads;  // dense mode: query heads per L2 section (l2_sections.hpp)
 };
 
 // The own-block mode stores each row's accumulator against the reference m + kWaveRefOffset
@@ -129,10 +131,12 @@ __device__ __forceinline__ void issue_kv_tile(const Ring& ring, const CUtensorMa
 }
 
 // The rows and keys of one CTA of the causal kernel or of the dQ kernel (dq_kernel.cuh), both
-// gridded alike. x = (reversed tile) * heads + head: CTAs are dispatched x fastest, so every
-// head's longest tiles start first and the short ones fill the tail of the grid. Tiles share x
-// with the heads (not grid y, at most 65535 tiles: 8M tokens) so 10M-token sequences launch.
-// Own block: the grid covers the head pass's heads only. Sequences on z.
+// gridded alike: heads * max_tiles CTAs on x, dispatched x fastest, so the longest tiles start
+// first and the short ones fill the tail of the grid. Tiles share x with the heads (not grid y,
+// at most 65535 tiles: 8M tokens) so 10M-token sequences launch. Sequences on z.
+// Dense: in L2 sections of p.section_heads heads (l2_sections.hpp: the CTAs running together
+// share few K/V streams). Own block: x = (reversed tile) * heads + head over the head pass's
+// heads; each CTA reads only its own MoBA block's keys, which stay in L2 anyway.
 // cta_rows, then (once q0 < len) cta_keys.
 struct CtaRows {
     int h;         // query head
@@ -147,9 +151,15 @@ template <int kBlockM, bool kOwnBlock, typename Params>
 __device__ __forceinline__ CtaRows cta_rows(const Params& p, int max_tiles) {
     CtaRows c;
     const int b = blockIdx.z;
-    const auto grid_heads = static_cast<unsigned>(kOwnBlock ? p.acc_heads : p.heads_q);
-    c.h = (kOwnBlock ? p.acc_head0 : 0) + static_cast<int>(blockIdx.x % grid_heads);
-    c.tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
+    if constexpr (kOwnBlock) {
+        const auto grid_heads = static_cast<unsigned>(p.acc_heads);
+        c.h = p.acc_head0 + static_cast<int>(blockIdx.x % grid_heads);
+        c.tile = max_tiles - 1 - static_cast<int>(blockIdx.x / grid_heads);
+    } else {
+        const SectionSlot slot = section_order(blockIdx.x, p.heads_q, max_tiles, p.section_heads);
+        c.h = slot.head;
+        c.tile = max_tiles - 1 - slot.rank;
+    }
     c.start = p.cu_seqlens[b];
     c.len = p.cu_seqlens[b + 1] - c.start;
     c.q0 = c.tile * kBlockM;

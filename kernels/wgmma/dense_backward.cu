@@ -73,7 +73,8 @@ void launch_dq_kernel(const AttentionArgs& args, const float2* stats, const deta
                                   problem.block,
                                   own != nullptr ? own->dq_acc : nullptr,
                                   own != nullptr ? own->head0 : 0,
-                                  own != nullptr ? own->heads : problem.heads_q};
+                                  own != nullptr ? own->heads : problem.heads_q,
+                                  detail::kv_section_heads(problem)};
     const auto kernel = detail::dq_kernel<T, kD, kOwnBlock, kAccum>;
     constexpr int kSmem = static_cast<int>(detail::DqPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
@@ -94,6 +95,10 @@ void launch_dkdv(const AttentionArgs& args) {
     float* partial = parts > 1 ? reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) +
                                                           sparse::row_stats_bytes(problem))
                                : nullptr;
+    const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
+    // A head slot's stream: the Q and dO rows of its part's heads (at most ceil(group / parts)).
+    const std::int64_t stream_bytes = 2 * static_cast<std::int64_t>(problem.max_seqlen()) * kD *
+                                      static_cast<std::int64_t>(sizeof(T)) * ((problem.group() + parts - 1) / parts);
     const detail::DkdvParams params{args.cu_seqlens,
                                     static_cast<const float2*>(args.workspace),
                                     args.dk,
@@ -105,11 +110,12 @@ void launch_dkdv(const AttentionArgs& args) {
                                     problem.heads_kv,
                                     problem.group(),
                                     static_cast<float>(scale),
-                                    static_cast<float>(scale * kLog2e)};
+                                    static_cast<float>(scale * kLog2e),
+                                    key_tiles,
+                                    l2_section_heads(stream_bytes, 1, problem.heads_kv * parts)};
     const auto kernel = detail::dkdv_kernel<T, kD>;
     constexpr int kSmem = static_cast<int>(Plan::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-    const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
     const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts * key_tiles), 1,
                     static_cast<unsigned>(problem.batch()));
     kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(maps.q, maps.dout, maps.k, maps.v, params);

@@ -40,7 +40,8 @@ void launch(const AttentionArgs& args, const sparse::Accumulator* acc) {
                               acc != nullptr ? acc->o : nullptr,
                               acc != nullptr ? acc->ml : nullptr,
                               acc != nullptr ? acc->head0 : 0,
-                              acc != nullptr ? acc->heads : problem.heads_q};
+                              acc != nullptr ? acc->heads : problem.heads_q,
+                              kv_section_heads(problem)};
     const auto kernel = causal_kernel<T, kD, kOwnBlock>;
     constexpr int kSmem = static_cast<int>(SmemPlan<kD>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));

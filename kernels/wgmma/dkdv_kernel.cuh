@@ -57,6 +57,8 @@ struct DkdvParams {
     int group;         // Hq / Hkv
     float scale;       // softmax scale
     float scale_log2;  // softmax scale * log2(e)
+    int key_tiles;     // 128-key tiles of the longest sequence
+    int section_slots; // head slots (kv head, part) per L2 section (l2_sections.hpp)
 };
 
 constexpr int kDkdvStages = 2;
@@ -122,10 +124,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     std::uint64_t* empty = full + kDkdvStages;
     auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
 
-    // x = key tile * (Hkv * head_parts) + kv head * head_parts + part (tile 0, the one with the
-    // most rows, first; tiles on x, not grid y, so 10M-token sequences launch), sequences on z.
-    const unsigned head_slots = static_cast<unsigned>(p.heads_kv * p.head_parts);
-    const int slot = static_cast<int>(blockIdx.x % head_slots);
+    // x: head slots (kv head * head_parts + part) * key tiles in L2 sections of section_slots
+    // slots (l2_sections.hpp: the CTAs running together share few Q/dO streams), inside one the
+    // slots fastest and key tile 0, the one with the most rows, first. Tiles on x, not grid y, so
+    // 10M-token sequences launch. Sequences on z.
+    const SectionSlot order = section_order(blockIdx.x, p.heads_kv * p.head_parts, p.key_tiles, p.section_slots);
+    const int slot = order.head;
     const int hk = slot / p.head_parts;
     const int part = slot % p.head_parts;
     const int head0 = part * p.group / p.head_parts;  // this part's heads of the group
@@ -133,7 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int b = blockIdx.z;
     const int start = p.cu_seqlens[b];
     const int len = p.cu_seqlens[b + 1] - start;
-    const int key0 = static_cast<int>(blockIdx.x / head_slots) * Plan::kKeys;
+    const int key0 = order.rank * Plan::kKeys;
     if (key0 >= len) return;  // uniform for the whole CTA, before any barrier is used
     const int last_tile = (len - 1) / Plan::kRows;
     const int n_tiles = (last_tile - key0 / Plan::kRows + 1) * part_heads;

@@ -33,6 +33,7 @@ struct DqParams {
     float* dq_acc;     // kAccum: [total, acc_heads, D] fp32, unscaled
     int acc_head0;     // the head pass: query heads [acc_head0, acc_head0 + acc_heads), the
     int acc_heads;     // grid's heads (kernels/moba/head_passes.hpp)
+    int section_heads; // dense mode: query heads per L2 section (l2_sections.hpp)
 };
 
 // The forward's shared layout plus a dO tile beside Q.

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Issue 17, target 3 (wgmma_dense at cuDNN's level) on a GPU machine, one mode per device call:
+# - sections: after the dense kernels' CTA order changed to L2 sections (kernels/wgmma/
+#   l2_sections.hpp): the CPU test of the order, test_dense_gpu (the quick matrix's zero-sparsity
+#   cases and wgmma_dense over several sections at 32K and 64K, against the float64 GPU
+#   reference), the dense determinism tests, `moba check --suite quick --impl wgmma_dense`,
+#   every sanitizer on a small varlen case; then ncu's kernel times, L2 hit rates and
+#   DRAM reads of one 128K MHA fwd+bwd, and the timings against SDPA cuDNN in the same process:
+#   32K with 16 heads (SDPA flash too) and 128K with 32 heads as MHA and GQA 32:8, fwd and
+#   fwd+bwd (about 420 s on the H200 with the build).
+# Usage: ci/gpu_dense.sh sections   Reports and logs go to ${OUT:-out}/; a summary prints last.
+source "$(dirname "$0")/gpu_prologue.sh"
+mode=${1:?usage: ci/gpu_dense.sh sections}
+case $mode in sections) ;; *) echo "unknown mode '$mode' (sections)"; exit 2 ;; esac  # before any build
+step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+moba=build/release/harness/cli/moba
+python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+pymoba=("${python:-python3}" -m moba)
+case $mode in
+  sections)
+    step test_l2_sections 30 build/release/suites/test_l2_sections --gtest_brief=1
+    (step test_dense_gpu 240 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_dense 240 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-wgmma-dense.json") &
+    wait $p1 $!
+    step dense_determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 --gtest_filter='*DenseDeterminism*'
+    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10)
+    step sanitize_dense 120 $moba "${small[@]}" --sanitize all --impl wgmma_dense \
+      --out "$out/sanitize-dense.json"
+    step ncu_128k_mha 120 ncu --metrics gpu__time_duration.sum,lts__t_sector_hit_rate.pct,dram__bytes_read.sum \
+      -k regex:'causal_kernel|dq_kernel|dkdv_kernel' --launch-count 3 $moba bench --seqlen 128K --heads 32 \
+      --head-dim 128 --impl wgmma_dense --phase fwdbwd --warmup 0 --min-samples 1 --max-seconds 1 --out /tmp/ncu.json
+    cp "$step_logs/ncu_128k_mha.log" "$out/ncu-dense-128k-mha.txt"
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn,sdpa_flash --phase fwd,fwdbwd --max-seconds 3 --out "$out/dense-32k.json"
+    step dense_128k 200 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8 --head-dim 128 \
+      --impl wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --max-seconds 3 --out "$out/dense-128k.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_*.log "$step_logs"/dense_determinism.log | head
+    grep -hE "records:" "$step_logs"/check_quick_dense.log "$step_logs"/sanitize_dense.log
+    grep -hE "causal_kernel|dq_kernel|dkdv_kernel|gpu__time|hit_rate|dram__bytes" "$out/ncu-dense-128k-mha.txt" | head -24
+    for f in dense_32k dense_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+esac
+step_gather
+cat "$out/summary.txt"
+exit $step_status
