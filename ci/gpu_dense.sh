@@ -7,11 +7,17 @@
 #   every sanitizer on a small varlen case; then ncu's kernel times, L2 hit rates and
 #   DRAM reads of one 128K MHA fwd+bwd, and the timings against SDPA cuDNN in the same process:
 #   32K with 16 heads (SDPA flash too) and 128K with 32 heads as MHA and GQA 32:8, fwd and
-#   fwd+bwd (about 420 s on the H200 with the build).
-# Usage: ci/gpu_dense.sh sections   Reports and logs go to ${OUT:-out}/; a summary prints last.
+#   fwd+bwd (about 420 s on the H200 with the build);
+# - compare: whether wgmma_dense is behind cuDNN at 32K or only ran at lower clocks (in one
+#   process the implementations run one after another, and the later ones meet a hotter, often
+#   throttled GPU): ncu's per-kernel times, at the clocks ncu locks for every kernel, of one
+#   32K fwd and fwd+bwd of both (16 heads); then target 3's 1M point (32 / 8 heads, fwd) and
+#   Figure 2b's 128K sweep (MHA, GQA 32:8, MQA; wgmma_moba, wgmma_dense, SDPA cuDNN; fwd and
+#   fwd+bwd, gating included) in one process each (about 480 s with the build).
+# Usage: ci/gpu_dense.sh sections|compare   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections}
-case $mode in sections) ;; *) echo "unknown mode '$mode' (sections)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare}
+case $mode in sections|compare) ;; *) echo "unknown mode '$mode' (sections or compare)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -41,6 +47,20 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_quick_dense.log "$step_logs"/sanitize_dense.log
     grep -hE "causal_kernel|dq_kernel|dkdv_kernel|gpu__time|hit_rate|dram__bytes" "$out/ncu-dense-128k-mha.txt" | head -24
     for f in dense_32k dense_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  compare)
+    step ncu_32k 200 ncu --metrics gpu__time_duration.sum --print-summary per-kernel "${pymoba[@]}" bench --seqlen 32K \
+      --heads 16 --head-dim 128 --impl wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --warmup 0 --min-samples 1 \
+      --max-samples 1 --max-seconds 1 --out /tmp/ncu-32k.json
+    cp "$step_logs/ncu_32k.log" "$out/ncu-32k-kernels.txt"
+    step dense_1m 200 "${pymoba[@]}" bench --seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn --phase fwd --warmup 0 --min-samples 3 --time-cap 40 --max-seconds 5 --out "$out/dense-1m.json"
+    step sweep_128k 240 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 --block 2048 \
+      --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
+      --max-seconds 3 --out "$out/sweep-128k.json"
+    # The kernels above 1 ms at ncu's clocks, by total time (ncu's per-kernel summary).
+    python3 ci/ncu_kernel_summary.py "$out/ncu-32k-kernels.txt" 1.0
+    for f in dense_1m sweep_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
 esac
 step_gather
