@@ -13,11 +13,18 @@
 #   throttled GPU): ncu's per-kernel times, at the clocks ncu locks for every kernel, of one
 #   32K fwd and fwd+bwd of both (16 heads); then target 3's 1M point (32 / 8 heads, fwd) and
 #   Figure 2b's 128K sweep (MHA, GQA 32:8, MQA; wgmma_moba, wgmma_dense, SDPA cuDNN; fwd and
-#   fwd+bwd, gating included) in one process each (about 480 s with the build).
-# Usage: ci/gpu_dense.sh sections|compare   Reports and logs go to ${OUT:-out}/; a summary prints last.
+#   fwd+bwd, gating included) in one process each (about 480 s with the build; the 1M point needs
+#   more than its 200 s: cuDNN's side alone took ~75 s on 4176af5);
+# - pipeline: after the dense forward's consumers overlapped tile n's softmax with tile n - 1's
+#   P V (causal_kernel.cuh's consume_dense_pipelined): test_dense_gpu, the quick suite of
+#   wgmma_dense and test_tiled_mma_gpu side by side, the dense determinism tests, every sanitizer
+#   on the small varlen case; ncu's per-kernel times of the 32K forward (16 heads) of wgmma_dense
+#   and cuDNN; the forward against cuDNN in one process at 32K (16 heads) and 128K (32 heads,
+#   MHA and GQA 32:8) (about 430 s with the build).
+# Usage: ci/gpu_dense.sh sections|compare|pipeline   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections|compare}
-case $mode in sections|compare) ;; *) echo "unknown mode '$mode' (sections or compare)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline}
+case $mode in sections|compare|pipeline) ;; *) echo "unknown mode '$mode' (sections, compare or pipeline)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -61,6 +68,28 @@ case $mode in
     # The kernels above 1 ms at ncu's clocks, by total time (ncu's per-kernel summary).
     python3 ci/ncu_kernel_summary.py "$out/ncu-32k-kernels.txt" 1.0
     for f in dense_1m sweep_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  pipeline)
+    (step test_dense_gpu 280 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_dense 280 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-wgmma-dense.json") &
+    p2=$!
+    (step test_tiled_mma_gpu 280 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+    wait $p1 $p2 $!
+    step sanitize_dense 120 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10 \
+      --sanitize all --impl wgmma_dense --out "$out/sanitize-dense.json"
+    step ncu_32k_fwd 120 ncu --metrics gpu__time_duration.sum --print-summary per-kernel "${pymoba[@]}" bench \
+      --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense --torch sdpa_cudnn --phase fwd --warmup 0 \
+      --min-samples 1 --max-samples 1 --max-seconds 1 --out /tmp/ncu-32k.json
+    cp "$step_logs/ncu_32k_fwd.log" "$out/ncu-32k-fwd-kernels.txt"
+    step dense_fwd_32k 60 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn --phase fwd --max-seconds 3 --out "$out/dense-fwd-32k.json"
+    step dense_fwd_128k 120 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8 --head-dim 128 \
+      --impl wgmma_dense --torch sdpa_cudnn --phase fwd --max-seconds 3 --out "$out/dense-fwd-128k.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_*.log | head
+    grep -hE "records:" "$step_logs"/check_quick_dense.log "$step_logs"/sanitize_dense.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-32k-fwd-kernels.txt" 1.0
+    for f in dense_fwd_32k dense_fwd_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
 esac
 step_gather

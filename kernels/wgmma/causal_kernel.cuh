@@ -215,6 +215,64 @@ __device__ __forceinline__ void mask_own_block_tile(float (&sc)[64], const OwnBl
     }
 }
 
+// Dense mode's consumer loop, FlashAttention-3's overlap inside a warpgroup: tile n's
+// S = Q K^T is issued before tile n - 1's O += P V, and tile n's softmax runs while that P V is
+// still on the tensor cores; O is rescaled by tile n's alpha once the P V has landed. The
+// arithmetic and its order are those of one tile after another (O = O alpha_n + P_n V_n), so
+// the result is the same bit for bit; only the waits moved. Registers: S, the previous tile's P
+// fragments and O live together (64 + 32 + 64 per thread). Keys 0 .. the diagonal tile, the
+// last one, which alone is masked.
+template <typename T, int kD>
+__device__ __forceinline__ void consume_dense_pipelined(const Ring& ring, int row0, int n_tiles, float scale_log2,
+                                                        float (&m)[2], float (&l)[2], float (&o)[kD / 2]) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    const int lane = threadIdx.x % 32;
+    auto mask_diagonal = [&](float (&sc)[64], int n) {
+        // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
+        if (n != n_tiles - 1) return;
+        for_each_acc([&](int i, int r, int c) {
+            if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
+        });
+    };
+    float sc[64];
+    std::uint32_t a[8][4];
+    float alpha[2];
+    // Tile 0: S, its softmax (O is still zero: nothing to rescale) and its P fragments.
+    mbar_wait(&ring.k_full[0], 0);
+    qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&ring.k_empty[0]);
+    mask_diagonal(sc, 0);
+    softmax_step(sc, m, l, alpha, scale_log2);
+    p_fragments<T>(a, sc);
+    for (int n = 1; n < n_tiles; ++n) {
+        const int s = n % kStages, prev = (n - 1) % kStages;
+        mbar_wait(&ring.k_full[s], (n / kStages) & 1);
+        qk_gemm_issue<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
+        mbar_wait(&ring.v_full[prev], ((n - 1) / kStages) & 1);
+        pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + prev * S::kKVBytes);
+        wgmma_wait<1>();  // S of tile n is ready; tile n - 1's P V may still run
+        fence_operands(sc);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.k_empty[s]);
+        mask_diagonal(sc, n);
+        softmax_step(sc, m, l, alpha, scale_log2);
+        wgmma_wait<0>();  // tile n - 1's P V has landed in O; its P fragments are free
+        fence_operands(o);
+        fence_operands(a);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.v_empty[prev]);
+        rescale_rows<kD>(o, alpha);
+        p_fragments<T>(a, sc);
+    }
+    const int last = (n_tiles - 1) % kStages;
+    mbar_wait(&ring.v_full[last], ((n_tiles - 1) / kStages) & 1);
+    pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + last * S::kKVBytes);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&ring.v_empty[last]);
+}
+
 template <typename T, int kD, bool kOwnBlock>
 __global__ void __launch_bounds__(kThreads, 1)
     causal_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap k_map,
@@ -265,7 +323,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     if constexpr (kOwnBlock) win = own_block_windows(cta, row0, p.block);
 
     mbar_wait(ring.q_full, 0);
-    for (int n = 0; n < n_tiles; ++n) {
+    if constexpr (!kOwnBlock) {
+        consume_dense_pipelined<T, kD>(ring, row0, n_tiles, p.scale_log2, m, l, o);
+    } else for (int n = 0; n < n_tiles; ++n) {
         const int s = n % kStages;
         const std::uint32_t full_parity = (n / kStages) & 1;
 
@@ -275,14 +335,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncwarp();
         if (lane == 0) mbar_arrive(&ring.k_empty[s]);
 
-        if constexpr (kOwnBlock) {
-            mask_own_block_tile<S::kBlockN>(sc, win, n * S::kBlockN);
-        } else if (n == n_tiles - 1) {
-            // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
-            for_each_acc([&](int i, int r, int c) {
-                if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
-            });
-        }
+        mask_own_block_tile<S::kBlockN>(sc, win, n * S::kBlockN);
 
         online_softmax<kD>(sc, m, l, o, p.scale_log2);
 

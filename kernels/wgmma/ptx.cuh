@@ -134,6 +134,15 @@ __device__ __forceinline__ void fence_operands(float (&r)[kN]) {
 #pragma unroll
     for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
+// The same for register A fragments, which an in-flight wgmma still reads: fenced after its
+// wait, they stay live (and unmoved) until then.
+template <int kSteps>
+__device__ __forceinline__ void fence_operands(std::uint32_t (&a)[kSteps][4]) {
+#pragma unroll
+    for (int j = 0; j < kSteps; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[j][i])::"memory");
+}
 
 // Shared-memory matrix descriptor (PTX ISA "matrix descriptor format"): start address,
 // leading and stride byte offsets, all >> 4 in 14-bit fields; bits 62-63 = 1: 128-byte swizzle.

@@ -70,10 +70,11 @@ __device__ __forceinline__ void load_tile(unsigned char* dst, const CUtensorMap*
 }
 
 // S(64 x 128) = Q(64 rows of the Q tile from q_row0) K^T(128 keys of the K tile), both
-// operands from shared memory. Issues, commits and waits: S is ready on return.
+// operands from shared memory. Issues and commits one wgmma group: S is ready after a wait
+// that covers the group (and fence_operands(s)).
 template <typename T, int kD>
-__device__ __forceinline__ void qk_gemm(float (&s)[64], const unsigned char* q_tile, int q_row0,
-                                        const unsigned char* k_tile) {
+__device__ __forceinline__ void qk_gemm_issue(float (&s)[64], const unsigned char* q_tile, int q_row0,
+                                              const unsigned char* k_tile) {
     using S = TileShape<kD>;
     const std::uint32_t q = smem_u32(q_tile) + q_row0 * S::kLineBytes;
     const std::uint32_t k = smem_u32(k_tile);
@@ -87,6 +88,12 @@ __device__ __forceinline__ void qk_gemm(float (&s)[64], const unsigned char* q_t
                           sw128_descriptor(k + step, 16, 1024), kk > 0 ? 1 : 0);
     }
     wgmma_commit();
+}
+// The same, waited for: S is ready on return.
+template <typename T, int kD>
+__device__ __forceinline__ void qk_gemm(float (&s)[64], const unsigned char* q_tile, int q_row0,
+                                        const unsigned char* k_tile) {
+    qk_gemm_issue<T, kD>(s, q_tile, q_row0, k_tile);
     wgmma_wait<0>();
     fence_operands(s);
 }
@@ -122,11 +129,12 @@ __device__ __forceinline__ void gather_tile(unsigned char* tile, const void* src
 
 // One online-softmax step over a 128-key score tile S (already masked with -inf) for the
 // thread's two rows: m (running max of scale_log2 * s) and l (this thread's part of the
-// running sum) are updated, O is rescaled, and S is replaced by P = 2^(scale_log2 s - m).
+// running sum) are updated, S is replaced by P = 2^(scale_log2 s - m), and alpha[r] is the
+// factor O's row r must be rescaled by (rescale_rows) before P V is added. Leaves O alone, so
+// a P V product of the previous tile may still be accumulating into it.
 // A row's 128 scores are spread over the 4 lanes of a quad (32 each).
-template <int kD>
-__device__ __forceinline__ void online_softmax(float (&sc)[64], float (&m)[2], float (&l)[2],
-                                               float (&o)[kD / 2], float scale_log2) {
+__device__ __forceinline__ void softmax_step(float (&sc)[64], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             float scale_log2) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float row_max = -INFINITY;
@@ -140,7 +148,7 @@ __device__ __forceinline__ void online_softmax(float (&sc)[64], float (&m)[2], f
         // 2^-inf = 0 instead of NaN. (A dense causal row always sees key 0; an own-block row
         // of a tile spanning several MoBA blocks can see nothing in its first key tiles.)
         const float base = m_new == -INFINITY ? 0.0f : m_new;
-        const float alpha = exp2_approx(m[r] - base);
+        alpha[r] = exp2_approx(m[r] - base);
         m[r] = m_new;
         float sum = 0.0f;
 #pragma unroll
@@ -151,13 +159,27 @@ __device__ __forceinline__ void online_softmax(float (&sc)[64], float (&m)[2], f
                 sc[4 * i + 2 * r + c] = e;
                 sum += e;
             }
-        l[r] = l[r] * alpha + sum;
+        l[r] = l[r] * alpha[r] + sum;
+    }
+}
+// O's rows times softmax_step's alpha.
+template <int kD>
+__device__ __forceinline__ void rescale_rows(float (&o)[kD / 2], const float (&alpha)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
 #pragma unroll
         for (int i = 0; i < kD / 8; ++i) {
-            o[4 * i + 2 * r] *= alpha;
-            o[4 * i + 2 * r + 1] *= alpha;
+            o[4 * i + 2 * r] *= alpha[r];
+            o[4 * i + 2 * r + 1] *= alpha[r];
         }
-    }
+}
+// softmax_step, then O rescaled: O must not be a pending wgmma's accumulator.
+template <int kD>
+__device__ __forceinline__ void online_softmax(float (&sc)[64], float (&m)[2], float (&l)[2],
+                                               float (&o)[kD / 2], float scale_log2) {
+    float alpha[2];
+    softmax_step(sc, m, l, alpha, scale_log2);
+    rescale_rows<kD>(o, alpha);
 }
 
 // P (64 x 16 kSteps, fp32 accumulator layout) rounded to the dtype as the register A operand
@@ -177,10 +199,11 @@ __device__ __forceinline__ void p_fragments(std::uint32_t (&a)[kSteps][4], const
 }
 
 // O(64 x kD) += P(64 x 128 keys) V(128 keys x kD): A from registers, V from shared memory
-// read MN-major. Issues, commits and waits: O is ready and V may be overwritten on return.
+// read MN-major. Issues and commits one wgmma group: until a wait covers it, O, the A
+// fragments and V must be left alone.
 template <typename T, int kD>
-__device__ __forceinline__ void pv_gemm(float (&o)[kD / 2], const std::uint32_t (&a)[8][4],
-                                        const unsigned char* v_tile) {
+__device__ __forceinline__ void pv_gemm_issue(float (&o)[kD / 2], const std::uint32_t (&a)[8][4],
+                                              const unsigned char* v_tile) {
     using S = TileShape<kD>;
     const std::uint32_t v = smem_u32(v_tile);
     wgmma_fence();
@@ -189,6 +212,12 @@ __device__ __forceinline__ void pv_gemm(float (&o)[kD / 2], const std::uint32_t 
         Wgmma<T, kD>::rs(o, a[j], sw128_descriptor(v + j * 16 * S::kLineBytes,
                                                    S::kBlockN * S::kLineBytes, 1024));
     wgmma_commit();
+}
+// The same, waited for: O is ready and V may be overwritten on return.
+template <typename T, int kD>
+__device__ __forceinline__ void pv_gemm(float (&o)[kD / 2], const std::uint32_t (&a)[8][4],
+                                        const unsigned char* v_tile) {
+    pv_gemm_issue<T, kD>(o, a, v_tile);
     wgmma_wait<0>();
     fence_operands(o);
 }
