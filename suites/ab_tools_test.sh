@@ -4,12 +4,7 @@
 # consistent only when every round moves the same way by at least 1%, leaves out records that did
 # not pass, and refuses unequal round counts.
 # Usage: suites/ab_tools_test.sh SOURCE_DIR SCRATCH_DIR
-set -uo pipefail
-src=${1:?source dir}
-scratch=${2:?scratch dir}
-rm -rf "$scratch" && mkdir -p "$scratch"
-failures=0
-fail() { echo "FAILED: $1"; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/script_test.sh"
 
 # expect_refusal WHAT ENV... -- ARGS...: exit 2 and WHAT in stderr, and nothing under AB_WORK.
 expect_refusal() {
@@ -69,5 +64,4 @@ python3 "$src/ci/ab_summary.py" --base "$scratch/1-base.json" "$scratch/2-base.j
 rc=$?
 ((rc == 2)) || fail "ab_summary.py with 2 base and 1 new reports: exit $rc, expected 2"
 
-((failures == 0)) && echo "ab tools: all checks passed"
-exit $((failures > 0))
+finish "ab tools"

@@ -4,12 +4,7 @@
 # minimum, maximum, average). Launches of one kernel are grouped by name without parameters,
 # means weigh every launch, kernels under MIN_MS are left out, and a log without durations exits 1.
 # Usage: suites/ncu_summary_test.sh SOURCE_DIR SCRATCH_DIR
-set -uo pipefail
-src=${1:?source dir}
-scratch=${2:?scratch dir}
-rm -rf "$scratch" && mkdir -p "$scratch"
-failures=0
-fail() { echo "FAILED: $1"; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/script_test.sh"
 summary="python3 $src/ci/ncu_kernel_summary.py"
 
 cat > "$scratch/launches.txt" <<'LOG'
@@ -48,5 +43,4 @@ $summary "$scratch/empty.txt" >/dev/null 2>&1
 printf '  void k() (1, 1, 1)x(1, 1, 1), Context 1, Stream 7, Device 0, CC 9.0\n    gpu__time_duration.sum  furlong  1.0\n' > "$scratch/unit.txt"
 $summary "$scratch/unit.txt" >/dev/null 2>&1 && fail "an unknown unit must not pass silently"
 
-((failures == 0)) && echo "ncu_summary: all checks passed"
-exit $((failures > 0))
+finish "ncu_summary"
