@@ -12,7 +12,10 @@
 //   warpgroups 1 and 2, consumers: 64 query rows each. Per key tile: S = Q K^T on wgmma from
 //     shared memory, online softmax in registers (log2 domain), P rounded to the dtype and fed
 //     from registers as the A operand of O += P V (V read MN-major from shared memory).
-//     While one consumer does its softmax the other's wgmma keeps the tensor cores busy.
+//     While one consumer does its softmax the other's wgmma keeps the tensor cores busy. Dense
+//     mode also overlaps inside a consumer: tile n's softmax runs while tile n - 1's P V is on
+//     the tensor cores (consume_dense_pipelined; -14% per tile at 32K, kernels/NOTES.md). The
+//     own-block pass still waits for each product.
 // Synchronisation: per stage a "full" mbarrier (TMA transaction bytes) and an "empty" one
 // (one arrival per consumer warp once its wgmmas reading the stage have completed).
 // Dense: key tiles 0 .. the diagonal tile; only the diagonal tile is masked. Own block: key tiles
