@@ -71,6 +71,12 @@ TEST(L2Sections, SectionSizeFollowsTheL2Budget) {
     EXPECT_EQ(l2_section_heads(3 * mib, 3, 12), 12);
     // 32 MB / 5 MB streams: 4 streams of 3 heads (a power of two of streams, whole groups).
     EXPECT_EQ(l2_section_heads(5 * mib, 3, 48), 12);
+    // test_dense_gpu's WgmmaDenseIsRightOverSeveralL2Sections relies on these: 32K MHA with 5
+    // heads runs sections of 2 + 2 + 1 (causal, dQ, dK/dV alike); 64K GQA 6:2 runs two kv groups
+    // of 3 (causal, dQ) and two dK/dV sections of one kv head (its Q/dO stream is 3 heads).
+    EXPECT_EQ(l2_section_heads(2 * 32768 * 128 * 2, 1, 5), 2);
+    EXPECT_EQ(l2_section_heads(2 * 65536 * 128 * 2, 3, 6), 3);
+    EXPECT_EQ(l2_section_heads(2 * 65536 * 128 * 2 * 3, 1, 2), 1);
 }
 
 }  // namespace

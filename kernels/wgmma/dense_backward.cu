@@ -97,8 +97,7 @@ void launch_dkdv(const AttentionArgs& args) {
                                : nullptr;
     const int key_tiles = (problem.max_seqlen() + Plan::kKeys - 1) / Plan::kKeys;
     // A head slot's stream: the Q and dO rows of its part's heads (at most ceil(group / parts)).
-    const std::int64_t stream_bytes = 2 * static_cast<std::int64_t>(problem.max_seqlen()) * kD *
-                                      static_cast<std::int64_t>(sizeof(T)) * ((problem.group() + parts - 1) / parts);
+    const int slot_heads = (problem.group() + parts - 1) / parts;
     const detail::DkdvParams params{args.cu_seqlens,
                                     static_cast<const float2*>(args.workspace),
                                     args.dk,
@@ -112,7 +111,8 @@ void launch_dkdv(const AttentionArgs& args) {
                                     static_cast<float>(scale),
                                     static_cast<float>(scale * kLog2e),
                                     key_tiles,
-                                    l2_section_heads(stream_bytes, 1, problem.heads_kv * parts)};
+                                    l2_section_heads(detail::stream_bytes(problem, slot_heads), 1,
+                                                     problem.heads_kv * parts)};
     const auto kernel = detail::dkdv_kernel<T, kD>;
     constexpr int kSmem = static_cast<int>(Plan::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));

@@ -9,20 +9,25 @@
 
 #include "core/cuda_check.hpp"
 #include "kernels/kernel_api.hpp"
-#include "kernels/wgmma/l2_sections.hpp"
 #include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/launch.hpp"      // persistent_ctas
 #include "kernels/moba/wave_items.cuh"  // wave_work
+#include "kernels/wgmma/l2_sections.hpp"
 
 namespace moba::wgmma::detail {
 
-// Query heads per L2 section of the dense causal and dQ kernels (l2_sections.hpp): a stream is
-// one kv head's K and V over the longest sequence, shared by its group's query heads.
+// The bytes an L2 stream of the dense kernels reads (l2_sections.hpp): two tensors (K and V, or
+// Q and dO) of `heads` heads over the longest sequence.
+inline std::int64_t stream_bytes(const Problem& problem, int heads) {
+    return 2 * static_cast<std::int64_t>(problem.max_seqlen()) * problem.head_dim *
+           static_cast<std::int64_t>(dtype_bytes(problem.dtype)) * heads;
+}
+
+// Query heads per L2 section of the dense causal and dQ kernels: a stream is one kv head's K and
+// V, shared by its group's query heads.
 inline int kv_section_heads(const Problem& problem) {
-    const std::int64_t stream_bytes = 2 * static_cast<std::int64_t>(problem.max_seqlen()) * problem.head_dim *
-                                      static_cast<std::int64_t>(dtype_bytes(problem.dtype));
-    return l2_section_heads(stream_bytes, problem.group(), problem.heads_q);
+    return l2_section_heads(stream_bytes(problem, 1), problem.group(), problem.heads_q);
 }
 
 // Launches the causal kernel on args.stream for a problem dense_can_implement accepts (throws
