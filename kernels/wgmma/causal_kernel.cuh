@@ -12,10 +12,10 @@
 //   warpgroups 1 and 2, consumers: 64 query rows each. Per key tile: S = Q K^T on wgmma from
 //     shared memory, online softmax in registers (log2 domain), P rounded to the dtype and fed
 //     from registers as the A operand of O += P V (V read MN-major from shared memory).
-//     While one consumer does its softmax the other's wgmma keeps the tensor cores busy. Dense
-//     mode also overlaps inside a consumer: tile n's softmax runs while tile n - 1's P V is on
-//     the tensor cores (consume_dense_pipelined; -14% per tile at 32K, kernels/NOTES.md). The
-//     own-block pass still waits for each product.
+//     While one consumer does its softmax the other's wgmma keeps the tensor cores busy. Each
+//     consumer also overlaps with itself: tile n's softmax runs while tile n - 1's P V is on
+//     the tensor cores (consume_tiles_pipelined, both modes and the sparse waves; -14% per tile
+//     for the dense forward at 32K, kernels/NOTES.md).
 // Synchronisation: per stage a "full" mbarrier (TMA transaction bytes) and an "empty" one
 // (one arrival per consumer warp once its wgmmas reading the stage have completed).
 // Dense: key tiles 0 .. the diagonal tile; only the diagonal tile is masked. Own block: key tiles
@@ -218,50 +218,51 @@ __device__ __forceinline__ void mask_own_block_tile(float (&sc)[64], const OwnBl
     }
 }
 
-// Dense mode's consumer loop, FlashAttention-3's overlap inside a warpgroup: tile n's
+// A consumer's loop over key tiles, FlashAttention-3's overlap inside a warpgroup: tile n's
 // S = Q K^T is issued before tile n - 1's O += P V, and tile n's softmax runs while that P V is
 // still on the tensor cores; O is rescaled by tile n's alpha once the P V has landed. The
 // arithmetic and its order are those of one tile after another (O = O alpha_n + P_n V_n), so
 // the result is the same bit for bit; only the waits moved. Registers: S, the previous tile's P
-// fragments and O live together (64 + 32 + 64 per thread). Keys 0 .. the diagonal tile, the
-// last one, which alone is masked.
-template <typename T, int kD>
-__device__ __forceinline__ void consume_dense_pipelined(const Ring& ring, int row0, int n_tiles, float scale_log2,
-                                                        float (&m)[2], float (&l)[2], float (&o)[kD / 2]) {
+// fragments and O live together (64 + 32 + 64 per thread).
+// The tiles sit at ring positions ring_pos .. ring_pos + n_tiles - 1 (the sparse waves' ring runs
+// on across items); n_tiles >= 1. mask(sc, j) sets the scores of the run's tile j that its rows
+// must not see to -inf. Used by the dense and own-block passes here and by the sparse waves
+// (wave_kernel.cuh); -14% per tile for the dense forward at 32K (kernels/NOTES.md).
+template <typename T, int kD, typename Mask>
+__device__ __forceinline__ void consume_tiles_pipelined(const Ring& ring, const unsigned char* q_tile, int row0,
+                                                        int ring_pos, int n_tiles, float scale_log2,
+                                                        float (&m)[2], float (&l)[2], float (&o)[kD / 2],
+                                                        Mask&& mask) {
     using S = TileShape<kD>;
     using Plan = SmemPlan<kD>;
     const int lane = threadIdx.x % 32;
-    auto mask_diagonal = [&](float (&sc)[64], int n) {
-        // Diagonal tile: key n * 128 + col against query q0 + row0 + row, q0 == n * 128.
-        if (n != n_tiles - 1) return;
-        for_each_acc([&](int i, int r, int c) {
-            if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
-        });
-    };
+    const auto stage = [&](int j) { return (ring_pos + j) % kStages; };
+    const auto parity = [&](int j) { return static_cast<std::uint32_t>(((ring_pos + j) / kStages) & 1); };
     float sc[64];
     std::uint32_t a[8][4];
     float alpha[2];
-    // Tile 0: S, its softmax (O is still zero: nothing to rescale) and its P fragments.
-    mbar_wait(&ring.k_full[0], 0);
-    qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK);
+    // Tile 0: S, its softmax (O holds nothing of this run yet: O is zero, or the sparse waves'
+    // fresh partial) and its P fragments.
+    mbar_wait(&ring.k_full[stage(0)], parity(0));
+    qk_gemm<T, kD>(sc, q_tile, row0, ring.smem + Plan::kK + stage(0) * S::kKVBytes);
     __syncwarp();
-    if (lane == 0) mbar_arrive(&ring.k_empty[0]);
-    mask_diagonal(sc, 0);
+    if (lane == 0) mbar_arrive(&ring.k_empty[stage(0)]);
+    mask(sc, 0);
     softmax_step(sc, m, l, alpha, scale_log2);
     p_fragments<T>(a, sc);
-    for (int n = 1; n < n_tiles; ++n) {
-        const int s = n % kStages, prev = (n - 1) % kStages;
-        mbar_wait(&ring.k_full[s], (n / kStages) & 1);
-        qk_gemm_issue<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
-        mbar_wait(&ring.v_full[prev], ((n - 1) / kStages) & 1);
+    for (int j = 1; j < n_tiles; ++j) {
+        const int s = stage(j), prev = stage(j - 1);
+        mbar_wait(&ring.k_full[s], parity(j));
+        qk_gemm_issue<T, kD>(sc, q_tile, row0, ring.smem + Plan::kK + s * S::kKVBytes);
+        mbar_wait(&ring.v_full[prev], parity(j - 1));
         pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + prev * S::kKVBytes);
-        wgmma_wait<1>();  // S of tile n is ready; tile n - 1's P V may still run
+        wgmma_wait<1>();  // S of tile j is ready; tile j - 1's P V may still run
         fence_operands(sc);
         __syncwarp();
         if (lane == 0) mbar_arrive(&ring.k_empty[s]);
-        mask_diagonal(sc, n);
+        mask(sc, j);
         softmax_step(sc, m, l, alpha, scale_log2);
-        wgmma_wait<0>();  // tile n - 1's P V has landed in O; its P fragments are free
+        wgmma_wait<0>();  // tile j - 1's P V has landed in O; its P fragments are free
         fence_operands(o);
         fence_operands(a);
         __syncwarp();
@@ -269,8 +270,8 @@ __device__ __forceinline__ void consume_dense_pipelined(const Ring& ring, int ro
         rescale_rows<kD>(o, alpha);
         p_fragments<T>(a, sc);
     }
-    const int last = (n_tiles - 1) % kStages;
-    mbar_wait(&ring.v_full[last], ((n_tiles - 1) / kStages) & 1);
+    const int last = stage(n_tiles - 1);
+    mbar_wait(&ring.v_full[last], parity(n_tiles - 1));
     pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + last * S::kKVBytes);
     __syncwarp();
     if (lane == 0) mbar_arrive(&ring.v_empty[last]);
@@ -322,32 +323,23 @@ __global__ void __launch_bounds__(kThreads, 1)
     float m[2] = {-INFINITY, -INFINITY};  // running max of scale_log2 * s
     float l[2] = {0.0f, 0.0f};             // this thread's part of the running sum
 
-    OwnBlockWindows win{};
-    if constexpr (kOwnBlock) win = own_block_windows(cta, row0, p.block);
-
     mbar_wait(ring.q_full, 0);
     if constexpr (!kOwnBlock) {
-        consume_dense_pipelined<T, kD>(ring, row0, n_tiles, p.scale_log2, m, l, o);
-    } else for (int n = 0; n < n_tiles; ++n) {
-        const int s = n % kStages;
-        const std::uint32_t full_parity = (n / kStages) & 1;
-
-        float sc[64];
-        mbar_wait(&ring.k_full[s], full_parity);
-        qk_gemm<T, kD>(sc, ring.smem + Plan::kQ, row0, ring.smem + Plan::kK + s * S::kKVBytes);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&ring.k_empty[s]);
-
-        mask_own_block_tile<S::kBlockN>(sc, win, n * S::kBlockN);
-
-        online_softmax<kD>(sc, m, l, o, p.scale_log2);
-
-        std::uint32_t a[8][4];
-        p_fragments<T>(a, sc);
-        mbar_wait(&ring.v_full[s], full_parity);
-        pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&ring.v_empty[s]);
+        // Keys 0 .. the diagonal tile, the last one, which alone is masked: key j * 128 + col
+        // against query q0 + row0 + row, q0 == (n_tiles - 1) * 128.
+        consume_tiles_pipelined<T, kD>(ring, ring.smem + Plan::kQ, row0, 0, n_tiles, p.scale_log2, m, l, o,
+                                       [&](float (&sc)[64], int j) {
+                                           if (j != n_tiles - 1) return;
+                                           for_each_acc([&](int i, int r, int c) {
+                                               if (acc_col(i, c) > row0 + acc_row(r)) sc[4 * i + 2 * r + c] = -INFINITY;
+                                           });
+                                       });
+    } else {
+        const OwnBlockWindows win = own_block_windows(cta, row0, p.block);
+        consume_tiles_pipelined<T, kD>(ring, ring.smem + Plan::kQ, row0, 0, n_tiles, p.scale_log2, m, l, o,
+                                       [&](float (&sc)[64], int j) {
+                                           mask_own_block_tile<S::kBlockN>(sc, win, j * S::kBlockN);
+                                       });
     }
 
     // Epilogue for the rows inside the sequence. Dense: out = O / l, lse = ln 2 * (m + log2 l).

@@ -18,7 +18,8 @@
 //       item's count); then q_full. Two buffers: the gather of item i + 1 overlaps item i.
 //   warpgroups 1 and 2, consumers: 64 rows each; per key tile S = Q K^T, the last tile masked
 //     past Bs keys (a past block is complete and wholly before every row: no causal mask), online
-//     softmax, O += P V; then the merge. While the block's max m stays at or below the row's
+//     softmax, O += P V, tile n's softmax beside tile n - 1's P V (consume_tiles_pipelined,
+//     causal_kernel.cuh); then the merge. While the block's max m stays at or below the row's
 //     reference, the partial is scaled to the reference (by 2^(m - ref) <= 1, in fp32: P itself
 //     stays in [0, 1] against m, as fp16 needs) and added (red.global: fire and forget, no read;
 //     one add per element and wave, so the sum is deterministic); otherwise (a block scoring
@@ -174,33 +175,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         float l[2] = {0.0f, 0.0f};
 
         mbar_wait(q_full(b), (local / 2) & 1);
-        for (int j = 0; j < key_tiles; ++j, ++n) {
-            const int s = n % kStages;
-            const std::uint32_t full_parity = (n / kStages) & 1;
-
-            float sc[64];
-            mbar_wait(&ring.k_full[s], full_parity);
-            qk_gemm<T, kD>(sc, q_tile(b), row0, ring.smem + Plan::kK + s * S::kKVBytes);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&ring.k_empty[s]);
-
-            // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
-            const int valid = p.block - j * S::kBlockN;
-            if (valid < S::kBlockN) {
-                for_each_acc([&](int i, int r, int c) {
-                    if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
-                });
-            }
-
-            online_softmax<kD>(sc, m, l, o, p.scale_log2);
-
-            std::uint32_t a[8][4];
-            p_fragments<T>(a, sc);
-            mbar_wait(&ring.v_full[s], full_parity);
-            pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + s * S::kKVBytes);
-            __syncwarp();
-            if (lane == 0) mbar_arrive(&ring.v_empty[s]);
-        }
+        // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
+        consume_tiles_pipelined<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o,
+                                       [&](float (&sc)[64], int j) {
+                                           const int valid = p.block - j * S::kBlockN;
+                                           if (valid >= S::kBlockN) return;
+                                           for_each_acc([&](int i, int r, int c) {
+                                               if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
+                                           });
+                                       });
+        n += key_tiles;
 
         // Merge. Each lane owns its row's columns acc_col(i, *); lane t == 0 of the quad owns (m, l).
 #pragma unroll

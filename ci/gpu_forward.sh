@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 17, target 4 (the MoBA forward at 90% of dense's rate) on a GPU machine, one mode per
+# device call:
+# - overlap: after the own-block pass (causal_kernel<.., true>) and the sparse waves
+#   (wave_kernel.cuh) took the dense forward's overlap inside a consumer (tile n's softmax beside
+#   tile n - 1's P V: consume_tiles_pipelined): test_tiled_mma_gpu, the quick suite and the paths
+#   suite (block 192: a wave's second key tile is partial) of wgmma_moba side by side; every
+#   sanitizer on the small varlen case (default budget, and one kv head per pass); ncu's kernel
+#   times of one forward at Figure 2b's 128K GQA point (block 2048, top-k 3, 32 / 8 heads); then
+#   that point's forward for MHA, GQA 32:8 and MQA, gating included, wgmma_moba and wgmma_dense
+#   with SDPA cuDNN in the same process (about 560 s with the build).
+# Usage: ci/gpu_forward.sh overlap   Reports and logs go to ${OUT:-out}/; a summary prints last.
+source "$(dirname "$0")/gpu_prologue.sh"
+mode=${1:?usage: ci/gpu_forward.sh overlap}
+case $mode in overlap) ;; *) echo "unknown mode '$mode' (overlap)"; exit 2 ;; esac  # before any build
+step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+moba=build/release/harness/cli/moba
+python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
+point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
+case $mode in
+  overlap)
+    (step test_tiled_mma_gpu 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick 330 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick-wgmma-moba.json") &
+    p2=$!
+    (step check_paths 330 $moba check --suite paths --impl wgmma_moba --out "$out/check-paths-wgmma-moba.json") &
+    wait $p1 $p2 $!
+    step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
+    step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba --out "$out/sanitize-passes.json"
+    # The bench's check forward, then one timed forward: every launch of both at ncu's clocks.
+    step ncu_fwd 90 ncu --metrics gpu__time_duration.sum --launch-count 40 $moba bench "${point[@]}" --phase fwd \
+      --gating included --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1 --impl wgmma_moba --out /tmp/ncu.json
+    cp "$step_logs/ncu_fwd.log" "$out/ncu-fwd-128k-gqa.txt"
+    step sweep_fwd_128k 200 "${python:-python3}" -m moba bench --seqlen 128K --heads 32 --kv-heads 32,8,1 \
+      --head-dim 128 --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd \
+      --gating included --max-seconds 3 --out "$out/sweep-fwd-128k.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log | head
+    grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-fwd-128k-gqa.txt" 0.5
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_fwd_128k.log"
+    ;;
+esac
+step_gather
+cat "$out/summary.txt"
+exit $step_status
