@@ -20,11 +20,17 @@
 #   wgmma_dense and test_tiled_mma_gpu side by side, the dense determinism tests, every sanitizer
 #   on the small varlen case; ncu's per-kernel times of the 32K forward (16 heads) of wgmma_dense
 #   and cuDNN; the forward against cuDNN in one process at 32K (16 heads) and 128K (32 heads,
-#   MHA and GQA 32:8) (about 430 s with the build).
-# Usage: ci/gpu_dense.sh sections|compare|pipeline   Reports and logs go to ${OUT:-out}/; a summary prints last.
+#   MHA and GQA 32:8) (about 430 s with the build);
+# - fair: the same-process ratios again with `--warmup-seconds 3` (every implementation warms up
+#   for 3 s, so its samples see the clocks of sustained load, not a cool GPU's boost, whichever
+#   runs first): test_bench_gpu (the bench's records on the GPU); dense 32K (16 heads) fwd and
+#   fwd+bwd against SDPA cuDNN; Figure 2b's 128K forward (MHA, GQA 32:8, MQA; wgmma_moba,
+#   wgmma_dense, cuDNN; gating included); then target 3's 1M point (32 / 8 heads, fwd; no warm-up
+#   beyond the check's run, 3 samples of ~19 s each) (about 470 s with the build).
+# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline}
-case $mode in sections|compare|pipeline) ;; *) echo "unknown mode '$mode' (sections, compare or pipeline)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair}
+case $mode in sections|compare|pipeline|fair) ;; *) echo "unknown mode '$mode' (sections, compare, pipeline or fair)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -90,6 +96,20 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_quick_dense.log "$step_logs"/sanitize_dense.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-32k-fwd-kernels.txt" 1.0
     for f in dense_fwd_32k dense_fwd_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  fair)
+    fair=(--warmup-seconds 3 --max-seconds 3)
+    step test_bench_gpu 150 build/release/suites/test_bench_gpu --gtest_brief=1
+    step dense_32k 120 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn --phase fwd,fwdbwd "${fair[@]}" --out "$out/dense-32k-fair.json"
+    step sweep_fwd_128k 150 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 \
+      --block 2048 --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd --gating included \
+      "${fair[@]}" --out "$out/sweep-fwd-128k-fair.json"
+    step dense_1m 240 "${pymoba[@]}" bench --seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn --phase fwd --warmup 0 --min-samples 3 --max-samples 3 --time-cap 80 --max-seconds 5 \
+      --out "$out/dense-1m.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_bench_gpu.log | head -3
+    for f in dense_32k sweep_fwd_128k dense_1m; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
 esac
 step_gather

@@ -37,11 +37,13 @@ std::string gating_label(const Implementation& impl, Phase phase, GatingMode gat
     return impl.has_gating() && phase != Phase::bwd ? std::string(to_string(gating)) : std::string("none");
 }
 
-std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold) {
+std::string bench_command(const CheckCase& s, const std::string& impl, Phase phase, GatingMode gating, bool cold,
+                          double warmup_seconds) {
     const CommandNaming naming = command_naming(impl);
-    return kernel_env_prefix() + fmt::format("{} bench {} --seed {} {} --phase {} --gating {}{}", naming.tool,
-                                             s.problem.flags(), s.seed, naming.impl_flags, to_string(phase),
-                                             to_string(gating), cold ? " --cold" : "");
+    return kernel_env_prefix() +
+           fmt::format("{} bench {} --seed {} {} --phase {} --gating {}{}{}", naming.tool, s.problem.flags(), s.seed,
+                       naming.impl_flags, to_string(phase), to_string(gating), cold ? " --cold" : "",
+                       warmup_seconds > 0 ? fmt::format(" --warmup-seconds {}", warmup_seconds) : "");
 }
 
 namespace {
@@ -356,7 +358,7 @@ Selection download_selection(const Problem& p, const DeviceBuffer& sel) {
 }  // namespace
 
 BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl, Phase phase, GatingMode gating,
-                                  bool cold) {
+                                  bool cold, double warmup_seconds) {
     const Problem& p = s.problem;
     BenchRecord r;
     r.config = s;
@@ -368,7 +370,7 @@ BenchRecord bench_record_skeleton(const CheckCase& s, const Implementation& impl
     r.dense_pairs = dense_pairs(p);
     r.flops = attention_flops(p, r.pairs, phase);
     r.gating_flops = impl.has_gating() ? gating_flops(p) : 0.0;
-    r.command = bench_command(s, impl.name, phase, gating, cold);
+    r.command = bench_command(s, impl.name, phase, gating, cold, warmup_seconds);
     return r;  // outcome and check_outcome: skipped
 }
 
@@ -400,7 +402,7 @@ void bench_impl(const CheckCase& s, const Implementation& impl, const BenchOptio
     std::optional<GatingCheck> gating_check;
     std::optional<BackwardCheckFigures> backward_check;
     auto skeleton = [&](Phase phase) {
-        BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold);
+        BenchRecord r = bench_record_skeleton(s, impl, phase, o.gating, o.timing.cold, o.timing.warmup_seconds);
         r.check_selection = check_selection;
         r.check_rows = sampled_rows;
         r.gating_check = gating_check;
@@ -671,7 +673,7 @@ std::vector<BenchRecord> bench_records(const CheckCase& s, const BenchOptions& o
     } catch (const std::exception& e) {
         for (const Implementation* impl : o.impls)
             for (Phase phase : o.phases) {
-                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating, o.timing.cold);
+                BenchRecord r = bench_record_skeleton(s, *impl, phase, o.gating, o.timing.cold, o.timing.warmup_seconds);
                 r.outcome = Outcome::failed;
                 r.reason = e.what();
                 records.push_back(std::move(r));

@@ -48,14 +48,15 @@ std::vector<nlohmann::json> run_bench(const CheckCase& state, const BenchOptions
 
 // A record of that state with every field but the measurements: outcome skipped until set.
 // `cold`: the samples were taken with L2 flushed (--cold), said in the reproduce command.
+// `warmup_seconds` > 0: --warmup-seconds, said in the command too.
 BenchRecord bench_record_skeleton(const CheckCase& state, const Implementation& impl, Phase phase,
-                                  GatingMode gating, bool cold = false);
+                                  GatingMode gating, bool cold = false, double warmup_seconds = 0);
 
 // What a record's "gating" says: none for implementations without gating and for the
 // backward phase alone, else the mode.
 std::string gating_label(const Implementation& impl, Phase phase, GatingMode gating);
 
 std::string bench_command(const CheckCase& state, const std::string& impl, Phase phase, GatingMode gating,
-                          bool cold = false);
+                          bool cold = false, double warmup_seconds = 0);
 
 }  // namespace moba

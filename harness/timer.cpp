@@ -82,6 +82,10 @@ private:
 
 }  // namespace
 
+bool warmup_done(int runs, bool long_run, double elapsed, const TimingOptions& o) {
+    return (runs >= o.warmup || long_run) && elapsed >= o.warmup_seconds;
+}
+
 std::string stop_reason(int samples, double rel_stddev, double elapsed, const TimingOptions& o) {
     if (samples >= o.max_samples) return "max_samples";
     if (samples >= o.min_samples && rel_stddev <= o.target_rel_stddev) return "converged";
@@ -99,11 +103,14 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
         return timer.time_ms(body, stream);
     };
     int warmup = 0;
-    for (int i = 0; i < o.warmup; ++i) {
-        const double ms = run_once();
+    bool long_run = false;  // one long run is warm-up enough, unless seconds are asked
+    const auto w0 = std::chrono::steady_clock::now();
+    auto warm_seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count(); };
+    while (!warmup_done(warmup, long_run, warm_seconds(), o)) {
+        if (run_once() > o.warmup_long_ms) long_run = true;
         ++warmup;
-        if (ms > o.warmup_long_ms) break;  // one long run is warm-up enough
     }
+    const double warmup_seconds = warm_seconds();
     std::vector<double> samples;
     std::string why;
     const auto t0 = std::chrono::steady_clock::now();
@@ -114,6 +121,7 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
     }
     Timing t = summarize(samples);
     t.warmup = warmup;
+    t.warmup_seconds = warmup_seconds;
     t.stop = why;
     t.min_samples = o.min_samples;
     t.cold = o.cold;
@@ -125,7 +133,8 @@ Timing measure(const TimedBody& body, cudaStream_t stream, const TimingOptions& 
 nlohmann::json timing_json(const Timing& t) {
     return {{"samples", t.samples_ms.size()}, {"median_ms", t.median_ms}, {"min_ms", t.min_ms},
             {"max_ms", t.max_ms},             {"mean_ms", t.mean_ms},     {"rel_stddev", t.rel_stddev},
-            {"warmup", t.warmup},             {"stop", t.stop},
+            {"warmup", t.warmup},             {"warmup_seconds", t.warmup_seconds},
+            {"stop", t.stop},
             {"min_samples", t.min_samples},   {"under_sampled", t.under_sampled},
             {"cold", t.cold}};
 }

@@ -38,6 +38,12 @@ private:
 struct TimingOptions {
     int warmup = 2;               // untimed runs first (1 when one run exceeds warmup_long_ms)
     double warmup_long_ms = 2000;
+    // And untimed runs until this many seconds have passed (--warmup-seconds): the samples then
+    // come from the clock and power state of sustained load, not from a cool GPU's boost clock.
+    // Same-process ratios need it: an H200 under tensor-core load falls from 1980 to ~1600 MHz
+    // within seconds, so without it a state that converges in 5 samples is timed at the boost
+    // clock and one that needs 100 at the throttled one (kernels/NOTES.md, 77f226f's 32K run).
+    double warmup_seconds = 0;
     int min_samples = 5;
     int max_samples = 100;
     double target_rel_stddev = 0.02;
@@ -50,6 +56,11 @@ struct TimingOptions {
     bool cold = false;
 };
 
+// Whether the warm-up is over after `runs` untimed runs taking `elapsed` seconds, `long_run` when
+// one of them exceeded warmup_long_ms: the runs asked (one long run is enough) and the seconds
+// asked. Pure, like stop_reason.
+bool warmup_done(int runs, bool long_run, double elapsed, const TimingOptions& options);
+
 // Why sampling stops after `samples` samples, `elapsed` seconds and a relative spread of
 // `rel_stddev`: "converged", "max_samples", "max_time" (max_seconds, after min_samples),
 // "time_cap" (cap_seconds, possibly before min_samples); empty to go on. Pure, so the rule is
@@ -60,6 +71,7 @@ struct Timing {
     std::vector<double> samples_ms;
     double median_ms = 0, min_ms = 0, max_ms = 0, mean_ms = 0, rel_stddev = 0;
     int warmup = 0;
+    double warmup_seconds = 0;   // how long the warm-up took
     std::string stop;    // converged, max_samples, max_time, time_cap
     int min_samples = 1;         // what was asked
     bool cold = false;           // L2 flushed before each sample

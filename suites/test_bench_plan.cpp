@@ -1,8 +1,10 @@
 // Speed accounting and sweep planning (CPU): pair counts against brute force, FLOP rules of
 // SEMANTICS.md §6, timing statistics, sweep axes, grid files with their errors, resume keys.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -314,6 +316,71 @@ TEST(ColdSamples, PlannedAndInTheCommand) {
     const std::string cold = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, true).command;
     const std::string warm = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
     EXPECT_EQ(cold, warm + " --cold");
+}
+
+}  // namespace
+}  // namespace moba
+
+// --warmup-seconds: untimed runs until that much time has passed, on top of --warmup's count (and
+// past its one-long-run shortcut); refused when negative or not finite; said in every record's
+// reproduce command, and a --resume run keeps to the warm-up its records had.
+namespace moba {
+namespace {
+
+TEST(WarmupSeconds, RuleOptionsCommandAndResume) {
+    TimingOptions o;
+    o.warmup = 2;
+    EXPECT_FALSE(warmup_done(1, false, 0.0, o));
+    EXPECT_TRUE(warmup_done(2, false, 0.0, o));
+    EXPECT_TRUE(warmup_done(1, true, 0.0, o));  // one run past warmup_long_ms is enough
+    o.warmup_seconds = 3.0;
+    EXPECT_FALSE(warmup_done(2, false, 2.9, o));
+    EXPECT_FALSE(warmup_done(1, true, 2.9, o));  // the long run does not shorten the seconds
+    EXPECT_FALSE(warmup_done(1, false, 3.5, o));  // nor the seconds the count
+    EXPECT_TRUE(warmup_done(2, false, 3.0, o));
+    o.warmup = 0;
+    o.warmup_seconds = 0;
+    EXPECT_TRUE(warmup_done(0, false, 0.0, o));  // --warmup 0: the check's run warms up
+
+    cli::BenchFlags f;
+    f.seqlens = "1000";
+    EXPECT_EQ(cli::plan_bench(f).options.timing.warmup_seconds, 0.0);
+    f.warmup_seconds = 2.5;
+    EXPECT_EQ(cli::plan_bench(f).options.timing.warmup_seconds, 2.5);
+    for (double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+        f.warmup_seconds = bad;
+        test::expect_error([&] { cli::plan_bench(f); }, "--warmup-seconds");
+    }
+
+    Problem p;
+    p.seqlens = {1000};
+    p.heads_q = p.heads_kv = 2;
+    p.head_dim = 64;
+    p.block = 128;
+    p.topk = 2;
+    const CheckCase state{p, 3};
+    const Implementation& naive = *find_implementation("naive");
+    const std::string plain = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
+    const std::string warmed =
+        bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, false, 2.5).command;
+    EXPECT_EQ(warmed, plain + " --warmup-seconds 2.5");
+    const std::string both = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, true, 4).command;
+    EXPECT_EQ(both, plain + " --cold --warmup-seconds 4");
+
+    cli::BenchFlags now;
+    EXPECT_EQ(cli::resume_mismatch(plain, now), "");
+    now.warmup_seconds = 2.5;
+    EXPECT_EQ(cli::resume_mismatch(warmed, now), "");
+    auto says = [&](const std::string& command, const std::string& what) {
+        const std::string why = cli::resume_mismatch(command, now);
+        EXPECT_NE(why.find(what), std::string::npos) << why;
+    };
+    says(plain, "--warmup-seconds 0, not 2.5");
+    now.warmup_seconds = 4;
+    says(warmed, "--warmup-seconds 2.5, not 4");
+    now.cold = true;
+    EXPECT_EQ(cli::resume_mismatch(both, now), "");
+    says(warmed, "without --cold");
 }
 
 }  // namespace

@@ -48,6 +48,11 @@ CLI::App* add_bench_command(CLI::App& app, BenchFlags& f) {
                     "Untimed runs before the samples (one is enough past 2 s a run; 0: the check's run warms up, "
                     "for runs of a minute)")
         ->capture_default_str();
+    cmd->add_option("--warmup-seconds", f.warmup_seconds,
+                    "And untimed runs until this many seconds have passed, so every implementation is timed at the "
+                    "clocks of sustained load rather than a cool GPU's boost (fair same-process ratios); said in each "
+                    "record's command")
+        ->capture_default_str();
     cmd->add_option("--min-samples", f.min_samples, "Samples before convergence is tested")->capture_default_str();
     cmd->add_option("--max-samples", f.max_samples, "Sample limit per state")->capture_default_str();
     cmd->add_option("--rel-stddev", f.rel_stddev, "Stop once the relative std dev is below this")->capture_default_str();
@@ -153,6 +158,7 @@ BenchPlan plan_bench(const BenchFlags& given) {
         throw std::invalid_argument(fmt::format("samples: need 1 <= --min-samples ({}) <= --max-samples ({})",
                                                 f.min_samples, f.max_samples));
     if (f.warmup < 0) throw std::invalid_argument(fmt::format("--warmup {} must be 0 or more", f.warmup));
+    check_warmup_seconds(f.warmup_seconds);
     if (f.check_rows < 1) throw std::invalid_argument(fmt::format("--check-rows {} must be positive", f.check_rows));
     if (f.batch < 1) throw std::invalid_argument(fmt::format("--batch {} must be positive", f.batch));
     plan.options.timing.max_seconds = f.max_seconds;
@@ -160,6 +166,7 @@ BenchPlan plan_bench(const BenchFlags& given) {
     plan.options.timing.cap_seconds = f.time_cap;
     plan.options.timing.cold = f.cold;
     plan.options.timing.warmup = f.warmup;
+    plan.options.timing.warmup_seconds = f.warmup_seconds;
     plan.options.timing.min_samples = f.min_samples;
     plan.options.timing.max_samples = f.max_samples;
     plan.options.timing.target_rel_stddev = f.rel_stddev;
@@ -260,9 +267,24 @@ void print_line(const nlohmann::json& r) {
 
 }  // namespace
 
+std::string resume_mismatch(const std::string& command, const BenchFlags& f) {
+    // Warm and cold samples are different measurements: a resumed sweep keeps to one.
+    const bool was_cold = command.find(" --cold") != std::string::npos;
+    if (was_cold != f.cold)
+        return fmt::format("was measured {0} --cold; run {0} it", was_cold ? "with" : "without");
+    // So are samples after different warm-ups (--warmup-seconds moves the clocks they see).
+    const std::string flag = " --warmup-seconds ";
+    const std::size_t at = command.find(flag);
+    const std::size_t value = at + flag.size();
+    const std::string was_warmed = at == std::string::npos ? "0" : command.substr(value, command.find(' ', value) - value);
+    if (was_warmed != fmt::format("{}", f.warmup_seconds))
+        return fmt::format("was measured with --warmup-seconds {}, not {}; run with that", was_warmed, f.warmup_seconds);
+    return {};
+}
+
 DecodeStudyFlags decode_bench_flags(const BenchFlags& f) {
     for (const char* flag : {"--seqlens", "--phase", "--gating", "--grid", "--resume", "--time-cap", "--cold",
-                             "--warmup", "--min-samples", "--max-samples", "--rel-stddev", "--check-rows"})
+                             "--warmup", "--warmup-seconds", "--min-samples", "--max-samples", "--rel-stddev", "--check-rows"})
         if (f.given.count(flag))
             throw std::invalid_argument(fmt::format("{} does not apply to a decode step (--q-len); drop it", flag));
     if (f.q_len < 1) throw std::invalid_argument(fmt::format("--q-len {} must be positive", f.q_len));
@@ -322,11 +344,9 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
             throw std::invalid_argument(fmt::format("--resume: '{}' is not a {} file", flags.out, kReportFormat));
         for (const auto& r : old["records"]) {
             if (r.value("kind", "") != "bench") continue;
-            // Warm and cold samples are different measurements: a resumed sweep keeps to one.
-            const bool was_cold = r.value("command", "").find(" --cold") != std::string::npos;
-            if (was_cold != flags.cold)
-                throw std::invalid_argument(fmt::format("--resume: '{}' was measured {} --cold; run {} it or write to another --out",
-                                                        flags.out, was_cold ? "with" : "without", was_cold ? "with" : "without"));
+            const std::string mismatch = resume_mismatch(r.value("command", ""), flags);
+            if (!mismatch.empty())
+                throw std::invalid_argument(fmt::format("--resume: '{}' {}; write to another --out", flags.out, mismatch));
             previous.push_back(r);
             if (!has_outcome(r, Outcome::failed)) done.insert(state_key(r));  // failed states are retried
         }

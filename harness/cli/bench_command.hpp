@@ -38,6 +38,7 @@ struct BenchFlags {
     double time_cap = 300.0;
     bool cold = false;
     int warmup = 2;
+    double warmup_seconds = 0;  // and untimed runs for at least this long (sustained-load clocks)
     int min_samples = 5;
     int max_samples = 100;
     double rel_stddev = 0.02;
@@ -68,6 +69,10 @@ int run_bench_command(const BenchFlags& flags, const std::vector<std::string>& a
 // --seqlen, batch, block, top-k, one head dim, dtype). Throws std::invalid_argument naming a
 // flag that does not apply to a decode step (--phase, --gating, --seqlens, --grid, ...).
 DecodeStudyFlags decode_bench_flags(const BenchFlags& flags);
+
+// Why a record with this reproduce command cannot join a --resume run of these flags (measured
+// with or without --cold, or after another --warmup-seconds, than asked now), or "".
+std::string resume_mismatch(const std::string& command, const BenchFlags& flags);
 
 // Key of a bench record's state for --resume: config (seed included), impl, phase, gating.
 std::string state_key(const nlohmann::json& record);

@@ -47,6 +47,9 @@ CLI::App* add_paper_command(CLI::App& app, PaperFlags& f) {
                     "Untimed runs before the samples (one is enough past 2 s a run; 0: the check's run warms up, "
                     "for 10M-token dense runs of a minute)")
         ->capture_default_str();
+    cmd->add_option("--warmup-seconds", f.warmup_seconds,
+                    "And untimed runs until this many seconds have passed (sustained-load clocks, fair ratios)")
+        ->capture_default_str();
     cmd->add_option("--seed", f.seed, "Seed of the inputs")->capture_default_str();
     cmd->add_option("--out", f.out, "JSON report (default reports/paper-<figure>.json)");
     cmd->add_option("--markdown", f.markdown, "Markdown table (default: the report path with .md)");
@@ -130,6 +133,7 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
     if (!(flags.max_seconds > 0)) throw std::invalid_argument(fmt::format("--max-seconds {} must be positive", flags.max_seconds));
     if (!(flags.time_cap > 0)) throw std::invalid_argument(fmt::format("--time-cap {} must be positive", flags.time_cap));
     if (flags.warmup < 0) throw std::invalid_argument(fmt::format("--warmup {} must be 0 or more", flags.warmup));
+    check_warmup_seconds(flags.warmup_seconds);
     std::vector<const Implementation*> impls;
     for (const auto& name : parse_impl_list(flags.impl)) impls.push_back(find_implementation(name));
     if (flags.impl == "all")  // the paper's figures are prefill
@@ -163,12 +167,13 @@ int run_paper(const PaperFlags& flags, const std::vector<std::string>& argv) {
         options.timing.cap_seconds = flags.time_cap;
         options.timing.cold = flags.cold;
         options.timing.warmup = flags.warmup;
+        options.timing.warmup_seconds = flags.warmup_seconds;
         std::vector<BenchRecord> records;
         for (const Implementation* impl : impls) {
             const double pairs = impl->dense ? p.dense_pairs() : moba_pairs(p);
             const auto rate = ms_per_pair.find(impl->name);
             if (rate != ms_per_pair.end() && rate->second * pairs > 1000 * flags.max_run_seconds) {
-                BenchRecord r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating, flags.cold);
+                BenchRecord r = bench_record_skeleton(state, *impl, Phase::fwd, options.gating, flags.cold, flags.warmup_seconds);
                 r.reason = fmt::format("not run: {:.1f} s per call predicted from its rate at the previous length "
                                        "exceeds --max-run-seconds {}", rate->second * pairs / 1000, flags.max_run_seconds);
                 records.push_back(std::move(r));

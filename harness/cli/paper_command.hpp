@@ -25,6 +25,7 @@ struct PaperFlags {
     double time_cap = 300.0;        // hard limit per state (may leave a record under_sampled)
     bool cold = false;              // flush L2 before every sample
     int warmup = 2;                 // untimed runs before the samples (one past 2 s a run)
+    double warmup_seconds = 0;      // and untimed runs for at least this long (sustained-load clocks)
     std::uint64_t seed = 1;
     std::string out;       // default reports/paper-<figure>.json
     std::string markdown;  // default: the report path with .md

@@ -1,6 +1,7 @@
 #include "harness/cli/parse.hpp"
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -77,6 +78,11 @@ std::vector<std::string> parse_impl_list(std::string_view text) {
         names.emplace_back(part);
     }
     return names;
+}
+
+void check_warmup_seconds(double seconds) {
+    if (!(seconds >= 0) || !std::isfinite(seconds))
+        throw std::invalid_argument(fmt::format("--warmup-seconds {} must be a finite number of seconds, 0 or more", seconds));
 }
 
 }  // namespace moba::cli

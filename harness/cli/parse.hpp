@@ -20,6 +20,8 @@ std::vector<std::string> parse_impl_list(std::string_view text);
 std::vector<std::string_view> split_list(std::string_view text);
 // "normal,ties" -> families; "all" -> every family. Throws naming a bad name.
 std::vector<InputFamily> parse_input_families(std::string_view text);
+// --warmup-seconds (bench, paper): throws naming the value unless it is finite and 0 or more.
+void check_warmup_seconds(double seconds);
 // "memcheck,racecheck" -> tools; "all" -> every tool. Throws naming a bad name.
 std::vector<SanitizerTool> parse_sanitizer_tools(std::string_view text);
 
