@@ -16,7 +16,7 @@
 #   fwd+bwd, gating included) in one process each (about 480 s with the build; the 1M point needs
 #   more than its 200 s: cuDNN's side alone took ~75 s on 4176af5);
 # - pipeline: after the dense forward's consumers overlapped tile n's softmax with tile n - 1's
-#   P V (causal_kernel.cuh's consume_dense_pipelined): test_dense_gpu, the quick suite of
+#   P V (causal_kernel.cuh's consume_dense_pipelined, now consume_tiles_pipelined): test_dense_gpu, the quick suite of
 #   wgmma_dense and test_tiled_mma_gpu side by side, the dense determinism tests, every sanitizer
 #   on the small varlen case; ncu's per-kernel times of the 32K forward (16 heads) of wgmma_dense
 #   and cuDNN; the forward against cuDNN in one process at 32K (16 heads) and 128K (32 heads,

@@ -296,6 +296,17 @@ TEST(StoppingRule, MinimumSamplesBeforeTheSoftTimeLimit) {
 namespace moba {
 namespace {
 
+// A small state whose reproduce commands the tests below compare.
+CheckCase small_state() {
+    Problem p;
+    p.seqlens = {1000};
+    p.heads_q = p.heads_kv = 2;
+    p.head_dim = 64;
+    p.block = 128;
+    p.topk = 2;
+    return {p, 3};
+}
+
 TEST(ColdSamples, PlannedAndInTheCommand) {
     cli::BenchFlags f;
     f.seqlens = "1000";
@@ -305,13 +316,7 @@ TEST(ColdSamples, PlannedAndInTheCommand) {
     EXPECT_FALSE(cli::plan_bench(f).options.timing.cold);
     f.time_cap = 0;
     test::expect_error([&] { cli::plan_bench(f); }, "--time-cap");
-    Problem p;
-    p.seqlens = {1000};
-    p.heads_q = p.heads_kv = 2;
-    p.head_dim = 64;
-    p.block = 128;
-    p.topk = 2;
-    const CheckCase state{p, 3};
+    const CheckCase state = small_state();
     const Implementation& naive = *find_implementation("naive");
     const std::string cold = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included, true).command;
     const std::string warm = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
@@ -351,14 +356,7 @@ TEST(WarmupSeconds, RuleOptionsCommandAndResume) {
         f.warmup_seconds = bad;
         test::expect_error([&] { cli::plan_bench(f); }, "--warmup-seconds");
     }
-
-    Problem p;
-    p.seqlens = {1000};
-    p.heads_q = p.heads_kv = 2;
-    p.head_dim = 64;
-    p.block = 128;
-    p.topk = 2;
-    const CheckCase state{p, 3};
+    const CheckCase state = small_state();
     const Implementation& naive = *find_implementation("naive");
     const std::string plain = bench_record_skeleton(state, naive, Phase::fwd, GatingMode::included).command;
     const std::string warmed =

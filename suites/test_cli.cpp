@@ -315,6 +315,9 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
     const MobaRun bad_warmup = run_moba("paper --figure 2b --lengths 32K --warmup -1 --out " + out.string());
     EXPECT_EQ(bad_warmup.status, 2) << bad_warmup.output;
     EXPECT_NE(bad_warmup.output.find("--warmup -1 must be 0 or more"), std::string::npos) << bad_warmup.output;
+    const MobaRun bad_seconds = run_moba("paper --figure 2b --lengths 32K --warmup-seconds -2 --out " + out.string());
+    EXPECT_EQ(bad_seconds.status, 2) << bad_seconds.output;
+    EXPECT_NE(bad_seconds.output.find("--warmup-seconds -2 must be"), std::string::npos) << bad_seconds.output;
     EXPECT_FALSE(fs::exists(out));
 }
 
