@@ -45,10 +45,18 @@
 #            the own-block forward and dQ launches at the 128K GQA point with blocks 512, 2048 and
 #            4096 (2.5, 8.5 and 16.5 key tiles per CTA on average), then ncu's stall samples per SASS
 #            instruction (source page) of one own-block dQ launch and of one dense dQ launch at 32K.
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times   Reports and logs go to ${OUT:-out}/.
+# - pipeline: after a change to the consumer loop both dK/dV kernels share (consume_rows_pipelined,
+#            dkdv_kernel.cuh): test_dense_gpu, test_tiled_mma_gpu (both MoBA entries, determinism of
+#            both backwards, head passes) and the quick suites of wgmma_moba and wgmma_dense side by
+#            side; every sanitizer for both on the small cases; ncu kernel times of the dense
+#            backward at 32K (16 heads) and of one wgmma_moba fwd+bwd at the 128K GQA point (about
+#            550 s with the build on the H200);
+# - pipeline_times: its timings, in their own call: dense 32K and the 128K GQA point fwd and fwd+bwd
+#            with SDPA cuDNN in the process, each implementation warmed up 3 s.
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock or times)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times, pipeline or pipeline_times)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -143,6 +151,39 @@ case $mode in
     # kernel name, then its time (the header line ends in "CC 9.0": match the metric line's value)
     grep -A6 -E "^  void (wgmma::)?(detail::)?(moba_dkdv|dq_wave|dq)_kernel" "$step_logs/ncu_times.log" |
       grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
+    ;;
+  pipeline)
+    # Sanitizers first: a broken pipeline shows there in seconds, before the long tests.
+    step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
+    step sanitize_dense 60 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10 \
+      --sanitize all --impl wgmma_dense --out "$out/sanitize-dense.json"
+    step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba --out "$out/sanitize-passes.json"
+    grep -hE "records:" "$step_logs"/sanitize*.log
+    ((step_status == 0)) || { step_gather; cat "$out/summary.txt"; exit 1; }
+    times=(ncu --metrics gpu__time_duration.sum)
+    step ncu_dense_32k 60 "${times[@]}" -k regex:'dq_kernel|dkdv_kernel' --launch-count 2 $moba bench --seqlen 32K \
+      --heads 16 --head-dim 128 --impl wgmma_dense "${once[@]}" --out /tmp/dense.json
+    step ncu_moba_128k 60 "${times[@]}" -k regex:'moba_dkdv' --launch-count 4 $moba bench "${point[@]}" "${once[@]}" \
+      --impl wgmma_moba --out /tmp/moba.json
+    cat "$step_logs/ncu_dense_32k.log" "$step_logs/ncu_moba_128k.log" > "$out/ncu-dkdv.txt"
+    python3 ci/ncu_kernel_summary.py "$out/ncu-dkdv.txt" 1
+    (step test_dense_gpu 330 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_dense 330 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-dense.json") &
+    p2=$!
+    tiled_test_beside_quick 330 check_quick "$out/check-quick.json"
+    wait $p1 $p2
+    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_*.log "$step_logs"/check_*.log | tail -12
+    ;;
+  pipeline_times)
+    python_env
+    fair=(--warmup-seconds 3 --max-seconds 3)
+    step dense_32k 90 "${python:-python3}" -m moba bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+      --torch sdpa_cudnn --phase fwd,fwdbwd "${fair[@]}" --out "$out/dense-32k-fair.json"
+    step gqa_128k 200 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
+      --phase fwd,fwdbwd --gating included "${fair[@]}" --out "$out/gqa-128k-fair.json"
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/dense_32k.log "$step_logs"/gqa_128k.log
     ;;
   times)
     python_env
