@@ -65,7 +65,15 @@ static_assert(kWaveRefScale * 4294967296.0f == 1.0f);
 constexpr int kThreads = 384;
 constexpr int kStages = 2;
 constexpr int kProducerRegs = 24;
-constexpr int kConsumerRegs = 240;  // 128 * 24 + 256 * 240 <= 64K registers per SM
+constexpr int kConsumerRegs = 240;
+// setmaxnreg only moves registers inside the CTA's launch allocation: kThreads threads at the
+// __launch_bounds__(kThreads, 1) budget, 65536 / 384 rounded down to a multiple of 8 = 168 each
+// (64512). A split beyond it is not refused: the consumers' setmaxnreg.inc waits for registers
+// that never come, and the kernel hangs (a 32 / 240 split of moba_dkdv_kernel did, 2026-12-03).
+constexpr bool fits_register_split(int producer, int consumer) {
+    return 128 * producer + 256 * consumer <= kThreads * (65536 / kThreads / 8 * 8);
+}
+static_assert(fits_register_split(kProducerRegs, kConsumerRegs));
 
 template <int kD>
 struct SmemPlan {

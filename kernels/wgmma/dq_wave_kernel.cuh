@@ -49,6 +49,7 @@ constexpr int kDqGatherThreads = 96;
 // and the dS fragments, as dq_kernel.cuh's. 128 * 40 + 256 * 232 = 64512.
 constexpr int kDqWaveProducerRegs = 40;
 constexpr int kDqWaveConsumerRegs = 232;
+static_assert(fits_register_split(kDqWaveProducerRegs, kDqWaveConsumerRegs));
 
 template <int kD>
 struct DqWavePlan {

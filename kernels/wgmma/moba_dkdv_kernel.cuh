@@ -93,11 +93,12 @@ struct MobaDkdvPlan {
 };
 
 // The producer walks the lists and gathers (more registers than dkdv_kernel.cuh's 24); the
-// consumers hold dK, dV, S^T and dP^T. 128 * 32 + 256 * 240 = 65536. (40 and 232 before the
-// consumers were pipelined: at 232 the pipelined loop spilled 108 bytes, at 240 56; the producer
-// does not spill at 32.)
-constexpr int kMobaDkdvProducerRegs = 32;
-constexpr int kMobaDkdvConsumerRegs = 240;
+// consumers hold dK, dV, S^T, dP^T. 128 * 40 + 256 * 232 = 64512, the CTA's whole allocation. The
+// pipelined loop spills 108 bytes at 232 (the dense kernel's 240 spill nothing); 24 / 240 spills
+// 96 bytes, 20 of them the producer's; 32 / 240 exceeds the allocation (fits_register_split).
+constexpr int kMobaDkdvProducerRegs = 40;
+constexpr int kMobaDkdvConsumerRegs = 232;
+static_assert(fits_register_split(kMobaDkdvProducerRegs, kMobaDkdvConsumerRegs));
 
 // The producer's walk over the row sequence: segment seg < waves is the list of wave seg,
 // segment waves the own rows; seg = -1 before the first.

@@ -57,6 +57,7 @@ constexpr int kGatherThreads = 96;
 // at launch; the consumers compile without spills at 224.
 constexpr int kWaveProducerRegs = 56;
 constexpr int kWaveConsumerRegs = 224;
+static_assert(fits_register_split(kWaveProducerRegs, kWaveConsumerRegs));
 
 template <int kD>
 struct WaveSmemPlan {
