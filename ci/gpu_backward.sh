@@ -45,18 +45,14 @@
 #            the own-block forward and dQ launches at the 128K GQA point with blocks 512, 2048 and
 #            4096 (2.5, 8.5 and 16.5 key tiles per CTA on average), then ncu's stall samples per SASS
 #            instruction (source page) of one own-block dQ launch and of one dense dQ launch at 32K.
-# - pipeline: after a change to the consumer loop both dK/dV kernels share (consume_rows_pipelined,
-#            dkdv_kernel.cuh): test_dense_gpu, test_tiled_mma_gpu (both MoBA entries, determinism of
-#            both backwards, head passes) and the quick suites of wgmma_moba and wgmma_dense side by
-#            side; every sanitizer for both on the small cases; ncu kernel times of the dense
-#            backward at 32K (16 heads) and of one wgmma_moba fwd+bwd at the 128K GQA point (about
-#            550 s with the build on the H200);
-# - pipeline_times: its timings, in their own call: dense 32K and the 128K GQA point fwd and fwd+bwd
-#            with SDPA cuDNN in the process, each implementation warmed up 3 s.
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times   Reports and logs go to ${OUT:-out}/.
+# - dkdv:    what limits the dK/dV kernels: ncu's speed-of-light, compute and memory workload,
+#            warp-state and scheduler sections of the dense dQ and dK/dV kernels at 32K (16 heads)
+#            and of one wgmma_moba dK/dV launch at the 128K GQA point, and the dense dK/dV's stall
+#            samples per SASS instruction (about 200 s with the build on the H200).
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|pipeline|pipeline_times) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times, pipeline or pipeline_times)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times or dkdv)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -152,38 +148,23 @@ case $mode in
     grep -A6 -E "^  void (wgmma::)?(detail::)?(moba_dkdv|dq_wave|dq)_kernel" "$step_logs/ncu_times.log" |
       grep -oE "(moba_dkdv|dq_wave|dq)_kernel|gpu__time_duration.sum +[a-z]+ +[0-9.]+" | sed -E 's/gpu__time_duration.sum +//' | paste - - | head -8
     ;;
-  pipeline)
-    # Sanitizers first: a broken pipeline shows there in seconds, before the long tests.
-    step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
-    step sanitize_dense 60 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10 \
-      --sanitize all --impl wgmma_dense --out "$out/sanitize-dense.json"
-    step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
-      --impl wgmma_moba --out "$out/sanitize-passes.json"
-    grep -hE "records:" "$step_logs"/sanitize*.log
-    ((step_status == 0)) || { step_gather; cat "$out/summary.txt"; exit 1; }
-    times=(ncu --metrics gpu__time_duration.sum)
-    step ncu_dense_32k 60 "${times[@]}" -k regex:'dq_kernel|dkdv_kernel' --launch-count 2 $moba bench --seqlen 32K \
-      --heads 16 --head-dim 128 --impl wgmma_dense "${once[@]}" --out /tmp/dense.json
-    step ncu_moba_128k 60 "${times[@]}" -k regex:'moba_dkdv' --launch-count 4 $moba bench "${point[@]}" "${once[@]}" \
+  dkdv)
+    # Sections of the dense dQ and dK/dV kernels at 32K (16 heads) and of the first wgmma_moba
+    # dK/dV launch at the 128K GQA point, the dK/dV source page (stalls per SASS instruction).
+    sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
+              --section WarpStateStats --section SchedulerStats)
+    step ncu_dense_32k 120 "${sections[@]}" -k regex:'dq_kernel|dkdv_kernel' --launch-count 2 $moba bench \
+      --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense "${once[@]}" --out /tmp/dense.json
+    step ncu_moba_128k 120 "${sections[@]}" -k regex:'moba_dkdv' --launch-count 1 $moba bench "${point[@]}" "${once[@]}" \
       --impl wgmma_moba --out /tmp/moba.json
-    cat "$step_logs/ncu_dense_32k.log" "$step_logs/ncu_moba_128k.log" > "$out/ncu-dkdv.txt"
-    python3 ci/ncu_kernel_summary.py "$out/ncu-dkdv.txt" 1
-    (step test_dense_gpu 330 build/release/suites/test_dense_gpu --gtest_brief=1) &
-    p1=$!
-    (step check_quick_dense 330 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-dense.json") &
-    p2=$!
-    tiled_test_beside_quick 330 check_quick "$out/check-quick.json"
-    wait $p1 $p2
-    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/test_*.log "$step_logs"/check_*.log | tail -12
-    ;;
-  pipeline_times)
-    python_env
-    fair=(--warmup-seconds 3 --max-seconds 3)
-    step dense_32k 90 "${python:-python3}" -m moba bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
-      --torch sdpa_cudnn --phase fwd,fwdbwd "${fair[@]}" --out "$out/dense-32k-fair.json"
-    step gqa_128k 200 "${python:-python3}" -m moba bench "${point[@]}" --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn \
-      --phase fwd,fwdbwd --gating included "${fair[@]}" --out "$out/gqa-128k-fair.json"
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/dense_32k.log "$step_logs"/gqa_128k.log
+    step ncu_source_dkdv 150 ncu --section WarpStateStats --section SourceCounters -k regex:'dkdv_kernel' --launch-count 1 \
+      -f -o /tmp/dkdv $moba bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense "${once[@]}" --out /tmp/dense2.json
+    ncu -i /tmp/dkdv.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-dkdv-32k.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-dkdv-32k.csv.gz" 30 > "$out/stalls-dkdv-32k.txt"
+    cp "$step_logs/ncu_dense_32k.log" "$out/ncu-sections-dense-32k.txt"
+    cp "$step_logs/ncu_moba_128k.log" "$out/ncu-sections-moba-dkdv-128k.txt"
+    grep -hE "^  void|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Cache Throughput|Shared|Issue Slots Busy|No Eligible" \
+      "$out"/ncu-sections-*.txt | head -60
     ;;
   times)
     python_env

@@ -69,7 +69,8 @@ constexpr int kConsumerRegs = 240;
 // setmaxnreg only moves registers inside the CTA's launch allocation: kThreads threads at the
 // __launch_bounds__(kThreads, 1) budget, 65536 / 384 rounded down to a multiple of 8 = 168 each
 // (64512). A split beyond it is not refused: the consumers' setmaxnreg.inc waits for registers
-// that never come, and the kernel hangs (a 32 / 240 split of moba_dkdv_kernel did, 2026-12-03).
+// that never come, and the kernel hangs (a 32 / 240 split of moba_dkdv_kernel did on the H200,
+// kernels/NOTES.md, 2026-12-03).
 constexpr bool fits_register_split(int producer, int consumer) {
     return 128 * producer + 256 * consumer <= kThreads * (65536 / kThreads / 8 * 8);
 }

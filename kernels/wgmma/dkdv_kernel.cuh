@@ -12,13 +12,12 @@
 //       S^T  = K_w Q^T      wgmma m64n64, K from shared memory (A), Q K-major (B)
 //       dP^T = V_w dO^T     the same with V and dO
 //       P^T  = 2^(S^T * scale log2 e - lse log2 e),  dS^T = P^T (dP^T - Delta)     in fp32
-//       dV  += P^T dO       P^T rounded to the dtype in shared memory as A, dO read MN-major (B)
+//       dV  += P^T dO       P^T rounded to the dtype in registers as A, dO read MN-major (B)
 //       dK  += dS^T Q       the same with dS^T and Q
-//     Every operand tile is read by the tensor cores once per warpgroup (the mma.sync kernel
-//     re-read Q and dO through ldmatrix in every warp: measured bound, NOTES.md). The loop is
-//     pipelined (consume_rows_pipelined): tile n's S^T and dP^T run before tile n - 1's dV and dK,
-//     whose P^T and dS^T wait in shared memory (in registers, as the accumulator layout would
-//     allow, they did not fit beside the pipeline's other registers).
+//     The accumulator of S^T (keys x queries) is already the register A fragment of the k-steps
+//     over queries, as P is for the forward's P V, so nothing goes through shared memory; every
+//     operand tile is read by the tensor cores once per warpgroup (the mma.sync kernel re-read
+//     Q and dO through ldmatrix in every warp: measured bound, NOTES.md).
 // Rows: every head of the kv group, query tiles from the sequence's last down to the key tile's
 // first (the causal window: rows >= key0), the group's heads inner. Small terms first: a key's
 // probabilities fall with the row's distance, so the far rows come before the near ones and the
@@ -62,9 +61,7 @@ struct DkdvParams {
     int section_slots; // head slots (kv head, part) per L2 section (l2_sections.hpp)
 };
 
-// Three stages: the pipelined consumers (consume_rows_pipelined) hold two tiles at once, the
-// producer fills the third.
-constexpr int kDkdvStages = 3;
+constexpr int kDkdvStages = 2;
 
 template <int kD>
 struct DkdvPlan {
@@ -73,21 +70,16 @@ struct DkdvPlan {
     static constexpr std::uint32_t kLineBytes = 128;
     static constexpr std::uint32_t kKVBytes = kKeys * kD * 2;
     static constexpr std::uint32_t kRowBytes = kRows * kD * 2;
-    // A consumer's P^T or dS^T (64 keys x 64 rows in the dtype), the A operand of its dV or dK
-    // product: one 128-byte swizzled line per key (consume_rows_pipelined says why not registers).
-    static constexpr std::uint32_t kDSBytes = 64 * kRows * 2;
     static constexpr std::uint32_t kK = 0;
     static constexpr std::uint32_t kV = kKVBytes;
     static constexpr std::uint32_t kQ = 2 * kKVBytes;                     // [kDkdvStages]
     static constexpr std::uint32_t kDO = kQ + kDkdvStages * kRowBytes;    // [kDkdvStages]
-    static constexpr std::uint32_t kPDS = kDO + kDkdvStages * kRowBytes;   // [2 warpgroups][P^T, dS^T]
-    static constexpr std::uint32_t kStats = kPDS + 4 * kDSBytes;             // [stages][64] float2
+    static constexpr std::uint32_t kStats = kDO + kDkdvStages * kRowBytes;  // [stages][64] float2
     static constexpr std::uint32_t kBars = kStats + kDkdvStages * kRows * 8;
     // kv_full, then full and empty of every stage
     static constexpr int kNumBars = 1 + 2 * kDkdvStages;
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
     static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
-    static_assert(kBytes <= 227 * 1024, "a CTA's shared memory on sm_90");
 };
 
 // S^T (64 keys x 64 queries) = X_w Y^T for X = K or V (A, rows [64 w, 64 w + 64) of the
@@ -117,147 +109,6 @@ __device__ __forceinline__ void accumulate_rows(float (&acc)[kD / 2], const std:
     for (int j = 0; j < Plan::kRows / 16; ++j)
         Wgmma<T, kD>::rs(acc, a[j], sw128_descriptor(y_tile + j * 16 * Plan::kLineBytes,
                                                      Plan::kRows * Plan::kLineBytes, 1024));
-}
-
-// acc(64 keys x kD) += A(64 keys x 64 rows) Y(64 rows x kD) with A from the warpgroup's P^T or
-// dS^T tile at a_tile (K-major, one swizzled line per key) and Y read MN-major as above. Issues only.
-template <typename T, int kD>
-__device__ __forceinline__ void accumulate_rows_shared(float (&acc)[kD / 2], std::uint32_t a_tile, std::uint32_t y_tile) {
-    using Plan = DkdvPlan<kD>;
-#pragma unroll
-    for (int j = 0; j < Plan::kRows / 16; ++j)
-        Wgmma<T, kD>::ss_bt(acc, sw128_descriptor(a_tile + j * 32, 16, 1024),
-                            sw128_descriptor(y_tile + j * 16 * Plan::kLineBytes, Plan::kRows * Plan::kLineBytes, 1024));
-}
-
-// A Q/dO tile as the consumer loop meets it: its stage of the ring, the end of the walk, or a
-// tile this warpgroup skips (every row before every one of its keys).
-struct RowTurn {
-    int stage;
-    bool end;
-    bool skip;
-};
-
-// The consumer loop of both dK/dV kernels (this one and moba_dkdv_kernel.cuh), pipelined as the
-// forward's consume_tiles_pipelined (causal_kernel.cuh): tile n's S^T and dP^T are issued ahead
-// of tile n - 1's dV and dK products, so tile n's probabilities and dS^T run on the CUDA cores
-// while tile n - 1's products are on the tensor cores; a warpgroup no longer leaves them idle
-// during its own element-wise work unless the other warpgroup happens to fill in.
-//   turn(n): waits for tile n's stage (its full barrier) and says what it is;
-//   probabilities(st, n, stage): P^T from S^T in place, masked, with the stage's statistics.
-// dS^T = P^T (dP^T - Delta) takes Delta from stats_ring (float2 [stages][64]).
-// Registers: dK and dV (128 at D 128) and tile n's S^T and dP^T (64) are live together, as in the
-// unpipelined loop; tile n - 1's P^T and dS^T fragments as well left the compiler too few of the
-// 240 (ptxas spilled and serialized the wgmmas), so both go to shared memory (pds: this
-// warpgroup's two tiles, P^T then dS^T; named barrier bar_id) and the products read them there.
-// A stage is released (one arrival per consumer thread on empty[stage]) once the products that
-// read it have landed: tile n - 1's after tile n's dS^T, so the consumers hold two stages at
-// once and the rings need a third for the producer to fill meanwhile. The products, their
-// operands' values and their order are the unpipelined loop's: dK and dV are bitwise the same.
-template <typename T, int kD, class Turn, class Probabilities>
-__device__ __forceinline__ void consume_rows_pipelined(float (&dk)[kD / 2], float (&dv)[kD / 2], std::uint32_t k_base,
-                                                       std::uint32_t v_base, std::uint32_t q_ring,
-                                                       std::uint32_t do_ring, const float2* stats_ring,
-                                                       unsigned char* pds, int bar_id, std::uint64_t* empty,
-                                                       Turn&& turn, Probabilities&& probabilities) {
-    using Plan = DkdvPlan<kD>;
-    const auto q_tile = [&](int stage) { return q_ring + stage * Plan::kRowBytes; };
-    const auto do_tile = [&](int stage) { return do_ring + stage * Plan::kRowBytes; };
-    const std::uint32_t pds_addr = smem_u32(pds);
-    // dS^T = P^T (dP^T - Delta) in dpt, Delta of this thread's query columns acc_col(i, 0) and
-    // acc_col(i, 1) in one 16-byte load with their lse.
-    const auto ds = [&](const float (&st)[32], float (&dpt)[32], int stage) {
-        const auto* tile_stats = reinterpret_cast<const float4*>(stats_ring + stage * Plan::kRows);
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            const float4 pair = tile_stats[acc_col(i, 0) / 2];
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-#pragma unroll
-                for (int c = 0; c < 2; ++c) {
-                    const int e = 4 * i + 2 * r + c;
-                    dpt[e] = st[e] * (dpt[e] - (c == 0 ? pair.y : pair.w));
-                }
-        }
-    };
-    // A 64 x 64 accumulator rounded to the dtype into the tile at `tile`: key line acc_row(r),
-    // 16-byte chunk i swizzled by the line (acc_row(r) % 8 = lane / 4), word lane % 4, so a
-    // warp's 32 stores hit 32 banks. The same values p_fragments would put in registers.
-    const auto store_tile = [&](unsigned char* tile, const float (&x)[32]) {
-        const int lane = threadIdx.x % 32;
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-#pragma unroll
-            for (int r = 0; r < 2; ++r)
-                *reinterpret_cast<std::uint32_t*>(tile + acc_row(r) * Plan::kLineBytes + ((i ^ (lane / 4)) * 16) +
-                                                  (lane % 4) * 4) = pack2<T>(x[4 * i + 2 * r], x[4 * i + 2 * r + 1]);
-    };
-    const auto publish = [&](const float (&st)[32], const float (&dpt)[32]) {
-        store_tile(pds, st);
-        store_tile(pds + Plan::kDSBytes, dpt);
-        fence_proxy_async_shared();       // the generic-proxy stores, before wgmma's async reads
-        named_barrier_sync(bar_id, 128);  // every warp's part of both tiles is written
-    };
-    float st[32];
-    float dpt[32];
-
-    // The first tile this warpgroup computes: nothing is pending yet. (The branches on the
-    // pending state are peeled out of the loop: ptxas serializes wgmmas issued under a branch.)
-    int n = 0;
-    RowTurn t = turn(0);
-    for (; !t.end && t.skip; t = turn(++n)) mbar_arrive(&empty[t.stage]);
-    if (t.end) return;
-    wgmma_fence();
-    keys_by_rows<T, kD>(st, k_base, q_tile(t.stage));
-    keys_by_rows<T, kD>(dpt, v_base, do_tile(t.stage));
-    wgmma_wait<1>();  // S^T is ready; dP^T may still run
-    fence_operands(st);
-    probabilities(st, n, t.stage);
-    wgmma_wait<0>();
-    fence_operands(dpt);
-    ds(st, dpt, t.stage);
-    publish(st, dpt);
-    int pending = t.stage;  // the stage of the tile whose dV / dK products are not yet issued
-
-    for (++n;; ++n) {
-        t = turn(n);
-        if (t.end) break;
-        if (t.skip) {
-            mbar_arrive(&empty[t.stage]);
-            continue;
-        }
-        // The fixed tiles' addresses, opaque to the compiler inside the loop: hoisted out of it,
-        // their 64-bit descriptors held ~40 registers through the loop and pushed it into spills.
-        std::uint32_t k_tile = k_base, v_tile = v_base, pds_tile = pds_addr;
-        asm volatile("" : "+r"(k_tile), "+r"(v_tile), "+r"(pds_tile));
-        wgmma_fence();
-        keys_by_rows<T, kD>(st, k_tile, q_tile(t.stage));
-        keys_by_rows<T, kD>(dpt, v_tile, do_tile(t.stage));
-        accumulate_rows_shared<T, kD>(dv, pds_tile, do_tile(pending));
-        accumulate_rows_shared<T, kD>(dk, pds_tile + Plan::kDSBytes, q_tile(pending));
-        wgmma_commit();
-        wgmma_wait<2>();  // S^T is ready; dP^T and the pending products may still run
-        fence_operands(st);
-        probabilities(st, n, t.stage);
-        wgmma_wait<1>();  // dP^T is ready
-        fence_operands(dpt);
-        ds(st, dpt, t.stage);
-        wgmma_wait<0>();  // the pending products have landed: their stage is free
-        fence_operands(dv);
-        fence_operands(dk);
-        mbar_arrive(&empty[pending]);
-        named_barrier_sync(bar_id, 128);  // and every warp's part of them has read pds
-        publish(st, dpt);
-        pending = t.stage;
-    }
-    wgmma_fence();
-    accumulate_rows_shared<T, kD>(dv, pds_addr, do_tile(pending));
-    accumulate_rows_shared<T, kD>(dk, pds_addr + Plan::kDSBytes, q_tile(pending));
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_operands(dv);
-    fence_operands(dk);
-    mbar_arrive(&empty[pending]);
 }
 
 template <typename T, int kD>
@@ -354,22 +205,32 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.0f;
 
     mbar_wait(kv_full, 0);
-    auto turn = [&](int n) {
-        if (n == n_tiles) return RowTurn{0, true, false};
+    for (int n = 0; n < n_tiles; ++n) {
         const int s = n % kDkdvStages;
+        const int q0 = tile_row0(n);
         // Even a tile this warpgroup skips is waited for before its release: an arrival on
         // empty[s] before full[s] completed could count toward the stage's previous use (with
-        // a group of 4 heads, 4 skipped tiles cover each stage more than once), releasing a
+        // a group of 4 heads, 4 skipped tiles cover each of the 2 stages twice), releasing a
         // stage the other warpgroup is still reading.
         mbar_wait(&full[s], (n / kDkdvStages) & 1);
-        // Every row precedes every key: nothing attended.
-        return RowTurn{s, false, tile_row0(n) + Plan::kRows - 1 < key_lo};
-    };
-    auto probabilities = [&](float (&st)[32], int n, int s) {
-        const int q0 = tile_row0(n);
-        // (lse log2 e, Delta) of this thread's query columns acc_col(i, 0) and acc_col(i, 1) in
-        // one 16-byte load.
+        if (q0 + Plan::kRows - 1 < key_lo) {  // every row precedes every key: nothing attended
+            mbar_arrive(&empty[s]);
+            continue;
+        }
+        const std::uint32_t q_tile = smem_u32(smem + Plan::kQ + s * Plan::kRowBytes);
+        const std::uint32_t do_tile = smem_u32(smem + Plan::kDO + s * Plan::kRowBytes);
+        float st[32];
+        float dpt[32];
+        wgmma_fence();
+        keys_by_rows<T, kD>(st, k_base, q_tile);
+        keys_by_rows<T, kD>(dpt, v_base, do_tile);
+        wgmma_wait<1>();  // S^T is ready; dP^T may still run
+        fence_operands(st);
+
+        // Statistics of this thread's query columns acc_col(i, 0) and acc_col(i, 1):
+        // (lse log2 e, Delta) of both in one 16-byte load.
         const auto* tile_stats = reinterpret_cast<const float4*>(stats + s * Plan::kRows);
+        auto column_pair = [&](int i) { return tile_stats[acc_col(i, 0) / 2]; };
         const bool mask = q0 < key_lo + 63 || q0 + Plan::kRows > len;
 #pragma unroll
         for (int i = 0; i < 8; ++i)
@@ -377,7 +238,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int r = 0; r < 2; ++r)
 #pragma unroll
                 for (int c = 0; c < 2; ++c) {
-                    const float4 pair = tile_stats[acc_col(i, 0) / 2];
+                    const float4 pair = column_pair(i);
                     const float lse2 = c == 0 ? pair.x : pair.z;
                     float prob = exp2_approx(fmaf(st[4 * i + 2 * r + c], p.scale_log2, -lse2));
                     if (mask) {
@@ -386,10 +247,32 @@ __global__ void __launch_bounds__(kThreads, 1)
                     }
                     st[4 * i + 2 * r + c] = prob;
                 }
-    };
-    consume_rows_pipelined<T, kD>(dk, dv, k_base, v_base, smem_u32(smem + Plan::kQ), smem_u32(smem + Plan::kDO),
-                                  stats, smem + Plan::kPDS + (warpgroup - 1) * 2 * Plan::kDSBytes, 1 + warpgroup, empty,
-                                  turn, probabilities);
+        wgmma_wait<0>();
+        fence_operands(dpt);
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+                for (int c = 0; c < 2; ++c) {
+                    const int e = 4 * i + 2 * r + c;
+                    const float4 pair = column_pair(i);
+                    dpt[e] = st[e] * (dpt[e] - (c == 0 ? pair.y : pair.w));
+                }
+
+        std::uint32_t ap[4][4];
+        std::uint32_t ads[4][4];
+        p_fragments<T>(ap, st);
+        p_fragments<T>(ads, dpt);
+        wgmma_fence();
+        accumulate_rows<T, kD>(dv, ap, do_tile);
+        accumulate_rows<T, kD>(dk, ads, q_tile);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_operands(dv);
+        fence_operands(dk);
+        mbar_arrive(&empty[s]);
+    }
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO, for the keys inside the sequence; with head
     // parts, this part's unscaled fp32 sums.

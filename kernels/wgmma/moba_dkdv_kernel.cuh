@@ -18,7 +18,7 @@
 //     threads walk the row sequence (one cursor, advanced uniformly) in tiles of 64 rows: thread
 //     r finds row r (its index, statistics and causal limit), thread r + 64 the same row for
 //     dO; warps 0-1 copy the tile's Q rows and warps 2-3 its dO rows by cp.async into the tile's
-//     stage of a 3-stage ring, each warp its 32 rows with whole rows per instruction (the lanes
+//     stage of a 4-stage ring, each warp its 32 rows with whole rows per instruction (the lanes
 //     trade row indices by shuffles), and each thread publishes the previous tile's stage once
 //     its copies of that tile landed (cp.async groups: two tiles in flight per thread). A tile of 0
 //     rows ends the walk. Measured first with dkdv_kernel.cuh's 2 stages and a wait for every
@@ -66,36 +66,30 @@ struct MobaDkdvParams {
 
 // Shared memory: K and V (128 keys), then a ring of kStages (Q, dO) tiles of 64 rows in
 // dkdv_kernel.cuh's layout, the rows' statistics and causal limits per stage, the row count per
-// stage, the barriers. Three stages (four before the consumers were pipelined, when the producer
-// ran up to three tiles ahead of gathers whose latency is about a tile's compute): the pipelined
-// consumers hold two stages at once and their P^T / dS^T tiles take 32 KB, and four stages would
-// no longer fit the 227 KB a CTA may have.
+// stage, the barriers. Four stages: a stage's rows arrive by gathers whose latency (the list
+// entry, then the copies) is about a tile's compute, so the producer runs up to three tiles ahead.
 template <int kD>
 struct MobaDkdvPlan {
     using Base = DkdvPlan<kD>;  // tile shapes (128 keys, 64 rows) and the steps' layout
-    static constexpr int kStages = 3;
+    static constexpr int kStages = 4;
     static constexpr int kRows = Base::kRows;
     static constexpr std::uint32_t kK = 0;
     static constexpr std::uint32_t kV = Base::kKVBytes;
     static constexpr std::uint32_t kQ = 2 * Base::kKVBytes;                      // [kStages]
     static constexpr std::uint32_t kDO = kQ + kStages * Base::kRowBytes;          // [kStages]
-    static constexpr std::uint32_t kPDS = kDO + kStages * Base::kRowBytes;        // [2 warpgroups][P^T, dS^T]
-    static constexpr std::uint32_t kStats = kPDS + 4 * Base::kDSBytes;            // float2 [kStages][64]
+    static constexpr std::uint32_t kStats = kDO + kStages * Base::kRowBytes;      // float2 [kStages][64]
     static constexpr std::uint32_t kLimits = kStats + kStages * kRows * 8;        // int [kStages][64]
     static constexpr std::uint32_t kCounts = kLimits + kStages * kRows * 4;       // int [kStages]
-    static constexpr std::uint32_t kBars = kCounts + 8 * ((kStages + 1) / 2);  // counts padded to 8 bytes
+    static constexpr std::uint32_t kBars = kCounts + 4 * kStages;
     // kv_full, then full and empty of every stage
     static constexpr int kNumBars = 1 + 2 * kStages;
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
     static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
     static_assert(kBars % 8 == 0);
-    static_assert(kBytes <= 227 * 1024, "a CTA's shared memory on sm_90");
 };
 
 // The producer walks the lists and gathers (more registers than dkdv_kernel.cuh's 24); the
-// consumers hold dK, dV, S^T, dP^T. 128 * 40 + 256 * 232 = 64512, the CTA's whole allocation. The
-// pipelined loop spills 108 bytes at 232 (the dense kernel's 240 spill nothing); 24 / 240 spills
-// 96 bytes, 20 of them the producer's; 32 / 240 exceeds the allocation (fits_register_split).
+// consumers hold dK, dV, S^T, dP^T and the fragments. 128 * 40 + 256 * 232 = 64512.
 constexpr int kMobaDkdvProducerRegs = 40;
 constexpr int kMobaDkdvConsumerRegs = 232;
 static_assert(fits_register_split(kMobaDkdvProducerRegs, kMobaDkdvConsumerRegs));
@@ -278,12 +272,20 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.0f;
 
     mbar_wait(kv_full, 0);
-    auto turn = [&](int n) {
+    for (int n = 0;; ++n) {
         const int s = n % kStages;
         mbar_wait(&full[s], (n / kStages) & 1);
-        return RowTurn{s, counts[s] == 0, false};
-    };
-    auto probabilities = [&](float (&st)[32], int, int s) {
+        if (counts[s] == 0) break;
+        const std::uint32_t q_tile = smem_u32(smem + Plan::kQ + s * Base::kRowBytes);
+        const std::uint32_t do_tile = smem_u32(smem + Plan::kDO + s * Base::kRowBytes);
+        float st[32];
+        float dpt[32];
+        wgmma_fence();
+        keys_by_rows<T, kD>(st, k_base, q_tile);
+        keys_by_rows<T, kD>(dpt, v_base, do_tile);
+        wgmma_wait<1>();  // S^T is ready; dP^T may still run
+        fence_operands(st);
+
         // (lse log2 e, Delta) of this thread's query columns acc_col(i, 0) and acc_col(i, 1) in
         // one 16-byte load; their causal limits in one 8-byte load.
         const auto* tile_stats = reinterpret_cast<const float4*>(stats + s * Plan::kRows);
@@ -302,10 +304,33 @@ __global__ void __launch_bounds__(kThreads, 1)
                     st[4 * i + 2 * r + c] = prob;
                 }
         }
-    };
-    consume_rows_pipelined<T, kD>(dk, dv, k_base, v_base, smem_u32(smem + Plan::kQ), smem_u32(smem + Plan::kDO),
-                                  stats, smem + Plan::kPDS + (warpgroup - 1) * 2 * Base::kDSBytes, 1 + warpgroup, empty,
-                                  turn, probabilities);
+        wgmma_wait<0>();
+        fence_operands(dpt);
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            const float4 pair = tile_stats[acc_col(i, 0) / 2];
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+                for (int c = 0; c < 2; ++c) {
+                    const int e = 4 * i + 2 * r + c;
+                    dpt[e] = st[e] * (dpt[e] - (c == 0 ? pair.y : pair.w));
+                }
+        }
+
+        std::uint32_t ap[4][4];
+        std::uint32_t ads[4][4];
+        p_fragments<T>(ap, st);
+        p_fragments<T>(ads, dpt);
+        wgmma_fence();
+        accumulate_rows<T, kD>(dv, ap, do_tile);
+        accumulate_rows<T, kD>(dk, ads, q_tile);
+        wgmma_commit();
+        wgmma_wait<0>();
+        fence_operands(dv);
+        fence_operands(dk);
+        mbar_arrive(&empty[s]);
+    }
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO for this warpgroup's keys inside the block.
 #pragma unroll

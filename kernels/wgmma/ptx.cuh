@@ -174,7 +174,6 @@ __device__ __forceinline__ std::uint64_t sw128_descriptor(std::uint32_t smem_add
 //   ss: A and B from shared memory (descriptors), both K-major; scale_d = 0 overwrites D.
 //   rs: A from registers (4 x 32-bit per thread, the mma.m16n8k16 A layout per warp), B from
 //       shared memory MN-major (transpose bit set); always accumulates.
-//   ss_bt: A from shared memory K-major, B MN-major as for rs; always accumulates.
 // Accumulator layout (per warp w of the warpgroup, g = lane / 4, t = lane % 4):
 //   d[4 i + 2 r + c] = D(16 w + g + 8 r, 8 i + 2 t + c).
 template <typename T, int kN>
@@ -199,12 +198,6 @@ struct Wgmma;
                          : MOBA_WG_ACC32(d)                                                       \
                          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));                   \
         }                                                                                         \
-        __device__ __forceinline__ static void ss_bt(float (&d)[32], std::uint64_t a, std::uint64_t b) { \
-            asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." NAME "." NAME " "          \
-                         MOBA_WG_REGS32 ", %32, %33, 1, 1, 1, 0, 1;\n"                            \
-                         : MOBA_WG_ACC32(d)                                                       \
-                         : "l"(a), "l"(b));                                                       \
-        }                                                                                         \
     };                                                                                            \
     template <>                                                                                   \
     struct Wgmma<TYPE, 128> {                                                                     \
@@ -223,12 +216,6 @@ struct Wgmma;
                          MOBA_WG_REGS64 ", {%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"              \
                          : MOBA_WG_ACC64(d)                                                       \
                          : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));                   \
-        }                                                                                         \
-        __device__ __forceinline__ static void ss_bt(float (&d)[64], std::uint64_t a, std::uint64_t b) { \
-            asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32." NAME "." NAME " "         \
-                         MOBA_WG_REGS64 ", %64, %65, 1, 1, 1, 0, 1;\n"                            \
-                         : MOBA_WG_ACC64(d)                                                       \
-                         : "l"(a), "l"(b));                                                       \
         }                                                                                         \
     };
 
