@@ -48,11 +48,15 @@
 # - dkdv:    what limits the dK/dV kernels: ncu's speed-of-light, compute and memory workload,
 #            warp-state and scheduler sections of the dense dQ and dK/dV kernels at 32K (16 heads)
 #            and of one wgmma_moba dK/dV launch at the 128K GQA point, and the dense dK/dV's stall
-#            samples per SASS instruction (about 200 s with the build on the H200).
-# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv   Reports and logs go to ${OUT:-out}/.
+#            samples per SASS instruction (about 200 s with the build on the H200);
+# - descriptors: after a change that keeps every kernel's arithmetic (kernels/NOTES.md, one add per
+#            wgmma descriptor): sanitizers, ncu kernel times of the dense fwd+bwd at 32K and of one
+#            wgmma_moba fwd+bwd at the 128K GQA point, then the quick suites of wgmma_dense and
+#            wgmma_moba beside the determinism, head-pass and dominant-block tests (about 450 s).
+# Usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv|descriptors   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv}
-case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times or dkdv)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv|descriptors}
+case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv|descriptors) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times, dkdv or descriptors)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -165,6 +169,31 @@ case $mode in
     cp "$step_logs/ncu_moba_128k.log" "$out/ncu-sections-moba-dkdv-128k.txt"
     grep -hE "^  void|Duration|Compute \(SM\) Throughput|Memory Throughput|L1/TEX Cache Throughput|Shared|Issue Slots Busy|No Eligible" \
       "$out"/ncu-sections-*.txt | head -60
+    ;;
+  descriptors)
+    # After a change that keeps every kernel's arithmetic (the one-add descriptors): sanitizers,
+    # ncu kernel times of the dense fwd+bwd at 32K (16 heads) and of one wgmma_moba fwd+bwd at the
+    # 128K GQA point, then both quick suites beside the determinism and head-pass tests.
+    step sanitize 60 $moba "${small[@]}" --sanitize all --impl wgmma_moba --out "$out/sanitize.json"
+    step sanitize_dense 60 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 10 \
+      --sanitize all --impl wgmma_dense --out "$out/sanitize-dense.json"
+    step sanitize_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba --out "$out/sanitize-passes.json"
+    times=(ncu --metrics gpu__time_duration.sum)
+    step ncu_dense_32k 60 "${times[@]}" -k regex:'causal_kernel|dq_kernel|dkdv_kernel' --launch-count 3 $moba bench \
+      --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense "${once[@]}" --out /tmp/dense.json
+    step ncu_moba_128k 90 "${times[@]}" --launch-count 120 $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba \
+      --out /tmp/moba.json
+    cat "$step_logs/ncu_dense_32k.log" "$step_logs/ncu_moba_128k.log" > "$out/ncu-times.txt"
+    python3 ci/ncu_kernel_summary.py "$out/ncu-times.txt" 0.5
+    (step tests_determinism 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 \
+      --gtest_filter='*Determinism*:*HeadPasses*:*DominantPastBlock*') &
+    p1=$!
+    (step check_quick_dense 330 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-dense.json") &
+    p2=$!
+    (step check_quick 330 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
+    wait $p1 $p2 $!
+    grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/tests_*.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
     ;;
   times)
     python_env

@@ -88,13 +88,14 @@ struct DkdvPlan {
 template <typename T, int kD>
 __device__ __forceinline__ void keys_by_rows(float (&d)[32], std::uint32_t x_base, std::uint32_t y_tile) {
     using Plan = DkdvPlan<kD>;
+    const Sw128Descriptor x = sw128_descriptor_steps(x_base, 16, 1024);
+    const Sw128Descriptor y = sw128_descriptor_steps(y_tile, 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
         // kk / 4: column block; kk % 4: 32-byte step inside the swizzled 128-byte line.
         const std::uint32_t x_step = (kk / 4) * Plan::kKeys * Plan::kLineBytes + (kk % 4) * 32;
         const std::uint32_t y_step = (kk / 4) * Plan::kRows * Plan::kLineBytes + (kk % 4) * 32;
-        Wgmma<T, 64>::ss(d, sw128_descriptor(x_base + x_step, 16, 1024),
-                         sw128_descriptor(y_tile + y_step, 16, 1024), kk > 0 ? 1 : 0);
+        Wgmma<T, 64>::ss(d, x.at(x_step), y.at(y_step), kk > 0 ? 1 : 0);
     }
     wgmma_commit();
 }
@@ -105,10 +106,9 @@ template <typename T, int kD>
 __device__ __forceinline__ void accumulate_rows(float (&acc)[kD / 2], const std::uint32_t (&a)[4][4],
                                                 std::uint32_t y_tile) {
     using Plan = DkdvPlan<kD>;
+    const Sw128Descriptor y = sw128_descriptor_steps(y_tile, Plan::kRows * Plan::kLineBytes, 1024);
 #pragma unroll
-    for (int j = 0; j < Plan::kRows / 16; ++j)
-        Wgmma<T, kD>::rs(acc, a[j], sw128_descriptor(y_tile + j * 16 * Plan::kLineBytes,
-                                                     Plan::kRows * Plan::kLineBytes, 1024));
+    for (int j = 0; j < Plan::kRows / 16; ++j) Wgmma<T, kD>::rs(acc, a[j], y.at(j * 16 * Plan::kLineBytes));
 }
 
 template <typename T, int kD>

@@ -155,6 +155,26 @@ __device__ __forceinline__ std::uint64_t sw128_descriptor(std::uint32_t smem_add
            (static_cast<std::uint64_t>((sbo_bytes >> 4) & 0x3FFFu) << 32) | (1ull << 62);
 }
 
+// The same descriptor split so that stepping through a tile costs one add: the low word holds the
+// start address >> 4 (bits 0-13) and the leading byte offset, the high word the stride byte offset
+// and the swizzle mode. at(bytes) is sw128_descriptor(smem_address + bytes, lbo, sbo) for any
+// 16-byte multiple that keeps the address below 256 KB (no carry out of the 14-bit field; a CTA
+// has at most 227 KB), built with one integer add instead of a mask, a shift and an or per
+// operand (ncu, dense dK/dV at 32K: the ALU pipe carried 48% of the instructions, much of them
+// this arithmetic for the 40 descriptors of every tile).
+struct Sw128Descriptor {
+    std::uint32_t lo;
+    std::uint32_t hi;
+    __device__ __forceinline__ std::uint64_t at(std::uint32_t bytes) const {
+        return (static_cast<std::uint64_t>(hi) << 32) | (lo + (bytes >> 4));
+    }
+};
+__device__ __forceinline__ Sw128Descriptor sw128_descriptor_steps(std::uint32_t smem_address, std::uint32_t lbo_bytes,
+                                                                 std::uint32_t sbo_bytes) {
+    return {((smem_address & 0x3FFFFu) >> 4) | (((lbo_bytes >> 4) & 0x3FFFu) << 16),
+            ((sbo_bytes >> 4) & 0x3FFFu) | (1u << 30)};
+}
+
 // The operand lists of the accumulators: "+f"(d[0]) ... "+f"(d[n - 1]).
 #define MOBA_WG_ACC8(d, i)                                                                       \
     "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]),     \

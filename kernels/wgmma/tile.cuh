@@ -76,16 +76,15 @@ template <typename T, int kD>
 __device__ __forceinline__ void qk_gemm_issue(float (&s)[64], const unsigned char* q_tile, int q_row0,
                                               const unsigned char* k_tile) {
     using S = TileShape<kD>;
-    const std::uint32_t q = smem_u32(q_tile) + q_row0 * S::kLineBytes;
-    const std::uint32_t k = smem_u32(k_tile);
+    const Sw128Descriptor q = sw128_descriptor_steps(smem_u32(q_tile) + q_row0 * S::kLineBytes, 16, 1024);
+    const Sw128Descriptor k = sw128_descriptor_steps(smem_u32(k_tile), 16, 1024);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
         // kk / 4: column block; kk % 4: 32-byte step inside the swizzled 128-byte line.
         const std::uint32_t step = (kk / 4) * S::kBlockN * S::kLineBytes + (kk % 4) * 32;
         const std::uint32_t q_step = (kk / 4) * S::kBlockM * S::kLineBytes + (kk % 4) * 32;
-        Wgmma<T, 128>::ss(s, sw128_descriptor(q + q_step, 16, 1024),
-                          sw128_descriptor(k + step, 16, 1024), kk > 0 ? 1 : 0);
+        Wgmma<T, 128>::ss(s, q.at(q_step), k.at(step), kk > 0 ? 1 : 0);
     }
     wgmma_commit();
 }
@@ -205,12 +204,10 @@ template <typename T, int kD>
 __device__ __forceinline__ void pv_gemm_issue(float (&o)[kD / 2], const std::uint32_t (&a)[8][4],
                                               const unsigned char* v_tile) {
     using S = TileShape<kD>;
-    const std::uint32_t v = smem_u32(v_tile);
+    const Sw128Descriptor v = sw128_descriptor_steps(smem_u32(v_tile), S::kBlockN * S::kLineBytes, 1024);
     wgmma_fence();
 #pragma unroll
-    for (int j = 0; j < S::kBlockN / 16; ++j)
-        Wgmma<T, kD>::rs(o, a[j], sw128_descriptor(v + j * 16 * S::kLineBytes,
-                                                   S::kBlockN * S::kLineBytes, 1024));
+    for (int j = 0; j < S::kBlockN / 16; ++j) Wgmma<T, kD>::rs(o, a[j], v.at(j * 16 * S::kLineBytes));
     wgmma_commit();
 }
 // The same, waited for: O is ready and V may be overwritten on return.
