@@ -186,12 +186,12 @@ case $mode in
       --out /tmp/moba.json
     cat "$step_logs/ncu_dense_32k.log" "$step_logs/ncu_moba_128k.log" > "$out/ncu-times.txt"
     python3 ci/ncu_kernel_summary.py "$out/ncu-times.txt" 0.5
-    (step tests_determinism 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 \
+    (step tests_determinism ${MOBA_DESC_LIMIT:-330} build/release/suites/test_tiled_mma_gpu --gtest_brief=1 \
       --gtest_filter='*Determinism*:*HeadPasses*:*DominantPastBlock*') &
     p1=$!
-    (step check_quick_dense 330 $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-dense.json") &
+    (step check_quick_dense ${MOBA_DESC_LIMIT:-330} $moba check --suite quick --impl wgmma_dense --out "$out/check-quick-dense.json") &
     p2=$!
-    (step check_quick 330 $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
+    (step check_quick ${MOBA_DESC_LIMIT:-330} $moba check --suite quick --impl wgmma_moba --out "$out/check-quick.json") &
     wait $p1 $p2 $!
     grep -hE "records:|tests|PASSED|FAILED" "$step_logs"/tests_*.log "$step_logs"/check_*.log "$step_logs"/sanitize*.log | tail -12
     ;;
