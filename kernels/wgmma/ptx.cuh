@@ -1,6 +1,7 @@
 // Thin wrappers over the Hopper (sm_90a) PTX the wgmma kernels are built from: mbarriers,
 // TMA tensor loads, cp.async gathers, warpgroup register reallocation (setmaxnreg), and the
-// warpgroup MMA (wgmma.mma_async) with its fence / commit / wait and shared-memory matrix descriptors.
+// warpgroup MMA (wgmma.mma_async) with its fence / commit / wait; the shared-memory matrix descriptors
+// are descriptor.hpp's (host and device).
 // Nothing here knows about attention; tile.cuh puts these together into the kernel's layouts.
 #pragma once
 
@@ -9,6 +10,8 @@
 #include <cuda.h>  // CUtensorMap (a 128-byte opaque struct; no driver library is linked)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "kernels/wgmma/descriptor.hpp"
 
 namespace moba::wgmma::detail {
 
@@ -144,36 +147,7 @@ __device__ __forceinline__ void fence_operands(std::uint32_t (&a)[kSteps][4]) {
         for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[j][i])::"memory");
 }
 
-// Shared-memory matrix descriptor (PTX ISA "matrix descriptor format"): start address,
-// leading and stride byte offsets, all >> 4 in 14-bit fields; bits 62-63 = 1: 128-byte swizzle.
-// The base-offset field stays 0: every tile this project describes starts 1024-byte aligned,
-// so the swizzle phase of the start address is the one the hardware assumes.
-__device__ __forceinline__ std::uint64_t sw128_descriptor(std::uint32_t smem_address, std::uint32_t lbo_bytes,
-                                                          std::uint32_t sbo_bytes) {
-    return static_cast<std::uint64_t>((smem_address & 0x3FFFFu) >> 4) |
-           (static_cast<std::uint64_t>((lbo_bytes >> 4) & 0x3FFFu) << 16) |
-           (static_cast<std::uint64_t>((sbo_bytes >> 4) & 0x3FFFu) << 32) | (1ull << 62);
-}
-
-// The same descriptor split so that stepping through a tile costs one add: the low word holds the
-// start address >> 4 (bits 0-13) and the leading byte offset, the high word the stride byte offset
-// and the swizzle mode. at(bytes) is sw128_descriptor(smem_address + bytes, lbo, sbo) for any
-// 16-byte multiple that keeps the address below 256 KB (no carry out of the 14-bit field; a CTA
-// has at most 227 KB), built with one integer add instead of a mask, a shift and an or per
-// operand (ncu, dense dK/dV at 32K: the ALU pipe carried 48% of the instructions, much of them
-// this arithmetic for the 40 descriptors of every tile).
-struct Sw128Descriptor {
-    std::uint32_t lo;
-    std::uint32_t hi;
-    __device__ __forceinline__ std::uint64_t at(std::uint32_t bytes) const {
-        return (static_cast<std::uint64_t>(hi) << 32) | (lo + (bytes >> 4));
-    }
-};
-__device__ __forceinline__ Sw128Descriptor sw128_descriptor_steps(std::uint32_t smem_address, std::uint32_t lbo_bytes,
-                                                                 std::uint32_t sbo_bytes) {
-    return {((smem_address & 0x3FFFFu) >> 4) | (((lbo_bytes >> 4) & 0x3FFFu) << 16),
-            ((sbo_bytes >> 4) & 0x3FFFu) | (1u << 30)};
-}
+// The wgmma shared-memory matrix descriptors: descriptor.hpp (host and device, tested on the CPU).
 
 // The operand lists of the accumulators: "+f"(d[0]) ... "+f"(d[n - 1]).
 #define MOBA_WG_ACC8(d, i)                                                                       \
