@@ -2,7 +2,8 @@
 # ci/ncu_kernel_summary.py without a GPU, on ncu logs in both of ncu's layouts: per launch (one
 # value per block, units ms and us) and per kernel (`--print-summary per-kernel`: Invocations N,
 # minimum, maximum, average). Launches of one kernel are grouped by name without parameters,
-# means weigh every launch, kernels under MIN_MS are left out, and a log without durations exits 1.
+# means weigh every launch, kernels under MIN_MS are left out, and a log without durations exits 1;
+# SpeedOfLight's "Duration" in a log of sections; --compare's matching, verdicts and exit codes.
 # Usage: suites/ncu_summary_test.sh SOURCE_DIR SCRATCH_DIR
 source "$(dirname "${BASH_SOURCE[0]}")/script_test.sh"
 summary="python3 $src/ci/ncu_kernel_summary.py"
@@ -42,5 +43,52 @@ $summary "$scratch/empty.txt" >/dev/null 2>&1
 [[ $? == 1 ]] || fail "a log without durations must exit 1"
 printf '  void k() (1, 1, 1)x(1, 1, 1), Context 1, Stream 7, Device 0, CC 9.0\n    gpu__time_duration.sum  furlong  1.0\n' > "$scratch/unit.txt"
 $summary "$scratch/unit.txt" >/dev/null 2>&1 && fail "an unknown unit must not pass silently"
+
+# A log of sections: SpeedOfLight's "Duration" is the launch's duration.
+cat > "$scratch/sections.txt" <<'LOG'
+  void wgmma::k<float, 128>(Params) (4096, 1, 1)x(384, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    Section: GPU Speed Of Light Throughput
+    Memory Throughput                 %         57.22
+    Duration                         ms         10.00
+    L1/TEX Cache Throughput           %         57.41
+  void gone(int) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    Duration                         ms          2.00
+  void steady(int) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    Duration                         ms          5.00
+LOG
+$summary "$scratch/sections.txt" | grep -qE "^ +1 +10\.000 .*void wgmma::k<float, 128>$" || fail "sections: Duration read"
+
+# --compare: kernels matched without return type and namespaces (k<float, 128> is 8 ms in the
+# per-launch log, 10 ms here), the change and its verdict, kernels of one log only, exit 3 when
+# one is slower beyond the threshold.
+cat > "$scratch/new.txt" <<'LOG'
+  void k<float, 128>(Params, int) (4096, 1, 1)x(384, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    gpu__time_duration.sum              ms         8.00
+  void steady(int) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    gpu__time_duration.sum              ms         5.05
+  void arrived(int) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
+    gpu__time_duration.sum              ms         3.00
+LOG
+out=$($summary "$scratch/new.txt" --compare "$scratch/sections.txt")
+rc=$?
+[[ $rc == 0 ]] || fail "compare: nothing slower must exit 0, got $rc: $out"
+echo "$out" | grep -qE "^ +10\.000 +8\.000 +-20\.0%  faster +k<float, 128>$" || fail "compare: k 10 -> 8 ms is 20% faster: $out"
+echo "$out" | grep -qE "^ +5\.000 +5\.050 +\+1\.0%  same +steady$" || fail "compare: +1% is within the 2% threshold: $out"
+echo "$out" | grep -qE "^ +2\.000 +- .*old only +gone$" || fail "compare: a kernel of the old log only: $out"
+echo "$out" | grep -qE "^ +- +3\.000 .*new only +arrived$" || fail "compare: a kernel of the new log only: $out"
+out=$($summary "$scratch/sections.txt" --compare "$scratch/new.txt")
+[[ $? == 3 ]] || fail "compare: k 8 -> 10 ms (+25%) must exit 3: $out"
+echo "$out" | grep -qE "\+25\.0%  slower +k<float, 128>$" || fail "compare: +25% is slower: $out"
+out=$($summary "$scratch/new.txt" --compare "$scratch/sections.txt" --threshold 0.5)
+[[ $? == 3 ]] || fail "compare: with --threshold 0.5, +1% is slower and exits 3: $out"
+echo "$out" | grep -qE "\+1\.0%  slower +steady$" || fail "compare: --threshold 0.5 makes +1% slower: $out"
+out=$($summary "$scratch/new.txt" --compare "$scratch/sections.txt" 4)
+echo "$out" | grep -q "arrived" && fail "compare: MIN_MS 4 leaves out a 3 ms kernel: $out"
+$summary "$scratch/new.txt" --compare "$scratch/sections.txt" --threshold -1 >/dev/null 2>&1
+[[ $? == 2 ]] || fail "a negative threshold must be refused (exit 2)"
+$summary "$scratch/new.txt" --threshold 5 >/dev/null 2>&1
+[[ $? == 2 ]] || fail "--threshold without --compare must be refused (exit 2)"
+$summary "$scratch/new.txt" --compare "$scratch/empty.txt" >/dev/null 2>&1
+[[ $? == 1 ]] || fail "an old log without durations must exit 1"
 
 finish "ncu_summary"
