@@ -28,10 +28,10 @@ MOBA_DESCRIPTOR_HD std::uint64_t sw128_descriptor(std::uint32_t smem_address, st
 // The same descriptor split so that stepping through a tile costs one add: the low word holds the
 // start address >> 4 (bits 0-13) and the leading byte offset, the high word the stride byte offset
 // and the swizzle mode. at(bytes) is sw128_descriptor(smem_address + bytes, lbo, sbo) for a
-// 16-byte aligned address and any 16-byte multiple that keeps it below 256 KB (no carry out of the
-// 14-bit field; a CTA has at most 227 KB), built with one integer add instead of a mask, a shift and an or per
-// operand (ncu, dense dK/dV at 32K: the ALU pipe carried 48% of the instructions, much of them
-// this arithmetic for the 40 descriptors of every tile).
+// 16-byte aligned address and any 16-byte multiple that keeps it below 256 KB (no carry out of
+// the 14-bit field; a CTA has at most 227 KB), built with one integer add instead of a mask, a
+// shift and an or per operand (ncu, dense dK/dV at 32K: the ALU pipe carried 48% of the
+// instructions, much of them this arithmetic for the 40 descriptors of every tile).
 struct Sw128Descriptor {
     std::uint32_t lo;
     std::uint32_t hi;
