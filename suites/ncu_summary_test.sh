@@ -21,7 +21,10 @@ LOG
 out=$($summary "$scratch/launches.txt" 1.0) || fail "per-launch log: exit $?"
 echo "$out" | grep -qE "^ +2 +8\.000 +7\.000 +9\.000  void k<float, 128>$" || fail "per-launch: k's two launches (mean 8): $out"
 echo "$out" | grep -q "small" && fail "per-launch: a 0.05 ms kernel shown above MIN_MS 1.0: $out"
-$summary "$scratch/launches.txt" | grep -qE "^ +1 +0\.050 .*void small$" || fail "per-launch: 50 us is 0.050 ms"
+# Outputs are captured before grep reads them: grep -q stops at its first match, and a writer still
+# printing then fails with a broken pipe (pipefail makes that the pipeline's status).
+out=$($summary "$scratch/launches.txt")
+echo "$out" | grep -qE "^ +1 +0\.050 .*void small$" || fail "per-launch: 50 us is 0.050 ms: $out"
 
 cat > "$scratch/kernels.txt" <<'LOG'
   cudnn_fprop_kernel0_0 (132, 1, 1)x(384, 1, 1), Device 0, CC 9.0, Invocations 3
@@ -56,7 +59,8 @@ cat > "$scratch/sections.txt" <<'LOG'
   void steady(int) (1, 1, 1)x(32, 1, 1), Context 1, Stream 7, Device 0, CC 9.0
     Duration                         ms          5.00
 LOG
-$summary "$scratch/sections.txt" | grep -qE "^ +1 +10\.000 .*void wgmma::k<float, 128>$" || fail "sections: Duration read"
+out=$($summary "$scratch/sections.txt")
+echo "$out" | grep -qE "^ +1 +10\.000 .*void wgmma::k<float, 128>$" || fail "sections: Duration read: $out"
 
 # --compare: kernels matched without return type and namespaces (k<float, 128> is 8 ms in the
 # per-launch log, 10 ms here), the change and its verdict, kernels of one log only, exit 3 when

@@ -594,6 +594,7 @@ TEST(Readme, EveryFlagItNamesExists) {
         {"--no-backward", "python -m moba"},
         {"--page", "ncu -i (the source page ci/ncu_source_top.py reads)"},
         {"--print-source", "ncu -i"},
+        {"--compare", "ci/ncu_kernel_summary.py"},
     };
     const std::regex flag(R"(--[a-z][a-z0-9_-]*[a-z0-9])");
     std::set<std::string> named;
