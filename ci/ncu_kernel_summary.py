@@ -33,17 +33,21 @@ HEADER = re.compile(r"^  (\S.*?) \(\d+, \d+, \d+\)x\(\d+, \d+, \d+\), (?:Context
 DURATION = re.compile(r"^\s+(?:gpu__time_duration\.sum|Duration)\s+(\S+)\s+([0-9.,]+)(?:\s+([0-9.,]+)\s+([0-9.,]+))?\s*$")
 
 
-def kernel_name(signature):
-    """The signature without its parameter list: 'void k<T, 128>(A, B)' -> 'void k<T, 128>'."""
+def top_level(text):
+    """(index, character) of the characters of `text` outside template brackets <...>."""
     depth = 0
-    for i, ch in enumerate(signature):
+    for i, ch in enumerate(text):
         if ch == "<":
             depth += 1
         elif ch == ">":
             depth -= 1
-        elif ch == "(" and depth == 0:
-            return signature[:i]
-    return signature
+        elif depth == 0:
+            yield i, ch
+
+
+def kernel_name(signature):
+    """The signature without its parameter list: 'void k<T, 128>(A, B)' -> 'void k<T, 128>'."""
+    return next((signature[:i] for i, ch in top_level(signature) if ch == "("), signature)
 
 
 def number(text):
@@ -90,16 +94,8 @@ def match_key(name):
     """A kernel's name for matching across logs: no return type, no namespaces outside the template
     arguments ('void wgmma::detail::k<T, 128>' and 'void k<T, 128>' -> 'k<T, 128>')."""
     name = name[5:] if name.startswith("void ") else name
-    depth = 0
-    start = 0
-    for i, ch in enumerate(name):
-        if ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth -= 1
-        elif ch == ":" and depth == 0 and name[i - 1:i] == ":":
-            start = i + 1
-    return name[start:]
+    starts = [i + 1 for i, ch in top_level(name) if ch == ":" and name[i - 1:i] == ":"]
+    return name[starts[-1] if starts else 0:]
 
 
 def read_log(path):
@@ -114,9 +110,9 @@ def compare(new, old, min_ms, threshold):
     rows = []
     for key in set(old_by_key) | set(new_by_key):
         o, n = old_by_key.get(key), new_by_key.get(key)
-        if max(o[1] if o else 0.0, n[1] if n else 0.0) < min_ms:
-            continue
-        rows.append((max(o[1] if o else 0.0, n[1] if n else 0.0), key, o, n))
+        longest = max(o[1] if o else 0.0, n[1] if n else 0.0)
+        if longest >= min_ms:
+            rows.append((longest, key, o, n))
     slower = 0
     print(f"{'old ms':>10} {'new ms':>10} {'change':>8}  {'verdict':8} kernel")
     for _, key, o, n in sorted(rows, reverse=True):
