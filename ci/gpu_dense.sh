@@ -27,10 +27,15 @@
 #   fwd+bwd against SDPA cuDNN; Figure 2b's 128K forward (MHA, GQA 32:8, MQA; wgmma_moba,
 #   wgmma_dense, cuDNN; gating included); then target 3's 1M point (32 / 8 heads, fwd; no warm-up
 #   beyond the check's run, 3 samples of ~19 s each) (about 470 s with the build).
-# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - atomic: the first run of wgmma_dense_atomic (FlashAttention-3's 5-product backward, dQ by fp32
+#   atomics inside the dK/dV kernel): test_dense_gpu, its quick suite, every sanitizer on a small
+#   varlen case at head dim 128, and side by side ncu's kernel times of one 32K fwd+bwd (16 heads)
+#   of both dense entries; then 32K fwd+bwd of both against SDPA cuDNN in one process with
+#   `--warmup-seconds 3` (about 450 s with the build).
+# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair}
-case $mode in sections|compare|pipeline|fair) ;; *) echo "unknown mode '$mode' (sections, compare, pipeline or fair)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic}
+case $mode in sections|compare|pipeline|fair|atomic) ;; *) echo "unknown mode '$mode' (sections, compare, pipeline, fair or atomic)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -110,6 +115,27 @@ case $mode in
       --out "$out/dense-1m.json"
     grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_bench_gpu.log | head -3
     for f in dense_32k sweep_fwd_128k dense_1m; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  atomic)
+    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 128 --block 32 --topk 10)
+    step sanitize_atomic 150 $moba "${small[@]}" --sanitize all --impl wgmma_dense_atomic \
+      --out "$out/sanitize-atomic.json"
+    (step test_dense_gpu 240 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic \
+      --out "$out/check-quick-atomic.json") &
+    wait $p1 $!
+    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_atomic|row_stats' \
+      $moba bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense,wgmma_dense_atomic --phase fwdbwd \
+      --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1 --out /tmp/ncu.json
+    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
+      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --warmup-seconds 3 --max-seconds 3 \
+      --out "$out/dense-32k-atomic.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_dense_gpu.log | head -3
+    grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_atomic.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -12
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"
     ;;
 esac
 step_gather

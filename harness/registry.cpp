@@ -177,6 +177,21 @@ std::vector<Implementation>& table() {
             .backward = wgmma::dense_backward,
         });
         list.push_back(Implementation{
+            .name = "wgmma_dense_atomic",
+            .technique = "wgmma_dense's forward; backward in FlashAttention-3's 5 products: the "
+                         "dK/dV kernel also multiplies dS (through shared memory) by K and adds dQ "
+                         "to an fp32 buffer by atomics; dq not bitwise repeatable (dk, dv are)",
+            .dtypes = {DType::bf16, DType::f16},
+            .head_dims = HeadDimSet::exactly({128}),
+            .dense = true,
+            .can_implement = wgmma::dense_atomic_backward_can_implement,
+            .gating_workspace_bytes = {},
+            .attention_workspace_bytes = wgmma::dense_atomic_backward_workspace_bytes,
+            .gating = {},
+            .forward = wgmma::dense_forward,
+            .backward = wgmma::dense_atomic_backward,
+        });
+        list.push_back(Implementation{
             .name = "wgmma_moba",
             .technique = "MoBA; forward on Hopper warpgroup MMA: the wgmma_dense kernel in "
                          "own-block mode, then one persistent wave per past-block slot over "

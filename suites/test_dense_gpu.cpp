@@ -1,6 +1,7 @@
 // The dense implementations (full causal attention whatever the selection) against float64
 // full causal attention on every zero-sparsity case of the quick matrix, and their refusal
-// of sparse problems; wgmma_dense over several L2 sections at 32K and 64K. Skips without a GPU.
+// of sparse problems; wgmma_dense and wgmma_dense_atomic over several L2 sections at 32K and
+// 64K. Skips without a GPU.
 #include <string>
 #include <vector>
 
@@ -44,8 +45,10 @@ TEST(DenseGpu, ZeroSparsityCasesOfTheQuickMatrixPass) {
 TEST(DenseGpu, WgmmaDenseIsRightOverSeveralL2Sections) {
     MOBA_REQUIRE_GPU();
     CheckOptions options;
-    options.impls = {find_implementation("wgmma_dense")};
-    ASSERT_NE(options.impls.front(), nullptr);
+    // wgmma_dense_atomic: the same dK/dV kernel with the fused dQ (its atomics in sections too).
+    options.impls = {find_implementation("wgmma_dense"), find_implementation("wgmma_dense_atomic")};
+    ASSERT_NE(options.impls[0], nullptr);
+    ASSERT_NE(options.impls[1], nullptr);
     options.reference = ReferenceKind::gpu;
     options.add_zero_sparsity = false;
     struct Shape {
@@ -63,7 +66,7 @@ TEST(DenseGpu, WgmmaDenseIsRightOverSeveralL2Sections) {
         c.seed = 17;
         SCOPED_TRACE(testing::PrintToString(c));
         const auto records = run_checks(c, options);
-        ASSERT_EQ(records.size(), 5u);  // out, lse, dq, dk, dv
+        ASSERT_EQ(records.size(), 10u);  // out, lse, dq, dk, dv of each
         for (const auto& r : records) EXPECT_EQ(r.at("outcome"), "passed") << r.dump(1);
     }
 }

@@ -1,7 +1,8 @@
 // Host side of the wgmma_dense backward (wgmma.hpp): the row statistics (kernels/moba/
 // row_stats.hpp, into the workspace's start), then the dQ kernel (dq_kernel.cuh) and the
 // dK/dV kernel (dkdv_kernel.cuh) on warpgroup MMA, both reading those statistics. All on
-// args.stream.
+// args.stream. wgmma_dense_atomic's backward (dense_atomic_backward) is the dK/dV kernel with the
+// fused dQ (dkdv_kernel.cuh) and finish_atomic_dq instead of the dQ kernel.
 #include <algorithm>
 #include <cstdint>
 #include <stdexcept>
@@ -84,9 +85,14 @@ void launch_dq_kernel(const AttentionArgs& args, const float2* stats, const deta
     MOBA_CHECK_LAUNCH();
 }
 
-template <typename T, int kD>
+// The fused dQ's fp32 sums follow the row statistics and the partial sums, 256-byte aligned.
+std::size_t dq_acc_offset(const Problem& problem) {
+    return (sparse::row_stats_bytes(problem) + partial_bytes(problem) + 255) / 256 * 256;
+}
+
+template <typename T, int kD, bool kFusedDq>
 void launch_dkdv(const AttentionArgs& args) {
-    using Plan = detail::DkdvPlan<kD>;
+    using Plan = detail::DkdvPlan<kD, kFusedDq>;
     const Problem& problem = args.problem;
     const BackwardMaps maps = backward_maps(args, Plan::kRows, Plan::kKeys);
     const double scale = problem.scale();
@@ -112,8 +118,11 @@ void launch_dkdv(const AttentionArgs& args) {
                                     static_cast<float>(scale * kLog2e),
                                     key_tiles,
                                     l2_section_heads(detail::stream_bytes(problem, slot_heads), 1,
-                                                     problem.heads_kv * parts)};
-    const auto kernel = detail::dkdv_kernel<T, kD>;
+                                                     problem.heads_kv * parts),
+                                    kFusedDq ? reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) +
+                                                                        dq_acc_offset(problem))
+                                             : nullptr};
+    const auto kernel = detail::dkdv_kernel<T, kD, kFusedDq>;
     constexpr int kSmem = static_cast<int>(Plan::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts * key_tiles), 1,
@@ -151,7 +160,47 @@ void dense_backward(const AttentionArgs& args) {
     sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
     detail::launch_dq(args, static_cast<const float2*>(args.workspace), nullptr);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
-        launch_dkdv<decltype(tag), decltype(dim)::value>(args);
+        launch_dkdv<decltype(tag), decltype(dim)::value, false>(args);
+    });
+}
+
+Support dense_atomic_backward_can_implement(const Problem& problem) {
+    if (Support s = dense_backward_can_implement(problem); !s.ok) return s;
+    if (problem.head_dim != 128)
+        return Support::no(fmt::format("the fused dQ splits head dim 128 over two warpgroups; head dim {} "
+                                       "(wgmma_dense's backward takes 64)",
+                                       problem.head_dim));
+    return Support::yes();
+}
+
+std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem) {
+    if (!dense_atomic_backward_can_implement(problem).ok) return 0;
+    return dq_acc_offset(problem) + static_cast<std::size_t>(problem.q_elems()) * sizeof(float);
+}
+
+void dense_atomic_backward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    if (const Support s = dense_atomic_backward_can_implement(problem); !s.ok)
+        throw std::invalid_argument("wgmma_dense_atomic backward: " + s.reason);
+    if (args.workspace == nullptr)
+        throw std::invalid_argument(fmt::format("wgmma_dense_atomic backward needs a workspace of {} bytes",
+                                                dense_atomic_backward_workspace_bytes(problem)));
+    if (problem.total_tokens() == 0) return;
+    sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
+    auto* dq_acc = reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) + dq_acc_offset(problem));
+    const std::int64_t elems = problem.q_elems();
+    MOBA_CUDA_CALL(cudaMemsetAsync(dq_acc, 0, static_cast<std::size_t>(elems) * sizeof(float), args.stream));
+    dispatch_tensor_core(problem, [&](auto tag, auto dim) {
+        using T = decltype(tag);
+        constexpr int kD = decltype(dim)::value;
+        if constexpr (kD == 128) {
+            launch_dkdv<T, kD, true>(args);
+            const int threads = 256;
+            const auto blocks = static_cast<unsigned>((elems / 2 + threads - 1) / threads);
+            detail::finish_atomic_dq<T><<<blocks, threads, 0, args.stream>>>(
+                dq_acc, args.dq, static_cast<float>(problem.scale()), elems);
+            MOBA_CHECK_LAUNCH();
+        }
     });
 }
 

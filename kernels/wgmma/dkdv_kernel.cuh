@@ -28,6 +28,13 @@
 // backward 283 TFLOP/s against 436 for MHA). The launcher then splits the group's heads into
 // head_parts contiguous parts, one CTA each, and a second kernel sums the parts' fp32 dK/dV in
 // part order: still a fixed order, so still bitwise repeatable.
+// Fused dQ (kFusedDq, the wgmma_dense_atomic entry): FlashAttention-3's 5-product backward. The
+// consumers also store dS^T (transposed by stmatrix) into shared memory, meet on a named
+// barrier, and warpgroup w multiplies dS (64 rows x 128 keys) by column block w of K, dQ of the
+// tile's rows and head dimensions [64 w, 64 w + 64), then adds it to an fp32 buffer by float2
+// atomics (finish_atomic_dq scales and rounds it). The separate dQ kernel's S and dP products
+// are then not recomputed: 5 products a tile instead of 7. Atomics in no fixed order: dQ is not
+// bitwise repeatable (dK and dV still are).
 // Masks: a tile whose first query precedes the warpgroup's last key masks key > query; a tile
 // reaching past the sequence masks its rows past the end (TMA reads the next sequence's rows
 // or zeros there; their statistics are taken as lse = +inf, Delta = 0). A tile wholly before the
@@ -59,11 +66,12 @@ struct DkdvParams {
     float scale_log2;  // softmax scale * log2(e)
     int key_tiles;     // 128-key tiles of the longest sequence
     int section_slots; // head slots (kv head, part) per L2 section (l2_sections.hpp)
+    float* dq_acc;     // kFusedDq: [total, Hq, D] fp32 sums of dS K, zeroed before; else unused
 };
 
 constexpr int kDkdvStages = 2;
 
-template <int kD>
+template <int kD, bool kFusedDq = false>
 struct DkdvPlan {
     static constexpr int kKeys = 128;  // keys per CTA: 64 per consumer warpgroup
     static constexpr int kRows = 64;   // query rows per Q / dO tile
@@ -75,7 +83,12 @@ struct DkdvPlan {
     static constexpr std::uint32_t kQ = 2 * kKVBytes;                     // [kDkdvStages]
     static constexpr std::uint32_t kDO = kQ + kDkdvStages * kRowBytes;    // [kDkdvStages]
     static constexpr std::uint32_t kStats = kDO + kDkdvStages * kRowBytes;  // [stages][64] float2
-    static constexpr std::uint32_t kBars = kStats + kDkdvStages * kRows * 8;
+    // kFusedDq: dS of a tile (64 rows x 128 keys, laid out as a Q tile: column block w holds
+    // warpgroup w's keys), two buffers by tile parity (the kernel says why two suffice).
+    static constexpr std::uint32_t kDSBytes = kRows * kKeys * 2;
+    static constexpr std::uint32_t kDS = kStats + kDkdvStages * kRows * 8;
+    static_assert(kDS % 1024 == 0, "a swizzled tile starts 1024-byte aligned");
+    static constexpr std::uint32_t kBars = kDS + (kFusedDq ? 2 * kDSBytes : 0);
     // kv_full, then full and empty of every stage
     static constexpr int kNumBars = 1 + 2 * kDkdvStages;
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
@@ -111,12 +124,51 @@ __device__ __forceinline__ void accumulate_rows(float (&acc)[kD / 2], const std:
     for (int j = 0; j < Plan::kRows / 16; ++j) Wgmma<T, kD>::rs(acc, a[j], y.at(j * 16 * Plan::kLineBytes));
 }
 
+// Stores this warpgroup's dS^T fragments (64 keys x 64 rows, the A fragments of its dK product)
+// transposed into the dS tile at ds_tile: row = query, warpgroup w's keys in column block w,
+// 128-byte swizzled as TMA lays out a Q tile, so that dS is the K-major A operand of dS K.
+// Fragment a[j][m] is the 8 x 8 block of keys 8 (m % 2) + [0, 8) of the warp's 16 and rows
+// 16 j + 8 (m / 2) + [0, 8); lane 8 m + t names row t of block m for stmatrix.
+template <int kD>
+__device__ __forceinline__ void store_ds(std::uint32_t ds_tile, int wg, const std::uint32_t (&a)[4][4]) {
+    using Plan = DkdvPlan<kD, true>;
+    static_assert(Plan::kLineBytes == 128 && Plan::kRows == 64);
+    const int lane = threadIdx.x % 32;
+    const int warp = (threadIdx.x / 32) % 4;
+    const int m = lane / 8;
+    const int t = lane % 8;
+    const int chunk = 2 * warp + m % 2;  // 16-byte chunk of 8 keys in the row's 128-byte line
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const int row = 16 * j + 8 * (m / 2) + t;
+        stmatrix_x4_trans(ds_tile + swizzled_chunk<Plan::kRows>(row, 8 * wg + chunk), a[j]);
+    }
+}
+
+// dQ (64 rows x head dimensions [64 wg, 64 wg + 64)) = dS (64 rows x 128 keys, the tile at
+// ds_tile, K-major) K (128 keys x those dimensions: column block wg of the key tile at k_tile,
+// read MN-major). Issues and commits; the caller waits.
 template <typename T, int kD>
+__device__ __forceinline__ void rows_by_dims(float (&dq)[32], std::uint32_t ds_tile, std::uint32_t k_tile, int wg) {
+    using Plan = DkdvPlan<kD, true>;
+    const Sw128Descriptor a = sw128_descriptor_steps(ds_tile, 16, 1024);
+    const Sw128Descriptor b =
+        sw128_descriptor_steps(k_tile + wg * Plan::kKeys * Plan::kLineBytes, Plan::kKeys * Plan::kLineBytes, 1024);
+#pragma unroll
+    for (int kk = 0; kk < Plan::kKeys / 16; ++kk) {
+        const std::uint32_t a_step = (kk / 4) * Plan::kRows * Plan::kLineBytes + (kk % 4) * 32;
+        Wgmma<T, 64>::ss_b_mn(dq, a.at(a_step), b.at(kk * 16 * Plan::kLineBytes), kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+}
+
+template <typename T, int kD, bool kFusedDq>
 __global__ void __launch_bounds__(kThreads, 1)
     dkdv_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap do_map,
                 const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
                 DkdvParams p) {
-    using Plan = DkdvPlan<kD>;
+    using Plan = DkdvPlan<kD, kFusedDq>;
+    static_assert(!kFusedDq || kD == 128, "the fused dQ splits D = 128 into the two warpgroups' halves");
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
     auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
@@ -213,7 +265,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         // a group of 4 heads, 4 skipped tiles cover each of the 2 stages twice), releasing a
         // stage the other warpgroup is still reading.
         mbar_wait(&full[s], (n / kDkdvStages) & 1);
-        if (q0 + Plan::kRows - 1 < key_lo) {  // every row precedes every key: nothing attended
+        // Fused dQ: both warpgroups meet on a barrier every tile, so none skips (the masks zero
+        // such a tile's P and dS).
+        if (!kFusedDq && q0 + Plan::kRows - 1 < key_lo) {  // every row precedes every key: nothing attended
             mbar_arrive(&empty[s]);
             continue;
         }
@@ -264,14 +318,46 @@ __global__ void __launch_bounds__(kThreads, 1)
         std::uint32_t ads[4][4];
         p_fragments<T>(ap, st);
         p_fragments<T>(ads, dpt);
+        // dS buffer n % 2: its previous use (tile n - 2) was read by both warpgroups' dQ
+        // products, each waited for before that warpgroup reached tile n - 1's barrier, which
+        // this warpgroup has passed. Stored before the dK product reads the same registers
+        // (PTX leaves a wgmma's A registers untouchable until it is waited for).
+        [[maybe_unused]] const std::uint32_t ds_tile = smem_u32(smem + Plan::kDS + (n % 2) * Plan::kDSBytes);
+        if constexpr (kFusedDq) store_ds<kD>(ds_tile, warpgroup - 1, ads);
         wgmma_fence();
         accumulate_rows<T, kD>(dv, ap, do_tile);
         accumulate_rows<T, kD>(dk, ads, q_tile);
         wgmma_commit();
-        wgmma_wait<0>();
-        fence_operands(dv);
-        fence_operands(dk);
-        mbar_arrive(&empty[s]);
+        if constexpr (kFusedDq) {
+            fence_proxy_async_shared();  // the stores, before the other warpgroup's wgmma reads
+            named_barrier_sync(1, 256);  // both warpgroups' keys are in the dS tile
+            float dq[32];
+            wgmma_fence();
+            rows_by_dims<T, kD>(dq, ds_tile, smem_u32(smem + Plan::kK), warpgroup - 1);
+            wgmma_wait<1>();  // dV and dK are done: Q and dO may be overwritten
+            fence_operands(dv);
+            fence_operands(dk);
+            mbar_arrive(&empty[s]);
+            wgmma_wait<0>();
+            fence_operands(dq);
+            const int head = tile_head(n);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int query = q0 + acc_row(r);
+                if (query >= len) continue;  // rows of the next sequence or past the tensor
+                float* row = p.dq_acc + ((static_cast<std::int64_t>(start) + query) * p.heads_q + head) * kD +
+                             64 * (warpgroup - 1);
+#pragma unroll
+                for (int i = 0; i < 8; ++i)
+                    atomicAdd(reinterpret_cast<float2*>(row + acc_col(i, 0)),
+                              make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]));
+            }
+        } else {
+            wgmma_wait<0>();
+            fence_operands(dv);
+            fence_operands(dk);
+            mbar_arrive(&empty[s]);
+        }
     }
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO, for the keys inside the sequence; with head
@@ -322,6 +408,15 @@ __global__ void sum_head_parts(DkdvParams p, std::int64_t elems) {
     }
     reinterpret_cast<std::uint32_t*>(p.dk)[pair] = pack2<T>(dk.x * p.scale, dk.y * p.scale);
     reinterpret_cast<std::uint32_t*>(p.dv)[pair] = pack2<T>(dv.x, dv.y);
+}
+
+// dQ = scale * the fused dK/dV kernel's fp32 sums, rounded to the dtype; two elements a thread.
+template <typename T>
+__global__ void finish_atomic_dq(const float* dq_acc, void* dq, float scale, std::int64_t elems) {
+    const std::int64_t pair = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (2 * pair >= elems) return;
+    const float2 v = reinterpret_cast<const float2*>(dq_acc)[pair];
+    reinterpret_cast<std::uint32_t*>(dq)[pair] = pack2<T>(v.x * scale, v.y * scale);
 }
 
 }  // namespace moba::wgmma::detail

@@ -101,6 +101,14 @@ __device__ __forceinline__ void cp_async_wait_group() {
 __device__ __forceinline__ void fence_proxy_async_shared() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+// Stores four 8 x 8 b16 matrices transposed: register r[m] holds this thread's pair of matrix
+// m in the mma fragment layout (row lane / 4, columns 2 (lane % 4) + [0, 2)); lane 8 m + t
+// gives the 16-byte shared address where column t of matrix m goes.
+__device__ __forceinline__ void stmatrix_x4_trans(std::uint32_t address, const std::uint32_t (&r)[4]) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(address),
+                 "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+                 : "memory");
+}
 // Synchronises `threads` threads (whole warps) on hardware barrier `id` (0 is __syncthreads').
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
@@ -182,6 +190,16 @@ struct Wgmma;
                 "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                      \
                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." NAME "." NAME " " MOBA_WG_REGS32    \
                 ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                 \
+                : MOBA_WG_ACC32(d)                                                                \
+                : "l"(a), "l"(b), "r"(scale_d));                                                  \
+        }                                                                                         \
+        /* B read MN-major (transposed): the fused dQ's K operand. */                            \
+        __device__ __forceinline__ static void ss_b_mn(float (&d)[32], std::uint64_t a, std::uint64_t b, \
+                                                       int scale_d) {                             \
+            asm volatile(                                                                         \
+                "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                      \
+                "wgmma.mma_async.sync.aligned.m64n64k16.f32." NAME "." NAME " " MOBA_WG_REGS32    \
+                ", %32, %33, p, 1, 1, 0, 1;\n}\n"                                                 \
                 : MOBA_WG_ACC32(d)                                                                \
                 : "l"(a), "l"(b), "r"(scale_d));                                                  \
         }                                                                                         \

@@ -35,6 +35,18 @@ std::size_t dense_backward_workspace_bytes(const Problem& problem);
 // moba::CudaError for a failed launch.
 void dense_backward(const AttentionArgs& args);
 
+// wgmma_dense_atomic's backward (FlashAttention-3's 5 products, dkdv_kernel.cuh's fused dQ):
+// dense_backward_can_implement and head dim 128 (the two consumer warpgroups take half of D
+// each in the dQ product).
+Support dense_atomic_backward_can_implement(const Problem& problem);
+
+// dense_backward_workspace_bytes plus the fp32 dQ sums [total, Hq, D].
+std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem);
+
+// The same gradients as dense_backward in one pass over the key tiles: dQ added by fp32
+// atomics in no fixed order, so dq is not bitwise repeatable (dk, dv are). Same errors.
+void dense_atomic_backward(const AttentionArgs& args);
+
 // dense_can_implement plus the block lists' limits (sparse::block_lists_can_implement for
 // items of 128 rows). The gating is not part of it: the forward reads sel.
 Support moba_can_implement(const Problem& problem);
