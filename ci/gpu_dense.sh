@@ -30,8 +30,9 @@
 # - atomic: the first run of wgmma_dense_atomic (FlashAttention-3's 5-product backward, dQ by fp32
 #   atomics inside the dK/dV kernel): test_dense_gpu, its quick suite, every sanitizer on a small
 #   varlen case at head dim 128, and side by side ncu's kernel times of one 32K fwd+bwd (16 heads)
-#   of both dense entries; then 32K fwd+bwd of both against SDPA cuDNN in one process with
-#   `--warmup-seconds 3` (about 450 s with the build).
+#   of both dense entries (the fused dQ summed by bulk reduces, and by float2 atomics with
+#   MOBA_DENSE_ATOMIC_DQ=red), the fused kernel's sections and source page; then 32K fwd+bwd of
+#   both against SDPA cuDNN in one process with `--warmup-seconds 3` (about 480 s with the build).
 # Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic}
@@ -120,21 +121,32 @@ case $mode in
     small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 128 --block 32 --topk 10)
     step sanitize_atomic 150 $moba "${small[@]}" --sanitize all --impl wgmma_dense_atomic \
       --out "$out/sanitize-atomic.json"
-    (step test_dense_gpu 240 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    (step test_dense_gpu 300 build/release/suites/test_dense_gpu --gtest_brief=1) &
     p1=$!
     (step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic \
       --out "$out/check-quick-atomic.json") &
     wait $p1 $!
-    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_atomic|row_stats' \
-      $moba bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense,wgmma_dense_atomic --phase fwdbwd \
-      --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1 --out /tmp/ncu.json
-    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
+    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
+    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
+      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
+    step ncu_32k_red 120 env MOBA_DENSE_ATOMIC_DQ=red ncu --metrics gpu__time_duration.sum -k regex:'dkdv_kernel|finish_' \
+      $moba bench "${once[@]}" --impl wgmma_dense_atomic --out /tmp/ncu-red.json
+    cat "$step_logs/ncu_32k.log" "$step_logs/ncu_32k_red.log" > "$out/ncu-dense-32k-atomic.txt"
+    step ncu_source_atomic 150 ncu --section SpeedOfLight --section WarpStateStats --section SourceCounters \
+      -k regex:'dkdv_kernel' --launch-count 1 -f -o /tmp/atomic $moba bench "${once[@]}" --impl wgmma_dense_atomic \
+      --out /tmp/atomic.json
+    ncu -i /tmp/atomic.ncu-rep --page details > "$out/ncu-sections-atomic-32k.txt" 2>&1
+    ncu -i /tmp/atomic.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-atomic-32k.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-atomic-32k.csv.gz" 30 > "$out/stalls-atomic-32k.txt"
     step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
       --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --warmup-seconds 3 --max-seconds 3 \
       --out "$out/dense-32k-atomic.json"
     grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_dense_gpu.log | head -3
     grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_atomic.log
-    python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -12
+    python3 ci/ncu_kernel_summary.py "$step_logs/ncu_32k.log" 2>&1 | tail -6
+    python3 ci/ncu_kernel_summary.py "$step_logs/ncu_32k_red.log" 2>&1 | tail -3
+    grep -hE "Duration|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible" "$out/ncu-sections-atomic-32k.txt" | head -8
+    head -14 "$out/stalls-atomic-32k.txt"
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"
     ;;
 esac

@@ -76,7 +76,7 @@ TEST(DenseGpu, SparseProblemsAreNotSupported) {
     Problem p;
     p.seqlens = {300};
     p.heads_q = p.heads_kv = 2;
-    p.head_dim = 64;
+    p.head_dim = 128;  // every dense entry takes 128 (wgmma_dense_atomic only 128): refused for sparsity
     p.block = 32;
     p.topk = 2;
     CheckOptions options;

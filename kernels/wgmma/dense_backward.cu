@@ -5,7 +5,9 @@
 // fused dQ (dkdv_kernel.cuh) and finish_atomic_dq instead of the dQ kernel.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -90,9 +92,26 @@ std::size_t dq_acc_offset(const Problem& problem) {
     return (sparse::row_stats_bytes(problem) + partial_bytes(problem) + 255) / 256 * 256;
 }
 
-template <typename T, int kD, bool kFusedDq>
+// The fused dQ's fp32 sums: [total, Hq, D] for DqSum::red, 64-row tiles for DqSum::bulk
+// (dkdv_kernel.cuh's DkdvParams::dq_acc); room for either.
+std::size_t dq_acc_bytes(const Problem& problem) {
+    const std::int64_t tiles = problem.total_tokens() / 64 + problem.batch() + 1;
+    const std::int64_t elems = std::max(problem.q_elems(), tiles * 64 * problem.heads_q * problem.head_dim);
+    return static_cast<std::size_t>(elems) * sizeof(float);
+}
+
+// MOBA_DENSE_ATOMIC_DQ=red|bulk (default bulk): how the fused dQ is summed, for comparing the two.
+detail::DqSum atomic_dq_sum() {
+    const char* v = std::getenv("MOBA_DENSE_ATOMIC_DQ");
+    if (v == nullptr || std::string_view(v) == "bulk") return detail::DqSum::bulk;
+    if (std::string_view(v) == "red") return detail::DqSum::red;
+    throw std::invalid_argument(fmt::format("MOBA_DENSE_ATOMIC_DQ={}: expected red or bulk", v));
+}
+
+template <typename T, int kD, detail::DqSum kDq>
 void launch_dkdv(const AttentionArgs& args) {
-    using Plan = detail::DkdvPlan<kD, kFusedDq>;
+    using Plan = detail::DkdvPlan<kD, kDq>;
+    constexpr bool kFusedDq = Plan::kFusedDq;
     const Problem& problem = args.problem;
     const BackwardMaps maps = backward_maps(args, Plan::kRows, Plan::kKeys);
     const double scale = problem.scale();
@@ -122,7 +141,7 @@ void launch_dkdv(const AttentionArgs& args) {
                                     kFusedDq ? reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) +
                                                                         dq_acc_offset(problem))
                                              : nullptr};
-    const auto kernel = detail::dkdv_kernel<T, kD, kFusedDq>;
+    const auto kernel = detail::dkdv_kernel<T, kD, kDq>;
     constexpr int kSmem = static_cast<int>(Plan::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const dim3 grid(static_cast<unsigned>(problem.heads_kv * parts * key_tiles), 1,
@@ -160,7 +179,7 @@ void dense_backward(const AttentionArgs& args) {
     sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
     detail::launch_dq(args, static_cast<const float2*>(args.workspace), nullptr);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
-        launch_dkdv<decltype(tag), decltype(dim)::value, false>(args);
+        launch_dkdv<decltype(tag), decltype(dim)::value, detail::DqSum::none>(args);
     });
 }
 
@@ -175,7 +194,7 @@ Support dense_atomic_backward_can_implement(const Problem& problem) {
 
 std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem) {
     if (!dense_atomic_backward_can_implement(problem).ok) return 0;
-    return dq_acc_offset(problem) + static_cast<std::size_t>(problem.q_elems()) * sizeof(float);
+    return dq_acc_offset(problem) + dq_acc_bytes(problem);
 }
 
 void dense_atomic_backward(const AttentionArgs& args) {
@@ -189,16 +208,25 @@ void dense_atomic_backward(const AttentionArgs& args) {
     sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
     auto* dq_acc = reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) + dq_acc_offset(problem));
     const std::int64_t elems = problem.q_elems();
-    MOBA_CUDA_CALL(cudaMemsetAsync(dq_acc, 0, static_cast<std::size_t>(elems) * sizeof(float), args.stream));
+    const detail::DqSum sum = atomic_dq_sum();
+    MOBA_CUDA_CALL(cudaMemsetAsync(dq_acc, 0, dq_acc_bytes(problem), args.stream));
+    const auto scale = static_cast<float>(problem.scale());
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         using T = decltype(tag);
         constexpr int kD = decltype(dim)::value;
         if constexpr (kD == 128) {
-            launch_dkdv<T, kD, true>(args);
-            const int threads = 256;
-            const auto blocks = static_cast<unsigned>((elems / 2 + threads - 1) / threads);
-            detail::finish_atomic_dq<T><<<blocks, threads, 0, args.stream>>>(
-                dq_acc, args.dq, static_cast<float>(problem.scale()), elems);
+            if (sum == detail::DqSum::red) {
+                launch_dkdv<T, kD, detail::DqSum::red>(args);
+                const int threads = 256;
+                const auto blocks = static_cast<unsigned>((elems / 2 + threads - 1) / threads);
+                detail::finish_atomic_dq<T><<<blocks, threads, 0, args.stream>>>(dq_acc, args.dq, scale, elems);
+            } else {
+                launch_dkdv<T, kD, detail::DqSum::bulk>(args);
+                const dim3 grid(static_cast<unsigned>((problem.max_seqlen() + 63) / 64),
+                                static_cast<unsigned>(problem.heads_q), static_cast<unsigned>(problem.batch()));
+                detail::finish_bulk_dq<T><<<grid, 256, 0, args.stream>>>(dq_acc, args.dq, args.cu_seqlens,
+                                                                        problem.heads_q, scale);
+            }
             MOBA_CHECK_LAUNCH();
         }
     });

@@ -66,13 +66,27 @@ struct DkdvParams {
     float scale_log2;  // softmax scale * log2(e)
     int key_tiles;     // 128-key tiles of the longest sequence
     int section_slots; // head slots (kv head, part) per L2 section (l2_sections.hpp)
-    float* dq_acc;     // kFusedDq: [total, Hq, D] fp32 sums of dS K, zeroed before; else unused
+    // Fused dQ: the fp32 sums of dS K, zeroed before. DqSum::red: [total, Hq, D]. DqSum::bulk:
+    // tiles of 64 rows, [tile][Hq][warpgroup 2][8 chunks][128 threads][4 floats] (a thread's
+    // accumulator fragment in 16-byte chunks), a sequence's tiles from floor(start / 64) + b.
+    float* dq_acc;
 };
+
+// How the fused dQ reaches global memory: none (no fused dQ: wgmma_dense's dK/dV), red (float2
+// atomics from the consumers' registers), bulk (the fragments into shared memory, then one
+// cp.reduce.async.bulk add of 16 KB per warpgroup and tile).
+enum class DqSum { none, red, bulk };
+
+// First 64-row tile of sequence b (starting at token start) in DqSum::bulk's layout: the
+// sequences' tiles never overlap since floor((start + len) / 64) + b + 1 >= floor(start / 64)
+// + b + ceil(len / 64).
+__host__ __device__ __forceinline__ std::int64_t bulk_dq_tile0(std::int64_t start, int b) { return start / 64 + b; }
 
 constexpr int kDkdvStages = 2;
 
-template <int kD, bool kFusedDq = false>
+template <int kD, DqSum kDq = DqSum::none>
 struct DkdvPlan {
+    static constexpr bool kFusedDq = kDq != DqSum::none;
     static constexpr int kKeys = 128;  // keys per CTA: 64 per consumer warpgroup
     static constexpr int kRows = 64;   // query rows per Q / dO tile
     static constexpr std::uint32_t kLineBytes = 128;
@@ -88,7 +102,10 @@ struct DkdvPlan {
     static constexpr std::uint32_t kDSBytes = kRows * kKeys * 2;
     static constexpr std::uint32_t kDS = kStats + kDkdvStages * kRows * 8;
     static_assert(kDS % 1024 == 0, "a swizzled tile starts 1024-byte aligned");
-    static constexpr std::uint32_t kBars = kDS + (kFusedDq ? 2 * kDSBytes : 0);
+    // DqSum::bulk: each consumer warpgroup's 64 x 64 fp32 dQ staged for the bulk reduce.
+    static constexpr std::uint32_t kDQBytes = 64 * 64 * 4;
+    static constexpr std::uint32_t kDQ = kDS + (kFusedDq ? 2 * kDSBytes : 0);
+    static constexpr std::uint32_t kBars = kDQ + (kDq == DqSum::bulk ? 2 * kDQBytes : 0);
     // kv_full, then full and empty of every stage
     static constexpr int kNumBars = 1 + 2 * kDkdvStages;
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
@@ -131,7 +148,7 @@ __device__ __forceinline__ void accumulate_rows(float (&acc)[kD / 2], const std:
 // 16 j + 8 (m / 2) + [0, 8); lane 8 m + t names row t of block m for stmatrix.
 template <int kD>
 __device__ __forceinline__ void store_ds(std::uint32_t ds_tile, int wg, const std::uint32_t (&a)[4][4]) {
-    using Plan = DkdvPlan<kD, true>;
+    using Plan = DkdvPlan<kD, DqSum::red>;
     static_assert(Plan::kLineBytes == 128 && Plan::kRows == 64);
     const int lane = threadIdx.x % 32;
     const int warp = (threadIdx.x / 32) % 4;
@@ -150,7 +167,7 @@ __device__ __forceinline__ void store_ds(std::uint32_t ds_tile, int wg, const st
 // read MN-major). Issues and commits; the caller waits.
 template <typename T, int kD>
 __device__ __forceinline__ void rows_by_dims(float (&dq)[32], std::uint32_t ds_tile, std::uint32_t k_tile, int wg) {
-    using Plan = DkdvPlan<kD, true>;
+    using Plan = DkdvPlan<kD, DqSum::red>;
     const Sw128Descriptor a = sw128_descriptor_steps(ds_tile, 16, 1024);
     const Sw128Descriptor b =
         sw128_descriptor_steps(k_tile + wg * Plan::kKeys * Plan::kLineBytes, Plan::kKeys * Plan::kLineBytes, 1024);
@@ -162,12 +179,13 @@ __device__ __forceinline__ void rows_by_dims(float (&dq)[32], std::uint32_t ds_t
     wgmma_commit();
 }
 
-template <typename T, int kD, bool kFusedDq>
+template <typename T, int kD, DqSum kDq>
 __global__ void __launch_bounds__(kThreads, 1)
     dkdv_kernel(const __grid_constant__ CUtensorMap q_map, const __grid_constant__ CUtensorMap do_map,
                 const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
                 DkdvParams p) {
-    using Plan = DkdvPlan<kD, kFusedDq>;
+    using Plan = DkdvPlan<kD, kDq>;
+    constexpr bool kFusedDq = Plan::kFusedDq;
     static_assert(!kFusedDq || kD == 128, "the fused dQ splits D = 128 into the two warpgroups' halves");
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
@@ -341,16 +359,35 @@ __global__ void __launch_bounds__(kThreads, 1)
             wgmma_wait<0>();
             fence_operands(dq);
             const int head = tile_head(n);
+            if constexpr (kDq == DqSum::bulk) {
+                const int wg_thread = threadIdx.x % 128;
+                const int bar = 2 + (warpgroup - 1);  // this warpgroup's own barrier
+                const std::uint32_t dq_buf = smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes);
+                if (wg_thread == 0) bulk_wait_read();  // the previous tile's reduce has read dq_buf
+                named_barrier_sync(bar, 128);
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int query = q0 + acc_row(r);
-                if (query >= len) continue;  // rows of the next sequence or past the tensor
-                float* row = p.dq_acc + ((static_cast<std::int64_t>(start) + query) * p.heads_q + head) * kD +
-                             64 * (warpgroup - 1);
+                for (int j = 0; j < 8; ++j)  // chunk-major: a warp's store is 512 contiguous bytes
+                    st_shared_v4(dq_buf + (j * 128 + wg_thread) * 16, dq[4 * j], dq[4 * j + 1], dq[4 * j + 2],
+                                 dq[4 * j + 3]);
+                fence_proxy_async_shared();  // the stores, before the bulk copy reads them
+                named_barrier_sync(bar, 128);
+                if (wg_thread == 0) {
+                    const std::int64_t tile = bulk_dq_tile0(start, b) + q0 / Plan::kRows;
+                    float* dst = p.dq_acc + ((tile * p.heads_q + head) * 2 + (warpgroup - 1)) * 64 * 64;
+                    bulk_reduce_add_f32(dst, dq_buf, Plan::kDQBytes);
+                }
+            } else {
 #pragma unroll
-                for (int i = 0; i < 8; ++i)
-                    atomicAdd(reinterpret_cast<float2*>(row + acc_col(i, 0)),
-                              make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]));
+                for (int r = 0; r < 2; ++r) {
+                    const int query = q0 + acc_row(r);
+                    if (query >= len) continue;  // rows of the next sequence or past the tensor
+                    float* row = p.dq_acc + ((static_cast<std::int64_t>(start) + query) * p.heads_q + head) * kD +
+                                 64 * (warpgroup - 1);
+#pragma unroll
+                    for (int i = 0; i < 8; ++i)
+                        atomicAdd(reinterpret_cast<float2*>(row + acc_col(i, 0)),
+                                  make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]));
+                }
             }
         } else {
             wgmma_wait<0>();
@@ -359,6 +396,10 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_arrive(&empty[s]);
         }
     }
+
+    // The last bulk reduce must have read its shared memory before the CTA exits.
+    if constexpr (kDq == DqSum::bulk)
+        if (threadIdx.x % 128 == 0) bulk_wait_all();
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO, for the keys inside the sequence; with head
     // parts, this part's unscaled fp32 sums.
@@ -417,6 +458,36 @@ __global__ void finish_atomic_dq(const float* dq_acc, void* dq, float scale, std
     if (2 * pair >= elems) return;
     const float2 v = reinterpret_cast<const float2*>(dq_acc)[pair];
     reinterpret_cast<std::uint32_t*>(dq)[pair] = pack2<T>(v.x * scale, v.y * scale);
+}
+
+// The same from DqSum::bulk's layout: block (tile x, head y, sequence z), 64 rows x 128 columns.
+template <typename T>
+__global__ void finish_bulk_dq(const float* dq_acc, void* dq, const std::int32_t* cu_seqlens, int heads_q,
+                               float scale) {
+    const int b = blockIdx.z;
+    const int start = cu_seqlens[b];
+    const int len = cu_seqlens[b + 1] - start;
+    const int q0 = blockIdx.x * 64;
+    if (q0 >= len) return;
+    const int head = blockIdx.y;
+    const float4* tile = reinterpret_cast<const float4*>(dq_acc) +
+                         ((bulk_dq_tile0(start, b) + blockIdx.x) * heads_q + head) * 2 * 8 * 128;
+    for (int k = threadIdx.x; k < 2 * 8 * 128; k += blockDim.x) {
+        const int wg = k / (8 * 128);
+        const int j = (k / 128) % 8;  // chunk: accumulator entries 4 j .. 4 j + 3
+        const int t = k % 128;        // the consumer thread whose fragment it is
+        const int lane = t % 32;
+        const float4 v = tile[k];
+        const int col = 64 * wg + 8 * j + 2 * (lane % 4);
+        const int row = 16 * (t / 32) + lane / 4;  // acc_row(0); acc_row(1) is 8 further
+        T* out = static_cast<T*>(dq);
+        if (q0 + row < len)
+            *reinterpret_cast<std::uint32_t*>(out + ((static_cast<std::int64_t>(start) + q0 + row) * heads_q + head) * 128 + col) =
+                pack2<T>(v.x * scale, v.y * scale);
+        if (q0 + row + 8 < len)
+            *reinterpret_cast<std::uint32_t*>(out + ((static_cast<std::int64_t>(start) + q0 + row + 8) * heads_q + head) * 128 + col) =
+                pack2<T>(v.z * scale, v.w * scale);
+    }
 }
 
 }  // namespace moba::wgmma::detail

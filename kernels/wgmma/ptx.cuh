@@ -109,6 +109,24 @@ __device__ __forceinline__ void stmatrix_x4_trans(std::uint32_t address, const s
                  "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
                  : "memory");
 }
+// One 16-byte shared store of four floats.
+__device__ __forceinline__ void st_shared_v4(std::uint32_t address, float a, float b, float c, float d) {
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(a), "f"(b), "f"(c), "f"(d)
+                 : "memory");
+}
+// global[dst .. dst + bytes) += shared[src ..) as fp32, by the bulk copy engine (asynchronous;
+// one bulk group per call). bytes a multiple of 16, both addresses 16-byte aligned.
+__device__ __forceinline__ void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes) {
+    asm volatile(
+        "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+        "cp.async.bulk.commit_group;\n" ::"l"(dst),
+        "r"(src), "r"(bytes)
+        : "memory");
+}
+// Waits until this thread's bulk groups have read their shared memory (it may be rewritten).
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+// Waits until this thread's bulk groups are complete.
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 // Synchronises `threads` threads (whole warps) on hardware barrier `id` (0 is __syncthreads').
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
