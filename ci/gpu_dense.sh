@@ -33,10 +33,16 @@
 #   of both dense entries (the fused dQ summed by bulk reduces, and by float2 atomics with
 #   MOBA_DENSE_ATOMIC_DQ=red), the fused kernel's sections and source page; then 32K fwd+bwd of
 #   both against SDPA cuDNN in one process with `--warmup-seconds 3` (about 480 s with the build).
-# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - atomic_confirm: after a change to the dK/dV kernel both dense entries use: every sanitizer on
+#   small varlen cases of both, test_dense_gpu beside wgmma_dense_atomic's quick suite and then
+#   the dense determinism tests; ncu's kernel times of one 32K fwd+bwd of both; 32K fwd+bwd of
+#   both against SDPA cuDNN and Figure 2b's 128K GQA 32:8 fwd+bwd (wgmma_moba, gating included,
+#   against both and cuDNN) in one process each with `--warmup-seconds 3` (about 400 s).
+# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic}
-case $mode in sections|compare|pipeline|fair|atomic) ;; *) echo "unknown mode '$mode' (sections, compare, pipeline, fair or atomic)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm}
+case $mode in sections|compare|pipeline|fair|atomic|atomic_confirm) ;;
+  *) echo "unknown mode '$mode' (sections, compare, pipeline, fair, atomic or atomic_confirm)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -148,6 +154,30 @@ case $mode in
     grep -hE "Duration|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible" "$out/ncu-sections-atomic-32k.txt" | head -8
     head -14 "$out/stalls-atomic-32k.txt"
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"
+    ;;
+  atomic_confirm)
+    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --block 32 --topk 10 --sanitize all)
+    step sanitize_atomic 150 $moba "${small[@]}" --head-dim 128 --impl wgmma_dense_atomic --out "$out/sanitize-atomic.json"
+    step sanitize_dense 150 $moba "${small[@]}" --head-dim 64 --impl wgmma_dense --out "$out/sanitize-dense.json"
+    (step test_dense_gpu 300 build/release/suites/test_dense_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic --out "$out/check-quick-atomic.json" &&
+     step dense_determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 --gtest_filter='*DenseDeterminism*') &
+    wait $p1 $!
+    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
+    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
+      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
+    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
+    fair=(--warmup-seconds 3 --max-seconds 3)
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
+      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd "${fair[@]}" --out "$out/dense-32k-atomic.json"
+    step moba_128k 200 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3 \
+      --impl wgmma_moba,wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included "${fair[@]}" \
+      --out "$out/moba-128k-gqa-fwdbwd.json"
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_dense_gpu.log "$step_logs"/dense_determinism.log | head -4
+    grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_*.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -6
+    for f in dense_32k moba_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
 esac
 step_gather

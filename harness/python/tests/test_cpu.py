@@ -24,8 +24,8 @@ EXAMPLES = os.environ.get("MOBA_EXAMPLES", os.path.join(os.path.dirname(__file__
 sys.path.insert(0, EXAMPLES)
 import plain_moba  # noqa: E402
 
-BUILT_IN = ["naive", "naive_dense", "dense_cublas", "tiled_mma", "tiled_mma_dense", "wgmma_dense", "wgmma_moba",
-            "split_decode", "split_decode_dense"]
+BUILT_IN = ["naive", "naive_dense", "dense_cublas", "tiled_mma", "tiled_mma_dense", "wgmma_dense",
+            "wgmma_dense_atomic", "wgmma_moba", "split_decode", "split_decode_dense"]
 
 
 def tensors(total=24, hq=4, hkv=2, d=8, dtype=torch.float16, seqlens=(16, 8)):
