@@ -100,12 +100,12 @@ std::size_t dq_acc_bytes(const Problem& problem) {
     return static_cast<std::size_t>(elems) * sizeof(float);
 }
 
-// MOBA_DENSE_ATOMIC_DQ=red|bulk (default bulk): how the fused dQ is summed, for comparing the two.
+// kAtomicDqEnv (wgmma.hpp): how the fused dQ is summed.
 detail::DqSum atomic_dq_sum() {
-    const char* v = std::getenv("MOBA_DENSE_ATOMIC_DQ");
-    if (v == nullptr || std::string_view(v) == "bulk") return detail::DqSum::bulk;
+    const char* v = std::getenv(kAtomicDqEnv);
+    if (v == nullptr || *v == '\0' || std::string_view(v) == "bulk") return detail::DqSum::bulk;
     if (std::string_view(v) == "red") return detail::DqSum::red;
-    throw std::invalid_argument(fmt::format("MOBA_DENSE_ATOMIC_DQ={}: expected red or bulk", v));
+    throw std::invalid_argument(fmt::format("{}={}: expected red or bulk", kAtomicDqEnv, v));
 }
 
 template <typename T, int kD, detail::DqSum kDq>

@@ -40,7 +40,12 @@ void dense_backward(const AttentionArgs& args);
 // each in the dQ product).
 Support dense_atomic_backward_can_implement(const Problem& problem);
 
-// dense_backward_workspace_bytes plus the fp32 dQ sums [total, Hq, D].
+// MOBA_DENSE_ATOMIC_DQ=red|bulk (default bulk): how dense_atomic_backward sums its fused dQ, float2
+// atomics from registers or bulk reduces from shared memory (kept to compare the two; reports
+// list it in meta.kernel_env).
+inline constexpr const char* kAtomicDqEnv = "MOBA_DENSE_ATOMIC_DQ";
+
+// dense_backward_workspace_bytes plus the fp32 dQ sums (either layout).
 std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem);
 
 // The same gradients as dense_backward in one pass over the key tiles: dQ added by fp32
