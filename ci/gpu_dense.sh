@@ -38,11 +38,15 @@
 #   the dense determinism tests; ncu's kernel times of one 32K fwd+bwd of both; 32K fwd+bwd of
 #   both against SDPA cuDNN and Figure 2b's 128K GQA 32:8 fwd+bwd (wgmma_moba, gating included,
 #   against both and cuDNN) in one process each with `--warmup-seconds 3` (about 400 s).
-# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - atomic_quick: after a change to the fused kernel alone (wgmma_dense's kernels byte-identical):
+#   every sanitizer on the small head-dim-128 case, wgmma_dense_atomic's quick suite, ncu's kernel
+#   times of one 32K fwd+bwd of both, and 32K fwd+bwd against SDPA cuDNN in one process with
+#   `--warmup-seconds 3` (about 220 s with the build).
+# Usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm}
-case $mode in sections|compare|pipeline|fair|atomic|atomic_confirm) ;;
-  *) echo "unknown mode '$mode' (sections, compare, pipeline, fair, atomic or atomic_confirm)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick}
+case $mode in sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick) ;;
+  *) echo "unknown mode '$mode' (sections, compare, pipeline, fair, atomic, atomic_confirm or atomic_quick)"; exit 2 ;; esac  # before any build
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
@@ -178,6 +182,21 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_*.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -6
     for f in dense_32k moba_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
+    ;;
+  atomic_quick)
+    step sanitize_atomic 150 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --block 32 --topk 10 --sanitize all \
+      --head-dim 128 --impl wgmma_dense_atomic --out "$out/sanitize-atomic.json"
+    step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic --out "$out/check-quick-atomic.json"
+    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
+    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
+      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
+    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
+      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --warmup-seconds 3 --max-seconds 3 \
+      --out "$out/dense-32k-atomic.json"
+    grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_atomic.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -6
+    grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"
     ;;
 esac
 step_gather

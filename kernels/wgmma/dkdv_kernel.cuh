@@ -347,19 +347,19 @@ __global__ void __launch_bounds__(kThreads, 1)
         if constexpr (kFusedDq) store_ds<kD>(ds_tile, warpgroup - 1, ads);
         wgmma_fence();
         accumulate_rows<T, kD>(dv, ap, do_tile);
-        accumulate_rows<T, kD>(dk, ads, q_tile);
-        wgmma_commit();
         if constexpr (kFusedDq) {
+            // dV, then dQ, then dK: the tensor cores have dV while the consumers meet on the
+            // barrier, and dK while dQ is staged and sent (FlashAttention-3's order).
+            wgmma_commit();
             fence_proxy_async_shared();  // the stores, before the other warpgroup's wgmma reads
             named_barrier_sync(1, 256);  // both warpgroups' keys are in the dS tile
             float dq[32];
             wgmma_fence();
             rows_by_dims<T, kD>(dq, ds_tile, smem_u32(smem + Plan::kK), warpgroup - 1);
-            wgmma_wait<1>();  // dV and dK are done: Q and dO may be overwritten
+            accumulate_rows<T, kD>(dk, ads, q_tile);
+            wgmma_commit();
+            wgmma_wait<1>();  // dV and dQ are done (groups complete in order); dK may still run
             fence_operands(dv);
-            fence_operands(dk);
-            mbar_arrive(&empty[s]);
-            wgmma_wait<0>();
             fence_operands(dq);
             const int head = tile_head(n);
             if constexpr (kDq == DqSum::bulk) {
@@ -392,7 +392,12 @@ __global__ void __launch_bounds__(kThreads, 1)
                                   make_float2(dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]));
                 }
             }
+            wgmma_wait<0>();  // dK is done: Q and dO may be overwritten
+            fence_operands(dk);
+            mbar_arrive(&empty[s]);
         } else {
+            accumulate_rows<T, kD>(dk, ads, q_tile);
+            wgmma_commit();
             wgmma_wait<0>();
             fence_operands(dv);
             fence_operands(dk);
