@@ -28,13 +28,15 @@
 // backward 283 TFLOP/s against 436 for MHA). The launcher then splits the group's heads into
 // head_parts contiguous parts, one CTA each, and a second kernel sums the parts' fp32 dK/dV in
 // part order: still a fixed order, so still bitwise repeatable.
-// Fused dQ (kFusedDq, the wgmma_dense_atomic entry): FlashAttention-3's 5-product backward. The
-// consumers also store dS^T (transposed by stmatrix) into shared memory, meet on a named
-// barrier, and warpgroup w multiplies dS (64 rows x 128 keys) by column block w of K, dQ of the
-// tile's rows and head dimensions [64 w, 64 w + 64), then adds it to an fp32 buffer by float2
-// atomics (finish_atomic_dq scales and rounds it). The separate dQ kernel's S and dP products
-// are then not recomputed: 5 products a tile instead of 7. Atomics in no fixed order: dQ is not
-// bitwise repeatable (dK and dV still are).
+// Fused dQ (kDq != DqSum::none, the wgmma_dense_atomic entry): FlashAttention-3's 5-product
+// backward. The consumers also store dS^T (transposed by stmatrix) into shared memory, meet on a
+// named barrier, and warpgroup w multiplies dS (64 rows x 128 keys) by column block w of K: dQ of
+// the tile's rows and head dimensions [64 w, 64 w + 64), issued between the dV and dK products so
+// that dK runs while it is summed into an fp32 buffer: by one bulk reduce of 16 KB from shared
+// memory per warpgroup and tile (DqSum::bulk; finish_bulk_dq scales and rounds), or by float2
+// atomics from registers (DqSum::red, slower: kernels/NOTES.md). The separate dQ kernel's S and
+// dP products are not recomputed: 5 products a tile instead of 7. The sums arrive in no fixed
+// order: dQ is not bitwise repeatable (dK and dV still are).
 // Masks: a tile whose first query precedes the warpgroup's last key masks key > query; a tile
 // reaching past the sequence masks its rows past the end (TMA reads the next sequence's rows
 // or zeros there; their statistics are taken as lse = +inf, Delta = 0). A tile wholly before the

@@ -5,7 +5,8 @@
 // of kernels/moba/, paired in the registry with kernels/moba/'s gating; its backward runs the
 // dense backward's tile steps over the same lists (moba_backward.cu). bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, packed varlen
 // batches, any block size. The dense backward: the row statistics of kernels/moba/row_stats.hpp,
-// then dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA.
+// then dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA; wgmma_dense_atomic's
+// backward is the dK/dV kernel with dQ fused in (5 products, dq summed in no fixed order).
 #pragma once
 
 #include <cstddef>
