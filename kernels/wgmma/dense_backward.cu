@@ -193,6 +193,7 @@ Support dense_atomic_backward_can_implement(const Problem& problem) {
 }
 
 std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem) {
+    atomic_dq_sum();  // a bad MOBA_DENSE_ATOMIC_DQ is refused here, before anything is allocated or run
     if (!dense_atomic_backward_can_implement(problem).ok) return 0;
     return dq_acc_offset(problem) + dq_acc_bytes(problem);
 }

@@ -46,7 +46,8 @@ Support dense_atomic_backward_can_implement(const Problem& problem);
 // list it in meta.kernel_env).
 inline constexpr const char* kAtomicDqEnv = "MOBA_DENSE_ATOMIC_DQ";
 
-// dense_backward_workspace_bytes plus the fp32 dQ sums (either layout).
+// dense_backward_workspace_bytes plus the fp32 dQ sums (either layout). Throws
+// std::invalid_argument, naming the value, when kAtomicDqEnv is set to neither red nor bulk.
 std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem);
 
 // The same gradients as dense_backward in one pass over the key tiles: dQ added by fp32

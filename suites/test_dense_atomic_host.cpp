@@ -1,0 +1,90 @@
+// CPU checks of wgmma_dense_atomic's host side (kernels/wgmma/dense_backward.cu): head dim 64
+// refused with the reason, the workspace holds the row statistics and either fp32 dQ layout
+// (rows, or DqSum::bulk's 64-row tiles of every sequence), and a bad MOBA_DENSE_ATOMIC_DQ is
+// refused, naming the value, when the workspace is sized: before anything is allocated or
+// launched. No GPU needed.
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "kernels/moba/row_stats.hpp"
+#include "kernels/wgmma/wgmma.hpp"
+
+namespace moba {
+namespace {
+
+Problem varlen_problem(int head_dim) {
+    Problem p;
+    p.seqlens = {3000, 700, 1, 65};
+    p.heads_q = 8;
+    p.heads_kv = 2;
+    p.head_dim = head_dim;
+    p.block = 64;
+    p.topk = p.max_blocks();  // zero sparsity, as a dense entry runs
+    return p;
+}
+
+// Sets the variable for one test and restores what was there.
+class AtomicDqEnv : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        const char* v = std::getenv(wgmma::kAtomicDqEnv);
+        had_ = v != nullptr;
+        if (had_) saved_ = v;
+        ::unsetenv(wgmma::kAtomicDqEnv);
+    }
+    void TearDown() override {
+        if (had_) ::setenv(wgmma::kAtomicDqEnv, saved_.c_str(), 1);
+        else ::unsetenv(wgmma::kAtomicDqEnv);
+    }
+
+  private:
+    bool had_ = false;
+    std::string saved_;
+};
+
+TEST_F(AtomicDqEnv, HeadDim64IsRefusedWithTheReason) {
+    const Support s = wgmma::dense_atomic_backward_can_implement(varlen_problem(64));
+    EXPECT_FALSE(s.ok);
+    EXPECT_NE(s.reason.find("head dim 64"), std::string::npos) << s.reason;
+    EXPECT_EQ(wgmma::dense_atomic_backward_workspace_bytes(varlen_problem(64)), 0u);
+    EXPECT_TRUE(wgmma::dense_atomic_backward_can_implement(varlen_problem(128)).ok);
+}
+
+TEST_F(AtomicDqEnv, WorkspaceHoldsStatisticsAndEitherDqLayout) {
+    const Problem p = varlen_problem(128);
+    const std::size_t bytes = wgmma::dense_atomic_backward_workspace_bytes(p);
+    const std::size_t rows_layout = static_cast<std::size_t>(p.q_elems()) * sizeof(float);
+    // DqSum::bulk: sequence b's tiles start at floor(start / 64) + b, so the last one ends below
+    // total / 64 + batch + 1 tiles of 64 rows x Hq x D.
+    const std::size_t tiles = static_cast<std::size_t>(p.total_tokens() / 64 + p.batch() + 1);
+    const std::size_t tile_layout = tiles * 64 * p.heads_q * p.head_dim * sizeof(float);
+    EXPECT_GE(bytes, sparse::row_stats_bytes(p) + rows_layout);
+    EXPECT_GE(bytes, sparse::row_stats_bytes(p) + tile_layout);
+    // And it is more than the deterministic entry's by exactly a dQ buffer's worth or less
+    // (alignment aside): the fused dQ is the only addition.
+    EXPECT_LE(bytes, wgmma::dense_backward_workspace_bytes(p) + std::max(rows_layout, tile_layout) + 256);
+}
+
+TEST_F(AtomicDqEnv, ABadSettingIsRefusedByNameBeforeAnyWork) {
+    const Problem p = varlen_problem(128);
+    for (const char* ok : {"red", "bulk", ""}) {
+        ::setenv(wgmma::kAtomicDqEnv, ok, 1);
+        EXPECT_GT(wgmma::dense_atomic_backward_workspace_bytes(p), 0u) << ok;
+    }
+    ::setenv(wgmma::kAtomicDqEnv, "atomics", 1);
+    try {
+        wgmma::dense_atomic_backward_workspace_bytes(p);
+        FAIL() << "MOBA_DENSE_ATOMIC_DQ=atomics was accepted";
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("MOBA_DENSE_ATOMIC_DQ=atomics"), std::string::npos) << what;
+        EXPECT_NE(what.find("red or bulk"), std::string::npos) << what;
+    }
+}
+
+}  // namespace
+}  // namespace moba
