@@ -50,6 +50,27 @@ case $mode in sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick)
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 moba=build/release/harness/cli/moba
+# The steps the atomic modes share: sanitizers on a small head-dim-128 varlen case, the quick
+# suite, ncu's kernel times of one 32K fwd+bwd of both dense entries, and both against SDPA cuDNN
+# at 32K in one process at sustained clocks.
+small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --block 32 --topk 10 --sanitize all)
+once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
+fair=(--warmup-seconds 3 --max-seconds 3)
+atomic_sanitize() {
+  step sanitize_atomic 150 $moba "${small[@]}" --head-dim 128 --impl wgmma_dense_atomic --out "$out/sanitize-atomic.json"
+}
+atomic_quick_suite() {
+  step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic --out "$out/check-quick-atomic.json"
+}
+atomic_ncu_32k() {
+  step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
+    $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
+  cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
+}
+atomic_dense_32k() {
+  step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
+    --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd "${fair[@]}" --out "$out/dense-32k-atomic.json"
+}
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
 pymoba=("${python:-python3}" -m moba)
@@ -114,7 +135,6 @@ case $mode in
     for f in dense_fwd_32k dense_fwd_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
   fair)
-    fair=(--warmup-seconds 3 --max-seconds 3)
     step test_bench_gpu 150 build/release/suites/test_bench_gpu --gtest_brief=1
     step dense_32k 120 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
       --torch sdpa_cudnn --phase fwd,fwdbwd "${fair[@]}" --out "$out/dense-32k-fair.json"
@@ -128,29 +148,22 @@ case $mode in
     for f in dense_32k sweep_fwd_128k dense_1m; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
   atomic)
-    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 128 --block 32 --topk 10)
-    step sanitize_atomic 150 $moba "${small[@]}" --sanitize all --impl wgmma_dense_atomic \
-      --out "$out/sanitize-atomic.json"
+    atomic_sanitize
     (step test_dense_gpu 300 build/release/suites/test_dense_gpu --gtest_brief=1) &
     p1=$!
-    (step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic \
-      --out "$out/check-quick-atomic.json") &
+    (atomic_quick_suite) &
     wait $p1 $!
-    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
-    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
-      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
+    atomic_ncu_32k
     step ncu_32k_red 120 env MOBA_DENSE_ATOMIC_DQ=red ncu --metrics gpu__time_duration.sum -k regex:'dkdv_kernel|finish_' \
       $moba bench "${once[@]}" --impl wgmma_dense_atomic --out /tmp/ncu-red.json
-    cat "$step_logs/ncu_32k.log" "$step_logs/ncu_32k_red.log" > "$out/ncu-dense-32k-atomic.txt"
+    cat "$step_logs/ncu_32k_red.log" >> "$out/ncu-dense-32k-atomic.txt"
     step ncu_source_atomic 150 ncu --section SpeedOfLight --section WarpStateStats --section SourceCounters \
       -k regex:'dkdv_kernel' --launch-count 1 -f -o /tmp/atomic $moba bench "${once[@]}" --impl wgmma_dense_atomic \
       --out /tmp/atomic.json
     ncu -i /tmp/atomic.ncu-rep --page details > "$out/ncu-sections-atomic-32k.txt" 2>&1
     ncu -i /tmp/atomic.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-atomic-32k.csv.gz"
     python3 ci/ncu_source_top.py "$out/source-atomic-32k.csv.gz" 30 > "$out/stalls-atomic-32k.txt"
-    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
-      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --warmup-seconds 3 --max-seconds 3 \
-      --out "$out/dense-32k-atomic.json"
+    atomic_dense_32k
     grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_dense_gpu.log | head -3
     grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_atomic.log
     python3 ci/ncu_kernel_summary.py "$step_logs/ncu_32k.log" 2>&1 | tail -6
@@ -160,21 +173,15 @@ case $mode in
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"
     ;;
   atomic_confirm)
-    small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --block 32 --topk 10 --sanitize all)
-    step sanitize_atomic 150 $moba "${small[@]}" --head-dim 128 --impl wgmma_dense_atomic --out "$out/sanitize-atomic.json"
+    atomic_sanitize
     step sanitize_dense 150 $moba "${small[@]}" --head-dim 64 --impl wgmma_dense --out "$out/sanitize-dense.json"
     (step test_dense_gpu 300 build/release/suites/test_dense_gpu --gtest_brief=1) &
     p1=$!
-    (step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic --out "$out/check-quick-atomic.json" &&
+    (atomic_quick_suite &&
      step dense_determinism 120 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 --gtest_filter='*DenseDeterminism*') &
     wait $p1 $!
-    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
-    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
-      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
-    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
-    fair=(--warmup-seconds 3 --max-seconds 3)
-    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
-      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd "${fair[@]}" --out "$out/dense-32k-atomic.json"
+    atomic_ncu_32k
+    atomic_dense_32k
     step moba_128k 200 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3 \
       --impl wgmma_moba,wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included "${fair[@]}" \
       --out "$out/moba-128k-gqa-fwdbwd.json"
@@ -184,16 +191,10 @@ case $mode in
     for f in dense_32k moba_128k; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
   atomic_quick)
-    step sanitize_atomic 150 $moba check --seqlens 300,45,1 --heads 4 --kv-heads 2 --block 32 --topk 10 --sanitize all \
-      --head-dim 128 --impl wgmma_dense_atomic --out "$out/sanitize-atomic.json"
-    step check_quick_atomic 240 $moba check --suite quick --impl wgmma_dense_atomic --out "$out/check-quick-atomic.json"
-    once=(--seqlen 32K --heads 16 --head-dim 128 --phase fwdbwd --warmup 0 --min-samples 1 --max-samples 1 --max-seconds 1)
-    step ncu_32k 120 ncu --metrics gpu__time_duration.sum -k regex:'dq_kernel|dkdv_kernel|finish_|row_stats' \
-      $moba bench "${once[@]}" --impl wgmma_dense,wgmma_dense_atomic --out /tmp/ncu.json
-    cp "$step_logs/ncu_32k.log" "$out/ncu-dense-32k-atomic.txt"
-    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 \
-      --impl wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --warmup-seconds 3 --max-seconds 3 \
-      --out "$out/dense-32k-atomic.json"
+    atomic_sanitize
+    atomic_quick_suite
+    atomic_ncu_32k
+    atomic_dense_32k
     grep -hE "records:" "$step_logs"/check_quick_atomic.log "$step_logs"/sanitize_atomic.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-dense-32k-atomic.txt" 2>&1 | tail -6
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/dense_32k.log"

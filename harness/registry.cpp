@@ -180,7 +180,8 @@ std::vector<Implementation>& table() {
             .name = "wgmma_dense_atomic",
             .technique = "wgmma_dense's forward; backward in FlashAttention-3's 5 products: the "
                          "dK/dV kernel also multiplies dS (through shared memory) by K and adds dQ "
-                         "to an fp32 buffer by atomics; dq not bitwise repeatable (dk, dv are)",
+                         "to an fp32 buffer by bulk reduce-adds in no fixed order; dq not bitwise "
+                         "repeatable (dk, dv are)",
             .dtypes = {DType::bf16, DType::f16},
             .head_dims = HeadDimSet::exactly({128}),
             .dense = true,

@@ -2,7 +2,7 @@
 // row_stats.hpp, into the workspace's start), then the dQ kernel (dq_kernel.cuh) and the
 // dK/dV kernel (dkdv_kernel.cuh) on warpgroup MMA, both reading those statistics. All on
 // args.stream. wgmma_dense_atomic's backward (dense_atomic_backward) is the dK/dV kernel with the
-// fused dQ (dkdv_kernel.cuh) and finish_atomic_dq instead of the dQ kernel.
+// fused dQ (dkdv_kernel.cuh) and finish_bulk_dq (or finish_atomic_dq) instead of the dQ kernel.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -168,15 +168,28 @@ std::size_t dense_backward_workspace_bytes(const Problem& problem) {
     return sparse::row_stats_bytes(problem) + partial_bytes(problem);
 }
 
+namespace {
+
+// Both dense backwards' start: refuses a problem the entry does not implement or a missing
+// workspace (naming its size), then writes the row statistics at the workspace's start. False
+// when there is nothing to compute.
+bool begin_backward(const AttentionArgs& args, const char* entry, const Support& support,
+                    std::size_t (*workspace_bytes)(const Problem&)) {
+    if (!support.ok) throw std::invalid_argument(fmt::format("{} backward: {}", entry, support.reason));
+    if (args.workspace == nullptr)
+        throw std::invalid_argument(
+            fmt::format("{} backward needs a workspace of {} bytes", entry, workspace_bytes(args.problem)));
+    if (args.problem.total_tokens() == 0) return false;
+    sparse::row_stats(args, static_cast<float2*>(args.workspace));
+    return true;
+}
+
+}  // namespace
+
 void dense_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
-    if (const Support s = dense_backward_can_implement(problem); !s.ok)
-        throw std::invalid_argument("wgmma_dense backward: " + s.reason);
-    if (args.workspace == nullptr)
-        throw std::invalid_argument(fmt::format("wgmma_dense backward needs a workspace of {} bytes",
-                                                dense_backward_workspace_bytes(problem)));
-    if (problem.total_tokens() == 0) return;
-    sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
+    if (!begin_backward(args, "wgmma_dense", dense_backward_can_implement(problem), dense_backward_workspace_bytes))
+        return;
     detail::launch_dq(args, static_cast<const float2*>(args.workspace), nullptr);
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {
         launch_dkdv<decltype(tag), decltype(dim)::value, detail::DqSum::none>(args);
@@ -200,16 +213,12 @@ std::size_t dense_atomic_backward_workspace_bytes(const Problem& problem) {
 
 void dense_atomic_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
-    if (const Support s = dense_atomic_backward_can_implement(problem); !s.ok)
-        throw std::invalid_argument("wgmma_dense_atomic backward: " + s.reason);
-    if (args.workspace == nullptr)
-        throw std::invalid_argument(fmt::format("wgmma_dense_atomic backward needs a workspace of {} bytes",
-                                                dense_atomic_backward_workspace_bytes(problem)));
-    if (problem.total_tokens() == 0) return;
-    sparse::row_stats(args, static_cast<float2*>(args.workspace));  // at the workspace's start
+    const detail::DqSum sum = atomic_dq_sum();  // a bad setting is refused before any launch
+    if (!begin_backward(args, "wgmma_dense_atomic", dense_atomic_backward_can_implement(problem),
+                        dense_atomic_backward_workspace_bytes))
+        return;
     auto* dq_acc = reinterpret_cast<float*>(static_cast<unsigned char*>(args.workspace) + dq_acc_offset(problem));
     const std::int64_t elems = problem.q_elems();
-    const detail::DqSum sum = atomic_dq_sum();
     MOBA_CUDA_CALL(cudaMemsetAsync(dq_acc, 0, dq_acc_bytes(problem), args.stream));
     const auto scale = static_cast<float>(problem.scale());
     dispatch_tensor_core(problem, [&](auto tag, auto dim) {

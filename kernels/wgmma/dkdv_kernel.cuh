@@ -150,7 +150,7 @@ __device__ __forceinline__ void accumulate_rows(float (&acc)[kD / 2], const std:
 // 16 j + 8 (m / 2) + [0, 8); lane 8 m + t names row t of block m for stmatrix.
 template <int kD>
 __device__ __forceinline__ void store_ds(std::uint32_t ds_tile, int wg, const std::uint32_t (&a)[4][4]) {
-    using Plan = DkdvPlan<kD, DqSum::red>;
+    using Plan = DkdvPlan<kD>;  // its tile shapes, the same for every DqSum
     static_assert(Plan::kLineBytes == 128 && Plan::kRows == 64);
     const int lane = threadIdx.x % 32;
     const int warp = (threadIdx.x / 32) % 4;
@@ -169,7 +169,7 @@ __device__ __forceinline__ void store_ds(std::uint32_t ds_tile, int wg, const st
 // read MN-major). Issues and commits; the caller waits.
 template <typename T, int kD>
 __device__ __forceinline__ void rows_by_dims(float (&dq)[32], std::uint32_t ds_tile, std::uint32_t k_tile, int wg) {
-    using Plan = DkdvPlan<kD, DqSum::red>;
+    using Plan = DkdvPlan<kD>;  // its tile shapes, the same for every DqSum
     const Sw128Descriptor a = sw128_descriptor_steps(ds_tile, 16, 1024);
     const Sw128Descriptor b =
         sw128_descriptor_steps(k_tile + wg * Plan::kKeys * Plan::kLineBytes, Plan::kKeys * Plan::kLineBytes, 1024);
