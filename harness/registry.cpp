@@ -220,6 +220,31 @@ std::vector<Implementation>& table() {
             .backward = wgmma::moba_backward,
         });
         list.push_back(Implementation{
+            .name = "wgmma_moba_atomic",
+            .technique = "wgmma_moba's forward and gating; backward in 5 products: the dK/dV "
+                         "kernel over a block's gathered rows also multiplies dS (through shared "
+                         "memory) by K and adds each row's dQ to an fp32 accumulator by bulk "
+                         "reduce-adds in no fixed order (no own-block dQ, no dQ waves); dq not "
+                         "bitwise repeatable (dk, dv are)",
+            .dtypes = {DType::bf16, DType::f16},
+            .head_dims = HeadDimSet::exactly({128}),
+            .can_implement =
+                [](const Problem& p) {
+                    if (Support s = wgmma::moba_can_implement(p); !s.ok) return s;
+                    if (Support s = sparse::gating_can_implement(p); !s.ok) return s;
+                    return wgmma::moba_atomic_backward_can_implement(p);
+                },
+            .gating_workspace_bytes = sparse::gating_workspace_bytes,
+            .attention_workspace_bytes =
+                [](const Problem& p) {
+                    return std::max(wgmma::moba_workspace_bytes(p),
+                                    wgmma::moba_atomic_backward_workspace_bytes(p));
+                },
+            .gating = sparse::gating,
+            .forward = wgmma::moba_forward,
+            .backward = wgmma::moba_atomic_backward,
+        });
+        list.push_back(Implementation{
             .name = "split_decode",
             .technique = "decode only: MoBA decode step over packed or paged KV caches; gating "
                          "from block means kept at prefill, per kv group the union of its heads' "

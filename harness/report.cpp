@@ -68,7 +68,7 @@ namespace {
 // The set kernel-affecting variables, name -> value.
 std::vector<std::pair<std::string, std::string>> kernel_env() {
     std::vector<std::pair<std::string, std::string>> set;
-    for (const char* name : {sparse::kAccumulatorBudgetEnv, wgmma::kAtomicDqEnv}) {
+    for (const char* name : {sparse::kAccumulatorBudgetEnv, wgmma::kAtomicDqEnv, wgmma::kMobaAtomicDqEnv}) {
         const char* value = std::getenv(name);
         if (value != nullptr && *value != '\0') set.emplace_back(name, value);
     }

@@ -26,7 +26,8 @@ std::string iso_time_now();
 
 // "NAME=value " for each set environment variable that changes how the kernels run (the head
 // passes' MOBA_ACCUMULATOR_BUDGET_MIB, kernels/moba/head_passes.hpp; wgmma_dense_atomic's
-// MOBA_DENSE_ATOMIC_DQ, kernels/wgmma/wgmma.hpp), "" when none is set: the
+// MOBA_DENSE_ATOMIC_DQ and wgmma_moba_atomic's MOBA_MOBA_ATOMIC_DQ, kernels/wgmma/wgmma.hpp),
+// "" when none is set: the
 // prefix every reproduce command and meta's `command` carry, so a number's command line still
 // reproduces it. meta also lists them as `kernel_env`.
 std::string kernel_env_prefix();

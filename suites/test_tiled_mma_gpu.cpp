@@ -4,8 +4,12 @@
 // computation per case for both. Plus bitwise determinism of forward and backward over 20
 // repeats, for them and for the dense entries; a past block scoring far above the own block
 // (wgmma_moba's rescaling merge); head passes against one pass, bitwise; and the fused gating
-// over many tiles of block means and on all-equal scores. Skips without a GPU.
+// over many tiles of block means and on all-equal scores. wgmma_moba_atomic (head dim 128; its
+// dq summed in no fixed order) beside them wherever the head dim is 128: the quick matrix, the
+// dominant past block, head passes (dk, dv bitwise, dq against float64) and repeats (dk, dv
+// bitwise, dq within a rounding step). Skips without a GPU.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -35,6 +39,15 @@ namespace moba {
 namespace {
 
 const std::vector<std::string> kMobaImpls = {"tiled_mma", "wgmma_moba"};
+// The 5-product backward's entry: head dim 128 only, dq not bitwise repeatable.
+constexpr const char* kAtomicImpl = "wgmma_moba_atomic";
+
+// kMobaImpls, and kAtomicImpl where it implements the head dim.
+std::vector<std::string> moba_impls_for(int head_dim) {
+    std::vector<std::string> names = kMobaImpls;
+    if (head_dim == 128) names.emplace_back(kAtomicImpl);
+    return names;
+}
 
 const Implementation& impl_named(const std::string& name) {
     const Implementation* impl = find_implementation(name);
@@ -64,16 +77,17 @@ class TiledQuickMatrix : public ::testing::TestWithParam<CheckCase> {};
 TEST_P(TiledQuickMatrix, AgreesWithFloat64Reference) {
     MOBA_REQUIRE_GPU();
     CheckOptions options;
-    for (const auto& name : kMobaImpls) options.impls.push_back(&impl_named(name));
+    const std::vector<std::string> names = moba_impls_for(GetParam().problem.head_dim);
+    for (const auto& name : names) options.impls.push_back(&impl_named(name));
     options.add_zero_sparsity = false;
     const auto records = run_checks(GetParam(), options);
-    EXPECT_EQ(records.size(), 6u * kMobaImpls.size());  // gating + out + lse + dq + dk + dv each
+    EXPECT_EQ(records.size(), 6u * names.size());  // gating + out + lse + dq + dk + dv each
     std::map<std::string, int> per_impl;
     for (const auto& r : records) {
         EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
         ++per_impl[r["impl"].get<std::string>()];
     }
-    for (const auto& name : kMobaImpls) EXPECT_EQ(per_impl[name], 6) << name;
+    for (const auto& name : names) EXPECT_EQ(per_impl[name], 6) << name;
 }
 
 std::string case_name(const ::testing::TestParamInfo<CheckCase>& info) {
@@ -112,6 +126,38 @@ TEST_P(MobaDeterminism, ForwardAndBackwardAreBitwiseDeterministic) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Moba, MobaDeterminism, ::testing::ValuesIn(kMobaImpls));
+
+// dq of two runs of the atomic entry: the same fp32 terms summed in another order, then rounded
+// to the dtype, so at most a rounding step apart (2^-7 of the larger magnitude covers bf16's
+// 8-bit significand and fp16's 11; a race or a lost add moves far more).
+void expect_dq_within_rounding(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size());
+    int bad = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::abs(a[i] - b[i]) > 0x1p-7f * std::max(std::abs(a[i]), std::abs(b[i])) + 1e-6f && ++bad <= 3)
+            ADD_FAILURE() << what << ": dq[" << i << "] " << a[i] << " against " << b[i];
+    EXPECT_EQ(bad, 0) << what;
+}
+
+// The atomic entry: out, lse (wgmma_moba's forward), dk and dv (a fixed order of rows per key
+// tile) repeat bitwise over 20 runs; dq within a rounding step.
+TEST(MobaAtomicDeterminism, DkDvBitwiseDqWithinRounding) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(kAtomicImpl);
+    const Problem p = determinism_problem(4);
+    const HostInputs in = make_inputs(p, 11);
+    DeviceInputs din(impl, p, in);
+    const Selection sel = run_gating(impl, din);
+    const AttentionRun first = run_attention(impl, din, sel, true);
+    for (int repeat = 0; repeat < 20; ++repeat) {
+        const AttentionRun again = run_attention(impl, din, sel, true);
+        EXPECT_TRUE(same_bits(again.forward.out, first.forward.out)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.forward.lse, first.forward.lse)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dk, first.gradients.dk)) << "repeat " << repeat;
+        EXPECT_TRUE(same_bits(again.gradients.dv, first.gradients.dv)) << "repeat " << repeat;
+        expect_dq_within_rounding(again.gradients.dq, first.gradients.dq, "repeat");
+    }
+}
 
 // The dense entries' backward (wgmma_dense: dQ per row tile, dK/dV per key tile, each in one CTA
 // in a fixed order) must repeat bitwise too: GQA, varlen, odd lengths.
@@ -216,10 +262,11 @@ TEST_P(DominantPastBlock, AgreesWithFloat64Reference) {
     EXPECT_GT(past, rows / 20);
     EXPECT_LT(past, rows - rows / 20);
     CheckOptions options;
-    for (const auto& name : kMobaImpls) options.impls.push_back(&impl_named(name));
+    const std::vector<std::string> names = moba_impls_for(p.head_dim);
+    for (const auto& name : names) options.impls.push_back(&impl_named(name));
     options.add_zero_sparsity = false;
     const auto records = run_checks_on({p, 31}, in, options);
-    EXPECT_EQ(records.size(), 6u * kMobaImpls.size());
+    EXPECT_EQ(records.size(), 6u * names.size());
     for (const auto& r : records) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
 }
 
@@ -264,6 +311,7 @@ struct PassCase {
 };
 
 class HeadPasses : public ::testing::TestWithParam<std::tuple<std::string, PassCase>> {};
+
 
 TEST_P(HeadPasses, MatchOnePassBitwise) {
     MOBA_REQUIRE_GPU();
@@ -318,6 +366,38 @@ INSTANTIATE_TEST_SUITE_P(
         return fmt::format("{}_{}_D{}_{}", std::get<0>(param_info.param), to_string(c.dtype), c.head_dim,
                            head_layout(c.heads_q, c.heads_kv));
     });
+
+// The atomic entry's backward in head passes: each pass zeroes the accumulator and adds its own
+// query heads' rows at their offset in it (acc_head0), so a wrong offset or a missed zeroing
+// shows in dq. dk, dv (fixed order, pass-independent) bitwise against one pass; dq within a
+// rounding step of it and agreeing with the float64 reference; nothing written outside.
+TEST(MobaAtomicHeadPasses, DkDvBitwiseDqAgrees) {
+    MOBA_REQUIRE_GPU();
+    const Implementation& impl = impl_named(kAtomicImpl);
+    const Problem p = dominant_problem(DominantCase{DType::bf16, 128, 6, 3});
+    const HostInputs in = dominant_inputs(p);
+    DeviceInputs din(impl, p, in);
+    const Selection sel = run_gating(impl, din);
+    AttentionRun one;
+    {
+        const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", nullptr);
+        one = run_attention(impl, din, sel, true);
+        ASSERT_TRUE(one.stray_writes.empty()) << fmt::format("{}", fmt::join(one.stray_writes, "\n"));
+    }
+    const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", "5");
+    ASSERT_EQ(sparse::kv_heads_per_pass(p), 2);  // passes of 2 and 1 kv heads
+    const AttentionRun split = run_attention(impl, din, sel, true);
+    EXPECT_TRUE(split.stray_writes.empty()) << fmt::format("{}", fmt::join(split.stray_writes, "\n"));
+    EXPECT_TRUE(same_bits(split.gradients.dk, one.gradients.dk));
+    EXPECT_TRUE(same_bits(split.gradients.dv, one.gradients.dv));
+    expect_dq_within_rounding(split.gradients.dq, one.gradients.dq, "passes");
+    CheckOptions options;
+    options.impls = {&impl};
+    options.add_zero_sparsity = false;
+    const auto records = run_checks_on({p, 31}, in, options);
+    EXPECT_EQ(records.size(), 6u);
+    for (const auto& r : records) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+}
 
 // The fused gating (tiled_mma's, which wgmma_moba uses too) scores tiles of 64 block means; the
 // quick and long suites have at most 64 blocks per sequence, hence one tile. These cases run

@@ -194,10 +194,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Plan::kBars);
     std::uint64_t* full = kv_full + 1;
     std::uint64_t* empty = full + kDkdvStages;
-    // Indexed from the __shared__ array itself, not from aligned_smem's integer arithmetic: the
-    // compiler then knows these are shared addresses and reads them with LDS (ncu on the fused
-    // kernel: generic LD.E here, 4-5% of the samples stalled on them or behind them).
-    auto* stats = reinterpret_cast<float2*>(smem_raw + ((smem - smem_raw) + Plan::kStats));
+    auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
 
     // x: head slots (kv head * head_parts + part) * key tiles in L2 sections of section_slots
     // slots (l2_sections.hpp: the CTAs running together share few Q/dO streams), inside one the

@@ -13,10 +13,16 @@
 // Every sum runs in a fixed order (no atomics but the waves' one add per element and wave, in
 // launch order): deterministic. tiled_mma's backward (mma.sync) is the same sequence on 64-row
 // tiles; this one runs the dense wgmma backward's tile steps.
+// wgmma_moba_atomic's backward (moba_atomic_backward, head dim 128): per head pass the lists,
+// the zeroed accumulator, then 5 only: the dK/dV kernel with the fused dQ (moba_dkdv_kernel.cuh),
+// which adds every (row, key tile) pair's dS K in no fixed order, then finalize_dq; steps 3 and 4,
+// which recompute S and dP for every pair, are gone. Without past blocks it is moba_backward.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -75,9 +81,11 @@ void launch_dq_waves(const AttentionArgs& args, const float2* stats, const detai
                             params, lists, args.stream);
 }
 
-// lists == nullptr: no past blocks (own rows only), every kv head.
-template <typename T, int kD>
-void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::BlockLists* lists) {
+// lists == nullptr: no past blocks (own rows only), every kv head. kDq != none: the fused dQ
+// adds into dq_acc (the pass's accumulator over query heads [acc_head0, acc_head0 + acc_heads)).
+template <typename T, int kD, detail::DqSum kDq = detail::DqSum::none>
+void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::BlockLists* lists,
+                 float* dq_acc = nullptr, int acc_head0 = 0, int acc_heads = 0) {
     const Problem& problem = args.problem;
     const std::int64_t total = problem.total_tokens();
     const CUtensorMap k_map = detail::make_tile_map(args.k, total, problem.heads_kv, kD, kKeyTile);
@@ -93,6 +101,9 @@ void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::B
                                         lists != nullptr ? lists->offsets : nullptr,
                                         lists != nullptr ? lists->rows : nullptr,
                                         lists != nullptr ? lists->lists_per_wave : 0,
+                                        dq_acc,
+                                        acc_head0,
+                                        acc_heads,
                                         lists != nullptr ? lists->waves : 0,
                                         lists != nullptr ? lists->kv0 : 0,
                                         kv_heads,
@@ -104,12 +115,43 @@ void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::B
                                         tiles_per_block(problem),
                                         static_cast<float>(scale),
                                         static_cast<float>(scale * kLog2e)};
-    const auto kernel = detail::moba_dkdv_kernel<T, kD>;
-    constexpr int kSmem = static_cast<int>(detail::MobaDkdvPlan<kD>::kBytes);
+    const auto kernel = detail::moba_dkdv_kernel<T, kD, kDq>;
+    constexpr int kSmem = static_cast<int>(detail::MobaDkdvPlan<kD, kDq>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const dim3 grid(static_cast<unsigned>(dkdv_ctas(problem, kv_heads)));
     kernel<<<grid, detail::kThreads, kSmem, args.stream>>>(k_map, v_map, params);
     MOBA_CHECK_LAUNCH();
+}
+
+// kMobaAtomicDqEnv (wgmma.hpp): how the fused dQ is summed.
+detail::DqSum moba_atomic_dq_sum() {
+    const char* v = std::getenv(kMobaAtomicDqEnv);
+    if (v == nullptr || *v == '\0' || std::string_view(v) == "bulk") return detail::DqSum::bulk;
+    if (std::string_view(v) == "red") return detail::DqSum::red;
+    throw std::invalid_argument(fmt::format("{}={}: expected red or bulk", kMobaAtomicDqEnv, v));
+}
+
+// The refusals both backwards make before any launch; false when there is nothing to do.
+bool begin_backward(const AttentionArgs& args, const char* name, const Support& support,
+                    std::size_t workspace_bytes) {
+    const Problem& problem = args.problem;
+    if (!support.ok) throw std::invalid_argument(fmt::format("{} backward: {}", name, support.reason));
+    if (problem.total_tokens() == 0) return false;
+    if (args.workspace == nullptr)
+        throw std::invalid_argument(fmt::format("{} backward needs a workspace of {} bytes", name, workspace_bytes));
+    if (waves_of(problem) > 0 && args.sel == nullptr)
+        throw std::invalid_argument(fmt::format("{} backward: the selection sel is null", name));
+    return true;
+}
+
+// Both entries without past blocks (k = 1, or one block): own blocks only, no lists, dq written
+// directly by the own-block dQ kernel.
+void own_blocks_backward(const AttentionArgs& args, const float2* stats) {
+    const detail::OwnBlockDq own{nullptr, 0, args.problem.heads_q};
+    detail::launch_dq(args, stats, &own);
+    dispatch_tensor_core(args.problem, [&](auto tag, auto dim) {
+        launch_dkdv<decltype(tag), decltype(dim)::value>(args, stats, nullptr);
+    });
 }
 
 }  // namespace
@@ -134,25 +176,12 @@ std::size_t moba_backward_workspace_bytes(const Problem& problem) {
 
 void moba_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
-    if (const Support s = moba_backward_can_implement(problem); !s.ok)
-        throw std::invalid_argument("wgmma_moba backward: " + s.reason);
-    if (problem.total_tokens() == 0) return;
-    if (args.workspace == nullptr)
-        throw std::invalid_argument(fmt::format("wgmma_moba backward needs a workspace of {} bytes",
-                                                moba_backward_workspace_bytes(problem)));
-    const int waves = waves_of(problem);
-    if (waves > 0 && args.sel == nullptr)
-        throw std::invalid_argument("wgmma_moba backward: the selection sel is null");
+    if (!begin_backward(args, "wgmma_moba", moba_backward_can_implement(problem),
+                        moba_backward_workspace_bytes(problem)))
+        return;
     const sparse::BackwardWorkspace ws = sparse::carve_backward_workspace(problem, args.workspace);
     sparse::row_stats(args, ws.stats);
-    if (waves == 0) {  // k = 1 (or one block): own blocks only, no lists, dq written directly
-        const detail::OwnBlockDq own{nullptr, 0, problem.heads_q};
-        detail::launch_dq(args, ws.stats, &own);
-        dispatch_tensor_core(problem, [&](auto tag, auto dim) {
-            launch_dkdv<decltype(tag), decltype(dim)::value>(args, ws.stats, nullptr);
-        });
-        return;
-    }
+    if (waves_of(problem) == 0) return own_blocks_backward(args, ws.stats);
     // One head pass after another, each reusing dq_acc and the lists. A pass holds whole kv
     // groups, so its dK/dV are complete when it ends.
     sparse::for_each_head_pass(problem, [&](const sparse::HeadPass& pass) {
@@ -167,6 +196,53 @@ void moba_backward(const AttentionArgs& args) {
             sparse::finalize_dq(problem, ws.dq_acc, own.head0, own.heads, args.dq, args.stream);
             launch_dkdv<T, kD>(args, ws.stats, &lists);
         });
+    });
+}
+
+}  // namespace moba::wgmma
+
+namespace moba::wgmma {
+
+Support moba_atomic_backward_can_implement(const Problem& problem) {
+    if (Support s = moba_backward_can_implement(problem); !s.ok) return s;
+    if (problem.head_dim != 128)
+        return Support::no(fmt::format("wgmma_moba_atomic backward: head dim {} (the fused dQ takes 128 only: "
+                                       "each consumer warpgroup multiplies dS by half of K's columns)",
+                                       problem.head_dim));
+    return Support::yes();
+}
+
+std::size_t moba_atomic_backward_workspace_bytes(const Problem& problem) {
+    moba_atomic_dq_sum();  // a bad setting is refused here, before anything is allocated or run
+    if (!moba_atomic_backward_can_implement(problem).ok) return 0;
+    return moba_backward_workspace_bytes(problem);  // the same regions: the accumulator is reused
+}
+
+void moba_atomic_backward(const AttentionArgs& args) {
+    const Problem& problem = args.problem;
+    const detail::DqSum sum = moba_atomic_dq_sum();  // refused before any launch
+    if (!begin_backward(args, "wgmma_moba_atomic", moba_atomic_backward_can_implement(problem),
+                        moba_atomic_backward_workspace_bytes(problem)))
+        return;
+    const sparse::BackwardWorkspace ws = sparse::carve_backward_workspace(problem, args.workspace);
+    sparse::row_stats(args, ws.stats);
+    if (waves_of(problem) == 0) return own_blocks_backward(args, ws.stats);
+    sparse::for_each_head_pass(problem, [&](const sparse::HeadPass& pass) {
+        const sparse::BlockLists lists = sparse::build_block_lists(
+            problem, args.cu_seqlens, args.sel, kItemRows, ws.lists, /*deterministic=*/true, args.stream, pass);
+        MOBA_CUDA_CALL(cudaMemsetAsync(ws.dq_acc, 0,
+                                       static_cast<std::size_t>(problem.total_tokens()) * pass.q_heads() * 128 * sizeof(float),
+                                       args.stream));
+        dispatch_tensor_core(problem, [&](auto tag, auto dim) {
+            using T = decltype(tag);
+            if constexpr (decltype(dim)::value == 128) {
+                if (sum == detail::DqSum::bulk)
+                    launch_dkdv<T, 128, detail::DqSum::bulk>(args, ws.stats, &lists, ws.dq_acc, pass.q0(), pass.q_heads());
+                else
+                    launch_dkdv<T, 128, detail::DqSum::red>(args, ws.stats, &lists, ws.dq_acc, pass.q0(), pass.q_heads());
+            }
+        });
+        sparse::finalize_dq(problem, ws.dq_acc, pass.q0(), pass.q_heads(), args.dq, args.stream);
     });
 }
 

@@ -31,6 +31,19 @@
 //     follows an own row), dS^T = P^T (dP^T - Delta), dV += P^T dO, dK += dS^T Q.
 // Padding rows are zero Q / dO rows with zero statistics: S = dP = 0, so P = 1 and dS = 0, and
 // both products add nothing.
+// Fused dQ (kDq != DqSum::none, the wgmma_moba_atomic entry): dkdv_kernel.cuh's 5 products over
+// the gathered rows. The consumers also store dS^T into one shared dS tile, meet on a named
+// barrier, and warpgroup w adds dS (64 rows x 128 keys) times column block w of K to its rows'
+// fp32 dQ: the head pass's accumulator [total, pass heads, D], the rows scattered (a row's
+// accumulator row comes from the producer beside its statistics). Each warpgroup stages its
+// 64 x 64 fp32 product in shared memory (rows padded to 288 bytes: the fragment stores then
+// meet no bank conflict), then sends it by one 256-byte bulk reduce-add per row (DqSum::bulk) or
+// by 16-byte vector reductions (DqSum::red). This replaces the own-block dQ and the dQ waves,
+// which recompute S and dP for every (row, block) pair; keys past the block inside the 128-key
+// box are masked (P = 0), since their products would now reach dQ. The sums arrive in no fixed
+// order: dq is not bitwise repeatable (dk, dv are). Shared memory then holds 3 stages, one dS
+// tile (its reuse waits on an mbarrier that both warpgroups' dQ products release) and the two
+// staging buffers.
 #pragma once
 
 #include <climits>
@@ -51,6 +64,9 @@ struct MobaDkdvParams {
     const std::int32_t* offsets;   // the head pass's lists (block_lists.hpp); null without waves
     const std::int32_t* rows;      // token * group + h % group
     std::int64_t lists_per_wave;   // kbar_slots * kv_heads (of the pass)
+    float* dq_acc;                 // fused dQ: the pass's [total, acc_heads, D] fp32, zeroed before
+    int acc_head0;                 // fused dQ: the pass's query heads [acc_head0, acc_head0 + acc_heads)
+    int acc_heads;
     int waves;
     int kv0;                       // the pass's kv heads [kv0, kv0 + kv_heads)
     int kv_heads;
@@ -68,24 +84,38 @@ struct MobaDkdvParams {
 // dkdv_kernel.cuh's layout, the rows' statistics and causal limits per stage, the row count per
 // stage, the barriers. Four stages: a stage's rows arrive by gathers whose latency (the list
 // entry, then the copies) is about a tile's compute, so the producer runs up to three tiles ahead.
-template <int kD>
+// Fused dQ: 3 stages, since the dS tile and the staging take the fourth's 32 KB.
+template <int kD, DqSum kDq = DqSum::none>
 struct MobaDkdvPlan {
     using Base = DkdvPlan<kD>;  // tile shapes (128 keys, 64 rows) and the steps' layout
-    static constexpr int kStages = 4;
+    static constexpr bool kFusedDq = kDq != DqSum::none;
+    static constexpr int kStages = kFusedDq ? 3 : 4;
     static constexpr int kRows = Base::kRows;
     static constexpr std::uint32_t kK = 0;
     static constexpr std::uint32_t kV = Base::kKVBytes;
     static constexpr std::uint32_t kQ = 2 * Base::kKVBytes;                      // [kStages]
     static constexpr std::uint32_t kDO = kQ + kStages * Base::kRowBytes;          // [kStages]
-    static constexpr std::uint32_t kStats = kDO + kStages * Base::kRowBytes;      // float2 [kStages][64]
+    // Fused dQ: the dS tile (64 rows x 128 keys, a Q tile's layout: column block w holds
+    // warpgroup w's keys), then each consumer warpgroup's 64 x 64 fp32 dQ staging, rows of 256
+    // bytes padded to 288 (a warp's 8-byte fragment stores then fill each wavefront's 32 banks).
+    static constexpr std::uint32_t kDS = kDO + kStages * Base::kRowBytes;
+    static constexpr std::uint32_t kDSBytes = kFusedDq ? kRows * Base::kKeys * 2 : 0;
+    static constexpr std::uint32_t kDQRowBytes = 64 * 4 + 32;
+    static constexpr std::uint32_t kDQBytes = kFusedDq ? kRows * kDQRowBytes : 0;
+    static constexpr std::uint32_t kDQ = kDS + kDSBytes;                          // [2 warpgroups]
+    static constexpr std::uint32_t kStats = kDQ + 2 * kDQBytes;                   // float2 [kStages][64]
     static constexpr std::uint32_t kLimits = kStats + kStages * kRows * 8;        // int [kStages][64]
-    static constexpr std::uint32_t kCounts = kLimits + kStages * kRows * 4;       // int [kStages]
-    static constexpr std::uint32_t kBars = kCounts + 4 * kStages;
-    // kv_full, then full and empty of every stage
-    static constexpr int kNumBars = 1 + 2 * kStages;
+    // Fused dQ: each row's accumulator row (-1: padding), int64 [kStages][64].
+    static constexpr std::uint32_t kAccRows = kLimits + kStages * kRows * 4;
+    static constexpr std::uint32_t kCounts = kAccRows + (kFusedDq ? kStages * kRows * 8 : 0);  // int [kStages]
+    static constexpr std::uint32_t kBars = (kCounts + 4 * kStages + 7) / 8 * 8;
+    // kv_full, then full and empty of every stage; fused dQ: ds_free
+    static constexpr int kNumBars = 1 + 2 * kStages + (kFusedDq ? 1 : 0);
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
     static constexpr std::uint32_t kBytes = kBars + 8 * kNumBars + 1024;
-    static_assert(kBars % 8 == 0);
+    static_assert(kDS % 1024 == 0, "a swizzled tile starts 1024-byte aligned");
+    static_assert(kDQ % 16 == 0 && kDQRowBytes % 16 == 0, "bulk copies and vector loads: 16-byte aligned");
+    static_assert(kBytes <= 227 * 1024, "an H100 / H200 CTA's shared memory");
 };
 
 // The producer walks the lists and gathers (more registers than dkdv_kernel.cuh's 24); the
@@ -106,6 +136,7 @@ struct RowWalk {
 // Row r of the next tile, as the producer threads r and r + 64 copy it.
 struct TileRow {
     std::int64_t index;   // row token * Hq + h of [total, Hq, D]; -1: padding
+    std::int64_t acc;     // fused dQ: row token * acc_heads + h - acc_head0 of the accumulator
     int limit;            // last key (packed token) the row sees
 };
 
@@ -115,7 +146,7 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
                                               std::int64_t own_last, int own_tokens, int hk, int r,
                                               TileRow& row) {
     constexpr int kRows = 64;
-    row = {-1, INT_MAX};  // padding
+    row = {-1, -1, INT_MAX};  // padding
     int filled = 0;
     while (filled < kRows) {
         if (c.pos == c.len) {
@@ -145,8 +176,8 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
                 token = entry / p.group;
                 h = hk * p.group + entry % p.group;
             }
-            const std::int64_t at = token * p.heads_q + h;
-            row.index = at;
+            row.index = token * p.heads_q + h;
+            row.acc = token * p.acc_heads + h - p.acc_head0;
         }
         filled += m;
         c.pos += m;
@@ -154,12 +185,61 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
     return filled;
 }
 
-template <typename T, int kD>
+// Adds a consumer warpgroup's dQ fragment (64 rows x 64 head dimensions, unscaled) to the rows'
+// accumulator rows: dst0 is the accumulator advanced to the warpgroup's dimensions, acc_rows the
+// tile's 64 accumulator rows (-1: padding, skipped). Staged through `buf` (64 rows of
+// kDQRowBytes) between two barriers of the warpgroup's own (2 + warpgroup - 1): the first keeps
+// the previous tile's readers of buf ahead of the stores, the second the stores ahead of the
+// reads. bulk: lanes of warp 0 send rows lane and lane + 32, 256 bytes each, by the bulk copy
+// engine (their earlier reduces must have read buf first). red: every thread sends 8 16-byte
+// chunks, a warp two whole rows per step (coalesced 256-byte rows).
+template <DqSum kDq>
+__device__ __forceinline__ void send_dq(const float (&dq)[32], std::uint32_t buf, const std::int64_t* acc_rows,
+                                        float* dst0, int warpgroup) {
+    constexpr int kD = 128;
+    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<kD, kDq>::kDQRowBytes;
+    const int wg_thread = threadIdx.x % 128;
+    const int bar = 2 + (warpgroup - 1);
+    if constexpr (kDq == DqSum::bulk)
+        if (wg_thread < 32) bulk_wait_read();
+    named_barrier_sync(bar, 128);
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+            st_shared_v2(buf + acc_row(r) * kRowBytes + acc_col(i, 0) * 4, dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]);
+    if constexpr (kDq == DqSum::bulk) fence_proxy_async_shared();  // the stores, before the bulk copies read them
+    named_barrier_sync(bar, 128);
+    if constexpr (kDq == DqSum::bulk) {
+        if (wg_thread < 32) {
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int row = wg_thread + 32 * half;
+                const std::int64_t acc = acc_rows[row];
+                if (acc >= 0) bulk_reduce_add_f32(dst0 + acc * kD, buf + row * kRowBytes, 64 * 4);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int k = j * 128 + wg_thread;
+            const int row = k / 16;  // 16 chunks of 16 bytes a row
+            const int chunk = k % 16;
+            const float4 v = ld_shared_v4(buf + row * kRowBytes + chunk * 16);
+            const std::int64_t acc = acc_rows[row];
+            if (acc >= 0) red_add_v4(dst0 + acc * kD + chunk * 4, v);
+        }
+    }
+}
+
+template <typename T, int kD, DqSum kDq = DqSum::none>
 __global__ void __launch_bounds__(kThreads, 1)
     moba_dkdv_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
                      MobaDkdvParams p) {
     using Base = DkdvPlan<kD>;
-    using Plan = MobaDkdvPlan<kD>;
+    using Plan = MobaDkdvPlan<kD, kDq>;
+    constexpr bool kFusedDq = Plan::kFusedDq;
+    static_assert(!kFusedDq || kD == 128, "the fused dQ splits D = 128 into the two warpgroups' halves");
     constexpr int kStages = Plan::kStages;
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
@@ -169,6 +249,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* stats = reinterpret_cast<float2*>(smem + Plan::kStats);
     auto* limits = reinterpret_cast<int*>(smem + Plan::kLimits);
     auto* counts = reinterpret_cast<int*>(smem + Plan::kCounts);
+    auto* acc_rows = reinterpret_cast<std::int64_t*>(smem + Plan::kAccRows);  // fused dQ only
+    std::uint64_t* ds_free = empty + kStages;                                  // fused dQ only
 
     // x = (slot * tiles_per_block + tile) * kv_heads + kv head of the pass.
     const int hk_local = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.kv_heads));
@@ -190,6 +272,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             mbar_init(&full[s], 128);   // every producer thread, once its copies landed
             mbar_init(&empty[s], 256);  // every consumer thread
         }
+        // Every consumer thread once its warpgroup's dQ product of the tile is done.
+        if constexpr (kFusedDq) mbar_init(ds_free, 256);
         mbar_init_fence();
     }
     __syncthreads();
@@ -241,6 +325,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                     const bool valid = row.index >= 0;
                     cp_async8(stats + s * Plan::kRows + r, p.stats + (valid ? row.index : 0), valid);
                     limits[s * Plan::kRows + r] = row.limit;
+                    if constexpr (kFusedDq) acc_rows[s * Plan::kRows + r] = row.index >= 0 ? row.acc : -1;
                 }
             }
             if (tid == 0) counts[s] = count;
@@ -264,6 +349,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     warpgroup_reg_alloc<kMobaDkdvConsumerRegs>();
 
     const int key_lo = start + key0 + 64 * (warpgroup - 1);  // this warpgroup's first key, packed
+    // Fused dQ: this thread's keys acc_row(0) and acc_row(1) inside the block (the others' P is
+    // zeroed, or their products would reach dQ).
+    [[maybe_unused]] const bool key_in[2] = {key_lo + acc_row(0) < start + key_end,
+                                             key_lo + acc_row(1) < start + key_end};
     const std::uint32_t k_base = smem_u32(smem + Plan::kK) + 64 * (warpgroup - 1) * Base::kLineBytes;
     const std::uint32_t v_base = smem_u32(smem + Plan::kV) + 64 * (warpgroup - 1) * Base::kLineBytes;
     float dk[kD / 2];
@@ -301,6 +390,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     const float lse2 = c == 0 ? pair.x : pair.z;
                     float prob = exp2_approx(fmaf(st[4 * i + 2 * r + c], p.scale_log2, -lse2));
                     if (key_lo + acc_row(r) > (c == 0 ? limit.x : limit.y)) prob = 0.0f;
+                    if constexpr (kFusedDq)
+                        if (!key_in[r]) prob = 0.0f;
                     st[4 * i + 2 * r + c] = prob;
                 }
         }
@@ -322,15 +413,47 @@ __global__ void __launch_bounds__(kThreads, 1)
         std::uint32_t ads[4][4];
         p_fragments<T>(ap, st);
         p_fragments<T>(ads, dpt);
-        wgmma_fence();
-        accumulate_rows<T, kD>(dv, ap, do_tile);
-        accumulate_rows<T, kD>(dk, ads, q_tile);
-        wgmma_commit();
-        wgmma_wait<0>();
-        fence_operands(dv);
-        fence_operands(dk);
+        if constexpr (kFusedDq) {
+            const std::uint32_t ds_tile = smem_u32(smem + Plan::kDS);
+            // The one dS tile: both warpgroups' dQ products of tile n - 1 have read it. Stored
+            // before the dK product reads the same registers (PTX leaves a wgmma's A registers
+            // untouchable until it is waited for).
+            if (n >= 1) mbar_wait(ds_free, (n - 1) & 1);
+            store_ds<kD>(ds_tile, warpgroup - 1, ads);
+            // dV, then dQ, then dK (dkdv_kernel.cuh's order): the tensor cores have dV while the
+            // consumers meet on the barrier, and dK while dQ is staged and sent.
+            wgmma_fence();
+            accumulate_rows<T, kD>(dv, ap, do_tile);
+            wgmma_commit();
+            fence_proxy_async_shared();  // the stores, before the other warpgroup's wgmma reads
+            named_barrier_sync(1, 256);  // both warpgroups' keys are in the dS tile
+            float dq[32];
+            wgmma_fence();
+            rows_by_dims<T, kD>(dq, ds_tile, smem_u32(smem + Plan::kK), warpgroup - 1);
+            accumulate_rows<T, kD>(dk, ads, q_tile);
+            wgmma_commit();
+            wgmma_wait<1>();  // dV and dQ are done (groups complete in order); dK may still run
+            fence_operands(dv);
+            fence_operands(dq);
+            mbar_arrive(ds_free);
+            send_dq<kDq>(dq, smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes),
+                         acc_rows + s * Plan::kRows, p.dq_acc + 64 * (warpgroup - 1), warpgroup);
+            wgmma_wait<0>();  // dK is done: Q and dO may be overwritten
+            fence_operands(dk);
+        } else {
+            wgmma_fence();
+            accumulate_rows<T, kD>(dv, ap, do_tile);
+            accumulate_rows<T, kD>(dk, ads, q_tile);
+            wgmma_commit();
+            wgmma_wait<0>();
+            fence_operands(dv);
+            fence_operands(dk);
+        }
         mbar_arrive(&empty[s]);
     }
+    // The last bulk reduces must have read the staging before the CTA exits.
+    if constexpr (kDq == DqSum::bulk)
+        if (threadIdx.x % 128 < 32) bulk_wait_all();
 
     // dK = scale * sum dS^T Q, dV = sum P^T dO for this warpgroup's keys inside the block.
 #pragma unroll

@@ -114,6 +114,25 @@ __device__ __forceinline__ void st_shared_v4(std::uint32_t address, float a, flo
     asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "f"(a), "f"(b), "f"(c), "f"(d)
                  : "memory");
 }
+// One 8-byte shared store of two floats.
+__device__ __forceinline__ void st_shared_v2(std::uint32_t address, float a, float b) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
+}
+// One 16-byte shared load of four floats.
+__device__ __forceinline__ float4 ld_shared_v4(std::uint32_t address) {
+    float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "r"(address)
+                 : "memory");
+    return v;
+}
+// global[dst .. dst + 4) += v as fp32: one vector reduction (sm_90), no value returned.
+__device__ __forceinline__ void red_add_v4(float* dst, float4 v) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+}
 // global[dst .. dst + bytes) += shared[src ..) as fp32, by the bulk copy engine (asynchronous;
 // one bulk group per call). bytes a multiple of 16, both addresses 16-byte aligned.
 __device__ __forceinline__ void bulk_reduce_add_f32(float* dst, std::uint32_t src, std::uint32_t bytes) {

@@ -35,9 +35,12 @@ struct TileShape {
 
 // The CTA's dynamic shared window aligned up to 1024 bytes: the 128-byte swizzle atoms that TMA
 // writes and wgmma descriptors read need it (every kernel's plan reserves 1024 bytes of slack).
+// The pointer steps from the __shared__ array itself by the shared address's distance to the next
+// 1024-byte boundary: a pointer rebuilt from integer arithmetic on the generic address loses its
+// state space, and every ordinary load through it compiled to a generic LD.E instead of LDS (PTX
+// of 4535bd5: 25 generic loads in moba_dkdv_kernel, 18 in dq_wave_kernel, 15 in the sparse waves).
 __device__ __forceinline__ unsigned char* aligned_smem(unsigned char* raw) {
-    return reinterpret_cast<unsigned char*>((reinterpret_cast<std::uintptr_t>(raw) + 1023) &
-                                            ~std::uintptr_t{1023});
+    return raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u);
 }
 
 // Accumulator entry e = 4 i + 2 r + c of a thread in a warpgroup's m64nN fragment is

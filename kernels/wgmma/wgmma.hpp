@@ -6,7 +6,8 @@
 // dense backward's tile steps over the same lists (moba_backward.cu). bf16 and fp16, head dims 64 and 128, any Hq/Hkv ratio, packed varlen
 // batches, any block size. The dense backward: the row statistics of kernels/moba/row_stats.hpp,
 // then dQ (dq_kernel.cuh) and dK/dV (dkdv_kernel.cuh) on warpgroup MMA; wgmma_dense_atomic's
-// backward is the dK/dV kernel with dQ fused in (5 products, dq summed in no fixed order).
+// backward is the dK/dV kernel with dQ fused in (5 products, dq summed in no fixed order), and
+// wgmma_moba_atomic's the MoBA dK/dV kernel with the same fusion (moba_backward.cu).
 #pragma once
 
 #include <cstddef>
@@ -84,5 +85,25 @@ std::size_t moba_backward_workspace_bytes(const Problem& problem);
 // synchronisation; throws std::invalid_argument for a refused problem, a null workspace or a
 // null sel with past blocks, moba::CudaError for a failed launch.
 void moba_backward(const AttentionArgs& args);
+
+// wgmma_moba_atomic's backward (the 5-product one, moba_dkdv_kernel.cuh's fused dQ):
+// moba_backward_can_implement and head dim 128 (the consumer warpgroups take half of D each in
+// the dQ product).
+Support moba_atomic_backward_can_implement(const Problem& problem);
+
+// MOBA_MOBA_ATOMIC_DQ=red|bulk (default bulk): how moba_atomic_backward sums its fused dQ into
+// the accumulator, 16-byte vector reductions or 256-byte bulk reduce-adds per row, both from a
+// staging buffer in shared memory (reports list it in meta.kernel_env).
+inline constexpr const char* kMobaAtomicDqEnv = "MOBA_MOBA_ATOMIC_DQ";
+
+// moba_backward_workspace_bytes (the same regions) for a problem it implements, else 0. Throws
+// std::invalid_argument, naming the value, when kMobaAtomicDqEnv is set to neither red nor bulk.
+std::size_t moba_atomic_backward_workspace_bytes(const Problem& problem);
+
+// The same gradients as moba_backward with dQ summed inside the dK/dV kernel (no own-block dQ,
+// no dQ waves): dq is summed in no fixed order, so it is not bitwise repeatable (dk, dv are).
+// Without past blocks it runs moba_backward's own-block kernels. Same errors as moba_backward,
+// plus kMobaAtomicDqEnv's.
+void moba_atomic_backward(const AttentionArgs& args);
 
 }  // namespace moba::wgmma

@@ -25,7 +25,7 @@ sys.path.insert(0, EXAMPLES)
 import plain_moba  # noqa: E402
 
 BUILT_IN = ["naive", "naive_dense", "dense_cublas", "tiled_mma", "tiled_mma_dense", "wgmma_dense",
-            "wgmma_dense_atomic", "wgmma_moba", "split_decode", "split_decode_dense"]
+            "wgmma_dense_atomic", "wgmma_moba", "wgmma_moba_atomic", "split_decode", "split_decode_dense"]
 
 
 def tensors(total=24, hq=4, hkv=2, d=8, dtype=torch.float16, seqlens=(16, 8)):
