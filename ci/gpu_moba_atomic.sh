@@ -3,14 +3,16 @@
 # kernel, moba_dkdv_kernel.cuh) and the aligned_smem change under every wgmma kernel (tile.cuh)
 # on a GPU machine, one mode per device call:
 # - first:  correct first: every sanitizer on a small varlen head-dim-128 case for
-#           wgmma_moba_atomic (bulk and red sums, one kv head per pass) and wgmma_moba; ncu kernel
-#           times of one fwd+bwd at Figure 2b's 128K GQA point (block 2048, top-k 3, 32 / 8
+#           wgmma_moba_atomic (its default sum, red, one kv head per pass) and wgmma_moba; ncu
+#           kernel times of one fwd+bwd at Figure 2b's 128K GQA point (block 2048, top-k 3, 32 / 8
 #           heads) for wgmma_moba and both sums of wgmma_moba_atomic; then test_tiled_mma_gpu
 #           (every MoBA entry against float64, repeats, head passes) beside the quick and paths
-#           suites of wgmma_moba_atomic (about 570 s on the H200);
-# - second: the GPU label beside the quick suites of wgmma_moba and wgmma_dense_atomic, then
-#           the 128K GQA point fwd and fwd+bwd, gating included, wgmma_moba, wgmma_moba_atomic and
-#           wgmma_dense_atomic with SDPA cuDNN in the same process (Python bridge).
+#           suites of wgmma_moba_atomic (about 440 s on the H200; at 44c277b, whose default sum
+#           was bulk, so the suites ran bulk and the sanitizers both);
+# - second: the GPU label beside the quick suites of wgmma_moba_atomic (red), wgmma_moba and
+#           wgmma_dense_atomic, then the 128K GQA point fwd and fwd+bwd, gating included,
+#           wgmma_moba, wgmma_moba_atomic and wgmma_dense_atomic with SDPA cuDNN in the same
+#           process (Python bridge).
 # Usage: ci/gpu_moba_atomic.sh first|second   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_moba_atomic.sh first|second}
@@ -25,16 +27,16 @@ case $mode in
   first)
     step sanitize_atomic 90 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic,wgmma_moba \
       --out "$out/sanitize-atomic.json"
-    step sanitize_atomic_red 60 env MOBA_MOBA_ATOMIC_DQ=red $moba "${small[@]}" --sanitize all \
-      --impl wgmma_moba_atomic --out "$out/sanitize-atomic-red.json"
+    step sanitize_atomic_bulk 60 env MOBA_MOBA_ATOMIC_DQ=bulk $moba "${small[@]}" --sanitize all \
+      --impl wgmma_moba_atomic --out "$out/sanitize-atomic-bulk.json"
     step sanitize_atomic_passes 60 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
       --impl wgmma_moba_atomic --out "$out/sanitize-atomic-passes.json"
     times=(ncu --metrics gpu__time_duration.sum --launch-count 120)
     step ncu_moba 60 "${times[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba --out /tmp/moba.json
     step ncu_atomic 60 "${times[@]}" $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba_atomic --out /tmp/atomic.json
-    step ncu_atomic_red 60 env MOBA_MOBA_ATOMIC_DQ=red "${times[@]}" $moba bench "${point[@]}" "${once[@]}" \
-      --impl wgmma_moba_atomic --out /tmp/atomic-red.json
-    for r in moba atomic atomic_red; do
+    step ncu_atomic_bulk 60 env MOBA_MOBA_ATOMIC_DQ=bulk "${times[@]}" $moba bench "${point[@]}" "${once[@]}" \
+      --impl wgmma_moba_atomic --out /tmp/atomic-bulk.json
+    for r in moba atomic atomic_bulk; do
       cp "$step_logs/ncu_$r.log" "$out/ncu-times-$r.txt"
       echo "== $r"; python3 ci/ncu_kernel_summary.py "$out/ncu-times-$r.txt" 0.5
     done
@@ -50,8 +52,8 @@ case $mode in
     (step ctest_gpu 330 ctest --test-dir build/release -L gpu -j 6 --output-on-failure
      cp build/release/Testing/Temporary/LastTest.log "$out/LastTest.log") &
     p1=$!
-    (step check_quick_moba 330 $moba check --suite quick --impl wgmma_moba,wgmma_dense_atomic \
-      --out "$out/check-quick-moba.json") &
+    (step check_quick 330 $moba check --suite quick --impl wgmma_moba_atomic,wgmma_moba,wgmma_dense_atomic \
+      --out "$out/check-quick.json") &
     wait $p1 $!
     python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
     export PYTHONPATH=$PWD/build/release/harness/python
@@ -59,7 +61,7 @@ case $mode in
       --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
       --max-seconds 3 --out "$out/gqa-128k.json"
     grep -hE "tests passed|tests failed" "$step_logs"/ctest_gpu.log | tail -3
-    grep -hE "records:" "$step_logs"/check_quick_moba.log
+    grep -hE "records:" "$step_logs"/check_quick.log
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log
     ;;
 esac

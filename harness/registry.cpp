@@ -223,8 +223,8 @@ std::vector<Implementation>& table() {
             .name = "wgmma_moba_atomic",
             .technique = "wgmma_moba's forward and gating; backward in 5 products: the dK/dV "
                          "kernel over a block's gathered rows also multiplies dS (through shared "
-                         "memory) by K and adds each row's dQ to an fp32 accumulator by bulk "
-                         "reduce-adds in no fixed order (no own-block dQ, no dQ waves); dq not "
+                         "memory) by K and adds each row's dQ to an fp32 accumulator by vector "
+                         "reductions in no fixed order (no own-block dQ, no dQ waves); dq not "
                          "bitwise repeatable (dk, dv are)",
             .dtypes = {DType::bf16, DType::f16},
             .head_dims = HeadDimSet::exactly({128}),

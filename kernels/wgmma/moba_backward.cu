@@ -123,11 +123,12 @@ void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::B
     MOBA_CHECK_LAUNCH();
 }
 
-// kMobaAtomicDqEnv (wgmma.hpp): how the fused dQ is summed.
+// kMobaAtomicDqEnv (wgmma.hpp): how the fused dQ is summed. red by default: per-row bulk
+// reduce-adds (256 bytes, 128 a tile) ran the fused kernel 47% slower (kernels/NOTES.md).
 detail::DqSum moba_atomic_dq_sum() {
     const char* v = std::getenv(kMobaAtomicDqEnv);
-    if (v == nullptr || *v == '\0' || std::string_view(v) == "bulk") return detail::DqSum::bulk;
-    if (std::string_view(v) == "red") return detail::DqSum::red;
+    if (v == nullptr || *v == '\0' || std::string_view(v) == "red") return detail::DqSum::red;
+    if (std::string_view(v) == "bulk") return detail::DqSum::bulk;
     throw std::invalid_argument(fmt::format("{}={}: expected red or bulk", kMobaAtomicDqEnv, v));
 }
 

@@ -37,8 +37,9 @@
 // fp32 dQ: the head pass's accumulator [total, pass heads, D], the rows scattered (a row's
 // accumulator row comes from the producer beside its statistics). Each warpgroup stages its
 // 64 x 64 fp32 product in shared memory (rows padded to 288 bytes: the fragment stores then
-// meet no bank conflict), then sends it by one 256-byte bulk reduce-add per row (DqSum::bulk) or
-// by 16-byte vector reductions (DqSum::red). This replaces the own-block dQ and the dQ waves,
+// meet no bank conflict), then sends it by 16-byte vector reductions (DqSum::red, the default)
+// or by one 256-byte bulk reduce-add per row (DqSum::bulk: 47% slower at the 128K GQA point, 128
+// small bulk operations a tile; kernels/NOTES.md). This replaces the own-block dQ and the dQ waves,
 // which recompute S and dP for every (row, block) pair; keys past the block inside the 128-key
 // box are masked (P = 0), since their products would now reach dQ. The sums arrive in no fixed
 // order: dq is not bitwise repeatable (dk, dv are). Shared memory then holds 3 stages, one dS
