@@ -12,11 +12,16 @@
 # - second: the GPU label beside the quick suites of wgmma_moba_atomic (red), wgmma_moba and
 #           wgmma_dense_atomic, then the 128K GQA point fwd and fwd+bwd, gating included,
 #           wgmma_moba, wgmma_moba_atomic and wgmma_dense_atomic with SDPA cuDNN in the same
-#           process (Python bridge).
-# Usage: ci/gpu_moba_atomic.sh first|second   Reports and logs go to ${OUT:-out}/.
+#           process (Python bridge). At 5a68f08 the label and the suites side by side both ran
+#           past 330 s (python_gpu alone took 278 s): the label has its own call in third;
+# - third:  the GPU label alone, then the 128K GQA point fwd+bwd at sustained clocks (3 s of warmup:
+#           the second's runs were marked THROTTLED), wgmma_moba, wgmma_moba_atomic and
+#           wgmma_dense_atomic with SDPA cuDNN in the process, and FlashMoBA's setting (512K, 16
+#           heads, block 128, top-k 8) fwd+bwd for both MoBA entries (about 500 s).
+# Usage: ci/gpu_moba_atomic.sh first|second|third   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_moba_atomic.sh first|second}
-case $mode in first|second) ;; *) echo "unknown mode '$mode' (first or second)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third}
+case $mode in first|second|third) ;; *) echo "unknown mode '$mode' (first, second or third)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -63,6 +68,20 @@ case $mode in
     grep -hE "tests passed|tests failed" "$step_logs"/ctest_gpu.log | tail -3
     grep -hE "records:" "$step_logs"/check_quick.log
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log
+    ;;
+  third)
+    step ctest_gpu 330 ctest --test-dir build/release -L gpu -j 6 --output-on-failure
+    cp build/release/Testing/Temporary/LastTest.log "$out/LastTest.log"
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python
+    fair=(--warmup-seconds 3 --max-seconds 3)
+    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" \
+      --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
+      "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
+    step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
+      --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
+    grep -hE "tests passed|tests failed|\(Failed\)|Timeout" "$step_logs"/ctest_gpu.log | tail -8
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
     ;;
 esac
 step_gather
