@@ -18,10 +18,14 @@
 #           the second's runs were marked THROTTLED), wgmma_moba, wgmma_moba_atomic and
 #           wgmma_dense_atomic with SDPA cuDNN in the process, and FlashMoBA's setting (512K, 16
 #           heads, block 128, top-k 8) fwd+bwd for both MoBA entries (about 500 s).
-# Usage: ci/gpu_moba_atomic.sh first|second|third   Reports and logs go to ${OUT:-out}/.
+# - profile: why the fused kernel runs a 64-row tile in ~3.8 us where the dense atomic one takes
+#           ~2.7 us (same shapes, same 5 products): ncu's sections and source page (stalls per SASS
+#           instruction) of one fused launch at the 128K GQA point, then test_tiled_mma_gpu alone
+#           (the red sum, the default since 5a68f08, had not run it; about 430 s).
+# Usage: ci/gpu_moba_atomic.sh first|second|third|profile   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third}
-case $mode in first|second|third) ;; *) echo "unknown mode '$mode' (first, second or third)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile}
+case $mode in first|second|third|profile) ;; *) echo "unknown mode '$mode' (first, second, third or profile)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -82,6 +86,20 @@ case $mode in
       --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
     grep -hE "tests passed|tests failed|\(Failed\)|Timeout" "$step_logs"/ctest_gpu.log | tail -8
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
+    ;;
+  profile)
+    sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
+              --section WarpStateStats --section SchedulerStats --section LaunchStats --section SourceCounters)
+    step ncu_fused 150 "${sections[@]}" -k regex:'moba_dkdv_kernel' --launch-count 1 -f -o /tmp/fused \
+      $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba_atomic --out /tmp/fused.json
+    ncu -i /tmp/fused.ncu-rep --page details > "$out/ncu-sections-fused-128k.txt" 2>&1
+    ncu -i /tmp/fused.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-fused-128k.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-fused-128k.csv.gz" 40 > "$out/stalls-fused-128k.txt"
+    step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1
+    grep -hE "tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log | tail -6
+    grep -hE "Duration|Throughput|Issue Slots Busy|No Eligible|Issued Warp|Warp Cycles Per Issued|L2 Hit|Mem Busy|Max Bandwidth" \
+      "$out/ncu-sections-fused-128k.txt" | head -24
+    head -30 "$out/stalls-fused-128k.txt"
     ;;
 esac
 step_gather
