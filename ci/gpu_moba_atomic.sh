@@ -22,10 +22,15 @@
 #           ~2.7 us (same shapes, same 5 products): ncu's sections and source page (stalls per SASS
 #           instruction) of one fused launch at the 128K GQA point, then test_tiled_mma_gpu alone
 #           (the red sum, the default since 5a68f08, had not run it; about 430 s).
-# Usage: ci/gpu_moba_atomic.sh first|second|third|profile   Reports and logs go to ${OUT:-out}/.
+# - l2:     the MoBA dK/dV CTAs in (block, kv head)-major order, tiles fastest (the profile's L2 hits
+#           at 34%): correct first (sanitizers on the small case for both MoBA entries, then the quick
+#           suite of wgmma_moba_atomic), ncu kernel times and the fused kernel's L2 hit rate and DRAM
+#           bytes at the 128K GQA point, then the 128K GQA fwd+bwd at sustained clocks with cuDNN and
+#           FlashMoBA's setting, as third (about 520 s).
+# Usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile}
-case $mode in first|second|third|profile) ;; *) echo "unknown mode '$mode' (first, second, third or profile)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2}
+case $mode in first|second|third|profile|l2) ;; *) echo "unknown mode '$mode' (first, second, third, profile or l2)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -85,6 +90,29 @@ case $mode in
     step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
       --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
     grep -hE "tests passed|tests failed|\(Failed\)|Timeout" "$step_logs"/ctest_gpu.log | tail -8
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
+    ;;
+  l2)
+    step sanitize 90 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic,wgmma_moba --out "$out/sanitize.json"
+    step ncu_atomic 60 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${point[@]}" "${once[@]}" \
+      --impl wgmma_moba_atomic --out /tmp/atomic.json
+    cp "$step_logs/ncu_atomic.log" "$out/ncu-times-atomic.txt"
+    step ncu_l2 60 ncu --metrics gpu__time_duration.sum,lts__t_sector_hit_rate.pct,dram__bytes_read.sum,dram__bytes_write.sum \
+      -k regex:'moba_dkdv_kernel' --launch-count 4 $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba_atomic,wgmma_moba \
+      --out /tmp/l2.json
+    cp "$step_logs/ncu_l2.log" "$out/ncu-l2.txt"
+    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+    export PYTHONPATH=$PWD/build/release/harness/python
+    fair=(--warmup-seconds 3 --max-seconds 3)
+    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" \
+      --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
+      "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
+    step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
+      --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
+    step check_quick_atomic 200 $moba check --suite quick --impl wgmma_moba_atomic --out "$out/check-quick-atomic.json"
+    grep -hE "records:" "$step_logs"/sanitize.log "$step_logs"/check_quick_atomic.log
+    python3 ci/ncu_kernel_summary.py "$out/ncu-times-atomic.txt" 0.5
+    grep -hE "moba_dkdv_kernel|duration|hit_rate|dram__bytes" "$out/ncu-l2.txt" | cut -c1-120
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
     ;;
   profile)

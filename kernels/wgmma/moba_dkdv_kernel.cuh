@@ -253,11 +253,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto* acc_rows = reinterpret_cast<std::int64_t*>(smem + Plan::kAccRows);  // fused dQ only
     std::uint64_t* ds_free = empty + kStages;                                  // fused dQ only
 
-    // x = (slot * tiles_per_block + tile) * kv_heads + kv head of the pass.
-    const int hk_local = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.kv_heads));
-    const std::int64_t slot_tile = blockIdx.x / static_cast<unsigned>(p.kv_heads);
-    const std::int64_t slot = slot_tile / p.tiles_per_block;
-    const int tile = static_cast<int>(slot_tile % p.tiles_per_block);
+    // x = (slot * kv_heads + kv head of the pass) * tiles_per_block + tile: the tiles of one
+    // (block, kv head) are dispatched together. They walk the same list rows in the same order
+    // and add into the same dQ rows, so started together they share those reads and reductions
+    // through L2. With the kv heads fastest (the order before), a (block, kv head)'s tiles were
+    // spread over ~128 dispatches, about one CTA's lifetime apart: every tile fetched the rows
+    // from DRAM again (ncu at the 128K GQA point: L2 hits 34%, DRAM 2.68 TB/s; kernels/NOTES.md).
+    const int tile = static_cast<int>(blockIdx.x % static_cast<unsigned>(p.tiles_per_block));
+    const std::int64_t slot_head = blockIdx.x / static_cast<unsigned>(p.tiles_per_block);
+    const int hk_local = static_cast<int>(slot_head % p.kv_heads);
+    const std::int64_t slot = slot_head / p.kv_heads;
     const int hk = p.kv0 + hk_local;
     const int b = sparse::chunk_sequence(p.cu_seqlens, p.batch, slot, p.block);
     const int start = p.cu_seqlens[b];
