@@ -109,7 +109,7 @@ case $mode in
       "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
     step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
       --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
-    step check_quick_atomic 200 $moba check --suite quick --impl wgmma_moba_atomic --out "$out/check-quick-atomic.json"
+    step check_quick_atomic 160 $moba check --suite quick --impl wgmma_moba_atomic --out "$out/check-quick-atomic.json"
     grep -hE "records:" "$step_logs"/sanitize.log "$step_logs"/check_quick_atomic.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-times-atomic.txt" 0.5
     grep -hE "moba_dkdv_kernel|duration|hit_rate|dram__bytes" "$out/ncu-l2.txt" | cut -c1-120
