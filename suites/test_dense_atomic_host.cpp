@@ -2,7 +2,8 @@
 // refused with the reason, the workspace holds the row statistics and either fp32 dQ layout
 // (rows, or DqSum::bulk's 64-row tiles of every sequence), and a bad MOBA_DENSE_ATOMIC_DQ is
 // refused, naming the value, when the workspace is sized: before anything is allocated or
-// launched. No GPU needed.
+// launched. The same refusal for wgmma_moba_atomic's MOBA_MOBA_ATOMIC_DQ (moba_backward.cu). No
+// GPU needed.
 #include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
@@ -27,23 +28,28 @@ Problem varlen_problem(int head_dim) {
     return p;
 }
 
-// Sets the variable for one test and restores what was there.
+// Clears both entries' variables for one test and restores what was there.
 class AtomicDqEnv : public ::testing::Test {
   protected:
     void SetUp() override {
-        const char* v = std::getenv(wgmma::kAtomicDqEnv);
-        had_ = v != nullptr;
-        if (had_) saved_ = v;
-        ::unsetenv(wgmma::kAtomicDqEnv);
+        for (int i = 0; i < 2; ++i) {
+            const char* v = std::getenv(kNames[i]);
+            had_[i] = v != nullptr;
+            if (had_[i]) saved_[i] = v;
+            ::unsetenv(kNames[i]);
+        }
     }
     void TearDown() override {
-        if (had_) ::setenv(wgmma::kAtomicDqEnv, saved_.c_str(), 1);
-        else ::unsetenv(wgmma::kAtomicDqEnv);
+        for (int i = 0; i < 2; ++i) {
+            if (had_[i]) ::setenv(kNames[i], saved_[i].c_str(), 1);
+            else ::unsetenv(kNames[i]);
+        }
     }
 
   private:
-    bool had_ = false;
-    std::string saved_;
+    static constexpr const char* kNames[2] = {wgmma::kAtomicDqEnv, wgmma::kMobaAtomicDqEnv};
+    bool had_[2] = {false, false};
+    std::string saved_[2];
 };
 
 TEST_F(AtomicDqEnv, HeadDim64IsRefusedWithTheReason) {
@@ -83,6 +89,24 @@ TEST_F(AtomicDqEnv, ABadSettingIsRefusedByNameBeforeAnyWork) {
         const std::string what = e.what();
         EXPECT_NE(what.find("MOBA_DENSE_ATOMIC_DQ=atomics"), std::string::npos) << what;
         EXPECT_NE(what.find("red or bulk"), std::string::npos) << what;
+    }
+}
+
+TEST_F(AtomicDqEnv, MobaAtomicBadSettingIsRefusedByNameBeforeAnyWork) {
+    Problem p = varlen_problem(128);
+    p.topk = 1;  // own blocks only: no block lists, whose sizing asks cub, hence a GPU
+    for (const char* ok : {"red", "red_late", "bulk", ""}) {
+        ::setenv(wgmma::kMobaAtomicDqEnv, ok, 1);
+        EXPECT_GT(wgmma::moba_atomic_backward_workspace_bytes(p), 0u) << ok;
+    }
+    ::setenv(wgmma::kMobaAtomicDqEnv, "red_later", 1);
+    try {
+        wgmma::moba_atomic_backward_workspace_bytes(p);
+        FAIL() << "MOBA_MOBA_ATOMIC_DQ=red_later was accepted";
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("MOBA_MOBA_ATOMIC_DQ=red_later"), std::string::npos) << what;
+        EXPECT_NE(what.find("red, red_late or bulk"), std::string::npos) << what;
     }
 }
 

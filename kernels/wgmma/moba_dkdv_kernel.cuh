@@ -42,7 +42,8 @@
 // small bulk operations a tile; kernels/NOTES.md). This replaces the own-block dQ and the dQ waves,
 // which recompute S and dP for every (row, block) pair; keys past the block inside the 128-key
 // box are masked (P = 0), since their products would now reach dQ. The sums arrive in no fixed
-// order: dq is not bitwise repeatable (dk, dv are). Shared memory then holds 3 stages, one dS
+// order: dq is not bitwise repeatable (dk, dv are). red_late (kLateReduce) sends tile n's sums
+// in tile n + 1, beside its first two products. Shared memory then holds 3 stages, one dS
 // tile (its reuse waits on an mbarrier that both warpgroups' dQ products release) and the two
 // staging buffers.
 #pragma once
@@ -187,18 +188,16 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
 }
 
 // Adds a consumer warpgroup's dQ fragment (64 rows x 64 head dimensions, unscaled) to the rows'
-// accumulator rows: dst0 is the accumulator advanced to the warpgroup's dimensions, acc_rows the
-// tile's 64 accumulator rows (-1: padding, skipped). Staged through `buf` (64 rows of
+// accumulator rows in two steps, stage_dq, then reduce_dq. Staged through `buf` (64 rows of
 // kDQRowBytes) between two barriers of the warpgroup's own (2 + warpgroup - 1): the first keeps
 // the previous tile's readers of buf ahead of the stores, the second the stores ahead of the
-// reads. bulk: lanes of warp 0 send rows lane and lane + 32, 256 bytes each, by the bulk copy
-// engine (their earlier reduces must have read buf first). red: every thread sends 8 16-byte
-// chunks, a warp two whole rows per step (coalesced 256-byte rows).
+// reads. Each row's accumulator row (acc_rows: the stage's, -1 for padding) goes into the row's
+// padding (bytes 256-263), so buf holds all reduce_dq reads: the stage may be refilled before
+// the reductions leave (kLateReduce reduces tile n's in tile n + 1).
 template <DqSum kDq>
-__device__ __forceinline__ void send_dq(const float (&dq)[32], std::uint32_t buf, const std::int64_t* acc_rows,
-                                        float* dst0, int warpgroup) {
-    constexpr int kD = 128;
-    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<kD, kDq>::kDQRowBytes;
+__device__ __forceinline__ void stage_dq(const float (&dq)[32], const std::int64_t* acc_rows, std::uint32_t buf,
+                                         int warpgroup) {
+    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<128, kDq>::kDQRowBytes;
     const int wg_thread = threadIdx.x % 128;
     const int bar = 2 + (warpgroup - 1);
     if constexpr (kDq == DqSum::bulk)
@@ -209,14 +208,26 @@ __device__ __forceinline__ void send_dq(const float (&dq)[32], std::uint32_t buf
 #pragma unroll
         for (int r = 0; r < 2; ++r)
             st_shared_v2(buf + acc_row(r) * kRowBytes + acc_col(i, 0) * 4, dq[4 * i + 2 * r], dq[4 * i + 2 * r + 1]);
+    if (wg_thread < 64) st_shared_s64(buf + wg_thread * kRowBytes + 256, acc_rows[wg_thread]);
     if constexpr (kDq == DqSum::bulk) fence_proxy_async_shared();  // the stores, before the bulk copies read them
     named_barrier_sync(bar, 128);
+}
+
+// dst0 is the accumulator advanced to the warpgroup's dimensions. bulk: lanes of warp 0 send
+// rows lane and lane + 32, 256 bytes each, by the bulk copy engine (their earlier reduces must
+// have read buf first). red: every thread sends 8 16-byte chunks, a warp two whole rows per step
+// (coalesced 256-byte rows). Padding rows (accumulator row -1) are skipped.
+template <DqSum kDq>
+__device__ __forceinline__ void reduce_dq(std::uint32_t buf, float* dst0) {
+    constexpr int kD = 128;
+    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<kD, kDq>::kDQRowBytes;
+    const int wg_thread = threadIdx.x % 128;
     if constexpr (kDq == DqSum::bulk) {
         if (wg_thread < 32) {
 #pragma unroll
             for (int half = 0; half < 2; ++half) {
                 const int row = wg_thread + 32 * half;
-                const std::int64_t acc = acc_rows[row];
+                const std::int64_t acc = ld_shared_s64(buf + row * kRowBytes + 256);
                 if (acc >= 0) bulk_reduce_add_f32(dst0 + acc * kD, buf + row * kRowBytes, 64 * 4);
             }
         }
@@ -227,13 +238,25 @@ __device__ __forceinline__ void send_dq(const float (&dq)[32], std::uint32_t buf
             const int row = k / 16;  // 16 chunks of 16 bytes a row
             const int chunk = k % 16;
             const float4 v = ld_shared_v4(buf + row * kRowBytes + chunk * 16);
-            const std::int64_t acc = acc_rows[row];
+            const std::int64_t acc = ld_shared_s64(buf + row * kRowBytes + 256);
             if (acc >= 0) red_add_v4(dst0 + acc * kD + chunk * 4, v);
         }
     }
 }
 
-template <typename T, int kD, DqSum kDq = DqSum::none>
+// S^T and dP^T of the tile (Q, dO at q_tile, do_tile): two groups, issued and committed.
+template <typename T, int kD>
+__device__ __forceinline__ void issue_scores(float (&st)[32], float (&dpt)[32], std::uint32_t k_base,
+                                             std::uint32_t v_base, std::uint32_t q_tile, std::uint32_t do_tile) {
+    wgmma_fence();
+    keys_by_rows<T, kD>(st, k_base, q_tile);
+    keys_by_rows<T, kD>(dpt, v_base, do_tile);
+}
+
+// kLateReduce (fused red only): tile n's staged dQ is reduced in tile n + 1, right after that
+// tile's S^T and dP^T are issued, so the reductions overlap those products instead of running
+// between tiles with only dK on the tensor cores (see the consumer loop).
+template <typename T, int kD, DqSum kDq = DqSum::none, bool kLateReduce = false>
 __global__ void __launch_bounds__(kThreads, 1)
     moba_dkdv_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
                      MobaDkdvParams p) {
@@ -241,6 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Plan = MobaDkdvPlan<kD, kDq>;
     constexpr bool kFusedDq = Plan::kFusedDq;
     static_assert(!kFusedDq || kD == 128, "the fused dQ splits D = 128 into the two warpgroups' halves");
+    static_assert(!kLateReduce || kDq == DqSum::red, "the late reduction is written for the red sum");
     constexpr int kStages = Plan::kStages;
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
@@ -367,7 +391,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.0f;
 
     mbar_wait(kv_full, 0);
-    for (int n = 0;; ++n) {
+    // Fused dQ: this warpgroup's staging and its dimensions of the accumulator.
+    const std::uint32_t dq_buf = smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes);
+    float* const dq_dst = kFusedDq ? p.dq_acc + 64 * (warpgroup - 1) : nullptr;
+    int n = 0;
+    for (;; ++n) {
         const int s = n % kStages;
         mbar_wait(&full[s], (n / kStages) & 1);
         if (counts[s] == 0) break;
@@ -375,9 +403,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         const std::uint32_t do_tile = smem_u32(smem + Plan::kDO + s * Base::kRowBytes);
         float st[32];
         float dpt[32];
-        wgmma_fence();
-        keys_by_rows<T, kD>(st, k_base, q_tile);
-        keys_by_rows<T, kD>(dpt, v_base, do_tile);
+        issue_scores<T, kD>(st, dpt, k_base, v_base, q_tile, do_tile);
+        if constexpr (kLateReduce)
+            if (n >= 1) reduce_dq<kDq>(dq_buf, dq_dst);  // tile n - 1's, beside S^T and dP^T
         wgmma_wait<1>();  // S^T is ready; dP^T may still run
         fence_operands(st);
 
@@ -427,7 +455,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (n >= 1) mbar_wait(ds_free, (n - 1) & 1);
             store_ds<kD>(ds_tile, warpgroup - 1, ads);
             // dV, then dQ, then dK (dkdv_kernel.cuh's order): the tensor cores have dV while the
-            // consumers meet on the barrier, and dK while dQ is staged and sent.
+            // consumers meet on the barrier, and dK while dQ is staged and sent (kLateReduce:
+            // staged; sent beside the next tile's S^T and dP^T).
             wgmma_fence();
             accumulate_rows<T, kD>(dv, ap, do_tile);
             wgmma_commit();
@@ -442,10 +471,11 @@ __global__ void __launch_bounds__(kThreads, 1)
             fence_operands(dv);
             fence_operands(dq);
             mbar_arrive(ds_free);
-            send_dq<kDq>(dq, smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes),
-                         acc_rows + s * Plan::kRows, p.dq_acc + 64 * (warpgroup - 1), warpgroup);
+            stage_dq<kDq>(dq, acc_rows + s * Plan::kRows, dq_buf, warpgroup);
+            if constexpr (!kLateReduce) reduce_dq<kDq>(dq_buf, dq_dst);
             wgmma_wait<0>();  // dK is done: Q and dO may be overwritten
             fence_operands(dk);
+            fence_operands(ads);  // dK's A fragments stay untouched until it is done
         } else {
             wgmma_fence();
             accumulate_rows<T, kD>(dv, ap, do_tile);
@@ -457,6 +487,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         mbar_arrive(&empty[s]);
     }
+    if constexpr (kLateReduce)
+        if (n >= 1) reduce_dq<kDq>(dq_buf, dq_dst);  // the last tile's
     // The last bulk reduces must have read the staging before the CTA exits.
     if constexpr (kDq == DqSum::bulk)
         if (threadIdx.x % 128 < 32) bulk_wait_all();

@@ -118,6 +118,15 @@ __device__ __forceinline__ void st_shared_v4(std::uint32_t address, float a, flo
 __device__ __forceinline__ void st_shared_v2(std::uint32_t address, float a, float b) {
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
 }
+// One 8-byte shared store / load of a signed 64-bit integer.
+__device__ __forceinline__ void st_shared_s64(std::uint32_t address, std::int64_t v) {
+    asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(address), "l"(v) : "memory");
+}
+__device__ __forceinline__ std::int64_t ld_shared_s64(std::uint32_t address) {
+    std::int64_t v;
+    asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(v) : "r"(address) : "memory");
+    return v;
+}
 // One 16-byte shared load of four floats.
 __device__ __forceinline__ float4 ld_shared_v4(std::uint32_t address) {
     float4 v;
