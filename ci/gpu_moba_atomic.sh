@@ -27,22 +27,30 @@
 #           suite of wgmma_moba_atomic), ncu kernel times and the fused kernel's L2 hit rate and DRAM
 #           bytes at the 128K GQA point, then the 128K GQA fwd+bwd at sustained clocks with cuDNN and
 #           FlashMoBA's setting, as third (about 520 s).
-# - late:   red_late (each tile's dQ reductions sent in the next tile, beside its S^T and dP^T;
-#           every sum now reads the rows' accumulator rows from the staging): sanitizers on the
-#           small case for red, red_late and bulk; ncu times of the fused kernel for red and
-#           red_late at the 128K GQA point; the 128K GQA fwd+bwd at sustained clocks, red_late
-#           with wgmma_dense_atomic and cuDNN in the process, then red alone; the quick suite with
-#           red_late (about 480 s).
-# Usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2|late   Reports and logs go to ${OUT:-out}/.
+# - late:   (c43d7af's script) red_late, each tile's dQ reductions sent in the next tile: measured
+#           slower and removed after (kernels/NOTES.md); reports/h200/moba-atomic/c43d7af/.
+# Usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2|late}
-case $mode in first|second|third|profile|l2|late) ;; *) echo "unknown mode '$mode' (first, second, third, profile, l2 or late)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2}
+case $mode in first|second|third|profile|l2) ;; *) echo "unknown mode '$mode' (first, second, third, profile or l2)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 128 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
 once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
+# third's and l2's timing: the 128K GQA point fwd+bwd at sustained clocks (3 s of warmup) with
+# wgmma_dense_atomic and SDPA cuDNN in the process, then FlashMoBA's setting for both MoBA entries.
+sustained_fwdbwd() {
+  local python
+  python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
+  local fair=(--warmup-seconds 3 --max-seconds 3)
+  step gqa_128k 150 env PYTHONPATH="$PWD/build/release/harness/python" "${python:-python3}" -m moba bench "${point[@]}" \
+    --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
+    "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
+  step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
+    --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
+}
 case $mode in
   first)
     step sanitize_atomic 90 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic,wgmma_moba \
@@ -87,14 +95,7 @@ case $mode in
   third)
     step ctest_gpu 330 ctest --test-dir build/release -L gpu -j 6 --output-on-failure
     cp build/release/Testing/Temporary/LastTest.log "$out/LastTest.log"
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python
-    fair=(--warmup-seconds 3 --max-seconds 3)
-    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" \
-      --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
-      "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
-    step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
-      --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
+    sustained_fwdbwd
     grep -hE "tests passed|tests failed|\(Failed\)|Timeout" "$step_logs"/ctest_gpu.log | tail -8
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
     ;;
@@ -107,43 +108,12 @@ case $mode in
       -k regex:'moba_dkdv_kernel' --launch-count 4 $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba_atomic,wgmma_moba \
       --out /tmp/l2.json
     cp "$step_logs/ncu_l2.log" "$out/ncu-l2.txt"
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python
-    fair=(--warmup-seconds 3 --max-seconds 3)
-    step gqa_128k 150 "${python:-python3}" -m moba bench "${point[@]}" \
-      --impl wgmma_moba,wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
-      "${fair[@]}" --out "$out/gqa-128k-fwdbwd.json"
-    step flashmoba_512k 90 $moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
-      --impl wgmma_moba,wgmma_moba_atomic --phase fwdbwd --gating included "${fair[@]}" --out "$out/flashmoba-512k.json"
+    sustained_fwdbwd
     step check_quick_atomic 160 $moba check --suite quick --impl wgmma_moba_atomic --out "$out/check-quick-atomic.json"
     grep -hE "records:" "$step_logs"/sanitize.log "$step_logs"/check_quick_atomic.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-times-atomic.txt" 0.5
     grep -hE "moba_dkdv_kernel|duration|hit_rate|dram__bytes" "$out/ncu-l2.txt" | cut -c1-120
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
-    ;;
-  late)
-    for sum in red red_late bulk; do
-      step "sanitize_$sum" 60 env MOBA_MOBA_ATOMIC_DQ=$sum $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic \
-        --out "$out/sanitize-$sum.json"
-    done
-    for sum in red red_late; do
-      step "ncu_$sum" 60 env MOBA_MOBA_ATOMIC_DQ=$sum ncu --metrics gpu__time_duration.sum -k regex:'moba_dkdv_kernel' \
-        --launch-count 2 $moba bench "${point[@]}" "${once[@]}" --impl wgmma_moba_atomic --out /tmp/ncu-$sum.json
-      cp "$step_logs/ncu_$sum.log" "$out/ncu-times-$sum.txt"
-    done
-    python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
-    export PYTHONPATH=$PWD/build/release/harness/python
-    fair=(--warmup-seconds 3 --max-seconds 3)
-    step gqa_128k_late 150 env MOBA_MOBA_ATOMIC_DQ=red_late "${python:-python3}" -m moba bench "${point[@]}" \
-      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
-      "${fair[@]}" --out "$out/gqa-128k-fwdbwd-red-late.json"
-    step gqa_128k_red 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwdbwd --gating included \
-      "${fair[@]}" --out "$out/gqa-128k-fwdbwd-red.json"
-    step check_quick_late 130 env MOBA_MOBA_ATOMIC_DQ=red_late $moba check --suite quick --impl wgmma_moba_atomic \
-      --out "$out/check-quick-red-late.json"
-    grep -hE "records:" "$step_logs"/sanitize_*.log "$step_logs"/check_quick_late.log
-    grep -hE "moba_dkdv_kernel|duration" "$out"/ncu-times-red.txt "$out"/ncu-times-red_late.txt | cut -c1-100
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k_late.log "$step_logs"/gqa_128k_red.log
     ;;
   profile)
     sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis

@@ -75,39 +75,35 @@ TEST_F(AtomicDqEnv, WorkspaceHoldsStatisticsAndEitherDqLayout) {
     EXPECT_LE(bytes, wgmma::dense_backward_workspace_bytes(p) + std::max(rows_layout, tile_layout) + 256);
 }
 
-TEST_F(AtomicDqEnv, ABadSettingIsRefusedByNameBeforeAnyWork) {
-    const Problem p = varlen_problem(128);
+// Sizing the workspace (workspace_bytes(p)) accepts red, bulk and the unset value of `name` and
+// refuses `bad` with std::invalid_argument naming "name=bad" and the accepted values.
+template <typename Sizing>
+void expect_only_red_or_bulk(const char* name, Sizing workspace_bytes, const Problem& p, const char* bad) {
     for (const char* ok : {"red", "bulk", ""}) {
-        ::setenv(wgmma::kAtomicDqEnv, ok, 1);
-        EXPECT_GT(wgmma::dense_atomic_backward_workspace_bytes(p), 0u) << ok;
+        ::setenv(name, ok, 1);
+        EXPECT_GT(workspace_bytes(p), 0u) << name << "=" << ok;
     }
-    ::setenv(wgmma::kAtomicDqEnv, "atomics", 1);
+    ::setenv(name, bad, 1);
+    const std::string setting = std::string(name) + "=" + bad;
     try {
-        wgmma::dense_atomic_backward_workspace_bytes(p);
-        FAIL() << "MOBA_DENSE_ATOMIC_DQ=atomics was accepted";
+        workspace_bytes(p);
+        FAIL() << setting << " was accepted";
     } catch (const std::invalid_argument& e) {
         const std::string what = e.what();
-        EXPECT_NE(what.find("MOBA_DENSE_ATOMIC_DQ=atomics"), std::string::npos) << what;
+        EXPECT_NE(what.find(setting), std::string::npos) << what;
         EXPECT_NE(what.find("red or bulk"), std::string::npos) << what;
     }
+}
+
+TEST_F(AtomicDqEnv, ABadSettingIsRefusedByNameBeforeAnyWork) {
+    expect_only_red_or_bulk(wgmma::kAtomicDqEnv, wgmma::dense_atomic_backward_workspace_bytes, varlen_problem(128),
+                            "atomics");
 }
 
 TEST_F(AtomicDqEnv, MobaAtomicBadSettingIsRefusedByNameBeforeAnyWork) {
     Problem p = varlen_problem(128);
     p.topk = 1;  // own blocks only: no block lists, whose sizing asks cub, hence a GPU
-    for (const char* ok : {"red", "red_late", "bulk", ""}) {
-        ::setenv(wgmma::kMobaAtomicDqEnv, ok, 1);
-        EXPECT_GT(wgmma::moba_atomic_backward_workspace_bytes(p), 0u) << ok;
-    }
-    ::setenv(wgmma::kMobaAtomicDqEnv, "red_later", 1);
-    try {
-        wgmma::moba_atomic_backward_workspace_bytes(p);
-        FAIL() << "MOBA_MOBA_ATOMIC_DQ=red_later was accepted";
-    } catch (const std::invalid_argument& e) {
-        const std::string what = e.what();
-        EXPECT_NE(what.find("MOBA_MOBA_ATOMIC_DQ=red_later"), std::string::npos) << what;
-        EXPECT_NE(what.find("red, red_late or bulk"), std::string::npos) << what;
-    }
+    expect_only_red_or_bulk(wgmma::kMobaAtomicDqEnv, wgmma::moba_atomic_backward_workspace_bytes, p, "red_late");
 }
 
 }  // namespace

@@ -83,7 +83,7 @@ void launch_dq_waves(const AttentionArgs& args, const float2* stats, const detai
 
 // lists == nullptr: no past blocks (own rows only), every kv head. kDq != none: the fused dQ
 // adds into dq_acc (the pass's accumulator over query heads [acc_head0, acc_head0 + acc_heads)).
-template <typename T, int kD, detail::DqSum kDq = detail::DqSum::none, bool kNextEarly = false>
+template <typename T, int kD, detail::DqSum kDq = detail::DqSum::none>
 void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::BlockLists* lists,
                  float* dq_acc = nullptr, int acc_head0 = 0, int acc_heads = 0) {
     const Problem& problem = args.problem;
@@ -115,7 +115,7 @@ void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::B
                                         tiles_per_block(problem),
                                         static_cast<float>(scale),
                                         static_cast<float>(scale * kLog2e)};
-    const auto kernel = detail::moba_dkdv_kernel<T, kD, kDq, kNextEarly>;
+    const auto kernel = detail::moba_dkdv_kernel<T, kD, kDq>;
     constexpr int kSmem = static_cast<int>(detail::MobaDkdvPlan<kD, kDq>::kBytes);
     MOBA_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     const dim3 grid(static_cast<unsigned>(dkdv_ctas(problem, kv_heads)));
@@ -125,17 +125,11 @@ void launch_dkdv(const AttentionArgs& args, const float2* stats, const sparse::B
 
 // kMobaAtomicDqEnv (wgmma.hpp): how the fused dQ is summed. red by default: per-row bulk
 // reduce-adds (256 bytes, 128 a tile) ran the fused kernel 47% slower (kernels/NOTES.md).
-// red_late: red with each tile's reductions sent in the next tile, beside its S^T and dP^T.
-struct AtomicDqSetting {
-    detail::DqSum sum;
-    bool late_reduce;
-};
-AtomicDqSetting moba_atomic_dq_sum() {
+detail::DqSum moba_atomic_dq_sum() {
     const char* v = std::getenv(kMobaAtomicDqEnv);
-    if (v == nullptr || *v == '\0' || std::string_view(v) == "red") return {detail::DqSum::red, false};
-    if (std::string_view(v) == "red_late") return {detail::DqSum::red, true};
-    if (std::string_view(v) == "bulk") return {detail::DqSum::bulk, false};
-    throw std::invalid_argument(fmt::format("{}={}: expected red, red_late or bulk", kMobaAtomicDqEnv, v));
+    if (v == nullptr || *v == '\0' || std::string_view(v) == "red") return detail::DqSum::red;
+    if (std::string_view(v) == "bulk") return detail::DqSum::bulk;
+    throw std::invalid_argument(fmt::format("{}={}: expected red or bulk", kMobaAtomicDqEnv, v));
 }
 
 // The refusals both backwards make before any launch; false when there is nothing to do.
@@ -227,7 +221,7 @@ std::size_t moba_atomic_backward_workspace_bytes(const Problem& problem) {
 
 void moba_atomic_backward(const AttentionArgs& args) {
     const Problem& problem = args.problem;
-    const AtomicDqSetting sum = moba_atomic_dq_sum();  // refused before any launch
+    const detail::DqSum sum = moba_atomic_dq_sum();  // refused before any launch
     if (!begin_backward(args, "wgmma_moba_atomic", moba_atomic_backward_can_implement(problem),
                         moba_atomic_backward_workspace_bytes(problem)))
         return;
@@ -243,11 +237,8 @@ void moba_atomic_backward(const AttentionArgs& args) {
         dispatch_tensor_core(problem, [&](auto tag, auto dim) {
             using T = decltype(tag);
             if constexpr (decltype(dim)::value == 128) {
-                if (sum.sum == detail::DqSum::bulk)
+                if (sum == detail::DqSum::bulk)
                     launch_dkdv<T, 128, detail::DqSum::bulk>(args, ws.stats, &lists, ws.dq_acc, pass.q0(), pass.q_heads());
-                else if (sum.late_reduce)
-                    launch_dkdv<T, 128, detail::DqSum::red, true>(args, ws.stats, &lists, ws.dq_acc, pass.q0(),
-                                                                  pass.q_heads());
                 else
                     launch_dkdv<T, 128, detail::DqSum::red>(args, ws.stats, &lists, ws.dq_acc, pass.q0(), pass.q_heads());
             }

@@ -42,8 +42,7 @@
 // small bulk operations a tile; kernels/NOTES.md). This replaces the own-block dQ and the dQ waves,
 // which recompute S and dP for every (row, block) pair; keys past the block inside the 128-key
 // box are masked (P = 0), since their products would now reach dQ. The sums arrive in no fixed
-// order: dq is not bitwise repeatable (dk, dv are). red_late (kLateReduce) sends tile n's sums
-// in tile n + 1, beside its first two products. Shared memory then holds 3 stages, one dS
+// order: dq is not bitwise repeatable (dk, dv are). Shared memory then holds 3 stages, one dS
 // tile (its reuse waits on an mbarrier that both warpgroups' dQ products release) and the two
 // staging buffers.
 #pragma once
@@ -192,8 +191,8 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
 // kDQRowBytes) between two barriers of the warpgroup's own (2 + warpgroup - 1): the first keeps
 // the previous tile's readers of buf ahead of the stores, the second the stores ahead of the
 // reads. Each row's accumulator row (acc_rows: the stage's, -1 for padding) goes into the row's
-// padding (bytes 256-263), so buf holds all reduce_dq reads: the stage may be refilled before
-// the reductions leave (kLateReduce reduces tile n's in tile n + 1).
+// padding (bytes 256-263), so buf holds all that reduce_dq reads (1% faster at the 128K GQA point
+// than reading the stage's; kernels/NOTES.md).
 template <DqSum kDq>
 __device__ __forceinline__ void stage_dq(const float (&dq)[32], const std::int64_t* acc_rows, std::uint32_t buf,
                                          int warpgroup) {
@@ -253,10 +252,7 @@ __device__ __forceinline__ void issue_scores(float (&st)[32], float (&dpt)[32], 
     keys_by_rows<T, kD>(dpt, v_base, do_tile);
 }
 
-// kLateReduce (fused red only): tile n's staged dQ is reduced in tile n + 1, right after that
-// tile's S^T and dP^T are issued, so the reductions overlap those products instead of running
-// between tiles with only dK on the tensor cores (see the consumer loop).
-template <typename T, int kD, DqSum kDq = DqSum::none, bool kLateReduce = false>
+template <typename T, int kD, DqSum kDq = DqSum::none>
 __global__ void __launch_bounds__(kThreads, 1)
     moba_dkdv_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
                      MobaDkdvParams p) {
@@ -264,7 +260,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Plan = MobaDkdvPlan<kD, kDq>;
     constexpr bool kFusedDq = Plan::kFusedDq;
     static_assert(!kFusedDq || kD == 128, "the fused dQ splits D = 128 into the two warpgroups' halves");
-    static_assert(!kLateReduce || kDq == DqSum::red, "the late reduction is written for the red sum");
     constexpr int kStages = Plan::kStages;
     extern __shared__ unsigned char smem_raw[];
     unsigned char* smem = aligned_smem(smem_raw);
@@ -404,8 +399,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         float st[32];
         float dpt[32];
         issue_scores<T, kD>(st, dpt, k_base, v_base, q_tile, do_tile);
-        if constexpr (kLateReduce)
-            if (n >= 1) reduce_dq<kDq>(dq_buf, dq_dst);  // tile n - 1's, beside S^T and dP^T
         wgmma_wait<1>();  // S^T is ready; dP^T may still run
         fence_operands(st);
 
@@ -455,8 +448,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (n >= 1) mbar_wait(ds_free, (n - 1) & 1);
             store_ds<kD>(ds_tile, warpgroup - 1, ads);
             // dV, then dQ, then dK (dkdv_kernel.cuh's order): the tensor cores have dV while the
-            // consumers meet on the barrier, and dK while dQ is staged and sent (kLateReduce:
-            // staged; sent beside the next tile's S^T and dP^T).
+            // consumers meet on the barrier, and dK while dQ is staged and sent (sent in the next
+            // tile, beside its S^T and dP^T, it was 5% slower: kernels/NOTES.md).
             wgmma_fence();
             accumulate_rows<T, kD>(dv, ap, do_tile);
             wgmma_commit();
@@ -472,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             fence_operands(dq);
             mbar_arrive(ds_free);
             stage_dq<kDq>(dq, acc_rows + s * Plan::kRows, dq_buf, warpgroup);
-            if constexpr (!kLateReduce) reduce_dq<kDq>(dq_buf, dq_dst);
+            reduce_dq<kDq>(dq_buf, dq_dst);
             wgmma_wait<0>();  // dK is done: Q and dO may be overwritten
             fence_operands(dk);
             fence_operands(ads);  // dK's A fragments stay untouched until it is done
@@ -487,8 +480,6 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         mbar_arrive(&empty[s]);
     }
-    if constexpr (kLateReduce)
-        if (n >= 1) reduce_dq<kDq>(dq_buf, dq_dst);  // the last tile's
     // The last bulk reduces must have read the staging before the CTA exits.
     if constexpr (kDq == DqSum::bulk)
         if (threadIdx.x % 128 < 32) bulk_wait_all();

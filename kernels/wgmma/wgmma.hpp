@@ -91,15 +91,13 @@ void moba_backward(const AttentionArgs& args);
 // the dQ product).
 Support moba_atomic_backward_can_implement(const Problem& problem);
 
-// MOBA_MOBA_ATOMIC_DQ=red|red_late|bulk (default red): how moba_atomic_backward sums its fused
-// dQ into the accumulator, 16-byte vector reductions or 256-byte bulk reduce-adds per row
-// (slower, kept to compare), both from a staging buffer in shared memory; red_late sends each
-// tile's reductions in the next tile, beside its first two products (reports list it in
-// meta.kernel_env).
+// MOBA_MOBA_ATOMIC_DQ=red|bulk (default red): how moba_atomic_backward sums its fused dQ into
+// the accumulator, 16-byte vector reductions or 256-byte bulk reduce-adds per row (slower, kept
+// to compare), both from a staging buffer in shared memory (reports list it in meta.kernel_env).
 inline constexpr const char* kMobaAtomicDqEnv = "MOBA_MOBA_ATOMIC_DQ";
 
 // moba_backward_workspace_bytes (the same regions) for a problem it implements, else 0. Throws
-// std::invalid_argument, naming the value, when kMobaAtomicDqEnv is set to none of red, red_late, bulk.
+// std::invalid_argument, naming the value, when kMobaAtomicDqEnv is set to neither red nor bulk.
 std::size_t moba_atomic_backward_workspace_bytes(const Problem& problem);
 
 // The same gradients as moba_backward with dQ summed inside the dK/dV kernel (no own-block dQ,
