@@ -27,8 +27,6 @@
 #           suite of wgmma_moba_atomic), ncu kernel times and the fused kernel's L2 hit rate and DRAM
 #           bytes at the 128K GQA point, then the 128K GQA fwd+bwd at sustained clocks with cuDNN and
 #           FlashMoBA's setting, as third (about 520 s).
-# - late:   (c43d7af's script) red_late, each tile's dQ reductions sent in the next tile: measured
-#           slower and removed after (kernels/NOTES.md); reports/h200/moba-atomic/c43d7af/.
 # Usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2}

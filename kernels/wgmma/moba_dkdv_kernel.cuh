@@ -187,16 +187,20 @@ __device__ __forceinline__ int next_tile_rows(RowWalk& c, const MobaDkdvParams& 
 }
 
 // Adds a consumer warpgroup's dQ fragment (64 rows x 64 head dimensions, unscaled) to the rows'
-// accumulator rows in two steps, stage_dq, then reduce_dq. Staged through `buf` (64 rows of
+// accumulator rows: dst0 is the accumulator advanced to the warpgroup's dimensions, acc_rows the
+// tile's 64 accumulator rows (-1: padding, skipped). Staged through `buf` (64 rows of
 // kDQRowBytes) between two barriers of the warpgroup's own (2 + warpgroup - 1): the first keeps
 // the previous tile's readers of buf ahead of the stores, the second the stores ahead of the
-// reads. Each row's accumulator row (acc_rows: the stage's, -1 for padding) goes into the row's
-// padding (bytes 256-263), so buf holds all that reduce_dq reads (1% faster at the 128K GQA point
-// than reading the stage's; kernels/NOTES.md).
+// reads. Each row's accumulator row is staged too, in the row's padding (bytes 256-263), and read
+// from there (1% faster at the 128K GQA point than reading the stage's; kernels/NOTES.md). bulk:
+// lanes of warp 0 send rows lane and lane + 32, 256 bytes each, by the bulk copy engine (their
+// earlier reduces must have read buf first). red: every thread sends 8 16-byte chunks, a warp two
+// whole rows per step (coalesced 256-byte rows).
 template <DqSum kDq>
-__device__ __forceinline__ void stage_dq(const float (&dq)[32], const std::int64_t* acc_rows, std::uint32_t buf,
-                                         int warpgroup) {
-    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<128, kDq>::kDQRowBytes;
+__device__ __forceinline__ void send_dq(const float (&dq)[32], std::uint32_t buf, const std::int64_t* acc_rows,
+                                        float* dst0, int warpgroup) {
+    constexpr int kD = 128;
+    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<kD, kDq>::kDQRowBytes;
     const int wg_thread = threadIdx.x % 128;
     const int bar = 2 + (warpgroup - 1);
     if constexpr (kDq == DqSum::bulk)
@@ -210,17 +214,6 @@ __device__ __forceinline__ void stage_dq(const float (&dq)[32], const std::int64
     if (wg_thread < 64) st_shared_s64(buf + wg_thread * kRowBytes + 256, acc_rows[wg_thread]);
     if constexpr (kDq == DqSum::bulk) fence_proxy_async_shared();  // the stores, before the bulk copies read them
     named_barrier_sync(bar, 128);
-}
-
-// dst0 is the accumulator advanced to the warpgroup's dimensions. bulk: lanes of warp 0 send
-// rows lane and lane + 32, 256 bytes each, by the bulk copy engine (their earlier reduces must
-// have read buf first). red: every thread sends 8 16-byte chunks, a warp two whole rows per step
-// (coalesced 256-byte rows). Padding rows (accumulator row -1) are skipped.
-template <DqSum kDq>
-__device__ __forceinline__ void reduce_dq(std::uint32_t buf, float* dst0) {
-    constexpr int kD = 128;
-    constexpr std::uint32_t kRowBytes = MobaDkdvPlan<kD, kDq>::kDQRowBytes;
-    const int wg_thread = threadIdx.x % 128;
     if constexpr (kDq == DqSum::bulk) {
         if (wg_thread < 32) {
 #pragma unroll
@@ -241,15 +234,6 @@ __device__ __forceinline__ void reduce_dq(std::uint32_t buf, float* dst0) {
             if (acc >= 0) red_add_v4(dst0 + acc * kD + chunk * 4, v);
         }
     }
-}
-
-// S^T and dP^T of the tile (Q, dO at q_tile, do_tile): two groups, issued and committed.
-template <typename T, int kD>
-__device__ __forceinline__ void issue_scores(float (&st)[32], float (&dpt)[32], std::uint32_t k_base,
-                                             std::uint32_t v_base, std::uint32_t q_tile, std::uint32_t do_tile) {
-    wgmma_fence();
-    keys_by_rows<T, kD>(st, k_base, q_tile);
-    keys_by_rows<T, kD>(dpt, v_base, do_tile);
 }
 
 template <typename T, int kD, DqSum kDq = DqSum::none>
@@ -386,11 +370,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.0f;
 
     mbar_wait(kv_full, 0);
-    // Fused dQ: this warpgroup's staging and its dimensions of the accumulator.
-    const std::uint32_t dq_buf = smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes);
-    float* const dq_dst = kFusedDq ? p.dq_acc + 64 * (warpgroup - 1) : nullptr;
-    int n = 0;
-    for (;; ++n) {
+    for (int n = 0;; ++n) {
         const int s = n % kStages;
         mbar_wait(&full[s], (n / kStages) & 1);
         if (counts[s] == 0) break;
@@ -398,7 +378,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         const std::uint32_t do_tile = smem_u32(smem + Plan::kDO + s * Base::kRowBytes);
         float st[32];
         float dpt[32];
-        issue_scores<T, kD>(st, dpt, k_base, v_base, q_tile, do_tile);
+        wgmma_fence();
+        keys_by_rows<T, kD>(st, k_base, q_tile);
+        keys_by_rows<T, kD>(dpt, v_base, do_tile);
         wgmma_wait<1>();  // S^T is ready; dP^T may still run
         fence_operands(st);
 
@@ -464,8 +446,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             fence_operands(dv);
             fence_operands(dq);
             mbar_arrive(ds_free);
-            stage_dq<kDq>(dq, acc_rows + s * Plan::kRows, dq_buf, warpgroup);
-            reduce_dq<kDq>(dq_buf, dq_dst);
+            send_dq<kDq>(dq, smem_u32(smem + Plan::kDQ + (warpgroup - 1) * Plan::kDQBytes),
+                         acc_rows + s * Plan::kRows, p.dq_acc + 64 * (warpgroup - 1), warpgroup);
             wgmma_wait<0>();  // dK is done: Q and dO may be overwritten
             fence_operands(dk);
             fence_operands(ads);  // dK's A fragments stay untouched until it is done
