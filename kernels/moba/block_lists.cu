@@ -1,20 +1,28 @@
 // Inverse block lists and work items (block_lists.hpp): count, scan, scatter, optionally sort
 // per list, then count each list's items, scan, and expand them.
-// count_entries / scatter_entries: one thread per (token, head) selection row (grid-stride,
-// warp-uniform loop over its slots); a warp's entries bound for the same list are merged with
-// __match_any_sync so one atomic serves them all (the heads of a GQA group often pick the same
-// blocks). The scatter takes positions by atomicSub on the counts, filling each list from its
-// end, so no cursor copy of the offsets is needed and the counts end at zero; count_items then
-// reuses them for the item counts.
+// count_entries / scatter_entries: one CTA per run of kPairsPerCta consecutive (token, head)
+// selection rows, a warp-uniform loop over its rows and their slots; a warp's entries bound for
+// the same list are merged with __match_any_sync, so one atomic serves them all. The lists the
+// CTA's first sequence can reach (waves x its past blocks x kv heads, up to kWindowLists of them)
+// are counted in shared memory first and sent with one global atomic per list and CTA; entries
+// outside that window (another sequence, or blocks beyond the window) go straight to global
+// memory. Why: every row of a stretch of tokens picks among the same few past blocks, so the
+// lists of a wave sit in a few cache lines; one global atomic per (warp, list) made all of
+// 128K x 32 heads' 8.4M entries queue on ~32 lines (0.87 ms to count 50 MB of selections at
+// Figure 2b's 128K GQA, ncu, H200). The scatter counts its window the same way, reserves each
+// window list's range of positions with one atomicSub on the global counts (filling each list
+// from its end, so no cursor copy of the offsets is needed and the counts end at zero; count_items
+// then reuses them for the item counts), and hands positions out of that range by shared atomics.
 // expand_items: a warp reads 32 consecutive lists' item ranges at once (most lists are empty:
 // blocks j < t of wave t never are listed), then strides over each non-empty one's items, so a
 // hot list (block 0 is in almost every row) costs ceil(items / 32) coalesced stores, not a loop
 // on one thread.
-// Cost: two reads of sel (4 bytes per entry each), one atomic per (warp, list) and one 4-byte
-// write per listed entry; the lists take two scans and two passes (4 * lists bytes each); 8
-// bytes per item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment
-// strategies; hot blocks make long lists). Measured inside the forward: kernels/NOTES.md (the
-// 2b MQA breakdown gives the lists 0.85 ms of a 24 ms forward at 128K).
+// Cost: three reads of sel (4 bytes per entry each: count, and the scatter's two phases), one
+// shared atomic per (warp, list), one global atomic per (CTA, window list) and one 4-byte write
+// per listed entry; the lists take two scans and two passes (4 * lists bytes each); 8 bytes per
+// item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment strategies;
+// hot blocks make long lists). Measured: kernels/NOTES.md ("Block lists counted per CTA").
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <cub/device/device_scan.cuh>
@@ -34,8 +42,12 @@ constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr std::int64_t kMaxCtas = 1 << 20;  // grid-stride loops beyond this
 
+constexpr int kListThreads = 512;
+constexpr int kPairsPerCta = 8192;   // selection rows per CTA of count / scatter
+constexpr int kWindowLists = 12288;  // int32 counters in shared memory: 48 KB, 4 CTAs per SM
+
 struct ListParams {
-    std::int64_t pairs;       // total * pass_heads selection rows: the pass's query heads
+    std::int64_t total;       // packed tokens
     std::int64_t kbar_slots;  // slots of one wave: list = (t * kbar_slots + slot) * kv_heads + hk - kv0
     const std::int32_t* cu;   // [B+1]
     const std::int32_t* sel;  // [total, Hq, slots]
@@ -44,26 +56,65 @@ struct ListParams {
     int group;
     int block;
     int slots;
-    int kv0;         // the pass's first kv head
-    int kv_heads;    // the pass's kv heads
-    int pass_heads;  // its query heads, kv_heads * group, from kv0 * group on
+    int kv0;             // the pass's first kv head
+    int kv_heads;        // the pass's kv heads
+    int pass_heads;      // its query heads, kv_heads * group, from kv0 * group on
+    int tokens_per_cta;  // max(1, kPairsPerCta / pass_heads)
 };
 
-// One thread per (token, head) selection row of the pass's query heads, grid-stride. Calls visit(list, row, lane) for
+// A CTA's rows (tokens [tokens_per_cta * blockIdx.x, + tokens_per_cta), all the pass's heads)
+// and its window of lists: those of the sequence holding its first token, blocks 0 .. slots-1,
+// every wave and kv head of the pass. Window list `local` = (t * slots + j) * kv_heads + hk.
+struct CtaWindow {
+    std::int64_t pair_begin;
+    std::int64_t pair_end;
+    std::int64_t seq_end;  // first packed token past the window's sequence
+    std::int64_t slot0;    // kbar_base of the window's sequence
+    int slots;             // 0: no window
+    int size;              // waves * slots * kv_heads <= kWindowLists
+
+    // Global list of window list `local`.
+    __device__ std::int64_t list(const ListParams& p, int local) const {
+        const int hk = local % p.kv_heads;
+        const int rest = local / p.kv_heads;
+        const int t = rest / slots;
+        const int j = rest % slots;
+        return (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk;
+    }
+};
+
+__device__ __forceinline__ CtaWindow cta_window(const ListParams& p) {
+    CtaWindow w{};
+    const std::int64_t tok0 = static_cast<std::int64_t>(blockIdx.x) * p.tokens_per_cta;
+    const std::int64_t tok1 = min(p.total, tok0 + p.tokens_per_cta);
+    w.pair_begin = tok0 * p.pass_heads;
+    w.pair_end = tok1 * p.pass_heads;
+    const int b = find_sequence(p.cu, p.batch, tok0);
+    w.seq_end = p.cu[b + 1];
+    w.slot0 = kbar_base(p.cu, b, p.block);
+    // The window's tokens have their past blocks below the own block of the last of them.
+    const int own_hi = own_block(p.cu, b, min(tok1, w.seq_end) - 1, p.block);
+    const int waves = p.slots - 1;
+    w.slots = min(own_hi, kWindowLists / (waves * p.kv_heads));
+    w.size = waves * w.slots * p.kv_heads;
+    return w;
+}
+
+// The CTA's selection rows of the pass's query heads. Calls visit(list, local, row, lane) for
 // each slot t < slots - 1 of the lane's row, with list = -1 where the entry is padding, the own
-// block or a future block, and row = token * group + h % group. Warp-uniform: every lane makes
-// the same calls, as __match_any_sync needs. The last slot of a valid row holds the own block
-// or padding, so it is never read: a malformed row (no own block) then still lists at most
-// slots - 1 entries, one per wave, and cannot overrun the max_list_entries-sized buffers.
+// block or a future block, local its window list or -1 outside the window, and row = token *
+// group + h % group. Warp-uniform: every lane makes the same calls, as __match_any_sync needs.
+// The last slot of a valid row holds the own block or padding, so it is never read: a malformed
+// row (no own block) then still lists at most slots - 1 entries, one per wave, and cannot
+// overrun the max_list_entries-sized buffers.
 template <typename Visit>
-__device__ __forceinline__ void for_each_entry(const ListParams& p, Visit&& visit) {
+__device__ __forceinline__ void for_each_entry(const ListParams& p, const CtaWindow& w,
+                                               Visit&& visit) {
     const int lane = static_cast<int>(threadIdx.x) % kWarp;
-    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-    for (std::int64_t base =
-             (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) - lane;
-         base < p.pairs; base += stride) {
+    for (std::int64_t base = w.pair_begin + (threadIdx.x - lane); base < w.pair_end;
+         base += blockDim.x) {
         const std::int64_t pair = base + lane;
-        const bool live = pair < p.pairs;
+        const bool live = pair < w.pair_end;
         std::int64_t token = 0;
         int h = 0;
         int own = 0;  // blocks 0 .. own-1 are past blocks
@@ -75,35 +126,69 @@ __device__ __forceinline__ void for_each_entry(const ListParams& p, Visit&& visi
             own = own_block(p.cu, b, token, p.block);
             slot0 = kbar_base(p.cu, b, p.block);
         }
+        const bool in_window = token < w.seq_end;  // same sequence as the window's
         const auto row = static_cast<std::int32_t>(token * p.group + h % p.group);
         const int hk = h / p.group - p.kv0;  // within the pass
         const std::int32_t* sel_row = p.sel + (live ? token * p.heads_q + h : 0) * p.slots;
         for (int t = 0; t < p.slots - 1; ++t) {
             const int j = live ? sel_row[t] : -1;
-            const std::int64_t list =
-                j >= 0 && j < own ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
-            visit(list, row, lane);
+            const bool listed = j >= 0 && j < own;
+            const std::int64_t list = listed ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
+            const int local =
+                listed && in_window && j < w.slots ? (t * w.slots + j) * p.kv_heads + hk : -1;
+            visit(list, local, row, lane);
         }
     }
 }
 
-__global__ void __launch_bounds__(kThreads) count_entries(ListParams p, std::int32_t* counts) {
-    for_each_entry(p, [&](std::int64_t list, std::int32_t, int lane) {
+// Counts the CTA's window entries into win (zeroed first); with kSpill the others go to
+// counts, else they are skipped. Ends with a barrier: win is complete for every thread.
+template <bool kSpill>
+__device__ __forceinline__ void count_window(const ListParams& p, const CtaWindow& w, int* win,
+                                             std::int32_t* counts) {
+    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) win[i] = 0;
+    __syncthreads();
+    for_each_entry(p, w, [&](std::int64_t list, int local, std::int32_t, int lane) {
         const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
-        if (list >= 0 && lane == __ffs(same) - 1) atomicAdd(&counts[list], __popc(same));
+        if (list < 0 || lane != __ffs(same) - 1) return;
+        if (local >= 0) {
+            atomicAdd(&win[local], __popc(same));
+        } else if (kSpill) {
+            atomicAdd(&counts[list], __popc(same));
+        }
     });
+    __syncthreads();
+}
+
+__global__ void __launch_bounds__(kListThreads) count_entries(ListParams p, std::int32_t* counts) {
+    __shared__ int win[kWindowLists];
+    const CtaWindow w = cta_window(p);
+    count_window<true>(p, w, win, counts);
+    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) {
+        if (win[i] != 0) atomicAdd(&counts[w.list(p, i)], win[i]);
+    }
 }
 
 // counts holds each list's remaining size; taking n from it yields positions count-n .. count-1.
-__global__ void __launch_bounds__(kThreads)
+// A window list takes its whole range at once; win then holds the end of what is left of it.
+__global__ void __launch_bounds__(kListThreads)
     scatter_entries(ListParams p, const std::int32_t* offsets, std::int32_t* counts,
                     std::int32_t* rows) {
-    for_each_entry(p, [&](std::int64_t list, std::int32_t row, int lane) {
+    __shared__ int win[kWindowLists];
+    const CtaWindow w = cta_window(p);
+    count_window<false>(p, w, win, counts);
+    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) {
+        if (win[i] != 0) win[i] = atomicSub(&counts[w.list(p, i)], win[i]);
+    }
+    __syncthreads();
+    for_each_entry(p, w, [&](std::int64_t list, int local, std::int32_t row, int lane) {
         const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
         const int leader = __ffs(same) - 1;
         const int n = __popc(same);
         int end = 0;  // one past the group's last position within the list
-        if (list >= 0 && lane == leader) end = atomicSub(&counts[list], n);
+        if (list >= 0 && lane == leader) {
+            end = local >= 0 ? atomicSub(&win[local], n) : atomicSub(&counts[list], n);
+        }
         end = __shfl_sync(kFullMask, end, leader);
         if (list >= 0) {
             const int rank = __popc(same & ((1u << lane) - 1u));
@@ -337,7 +422,7 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
         return out;
     }
 
-    const ListParams p{problem.total_tokens() * pass.q_heads(),
+    const ListParams p{problem.total_tokens(),
                        kbar_slots(problem.total_tokens(), problem.block, problem.batch()),
                        cu_seqlens,
                        sel,
@@ -348,17 +433,19 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
                        problem.sel_slots(),
                        pass.kv0,
                        pass.kv_heads,
-                       pass.q_heads()};
-    const unsigned pair_ctas = grid_for(p.pairs);
+                       pass.q_heads(),
+                       std::max(1, kPairsPerCta / pass.q_heads())};
+    // total <= INT_MAX (Problem::validate), so the grid fits its x limit.
+    const auto pair_ctas = static_cast<unsigned>((p.total + p.tokens_per_cta - 1) / p.tokens_per_cta);
     const auto list_ends = static_cast<int>(l.lists + 1);
 
     MOBA_CUDA_CALL(cudaMemsetAsync(counts, 0, int32_bytes(l.lists + 1), stream));
-    count_entries<<<pair_ctas, kThreads, 0, stream>>>(p, counts);
+    count_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, counts);
     MOBA_CHECK_LAUNCH();
     std::size_t temp_bytes = l.temp_bytes;
     MOBA_CUDA_CALL(
         cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, list_ends, stream));
-    scatter_entries<<<pair_ctas, kThreads, 0, stream>>>(p, offsets, counts, rows);
+    scatter_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, offsets, counts, rows);
     MOBA_CHECK_LAUNCH();
     if (deterministic) {
         // The double-buffer form needs no copy of the keys in its temporary storage; which
