@@ -1,26 +1,26 @@
 // Inverse block lists and work items (block_lists.hpp): count, scan, scatter, optionally sort
 // per list, then count each list's items, scan, and expand them.
 // count_entries / scatter_entries: one CTA per run of kPairsPerCta consecutive (token, head)
-// selection rows, a warp-uniform loop over its rows and their slots; a warp's entries bound for
-// the same list are merged with __match_any_sync, so one atomic serves them all. The lists the
-// CTA's first sequence can reach (waves x its past blocks x kv heads, up to kWindowLists of them)
-// are counted in shared memory first and sent with one global atomic per list and CTA; entries
-// outside that window (another sequence, or blocks beyond the window) go straight to global
-// memory. Why: every row of a stretch of tokens picks among the same few past blocks, so the
-// lists of a wave sit in a few cache lines; one global atomic per (warp, list) made all of
-// 128K x 32 heads' 8.4M entries queue on ~32 lines (0.87 ms to count 50 MB of selections at
-// Figure 2b's 128K GQA, ncu, H200). The scatter counts its window the same way, reserves each
-// window list's range of positions with one atomicSub on the global counts (filling each list
-// from its end, so no cursor copy of the offsets is needed and the counts end at zero; count_items
-// then reuses them for the item counts), and hands positions out of that range by shared atomics.
+// selection rows, a warp-uniform loop over its rows and their slots. count_entries gives every
+// entry its rank in its list while counting: a warp's entries bound for the same list are merged
+// with __match_any_sync, so one atomic (with its return value) serves them all, and the lists
+// the CTA's first sequence can reach (waves x its past blocks x kv heads, up to kWindowLists of
+// them) are counted in shared memory first, then reserved with one global atomic per list and
+// CTA. The ranks live in the sort's second buffer until the scatter, which then only writes
+// rows[offsets[list] + rank]: no atomics. Why: every row of a stretch of tokens picks among the
+// same few past blocks, so a wave's lists sit in a few cache lines; one global atomic per (warp,
+// list) made 128K x 32 heads' 8.4M entries queue on ~32 lines (0.87 ms to count 50 MB of
+// selections at Figure 2b's 128K GQA, and 0.90 to scatter them with a second round of atomics,
+// ncu, H200). Entries outside the window (another sequence, or blocks beyond it) take global
+// atomics as before.
 // expand_items: a warp reads 32 consecutive lists' item ranges at once (most lists are empty:
 // blocks j < t of wave t never are listed), then strides over each non-empty one's items, so a
 // hot list (block 0 is in almost every row) costs ceil(items / 32) coalesced stores, not a loop
 // on one thread.
-// Cost: three reads of sel (4 bytes per entry each: count, and the scatter's two phases), one
-// shared atomic per (warp, list), one global atomic per (CTA, window list) and one 4-byte write
-// per listed entry; the lists take two scans and two passes (4 * lists bytes each); 8 bytes per
-// item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment strategies;
+// Cost: three reads of sel (4 bytes per entry each), one shared atomic per (warp, window list),
+// one global atomic per (CTA, window list) or (warp, other list), a rank written and read per
+// entry (window entries' twice) and one 4-byte write of the row; the lists take two scans and
+// two passes (4 * lists bytes each); 8 bytes per item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment strategies;
 // hot blocks make long lists). Measured: kernels/NOTES.md ("Block lists counted per CTA").
 #include <algorithm>
 #include <climits>
@@ -66,12 +66,14 @@ struct ListParams {
 // and its window of lists: those of the sequence holding its first token, blocks 0 .. slots-1,
 // every wave and kv head of the pass. Window list `local` = (t * slots + j) * kv_heads + hk.
 struct CtaWindow {
+    std::int64_t tok0;       // the CTA's first packed token
     std::int64_t pair_begin;
     std::int64_t pair_end;
-    std::int64_t seq_end;  // first packed token past the window's sequence
-    std::int64_t slot0;    // kbar_base of the window's sequence
-    int slots;             // 0: no window
-    int size;              // waves * slots * kv_heads <= kWindowLists
+    std::int64_t seq_start;  // first packed token of the window's sequence
+    std::int64_t seq_end;    // first packed token past it
+    std::int64_t slot0;      // kbar_base of the window's sequence
+    int slots;               // 0: no window
+    int size;                // waves * slots * kv_heads <= kWindowLists
 
     // Global list of window list `local`.
     __device__ std::int64_t list(const ListParams& p, int local) const {
@@ -85,11 +87,12 @@ struct CtaWindow {
 
 __device__ __forceinline__ CtaWindow cta_window(const ListParams& p) {
     CtaWindow w{};
-    const std::int64_t tok0 = static_cast<std::int64_t>(blockIdx.x) * p.tokens_per_cta;
-    const std::int64_t tok1 = min(p.total, tok0 + p.tokens_per_cta);
-    w.pair_begin = tok0 * p.pass_heads;
+    w.tok0 = static_cast<std::int64_t>(blockIdx.x) * p.tokens_per_cta;
+    const std::int64_t tok1 = min(p.total, w.tok0 + p.tokens_per_cta);
+    w.pair_begin = w.tok0 * p.pass_heads;
     w.pair_end = tok1 * p.pass_heads;
-    const int b = find_sequence(p.cu, p.batch, tok0);
+    const int b = find_sequence(p.cu, p.batch, w.tok0);
+    w.seq_start = p.cu[b];
     w.seq_end = p.cu[b + 1];
     w.slot0 = kbar_base(p.cu, b, p.block);
     // The window's tokens have their past blocks below the own block of the last of them.
@@ -100,100 +103,100 @@ __device__ __forceinline__ CtaWindow cta_window(const ListParams& p) {
     return w;
 }
 
-// The CTA's selection rows of the pass's query heads. Calls visit(list, local, row, lane) for
-// each slot t < slots - 1 of the lane's row, with list = -1 where the entry is padding, the own
-// block or a future block, local its window list or -1 outside the window, and row = token *
-// group + h % group. Warp-uniform: every lane makes the same calls, as __match_any_sync needs.
-// The last slot of a valid row holds the own block or padding, so it is never read: a malformed
-// row (no own block) then still lists at most slots - 1 entries, one per wave, and cannot
-// overrun the max_list_entries-sized buffers.
+// One entry of a selection row: the list it joins (-1 where the entry is padding, the own
+// block or a future block), its window list (-1 outside the window), the row value token *
+// group + h % group, and its index (pair * waves + t) into per-entry buffers.
+struct Entry {
+    std::int64_t list;
+    std::int64_t index;
+    int local;
+    std::int32_t row;
+};
+
+// The CTA's selection rows of the pass's query heads: calls visit(entry, lane) for each slot
+// t < slots - 1 of the lane's row. Warp-uniform: every lane makes the same calls, as
+// __match_any_sync needs. The last slot of a valid row holds the own block or padding, so it is
+// never read: a malformed row (no own block) then still lists at most slots - 1 entries, one per
+// wave, and cannot overrun the max_list_entries-sized buffers. Index math in 32 bits where the
+// window's sequence bounds it (the CTA's rows, a token's offset in its sequence).
 template <typename Visit>
 __device__ __forceinline__ void for_each_entry(const ListParams& p, const CtaWindow& w,
                                                Visit&& visit) {
     const int lane = static_cast<int>(threadIdx.x) % kWarp;
-    for (std::int64_t base = w.pair_begin + (threadIdx.x - lane); base < w.pair_end;
-         base += blockDim.x) {
-        const std::int64_t pair = base + lane;
-        const bool live = pair < w.pair_end;
-        std::int64_t token = 0;
-        int h = 0;
+    const int waves = p.slots - 1;
+    const auto cta_pairs = static_cast<int>(w.pair_end - w.pair_begin);
+    for (int base = static_cast<int>(threadIdx.x) - lane; base < cta_pairs;
+         base += static_cast<int>(blockDim.x)) {
+        const int i = base + lane;
+        const bool live = i < cta_pairs;
+        const int token_in_cta = i / p.pass_heads;
+        const std::int64_t token = w.tok0 + token_in_cta;
+        const int h = p.kv0 * p.group + (i - token_in_cta * p.pass_heads);
+        const bool in_window = token < w.seq_end;  // same sequence as the window's
         int own = 0;  // blocks 0 .. own-1 are past blocks
-        std::int64_t slot0 = 0;
-        if (live) {
-            token = pair / p.pass_heads;
-            h = p.kv0 * p.group + static_cast<int>(pair - token * p.pass_heads);
+        std::int64_t slot0 = w.slot0;
+        if (live && in_window) {
+            own = static_cast<int>(token - w.seq_start) / p.block;
+        } else if (live) {
             const int b = find_sequence(p.cu, p.batch, token);
             own = own_block(p.cu, b, token, p.block);
             slot0 = kbar_base(p.cu, b, p.block);
         }
-        const bool in_window = token < w.seq_end;  // same sequence as the window's
-        const auto row = static_cast<std::int32_t>(token * p.group + h % p.group);
         const int hk = h / p.group - p.kv0;  // within the pass
+        Entry e{};
+        e.row = static_cast<std::int32_t>(token * p.group + h % p.group);
         const std::int32_t* sel_row = p.sel + (live ? token * p.heads_q + h : 0) * p.slots;
-        for (int t = 0; t < p.slots - 1; ++t) {
+        for (int t = 0; t < waves; ++t) {
             const int j = live ? sel_row[t] : -1;
             const bool listed = j >= 0 && j < own;
-            const std::int64_t list = listed ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
-            const int local =
-                listed && in_window && j < w.slots ? (t * w.slots + j) * p.kv_heads + hk : -1;
-            visit(list, local, row, lane);
+            e.list = listed ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
+            e.local = listed && in_window && j < w.slots ? (t * w.slots + j) * p.kv_heads + hk : -1;
+            e.index = (w.pair_begin + i) * waves + t;
+            visit(e, lane);
         }
     }
 }
 
-// Counts the CTA's window entries into win (zeroed first); with kSpill the others go to
-// counts, else they are skipped. Ends with a barrier: win is complete for every thread.
-template <bool kSpill>
-__device__ __forceinline__ void count_window(const ListParams& p, const CtaWindow& w, int* win,
-                                             std::int32_t* counts) {
+// Counts every list's entries and gives each entry its rank in its list (ranks[index], a
+// position in 0 .. count-1; which entry gets which rank depends on atomic timing). Entries of
+// the CTA's window take ranks from shared counters first; once the window is counted, one global
+// atomicAdd per window list reserves the CTA's range of the list, and a second pass over the
+// window's entries adds that range's start to their ranks.
+__global__ void __launch_bounds__(kListThreads)
+    count_entries(ListParams p, std::int32_t* counts, std::int32_t* ranks) {
+    __shared__ int win[kWindowLists];
+    const CtaWindow w = cta_window(p);
     for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) win[i] = 0;
     __syncthreads();
-    for_each_entry(p, w, [&](std::int64_t list, int local, std::int32_t, int lane) {
-        const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
-        if (list < 0 || lane != __ffs(same) - 1) return;
-        if (local >= 0) {
-            atomicAdd(&win[local], __popc(same));
-        } else if (kSpill) {
-            atomicAdd(&counts[list], __popc(same));
-        }
-    });
-    __syncthreads();
-}
-
-__global__ void __launch_bounds__(kListThreads) count_entries(ListParams p, std::int32_t* counts) {
-    __shared__ int win[kWindowLists];
-    const CtaWindow w = cta_window(p);
-    count_window<true>(p, w, win, counts);
-    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) {
-        if (win[i] != 0) atomicAdd(&counts[w.list(p, i)], win[i]);
-    }
-}
-
-// counts holds each list's remaining size; taking n from it yields positions count-n .. count-1.
-// A window list takes its whole range at once; win then holds the end of what is left of it.
-__global__ void __launch_bounds__(kListThreads)
-    scatter_entries(ListParams p, const std::int32_t* offsets, std::int32_t* counts,
-                    std::int32_t* rows) {
-    __shared__ int win[kWindowLists];
-    const CtaWindow w = cta_window(p);
-    count_window<false>(p, w, win, counts);
-    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) {
-        if (win[i] != 0) win[i] = atomicSub(&counts[w.list(p, i)], win[i]);
-    }
-    __syncthreads();
-    for_each_entry(p, w, [&](std::int64_t list, int local, std::int32_t row, int lane) {
-        const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(list));
+    for_each_entry(p, w, [&](const Entry& e, int lane) {
+        const unsigned same = __match_any_sync(kFullMask, static_cast<long long>(e.list));
         const int leader = __ffs(same) - 1;
-        const int n = __popc(same);
-        int end = 0;  // one past the group's last position within the list
-        if (list >= 0 && lane == leader) {
-            end = local >= 0 ? atomicSub(&win[local], n) : atomicSub(&counts[list], n);
+        int first = 0;  // the group's first rank
+        if (e.list >= 0 && lane == leader) {
+            first = e.local >= 0 ? atomicAdd(&win[e.local], __popc(same))
+                                 : atomicAdd(&counts[e.list], __popc(same));
         }
-        end = __shfl_sync(kFullMask, end, leader);
-        if (list >= 0) {
-            const int rank = __popc(same & ((1u << lane) - 1u));
-            rows[offsets[list] + end - n + rank] = row;
-        }
+        first = __shfl_sync(kFullMask, first, leader);
+        if (e.list >= 0) ranks[e.index] = first + __popc(same & ((1u << lane) - 1u));
+    });
+    if (w.size == 0) return;  // CTA-uniform
+    __syncthreads();
+    for (int i = static_cast<int>(threadIdx.x); i < w.size; i += blockDim.x) {
+        if (win[i] != 0) win[i] = atomicAdd(&counts[w.list(p, i)], win[i]);
+    }
+    __syncthreads();
+    for_each_entry(p, w, [&](const Entry& e, int) {
+        if (e.local >= 0) ranks[e.index] += win[e.local];
+    });
+}
+
+// Each entry's row to its list's position offsets[list] + rank: no atomics.
+__global__ void __launch_bounds__(kListThreads)
+    scatter_entries(ListParams p, const std::int32_t* offsets, const std::int32_t* ranks,
+                    std::int32_t* rows) {
+    const CtaWindow w = cta_window(p);
+    for_each_entry(p, w, [&](const Entry& e, int) {
+        if (e.list >= 0) rows[offsets[e.list] + ranks[e.index]] = e.row;
     });
 }
 
@@ -264,7 +267,7 @@ struct Layout {
     std::size_t offsets = 0;     // [lists + 1] int32
     std::size_t first_item = 0;  // [lists + 1] int32
     std::size_t rows = 0;        // [max_entries] int32, scatter output
-    std::size_t sorted = 0;      // [max_entries] int32, the sort's second buffer
+    std::size_t sorted = 0;      // [max_entries] int32: the entries' ranks, then the sort's second buffer
     std::size_t item_list = 0;   // [max_items] int32
     std::size_t item_start = 0;  // [max_items] int32
     std::size_t wave_items = 0;  // [waves + 1] int32
@@ -440,12 +443,12 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
     const auto list_ends = static_cast<int>(l.lists + 1);
 
     MOBA_CUDA_CALL(cudaMemsetAsync(counts, 0, int32_bytes(l.lists + 1), stream));
-    count_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, counts);
+    count_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, counts, sorted);  // ranks in sorted
     MOBA_CHECK_LAUNCH();
     std::size_t temp_bytes = l.temp_bytes;
     MOBA_CUDA_CALL(
         cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, list_ends, stream));
-    scatter_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, offsets, counts, rows);
+    scatter_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, offsets, sorted, rows);
     MOBA_CHECK_LAUNCH();
     if (deterministic) {
         // The double-buffer form needs no copy of the keys in its temporary storage; which

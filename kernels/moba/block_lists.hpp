@@ -4,10 +4,12 @@
 // of at most tile_rows rows. A block-sparse forward runs the waves one after another, each over
 // its items with a persistent grid: a row sits in at most one list of a wave, so merging a
 // wave's partial results into the row's fp32 accumulator needs no atomics and is deterministic.
-// Built from a selection sel [total, Hq, slots] on the GPU: count (atomics, warp-aggregated),
-// exclusive scan (cub::DeviceScan), scatter (atomic cursor), for deterministic lists a per-list
-// sort (cub::DeviceSegmentedSort), then chunk counts, a second scan and the item expansion.
-// Cost: sel read twice (4 * total * Hq * slots bytes each), the rows written once and, when
+// Built from a selection sel [total, Hq, slots] on the GPU: count and rank each entry (atomics,
+// warp- and CTA-aggregated), exclusive scan (cub::DeviceScan), scatter by rank, for
+// deterministic lists a per-list sort (cub::DeviceSegmentedSort), then chunk counts, a second
+// scan and the item expansion.
+// Cost: sel read three times (4 * total * Hq * slots bytes each), a rank per entry written and
+// read (in the sort's second buffer), the rows written once and, when
 // deterministic, sorted (a few passes over 4 * entries bytes); 4 int32 passes over the lists;
 // 8 bytes written per item. No tokens x blocks buffer, no host synchronisation.
 #pragma once
