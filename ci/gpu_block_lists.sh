@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The inverse block lists counted per CTA, ranks from the count (kernels/moba/block_lists.cu;
-# issue 17, target 1: the list builds took 3.5 ms of a 128K GQA fwd+bwd at ncu's clock) on a GPU
-# machine, in two device calls (e2baa94 ran both in one: test_tiled_mma_gpu did not finish in
-# 200 s beside the quick suite; alone it takes ~185 s):
+# The inverse block lists counted per CTA, ranks from the count, deterministic lists by one radix
+# sort per wave (kernels/moba/block_lists.cu; issue 17, targets 1 and 2: the list builds took
+# 3.5 ms of a 128K GQA fwd+bwd and the segmented sort 18 ms of FlashMoBA's at ncu's clock) on a GPU
+# machine (e2baa94 ran one mode: test_tiled_mma_gpu did not finish in 200 s beside the quick
+# suite; alone it takes ~170 s):
 # - measure: correct first: test_block_lists_gpu (the GPU build against the host emulation) and
 #            every sanitizer on a small varlen case through both MoBA entries (forward and
 #            backward build lists); ncu kernel times of one fwd+bwd at Figure 2b's 128K GQA point
 #            (block 2048, top-k 3, 32 / 8 heads) and at FlashMoBA's setting (512K, 16 heads, block
 #            128, top-k 8); the 128K GQA fwd+bwd at sustained clocks with wgmma_dense_atomic and
 #            SDPA cuDNN in the process, and FlashMoBA's setting fwd+bwd (about 330 s);
+#            measure stops after test_block_lists_gpu when that fails;
 # - verify:  test_tiled_mma_gpu (every MoBA entry against float64), then the quick suite of
-#            wgmma_moba_atomic (about 340 s; the build of measure's call is reused when warm).
-# Usage: ci/gpu_block_lists.sh measure|verify   Reports and logs go to ${OUT:-out}/.
+#            wgmma_moba_atomic (about 250 s; the build of measure's call is reused when warm);
+# - all:     measure, then verify, in one call (about 520 s).
+# Usage: ci/gpu_block_lists.sh measure|verify|all   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_block_lists.sh measure|verify}
-case $mode in measure|verify) ;; *) echo "unknown mode '$mode' (measure or verify)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_block_lists.sh measure|verify|all}
+case $mode in measure|verify|all) ;; *) echo "unknown mode '$mode' (measure, verify or all)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -24,9 +27,9 @@ flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
 once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)
 fair=(--warmup-seconds 3 --max-seconds 3)
 
-case $mode in
-  measure)
-    step test_block_lists_gpu 60 build/release/suites/test_block_lists_gpu --gtest_brief=1
+measure() {
+    step test_block_lists_gpu 60 build/release/suites/test_block_lists_gpu --gtest_brief=1 || {
+      tail -30 "$step_logs/test_block_lists_gpu.log"; step_gather; exit 1; }
     step sanitize 90 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic,wgmma_moba --out "$out/sanitize.json"
     step ncu_atomic 60 ncu --metrics gpu__time_duration.sum --launch-count 120 $moba bench "${point[@]}" "${once[@]}" \
       --impl wgmma_moba_atomic --out /tmp/atomic.json
@@ -45,13 +48,17 @@ case $mode in
     python3 ci/ncu_kernel_summary.py "$out/ncu-times-atomic.txt" 0.05
     python3 ci/ncu_kernel_summary.py "$out/ncu-times-flashmoba.txt" 0.1
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/gqa_128k.log "$step_logs"/flashmoba_512k.log
-    ;;
-  verify)
+}
+verify() {
     step test_tiled_mma_gpu 240 build/release/suites/test_tiled_mma_gpu --gtest_brief=1
     step check_quick_atomic 200 $moba check --suite quick --impl wgmma_moba_atomic --out "$out/check-quick-atomic.json"
     grep -hE "tests|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log | tail -6
     grep -hE "records:" "$step_logs"/check_quick_atomic.log
-    ;;
+}
+case $mode in
+  measure) measure ;;
+  verify) verify ;;
+  all) measure; verify ;;
 esac
 step_gather
 exit $step_status

@@ -25,8 +25,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
-#include <cub/device/device_segmented_sort.cuh>
 #include <stdexcept>
 #include <string>
 
@@ -200,6 +200,66 @@ __global__ void __launch_bounds__(kListThreads)
     });
 }
 
+// ---- deterministic lists: one stable radix sort per wave -------------------------------------
+// Wave t's entries in (token, head) order as (key, value) = (list within the wave, row); rows with
+// no entry in this wave get key_none (lists_per_wave), which sorts after every list. A stable
+// sort by key then leaves each list's rows ascending, as the host emulation has them.
+__global__ void __launch_bounds__(kThreads)
+    wave_keys(ListParams p, int t, std::uint32_t key_none, std::uint32_t* keys, std::int32_t* values) {
+    const std::int64_t pairs = p.total * p.pass_heads;
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
+         i += stride) {
+        const std::int64_t token = i / p.pass_heads;
+        const int h = p.kv0 * p.group + static_cast<int>(i - token * p.pass_heads);
+        const int b = find_sequence(p.cu, p.batch, token);
+        const int own = own_block(p.cu, b, token, p.block);
+        const int j = p.sel[(token * p.heads_q + h) * p.slots + t];
+        const int hk = h / p.group - p.kv0;
+        keys[i] = j >= 0 && j < own
+                      ? static_cast<std::uint32_t>((kbar_base(p.cu, b, p.block) + j) * p.kv_heads + hk)
+                      : key_none;
+        values[i] = static_cast<std::int32_t>(token * p.group + h % p.group);
+    }
+}
+
+// After wave t's sort: the ends of its lists, wave_offsets[l] = wave_offsets[0] + (keys below l)
+// for l = 1 .. lists_per_wave. wave_offsets[0], the wave's start, was written before (the end of
+// wave t-1's last list, or 0).
+__global__ void __launch_bounds__(kThreads)
+    wave_offsets(const std::uint32_t* keys, std::int64_t n, std::int64_t lists_per_wave,
+                 std::int32_t* wave_offsets) {
+    const std::int32_t start = wave_offsets[0];
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t l = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x + 1;
+         l <= lists_per_wave; l += stride) {
+        std::int64_t lo = 0;  // lower bound of l in keys[0 .. n)
+        std::int64_t hi = n;
+        while (lo < hi) {
+            const std::int64_t mid = lo + (hi - lo) / 2;
+            if (keys[mid] < static_cast<std::uint32_t>(l)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        wave_offsets[l] = start + static_cast<std::int32_t>(lo);
+    }
+}
+
+// The wave's sorted rows after those of the waves before it; the entries come first (key_none
+// sorts last).
+__global__ void __launch_bounds__(kThreads)
+    wave_rows(const std::uint32_t* keys, const std::int32_t* values, std::int64_t n,
+              std::uint32_t key_none, const std::int32_t* wave_offsets, std::int32_t* rows) {
+    const std::int32_t start = wave_offsets[0];
+    const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+    for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride) {
+        if (keys[i] != key_none) rows[start + i] = values[i];
+    }
+}
+
 // items[l] = ceil(list l's entries / tile_rows) for l < lists, items[lists] = 0, so the
 // exclusive scan of items[0 .. lists] ends with the item count.
 __global__ void __launch_bounds__(kThreads)
@@ -255,6 +315,13 @@ std::int64_t saturating_mul(std::int64_t a, std::int64_t b) {
     return __builtin_mul_overflow(a, b, &product) ? INT64_MAX : product;
 }
 
+// Bits of the deterministic sort's keys: enough for key_none = lists_per_wave (>= 1).
+int key_bits(std::int64_t lists_per_wave) {
+    int bits = 0;
+    while (bits < 32 && (lists_per_wave >> bits) != 0) ++bits;
+    return bits;
+}
+
 // Byte offsets of the workspace's parts, each 256-byte aligned. With no wave only offsets and
 // wave_items have a size.
 struct Layout {
@@ -266,8 +333,11 @@ struct Layout {
     std::size_t counts = 0;      // [lists + 1] int32: entry counts, then item counts
     std::size_t offsets = 0;     // [lists + 1] int32
     std::size_t first_item = 0;  // [lists + 1] int32
-    std::size_t rows = 0;        // [max_entries] int32, scatter output
-    std::size_t sorted = 0;      // [max_entries] int32: the entries' ranks, then the sort's second buffer
+    std::int64_t wave_pairs = 0;  // selection rows of the pass: total * kv_heads * group
+    std::size_t rows = 0;        // [max_entries] int32
+    std::size_t scratch = 0;     // the entries' ranks [max_entries] int32, or the deterministic
+                                 // sort's keys and values, two buffers each [wave_pairs]
+    std::size_t wave_buffer = 0; // bytes of one of those four
     std::size_t item_list = 0;   // [max_items] int32
     std::size_t item_start = 0;  // [max_items] int32
     std::size_t wave_items = 0;  // [waves + 1] int32
@@ -293,6 +363,8 @@ Layout layout(const Problem& problem, int tile_rows, int kv_heads) {
     l.lists = l.lists_per_wave * l.waves;
     l.max_entries = problem.total_tokens() * problem.group() * kv_heads * l.waves;
     l.max_items = l.max_entries / tile_rows + l.lists;
+    l.wave_pairs = problem.total_tokens() * problem.group() * kv_heads;
+    l.wave_buffer = int32_bytes(l.wave_pairs);
 
     if (l.waves > 0) {
         std::size_t scan_bytes = 0;
@@ -300,10 +372,11 @@ Layout layout(const Problem& problem, int tile_rows, int kv_heads) {
             nullptr, scan_bytes, static_cast<const std::int32_t*>(nullptr),
             static_cast<std::int32_t*>(nullptr), static_cast<int>(l.lists + 1)));
         std::size_t sort_bytes = 0;
-        cub::DoubleBuffer<std::int32_t> keys(nullptr, nullptr);
-        MOBA_CUDA_CALL(cub::DeviceSegmentedSort::SortKeys(
-            nullptr, sort_bytes, keys, l.max_entries, l.lists,
-            static_cast<const std::int32_t*>(nullptr), static_cast<const std::int32_t*>(nullptr)));
+        cub::DoubleBuffer<std::uint32_t> keys(nullptr, nullptr);
+        cub::DoubleBuffer<std::int32_t> values(nullptr, nullptr);
+        MOBA_CUDA_CALL(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys, values,
+                                                       static_cast<int>(l.wave_pairs), 0,
+                                                       key_bits(l.lists_per_wave)));
         l.temp_bytes = scan_bytes > sort_bytes ? scan_bytes : sort_bytes;
     }
 
@@ -312,8 +385,8 @@ Layout layout(const Problem& problem, int tile_rows, int kv_heads) {
     l.counts = l.offsets + int32_bytes(l.lists + 1);
     l.first_item = l.counts + int32_bytes(list_ends);
     l.rows = l.first_item + int32_bytes(list_ends);
-    l.sorted = l.rows + int32_bytes(l.max_entries);
-    l.item_list = l.sorted + int32_bytes(l.max_entries);
+    l.scratch = l.rows + int32_bytes(l.max_entries);
+    l.item_list = l.scratch + std::max(int32_bytes(l.max_entries), 4 * l.wave_buffer);
     l.item_start = l.item_list + int32_bytes(l.max_items);
     l.wave_items = l.item_start + int32_bytes(l.max_items);
     l.temp = l.wave_items + int32_bytes(l.waves + 1);
@@ -411,7 +484,7 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
     auto* offsets = at<std::int32_t>(workspace, l.offsets);
     auto* first_item = at<std::int32_t>(workspace, l.first_item);
     auto* rows = at<std::int32_t>(workspace, l.rows);
-    auto* sorted = at<std::int32_t>(workspace, l.sorted);
+    auto* ranks = at<std::int32_t>(workspace, l.scratch);
     auto* item_list = at<std::int32_t>(workspace, l.item_list);
     auto* item_start = at<std::int32_t>(workspace, l.item_start);
     auto* wave_items = at<std::int32_t>(workspace, l.wave_items);
@@ -442,23 +515,41 @@ BlockLists build_block_lists(const Problem& problem, const std::int32_t* cu_seql
     const auto pair_ctas = static_cast<unsigned>((p.total + p.tokens_per_cta - 1) / p.tokens_per_cta);
     const auto list_ends = static_cast<int>(l.lists + 1);
 
-    MOBA_CUDA_CALL(cudaMemsetAsync(counts, 0, int32_bytes(l.lists + 1), stream));
-    count_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, counts, sorted);  // ranks in sorted
-    MOBA_CHECK_LAUNCH();
     std::size_t temp_bytes = l.temp_bytes;
-    MOBA_CUDA_CALL(
-        cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, list_ends, stream));
-    scatter_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, offsets, sorted, rows);
-    MOBA_CHECK_LAUNCH();
     if (deterministic) {
-        // The double-buffer form needs no copy of the keys in its temporary storage; which
-        // buffer ends up holding the sorted lists depends only on the key width (cub sets it on
-        // the host).
-        cub::DoubleBuffer<std::int32_t> keys(rows, sorted);
-        temp_bytes = l.temp_bytes;
-        MOBA_CUDA_CALL(cub::DeviceSegmentedSort::SortKeys(temp, temp_bytes, keys, l.max_entries,
-                                                          l.lists, offsets, offsets + 1, stream));
-        out.rows = keys.Current();
+        // One stable radix sort per wave over its (list, row) pairs in row order; each wave's
+        // lists and rows follow the previous wave's.
+        auto* keys_a = at<std::uint32_t>(workspace, l.scratch);
+        auto* keys_b = at<std::uint32_t>(workspace, l.scratch + l.wave_buffer);
+        auto* values_a = at<std::int32_t>(workspace, l.scratch + 2 * l.wave_buffer);
+        auto* values_b = at<std::int32_t>(workspace, l.scratch + 3 * l.wave_buffer);
+        const auto key_none = static_cast<std::uint32_t>(l.lists_per_wave);
+        MOBA_CUDA_CALL(cudaMemsetAsync(offsets, 0, sizeof(std::int32_t), stream));
+        for (int t = 0; t < l.waves; ++t) {
+            wave_keys<<<grid_for(l.wave_pairs), kThreads, 0, stream>>>(p, t, key_none, keys_a, values_a);
+            MOBA_CHECK_LAUNCH();
+            cub::DoubleBuffer<std::uint32_t> keys(keys_a, keys_b);
+            cub::DoubleBuffer<std::int32_t> values(values_a, values_b);
+            temp_bytes = l.temp_bytes;
+            MOBA_CUDA_CALL(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys, values,
+                                                           static_cast<int>(l.wave_pairs), 0,
+                                                           key_bits(l.lists_per_wave), stream));
+            std::int32_t* wave_offsets_at = offsets + t * l.lists_per_wave;
+            wave_offsets<<<grid_for(l.lists_per_wave), kThreads, 0, stream>>>(
+                keys.Current(), l.wave_pairs, l.lists_per_wave, wave_offsets_at);
+            MOBA_CHECK_LAUNCH();
+            wave_rows<<<grid_for(l.wave_pairs), kThreads, 0, stream>>>(
+                keys.Current(), values.Current(), l.wave_pairs, key_none, wave_offsets_at, rows);
+            MOBA_CHECK_LAUNCH();
+        }
+    } else {
+        MOBA_CUDA_CALL(cudaMemsetAsync(counts, 0, int32_bytes(l.lists + 1), stream));
+        count_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, counts, ranks);
+        MOBA_CHECK_LAUNCH();
+        MOBA_CUDA_CALL(
+            cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, list_ends, stream));
+        scatter_entries<<<pair_ctas, kListThreads, 0, stream>>>(p, offsets, ranks, rows);
+        MOBA_CHECK_LAUNCH();
     }
 
     count_items<<<grid_for(l.lists + 1), kThreads, 0, stream>>>(l.lists, tile_rows, offsets,

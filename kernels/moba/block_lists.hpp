@@ -5,13 +5,13 @@
 // its items with a persistent grid: a row sits in at most one list of a wave, so merging a
 // wave's partial results into the row's fp32 accumulator needs no atomics and is deterministic.
 // Built from a selection sel [total, Hq, slots] on the GPU: count and rank each entry (atomics,
-// warp- and CTA-aggregated), exclusive scan (cub::DeviceScan), scatter by rank, for
-// deterministic lists a per-list sort (cub::DeviceSegmentedSort), then chunk counts, a second
-// scan and the item expansion.
-// Cost: sel read three times (4 * total * Hq * slots bytes each), a rank per entry written and
-// read (in the sort's second buffer), the rows written once and, when
-// deterministic, sorted (a few passes over 4 * entries bytes); 4 int32 passes over the lists;
-// 8 bytes written per item. No tokens x blocks buffer, no host synchronisation.
+// warp- and CTA-aggregated), exclusive scan (cub::DeviceScan), scatter by rank; deterministic
+// lists instead take one stable radix sort (cub::DeviceRadixSort) per wave of (list, row) pairs
+// in row order. Then chunk counts, a second scan and the item expansion.
+// Cost: sel read three times (4 * total * Hq * slots bytes each) and a rank per entry written
+// and read, or, deterministic, sel read once per wave and the sort's passes over 8 bytes per
+// selection row and wave; the rows written once; 4 int32 passes over the lists; 8 bytes written
+// per item. No tokens x blocks buffer, no host synchronisation.
 #pragma once
 
 #include <cuda_runtime_api.h>
