@@ -1,12 +1,13 @@
-// Inverse block lists and work items (block_lists.hpp): count, scan, scatter, optionally sort
-// per list, then count each list's items, scan, and expand them.
+// Inverse block lists and work items (block_lists.hpp): count, scan and scatter, or for
+// deterministic lists one radix sort per wave; then count each list's items, scan, and expand
+// them.
 // count_entries / scatter_entries: one CTA per run of kPairsPerCta consecutive (token, head)
 // selection rows, a warp-uniform loop over its rows and their slots. count_entries gives every
 // entry its rank in its list while counting: a warp's entries bound for the same list are merged
 // with __match_any_sync, so one atomic (with its return value) serves them all, and the lists
 // the CTA's first sequence can reach (waves x its past blocks x kv heads, up to kWindowLists of
 // them) are counted in shared memory first, then reserved with one global atomic per list and
-// CTA. The ranks live in the sort's second buffer until the scatter, which then only writes
+// CTA. The ranks live in the workspace's scratch region until the scatter, which then only writes
 // rows[offsets[list] + rank]: no atomics. Why: every row of a stretch of tokens picks among the
 // same few past blocks, so a wave's lists sit in a few cache lines; one global atomic per (warp,
 // list) made 128K x 32 heads' 8.4M entries queue on ~32 lines (0.87 ms to count 50 MB of
@@ -20,8 +21,15 @@
 // Cost: three reads of sel (4 bytes per entry each), one shared atomic per (warp, window list),
 // one global atomic per (CTA, window list) or (warp, other list), a rank written and read per
 // entry (window entries' twice) and one 4-byte write of the row; the lists take two scans and
-// two passes (4 * lists bytes each); 8 bytes per item. Deterministic mode adds a segmented sort of the rows (cub picks per-segment strategies;
-// hot blocks make long lists). Measured: kernels/NOTES.md ("Block lists counted per CTA").
+// two passes (4 * lists bytes each); 8 bytes per item.
+// Deterministic lists skip count and scatter: per wave, one stable cub::DeviceRadixSort over the
+// (list within the wave, row) pairs of every selection row in row order, over the key's bits
+// only, leaves each list's rows ascending; each list's end is a binary search over the sorted
+// keys (wave_keys, wave_offsets, wave_rows). A segmented sort of the scattered rows took 9.2 ms
+// a pass at FlashMoBA's block 128 (229K lists, hot early blocks; ncu, H200). Cost per wave:
+// one strided read of sel, the sort's passes over 8 bytes per selection row, a binary search per
+// list, 4 bytes written per entry. Measured: kernels/NOTES.md ("Block lists counted per CTA" and
+// the sections after it).
 #include <algorithm>
 #include <climits>
 #include <cstdint>
