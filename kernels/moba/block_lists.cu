@@ -68,6 +68,12 @@ struct ListParams {
     int kv_heads;        // the pass's kv heads
     int pass_heads;      // its query heads, kv_heads * group, from kv0 * group on
     int tokens_per_cta;  // max(1, kPairsPerCta / pass_heads)
+
+    // List of wave t for block j of the sequence whose blocks start at kbar slot slot0, kv head
+    // hk within the pass; with t = 0 it is also the list's index within its wave.
+    __device__ std::int64_t list(int t, std::int64_t slot0, int j, int hk) const {
+        return (t * kbar_slots + slot0 + j) * kv_heads + hk;
+    }
 };
 
 // A CTA's rows (tokens [tokens_per_cta * blockIdx.x, + tokens_per_cta), all the pass's heads)
@@ -89,7 +95,7 @@ struct CtaWindow {
         const int rest = local / p.kv_heads;
         const int t = rest / slots;
         const int j = rest % slots;
-        return (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk;
+        return p.list(t, slot0, j, hk);
     }
 };
 
@@ -157,7 +163,7 @@ __device__ __forceinline__ void for_each_entry(const ListParams& p, const CtaWin
         for (int t = 0; t < waves; ++t) {
             const int j = live ? sel_row[t] : -1;
             const bool listed = j >= 0 && j < own;
-            e.list = listed ? (t * p.kbar_slots + slot0 + j) * p.kv_heads + hk : -1;
+            e.list = listed ? p.list(t, slot0, j, hk) : -1;
             e.local = listed && in_window && j < w.slots ? (t * w.slots + j) * p.kv_heads + hk : -1;
             e.index = (w.pair_begin + i) * waves + t;
             visit(e, lane);
@@ -225,7 +231,7 @@ __global__ void __launch_bounds__(kThreads)
         const int j = p.sel[(token * p.heads_q + h) * p.slots + t];
         const int hk = h / p.group - p.kv0;
         keys[i] = j >= 0 && j < own
-                      ? static_cast<std::uint32_t>((kbar_base(p.cu, b, p.block) + j) * p.kv_heads + hk)
+                      ? static_cast<std::uint32_t>(p.list(0, kbar_base(p.cu, b, p.block), j, hk))
                       : key_none;
         values[i] = static_cast<std::int32_t>(token * p.group + h % p.group);
     }
@@ -369,9 +375,9 @@ Layout layout(const Problem& problem, int tile_rows, int kv_heads) {
     l.waves = problem.sel_slots() - 1;
     l.lists_per_wave = kbar_slots(problem.total_tokens(), problem.block, problem.batch()) * kv_heads;
     l.lists = l.lists_per_wave * l.waves;
-    l.max_entries = problem.total_tokens() * problem.group() * kv_heads * l.waves;
-    l.max_items = l.max_entries / tile_rows + l.lists;
     l.wave_pairs = problem.total_tokens() * problem.group() * kv_heads;
+    l.max_entries = l.wave_pairs * l.waves;
+    l.max_items = l.max_entries / tile_rows + l.lists;
     l.wave_buffer = int32_bytes(l.wave_pairs);
 
     if (l.waves > 0) {
