@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Gating at FlashMoBA's block 128 (issue 17, target 2: select_topk took 58.6 ms of FlashMoBA's
+# ~160 ms fwd+bwd at ncu's clock, 4x its mma.sync bound by arithmetic) on a GPU machine:
+# - profile: ncu's sections and source page (stalls per SASS instruction) of one select_topk launch
+#            at FlashMoBA's setting (512K, 16 heads, block 128, top-k 8); the forward with gating
+#            timed apart there and at Figure 2b's 128K GQA point; Figure 2a's 1M fwd+bwd (block 4096,
+#            top-k 12, 32 / 8 heads: 11 waves, so 11 radix sorts per deterministic list build since
+#            6721c29, not timed since) for wgmma_moba_atomic (about 250 s).
+# Usage: ci/gpu_gating.sh profile   Reports and logs go to ${OUT:-out}/.
+source "$(dirname "$0")/gpu_prologue.sh"
+mode=${1:?usage: ci/gpu_gating.sh profile}
+case $mode in profile) ;; *) echo "unknown mode '$mode' (profile)"; exit 2 ;; esac  # before any build
+moba=build/release/harness/cli/moba
+step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
+step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
+flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
+fig2a=(--seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12)
+fair=(--warmup-seconds 3 --max-seconds 3)
+
+profile() {
+    sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
+              --section WarpStateStats --section SchedulerStats --section LaunchStats --section InstructionStats
+              --section SourceCounters)
+    step ncu_select 150 "${sections[@]}" -k regex:'select_topk' --launch-count 1 -f -o /tmp/select \
+      $moba bench "${flashmoba[@]}" --phase fwd --gating separate --warmup 0 --min-samples 1 --max-seconds 1 \
+      --impl wgmma_moba_atomic --out /tmp/select.json
+    ncu -i /tmp/select.ncu-rep --page details > "$out/ncu-sections-select-512k.txt" 2>&1
+    ncu -i /tmp/select.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-select-512k.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-select-512k.csv.gz" 60 > "$out/stalls-select-512k.txt"
+    step gating_flashmoba 60 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      "${fair[@]}" --out "$out/flashmoba-fwd-gating.json"
+    step gating_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      "${fair[@]}" --out "$out/gqa-128k-fwd-gating.json"
+    step fig2a_1m 200 $moba bench "${fig2a[@]}" --impl wgmma_moba_atomic --phase fwdbwd --gating included \
+      --warmup 1 --min-samples 3 --max-seconds 20 --out "$out/fig2a-1m-fwdbwd.json"
+    grep -hE "Duration|Throughput|Issue Slots Busy|No Eligible|Issued Warp|Warp Cycles Per Issued|Executed Ipc|Registers|Achieved Occupancy|L2 Hit|Mem Busy" \
+      "$out/ncu-sections-select-512k.txt" | head -30
+    head -75 "$out/stalls-select-512k.txt"
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gating_flashmoba.log "$step_logs"/gating_128k.log "$step_logs"/fig2a_1m.log
+}
+case $mode in
+  profile) profile ;;
+esac
+step_gather
+exit $step_status
