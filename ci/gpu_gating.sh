@@ -6,10 +6,13 @@
 #            timed apart there and at Figure 2b's 128K GQA point; Figure 2a's 1M fwd+bwd (block 4096,
 #            top-k 12, 32 / 8 heads: 11 waves, so 11 radix sorts per deterministic list build since
 #            6721c29, not timed since) for wgmma_moba_atomic (about 250 s).
-# Usage: ci/gpu_gating.sh profile   Reports and logs go to ${OUT:-out}/.
+# - measure: correct first: the fused gating's GPU tests (many block tiles, equal scores) and the
+#            top-k paths suite (`moba check --suite paths`) for wgmma_moba_atomic; then profile's ncu
+#            sections and source page and the two gating timings (no Figure 2a run; about 200 s).
+# Usage: ci/gpu_gating.sh profile|measure   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_gating.sh profile}
-case $mode in profile) ;; *) echo "unknown mode '$mode' (profile)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_gating.sh profile|measure}
+case $mode in profile|measure) ;; *) echo "unknown mode '$mode' (profile or measure)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -18,7 +21,7 @@ flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
 fig2a=(--seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12)
 fair=(--warmup-seconds 3 --max-seconds 3)
 
-profile() {
+select_profile() {
     sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
               --section WarpStateStats --section SchedulerStats --section LaunchStats --section InstructionStats
               --section SourceCounters)
@@ -32,15 +35,35 @@ profile() {
       "${fair[@]}" --out "$out/flashmoba-fwd-gating.json"
     step gating_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
       "${fair[@]}" --out "$out/gqa-128k-fwd-gating.json"
+}
+select_summary() {
+    grep -hE "Duration|Issue Slots Busy|No Eligible|Issued Warp|Warp Cycles Per Issued|Executed Ipc A|Registers Per|Executed Instructions  " \
+      "$out/ncu-sections-select-512k.txt" | head -12
+    head -4 "$out/stalls-select-512k.txt"
+    for f in flashmoba-fwd-gating gqa-128k-fwd-gating; do
+      python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print(sys.argv[2], 'gating_ms', round(r['gating_ms'],3), 'fwd_ms', round(r['timing']['median_ms'],3), 'gating check', r['gating_check']['outcome'], 'throttled', r['throttled'])" "$out/$f.json" $f || true
+    done
+}
+profile() {
+    select_profile
     step fig2a_1m 200 $moba bench "${fig2a[@]}" --impl wgmma_moba_atomic --phase fwdbwd --gating included \
       --warmup 1 --min-samples 3 --max-seconds 20 --out "$out/fig2a-1m-fwdbwd.json"
-    grep -hE "Duration|Throughput|Issue Slots Busy|No Eligible|Issued Warp|Warp Cycles Per Issued|Executed Ipc|Registers|Achieved Occupancy|L2 Hit|Mem Busy" \
-      "$out/ncu-sections-select-512k.txt" | head -30
+    select_summary
     head -75 "$out/stalls-select-512k.txt"
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd|gating)" "$step_logs"/gating_flashmoba.log "$step_logs"/gating_128k.log "$step_logs"/fig2a_1m.log
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/fig2a_1m.log
+}
+measure() {
+    step gating_tests 240 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 --gtest_filter='*Gating*' || {
+      tail -30 "$step_logs/gating_tests.log"; step_gather; exit 1; }
+    step check_paths 240 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json"
+    select_profile
+    grep -hE "tests|PASSED|FAILED" "$step_logs"/gating_tests.log | tail -4
+    grep -hE "records:" "$step_logs"/check_paths.log
+    select_summary
 }
 case $mode in
   profile) profile ;;
+  measure) measure ;;
 esac
 step_gather
 exit $step_status

@@ -215,6 +215,40 @@ __device__ __forceinline__ float quad_nth_largest(float (&v)[8], int n) {
     return count >= n && t == t ? t : -INFINITY;  // NaN scores: no bound
 }
 
+// The entry of an unordered list of n entries (1 <= n <= kN) that ranks last: its index, score
+// and block. Reads the list eight entries at a time without a branch inside a group (indices
+// from n on read entry n - 1 again, which never displaces it), so a group's loads issue together;
+// the per-entry `break` this replaced made each compare wait for its own shared load (ncu at
+// FlashMoBA's setting: short_sb stalls on every compare of the rescan).
+template <int kN>
+__device__ __forceinline__ void find_worst(const float* list_score, const int* list_block, int n,
+                                           int& worst_at, float& worst_score, int& worst_block) {
+    constexpr int kGroup = 8;
+    worst_at = 0;
+    worst_score = list_score[0];
+    worst_block = list_block[0];
+#pragma unroll 1
+    for (int j0 = 0; j0 < kN; j0 += kGroup) {
+        if (j0 >= n) break;
+        float score[kGroup];
+        int block[kGroup];
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) {
+            const int at = min(j0 + j, n - 1);
+            score[j] = list_score[at];
+            block[j] = list_block[at];
+        }
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) {
+            if (ranks_before(worst_score, worst_block, score[j], block[j])) {
+                worst_at = min(j0 + j, n - 1);
+                worst_score = score[j];
+                worst_block = block[j];
+            }
+        }
+    }
+}
+
 // Writes the row of a query whose k covers every block up to its own: 0..own, -1 padding.
 __device__ __forceinline__ void write_all_blocks(std::int32_t* out, int own, int slots) {
     for (int t = 0; t < slots; ++t) out[t] = t <= own ? t : -1;
@@ -367,10 +401,14 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
             own[i] = __shfl_sync(kFullMask, lane_own, (i / 2) * 16 + (i % 2) * 8 + g);
             threshold[i] = -INFINITY;
         }
-        int warp_own = lane_own;  // largest own block among the warp's rows
+        int warp_own = lane_own;      // largest own block among the warp's rows
+        int warp_min_own = lane_own;  // smallest (-1 where the warp has a row past the tile)
 #pragma unroll
-        for (int offset = kWarp / 2; offset > 0; offset /= 2)
+        for (int offset = kWarp / 2; offset > 0; offset /= 2) {
             warp_own = max(warp_own, __shfl_xor_sync(kFullMask, warp_own, offset));
+            warp_min_own = min(warp_min_own, __shfl_xor_sync(kFullMask, warp_min_own, offset));
+        }
+        bool lists_full = false;  // warp-uniform: every row of the warp holds past entries
 
         // q as A fragments: a[mf][step] = rows (g, g+8) x columns (2c, 2c+1, 2c+8, 2c+9).
         std::uint32_t a[2][kSteps][4];
@@ -468,51 +506,84 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     }
                 }
 
-                // While a row's list is not full its threshold is -inf and every past block
-                // would be a candidate (32 per row in its first half: most of the merge work).
-                // Then bound the row from below by the past-th best score of this half.
-                float floor_of_half[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-                if (past < kHalfBlocks &&
-                    __any_sync(kFullMask, threshold[0] == -INFINITY || threshold[1] == -INFINITY ||
-                                              threshold[2] == -INFINITY ||
-                                              threshold[3] == -INFINITY)) {
+                // Steady state (ncu at FlashMoBA's block 128: nearly every half): every row of the
+                // warp holds a full list, so no floor is needed, and every column of the half is a
+                // past block of every row, so no causal limit either. One maximum per (thread,
+                // row) and a vote then say whether any score passes; only rows with one build
+                // their bits. The general filter below took ~230 instructions a half there.
+                unsigned pass = 0;
+                if (lists_full && first + kHalfBlocks <= warp_min_own) {
+                    unsigned rows_hit = 0;
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
-                        const int limit = own[i] - first;
-                        float v[8];
+                        float best = -INFINITY;
+#pragma unroll
+                        for (int nf = 0; nf < 4; ++nf) {
+                            best = fmaxf(best, fmaxf(acc[i / 2][nf][(i % 2) * 2],
+                                                     acc[i / 2][nf][(i % 2) * 2 + 1]));
+                        }
+                        rows_hit |= static_cast<unsigned>(best > threshold[i]) << i;
+                    }
+                    if (!__any_sync(kFullMask, rows_hit != 0)) continue;
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        if (((rows_hit >> i) & 1u) == 0) continue;
 #pragma unroll
                         for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
                             for (int e = 0; e < 2; ++e) {
-                                v[nf * 2 + e] = nf * 8 + 2 * c + e < limit
-                                                    ? acc[i / 2][nf][(i % 2) * 2 + e]
-                                                    : -INFINITY;
+                                const bool hit = acc[i / 2][nf][(i % 2) * 2 + e] > threshold[i];
+                                pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
                             }
                         }
-                        floor_of_half[i] = quad_nth_largest<kCap < kHalfBlocks ? kCap : kHalfBlocks>(v, past);
                     }
-                }
-
-                // Filter: bit ((i * 4 + nf) * 2 + e) marks row i's score of column
-                // nf*8 + 2c + e as a candidate: a past block of the row, above its threshold
-                // (ties with the threshold lose: they come later in block order) and not below
-                // the half's floor (ties with the floor may still rank in).
-                unsigned pass = 0;
+                } else {
+                    // While a row's list is not full its threshold is -inf and every past block
+                    // would be a candidate (32 per row in its first half: most of the merge work).
+                    // Then bound the row from below by the past-th best score of this half.
+                    float floor_of_half[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+                    if (past < kHalfBlocks &&
+                        __any_sync(kFullMask,
+                                   threshold[0] == -INFINITY || threshold[1] == -INFINITY ||
+                                       threshold[2] == -INFINITY || threshold[3] == -INFINITY)) {
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int limit = own[i] - first;  // columns below limit are past blocks
+                        for (int i = 0; i < 4; ++i) {
+                            const int limit = own[i] - first;
+                            float v[8];
 #pragma unroll
-                    for (int nf = 0; nf < 4; ++nf) {
+                            for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            const float score = acc[i / 2][nf][(i % 2) * 2 + e];
-                            const bool hit = nf * 8 + 2 * c + e < limit && score > threshold[i] &&
-                                             score >= floor_of_half[i];
-                            pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
+                                for (int e = 0; e < 2; ++e) {
+                                    v[nf * 2 + e] = nf * 8 + 2 * c + e < limit
+                                                        ? acc[i / 2][nf][(i % 2) * 2 + e]
+                                                        : -INFINITY;
+                                }
+                            }
+                            floor_of_half[i] =
+                                quad_nth_largest<kCap < kHalfBlocks ? kCap : kHalfBlocks>(v, past);
                         }
                     }
+
+                    // Filter: bit ((i * 4 + nf) * 2 + e) marks row i's score of column
+                    // nf*8 + 2c + e as a candidate: a past block of the row, above its threshold
+                    // (ties with the threshold lose: they come later in block order) and not below
+                    // the half's floor (ties with the floor may still rank in).
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int limit = own[i] - first;  // columns below limit are past blocks
+#pragma unroll
+                        for (int nf = 0; nf < 4; ++nf) {
+#pragma unroll
+                            for (int e = 0; e < 2; ++e) {
+                                const float score = acc[i / 2][nf][(i % 2) * 2 + e];
+                                const bool hit = nf * 8 + 2 * c + e < limit &&
+                                                 score > threshold[i] && score >= floor_of_half[i];
+                                pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
+                            }
+                        }
+                    }
+                    if (!__any_sync(kFullMask, pass != 0)) continue;
                 }
-                if (!__any_sync(kFullMask, pass != 0)) continue;
 
                 // Scatter: one shared atomic per (thread, row) with candidates reserves their
                 // slots; most (thread, row) pairs have none after the first half.
@@ -539,9 +610,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 __syncwarp();
 
                 // Lane l merges the candidates of row l into its list, which is unordered: a
-                // candidate that ranks before the worst entry replaces it, and a rescan (kCap
-                // independent loads, no branches that diverge) finds the new worst. A sorted
-                // list's insertion shifted entries one dependent load/store pair at a time.
+                // candidate that ranks before the worst entry replaces it, and a rescan (groups of
+                // eight independent loads, find_worst) finds the new worst. A sorted list's
+                // insertion shifted entries one dependent load/store pair at a time.
                 const int n = cand_count[lane_row];
                 for (int m = 0; m < n; ++m) {
                     const float score = cand_score[lane_row * L::kCandStride + m];
@@ -551,20 +622,8 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     list_score[at] = score;
                     list_block[at] = blk;
                     if (held < past) continue;
-                    worst_at = 0;
-                    worst_score = list_score[0];
-                    worst_block = list_block[0];
-#pragma unroll
-                    for (int j = 1; j < kCap; ++j) {
-                        if (j >= past) break;
-                        const float sj = list_score[j];
-                        const int bj = list_block[j];
-                        if (ranks_before(worst_score, worst_block, sj, bj)) {
-                            worst_at = j;
-                            worst_score = sj;
-                            worst_block = bj;
-                        }
-                    }
+                    find_worst<kCap>(list_score, list_block, past, worst_at, worst_score,
+                                     worst_block);
                 }
                 cand_count[lane_row] = 0;
                 const float lane_threshold = held == past ? worst_score : -INFINITY;
@@ -574,6 +633,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     threshold[i] =
                         __shfl_sync(kFullMask, lane_threshold, (i / 2) * 16 + (i % 2) * 8 + g);
                 }
+                lists_full = __all_sync(kFullMask, held == past);
             }
             __syncthreads();  // the stage is refilled by the next iteration's load
         }
