@@ -215,38 +215,46 @@ __device__ __forceinline__ float quad_nth_largest(float (&v)[8], int n) {
     return count >= n && t == t ? t : -INFINITY;  // NaN scores: no bound
 }
 
-// The entry of an unordered list of n entries (1 <= n <= kN) that ranks last: its index, score
-// and block. Reads the list eight entries at a time without a branch inside a group (indices
-// from n on read entry n - 1 again, which never displaces it), so a group's loads issue together;
-// the per-entry `break` this replaced made each compare wait for its own shared load (ncu at
-// FlashMoBA's setting: short_sb stalls on every compare of the rescan).
+// A list entry: one (score, block) pair and its index in the list.
+struct ListEntry {
+    float score;
+    int block;
+    int at;
+};
+// The entry of the two that ranks last (ranks_before's order). The padding entry (+inf, -1) ranks
+// before every entry, itself included, so it never comes out of a pair holding a real entry.
+__device__ __forceinline__ ListEntry ranks_last(const ListEntry& a, const ListEntry& b) {
+    return ranks_before(a.score, a.block, b.score, b.block) ? b : a;
+}
+constexpr int kListGroup = 8;  // list entries a rescan reads at once
+__device__ __forceinline__ int padded_list_length(int n) {
+    return (n + kListGroup - 1) / kListGroup * kListGroup;
+}
+
+// The entry of an unordered list of n entries (1 <= n <= kN) that ranks last. Entries n up to
+// padded_list_length(n) hold the padding (+inf, -1), so the list is read in whole groups of eight
+// at fixed offsets, and each group is reduced as a tree (depth 3, not a chain of 7 compares).
+// The per-entry `break` this replaced made each compare wait for its own shared load (ncu at
+// FlashMoBA's setting: short_sb stalls on every compare of the rescan, ~115 instructions a round).
 template <int kN>
-__device__ __forceinline__ void find_worst(const float* list_score, const int* list_block, int n,
-                                           int& worst_at, float& worst_score, int& worst_block) {
-    constexpr int kGroup = 8;
-    worst_at = 0;
-    worst_score = list_score[0];
-    worst_block = list_block[0];
+__device__ __forceinline__ ListEntry find_worst(const float* list_score, const int* list_block,
+                                                int n) {
+    static_assert(kN % kListGroup == 0, "lists are padded to whole groups");
+    ListEntry worst{-INFINITY, INT_MAX, -1};  // ranks before nothing: any entry replaces it
 #pragma unroll 1
-    for (int j0 = 0; j0 < kN; j0 += kGroup) {
+    for (int j0 = 0; j0 < kN; j0 += kListGroup) {
         if (j0 >= n) break;
-        float score[kGroup];
-        int block[kGroup];
+        ListEntry e[kListGroup];
 #pragma unroll
-        for (int j = 0; j < kGroup; ++j) {
-            const int at = min(j0 + j, n - 1);
-            score[j] = list_score[at];
-            block[j] = list_block[at];
-        }
+        for (int j = 0; j < kListGroup; ++j) e[j] = {list_score[j0 + j], list_block[j0 + j], j0 + j};
 #pragma unroll
-        for (int j = 0; j < kGroup; ++j) {
-            if (ranks_before(worst_score, worst_block, score[j], block[j])) {
-                worst_at = min(j0 + j, n - 1);
-                worst_score = score[j];
-                worst_block = block[j];
-            }
+        for (int width = kListGroup / 2; width > 0; width /= 2) {
+#pragma unroll
+            for (int j = 0; j < width; ++j) e[j] = ranks_last(e[j], e[j + width]);
         }
+        worst = j0 == 0 ? e[0] : ranks_last(worst, e[0]);
     }
+    return worst;
 }
 
 // Writes the row of a query whose k covers every block up to its own: 0..own, -1 padding.
@@ -383,6 +391,10 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
     float* list_score = reinterpret_cast<float*>(smem + L::kListScore) + lane_row * L::kListStride;
     int* list_block = reinterpret_cast<int*>(smem + L::kListBlock) + lane_row * L::kListStride;
     int held = 0;  // entries of this lane's row list (unordered)
+    for (int j = past; j < padded_list_length(past) && j < kCap; ++j) {  // find_worst's padding
+        list_score[j] = INFINITY;
+        list_block[j] = -1;
+    }
     int worst_at = 0;  // once held == past: the entry that ranks last, its score and block
     float worst_score = -INFINITY;
     int worst_block = INT_MAX;
@@ -593,16 +605,16 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     const unsigned bits = (pass >> (i * 8)) & 0xffu;
                     if (bits == 0) continue;
                     const int r = warp_row0 + (i / 2) * 16 + (i % 2) * 8 + g;
-                    int at = atomicAdd(&cand_count[r], __popc(bits));
+                    const int at = atomicAdd(&cand_count[r], __popc(bits));
+                    float* to_score = cand_score + r * L::kCandStride + at;
+                    int* to_block = cand_block + r * L::kCandStride + at;
 #pragma unroll
                     for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
                         for (int e = 0; e < 2; ++e) {
                             if ((bits >> (nf * 2 + e)) & 1u) {
-                                cand_score[r * L::kCandStride + at] =
-                                    acc[i / 2][nf][(i % 2) * 2 + e];
-                                cand_block[r * L::kCandStride + at] = first + nf * 8 + 2 * c + e;
-                                ++at;
+                                *to_score++ = acc[i / 2][nf][(i % 2) * 2 + e];
+                                *to_block++ = first + nf * 8 + 2 * c + e;
                             }
                         }
                     }
@@ -622,8 +634,10 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     list_score[at] = score;
                     list_block[at] = blk;
                     if (held < past) continue;
-                    find_worst<kCap>(list_score, list_block, past, worst_at, worst_score,
-                                     worst_block);
+                    const ListEntry worst = find_worst<kCap>(list_score, list_block, past);
+                    worst_at = worst.at;
+                    worst_score = worst.score;
+                    worst_block = worst.block;
                 }
                 cand_count[lane_row] = 0;
                 const float lane_threshold = held == past ? worst_score : -INFINITY;
