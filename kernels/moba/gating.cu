@@ -215,47 +215,90 @@ __device__ __forceinline__ float quad_nth_largest(float (&v)[8], int n) {
     return count >= n && t == t ? t : -INFINITY;  // NaN scores: no bound
 }
 
-// A list entry: one (score, block) pair and its index in the list.
-struct ListEntry {
-    float score;
-    int block;
-    int at;
-};
-// The entry of the two that ranks last (ranks_before's order). The padding entry (+inf, -1) ranks
-// before every entry, itself included, so it never comes out of a pair holding a real entry.
-__device__ __forceinline__ ListEntry ranks_last(const ListEntry& a, const ListEntry& b) {
-    return ranks_before(a.score, a.block, b.score, b.block) ? b : a;
-}
-constexpr int kListGroup = 8;  // list entries a rescan reads at once
-__device__ __forceinline__ int padded_list_length(int n) {
-    return (n + kListGroup - 1) / kListGroup * kListGroup;
+// The entry of an unordered list of n entries (1 <= n <= kN) that ranks last: its index, score
+// and block. Reads the list eight entries at a time without a branch inside a group (indices
+// from n on read entry n - 1 again, which never displaces it), so a group's loads issue together;
+// the per-entry `break` this replaced made each compare wait for its own shared load (ncu at
+// FlashMoBA's setting: short_sb stalls on every compare of the rescan).
+template <int kN>
+__device__ __forceinline__ void find_worst(const float* list_score, const int* list_block, int n,
+                                           int& worst_at, float& worst_score, int& worst_block) {
+    constexpr int kGroup = 8;
+    worst_at = 0;
+    worst_score = list_score[0];
+    worst_block = list_block[0];
+#pragma unroll 1
+    for (int j0 = 0; j0 < kN; j0 += kGroup) {
+        if (j0 >= n) break;
+        float score[kGroup];
+        int block[kGroup];
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) {
+            const int at = min(j0 + j, n - 1);
+            score[j] = list_score[at];
+            block[j] = list_block[at];
+        }
+#pragma unroll
+        for (int j = 0; j < kGroup; ++j) {
+            if (ranks_before(worst_score, worst_block, score[j], block[j])) {
+                worst_at = min(j0 + j, n - 1);
+                worst_score = score[j];
+                worst_block = block[j];
+            }
+        }
+    }
 }
 
-// The entry of an unordered list of n entries (1 <= n <= kN) that ranks last. Entries n up to
-// padded_list_length(n) hold the padding (+inf, -1), so the list is read in whole groups of eight
-// at fixed offsets, and each group is reduced as a tree (depth 3, not a chain of 7 compares).
-// The per-entry `break` this replaced made each compare wait for its own shared load (ncu at
-// FlashMoBA's setting: short_sb stalls on every compare of the rescan, ~115 instructions a round).
-template <int kN>
-__device__ __forceinline__ ListEntry find_worst(const float* list_score, const int* list_block,
-                                                int n) {
-    static_assert(kN % kListGroup == 0, "lists are padded to whole groups");
-    ListEntry worst{-INFINITY, INT_MAX, -1};  // ranks before nothing: any entry replaces it
-#pragma unroll 1
-    for (int j0 = 0; j0 < kN; j0 += kListGroup) {
-        if (j0 >= n) break;
-        ListEntry e[kListGroup];
+// A row's best entries sorted in registers (entry 0 ranks first), for top-k with k - 1 <= 8:
+// the lane-per-row merge of the shared-memory list replaced its worst entry and rescanned the
+// list, a chain of dependent shared loads and compares per candidate (~115 instructions and
+// several hundred cycles a round at FlashMoBA's setting, where ~2 rounds run every half). Here a
+// candidate's insertion is eight independent compares and selects.
+// The first 8 - n entries hold (+inf, -1), before which no entry ranks, so the list's last entry
+// is always the n-th best real one: the row's threshold is a fixed register (a run-time index
+// would put the list in local memory). Empty entries are (-inf, INT_MAX), after which every
+// real entry ranks (NaN and -inf scores never pass a filter).
+struct SortedList8 {
+    static constexpr int kEntries = 8;
+    float score[kEntries];
+    int block[kEntries];
+
+    __device__ __forceinline__ void clear(int n) {
 #pragma unroll
-        for (int j = 0; j < kListGroup; ++j) e[j] = {list_score[j0 + j], list_block[j0 + j], j0 + j};
-#pragma unroll
-        for (int width = kListGroup / 2; width > 0; width /= 2) {
-#pragma unroll
-            for (int j = 0; j < width; ++j) e[j] = ranks_last(e[j], e[j + width]);
+        for (int j = 0; j < kEntries; ++j) {
+            const bool pad = j < kEntries - n;
+            score[j] = pad ? INFINITY : -INFINITY;
+            block[j] = pad ? -1 : INT_MAX;
         }
-        worst = j0 == 0 ? e[0] : ranks_last(worst, e[0]);
     }
-    return worst;
-}
+    // Entry j becomes entry j - 1 where the candidate ranks before that one, the candidate where
+    // it ranks before entry j only, and stays otherwise; entry 7 falls off the end.
+    __device__ __forceinline__ void insert(float s, int b) {
+        bool before[kEntries];
+#pragma unroll
+        for (int j = 0; j < kEntries; ++j) before[j] = ranks_before(s, b, score[j], block[j]);
+#pragma unroll
+        for (int j = kEntries - 1; j > 0; --j) {
+            const float shifted_score = before[j - 1] ? score[j - 1] : s;
+            const int shifted_block = before[j - 1] ? block[j - 1] : b;
+            score[j] = before[j] ? shifted_score : score[j];
+            block[j] = before[j] ? shifted_block : block[j];
+        }
+        score[0] = before[0] ? s : score[0];
+        block[0] = before[0] ? b : block[0];
+    }
+    __device__ __forceinline__ float threshold() const { return score[kEntries - 1]; }
+    __device__ __forceinline__ bool full() const { return block[kEntries - 1] != INT_MAX; }
+    // Writes the real entries' blocks to out[0..) in rank order; returns how many.
+    __device__ __forceinline__ int copy_blocks(int* out) const {
+        int count = 0;
+#pragma unroll
+        for (int j = 0; j < kEntries; ++j) {
+            if (block[j] >= 0 && block[j] != INT_MAX) out[count++] = block[j];
+        }
+        return count;
+    }
+};
 
 // Writes the row of a query whose k covers every block up to its own: 0..own, -1 padding.
 __device__ __forceinline__ void write_all_blocks(std::int32_t* out, int own, int slots) {
@@ -391,10 +434,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
     float* list_score = reinterpret_cast<float*>(smem + L::kListScore) + lane_row * L::kListStride;
     int* list_block = reinterpret_cast<int*>(smem + L::kListBlock) + lane_row * L::kListStride;
     int held = 0;  // entries of this lane's row list (unordered)
-    for (int j = past; j < padded_list_length(past) && j < kCap; ++j) {  // find_worst's padding
-        list_score[j] = INFINITY;
-        list_block[j] = -1;
-    }
+    constexpr bool kRegisterList = kCap == SortedList8::kEntries;  // lane's list in registers
+    SortedList8 reg_list;
+    reg_list.clear(past);
     int worst_at = 0;  // once held == past: the entry that ranks last, its score and block
     float worst_score = -INFINITY;
     int worst_block = INT_MAX;
@@ -605,16 +647,16 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     const unsigned bits = (pass >> (i * 8)) & 0xffu;
                     if (bits == 0) continue;
                     const int r = warp_row0 + (i / 2) * 16 + (i % 2) * 8 + g;
-                    const int at = atomicAdd(&cand_count[r], __popc(bits));
-                    float* to_score = cand_score + r * L::kCandStride + at;
-                    int* to_block = cand_block + r * L::kCandStride + at;
+                    int at = atomicAdd(&cand_count[r], __popc(bits));
 #pragma unroll
                     for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
                         for (int e = 0; e < 2; ++e) {
                             if ((bits >> (nf * 2 + e)) & 1u) {
-                                *to_score++ = acc[i / 2][nf][(i % 2) * 2 + e];
-                                *to_block++ = first + nf * 8 + 2 * c + e;
+                                cand_score[r * L::kCandStride + at] =
+                                    acc[i / 2][nf][(i % 2) * 2 + e];
+                                cand_block[r * L::kCandStride + at] = first + nf * 8 + 2 * c + e;
+                                ++at;
                             }
                         }
                     }
@@ -626,21 +668,39 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 // eight independent loads, find_worst) finds the new worst. A sorted list's
                 // insertion shifted entries one dependent load/store pair at a time.
                 const int n = cand_count[lane_row];
-                for (int m = 0; m < n; ++m) {
-                    const float score = cand_score[lane_row * L::kCandStride + m];
-                    const int blk = cand_block[lane_row * L::kCandStride + m];
-                    if (held == past && !ranks_before(score, blk, worst_score, worst_block)) continue;
-                    const int at = held < past ? held++ : worst_at;
-                    list_score[at] = score;
-                    list_block[at] = blk;
-                    if (held < past) continue;
-                    const ListEntry worst = find_worst<kCap>(list_score, list_block, past);
-                    worst_at = worst.at;
-                    worst_score = worst.score;
-                    worst_block = worst.block;
+                if constexpr (kRegisterList) {
+                    const float* my_score = cand_score + lane_row * L::kCandStride;
+                    const int* my_block = cand_block + lane_row * L::kCandStride;
+                    float next_score = my_score[0];  // the next candidate, loaded a round ahead
+                    int next_block = my_block[0];
+                    for (int m = 0; m < n; ++m) {
+                        const float score = next_score;
+                        const int blk = next_block;
+                        next_score = my_score[m + 1];  // stays within the row's stride
+                        next_block = my_block[m + 1];
+                        reg_list.insert(score, blk);
+                    }
+                } else {
+                    for (int m = 0; m < n; ++m) {
+                        const float score = cand_score[lane_row * L::kCandStride + m];
+                        const int blk = cand_block[lane_row * L::kCandStride + m];
+                        if (held == past && !ranks_before(score, blk, worst_score, worst_block)) continue;
+                        const int at = held < past ? held++ : worst_at;
+                        list_score[at] = score;
+                        list_block[at] = blk;
+                        if (held < past) continue;
+                        find_worst<kCap>(list_score, list_block, past, worst_at, worst_score,
+                                         worst_block);
+                    }
                 }
                 cand_count[lane_row] = 0;
-                const float lane_threshold = held == past ? worst_score : -INFINITY;
+                float lane_threshold;
+                if constexpr (kRegisterList) {
+                    lane_threshold = reg_list.threshold();
+                    held = reg_list.full() ? past : 0;  // only lists_full reads it here
+                } else {
+                    lane_threshold = held == past ? worst_score : -INFINITY;
+                }
                 __syncwarp();
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
@@ -655,6 +715,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
 
     // Lane l writes row l: its past blocks ascending, then the own block (the largest index).
     if (lane_own < 0) return;
+    if constexpr (kRegisterList) held = reg_list.copy_blocks(list_block);
     std::int32_t* out = p.sel + rows.pair(lane_row, s.heads_q) * s.slots;
     if (lane_own <= past) {
         write_all_blocks(out, lane_own, s.slots);
@@ -902,8 +963,12 @@ void gating(const GatingArgs& args) {
                             kMeansThreads, 0, args.stream>>>(p);
         MOBA_CHECK_LAUNCH();
         switch (plan.select) {
-            case GatingPlan::Select::top16:
-                launch_select_topk<T, D, 8, 16>(p, plan, args.stream);
+            case GatingPlan::Select::top16:  // lists of up to 8 live in registers
+                if (problem.topk - 1 <= SortedList8::kEntries) {
+                    launch_select_topk<T, D, 8, SortedList8::kEntries>(p, plan, args.stream);
+                } else {
+                    launch_select_topk<T, D, 8, 16>(p, plan, args.stream);
+                }
                 break;
             case GatingPlan::Select::top64:
                 launch_select_topk<T, D, 4, 64>(p, plan, args.stream);
