@@ -9,10 +9,12 @@
 # - measure: correct first: the fused gating's GPU tests (many block tiles, equal scores) and the
 #            top-k paths suite (`moba check --suite paths`) for wgmma_moba_atomic; then profile's ncu
 #            sections and source page and the two gating timings (no Figure 2a run; about 200 s).
-# Usage: ci/gpu_gating.sh profile|measure   Reports and logs go to ${OUT:-out}/.
+# - final:   the whole GPU label (ctest -L gpu -j 6, about 380 s), then the two gating timings
+#            and FlashMoBA's fwd+bwd with gating included (about 520 s).
+# Usage: ci/gpu_gating.sh profile|measure|final   Reports and logs go to ${OUT:-out}/.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_gating.sh profile|measure}
-case $mode in profile|measure) ;; *) echo "unknown mode '$mode' (profile or measure)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_gating.sh profile|measure|final}
+case $mode in profile|measure|final) ;; *) echo "unknown mode '$mode' (profile, measure or final)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
 step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
 step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
@@ -21,6 +23,12 @@ flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
 fig2a=(--seqlen 1M --heads 32 --kv-heads 8 --head-dim 128 --block 4096 --topk 12)
 fair=(--warmup-seconds 3 --max-seconds 3)
 
+gating_timings() {
+    step gating_flashmoba 60 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      "${fair[@]}" --out "$out/flashmoba-fwd-gating.json"
+    step gating_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      "${fair[@]}" --out "$out/gqa-128k-fwd-gating.json"
+}
 select_profile() {
     sections=(ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis
               --section WarpStateStats --section SchedulerStats --section LaunchStats --section InstructionStats
@@ -31,10 +39,7 @@ select_profile() {
     ncu -i /tmp/select.ncu-rep --page details > "$out/ncu-sections-select-512k.txt" 2>&1
     ncu -i /tmp/select.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-select-512k.csv.gz"
     python3 ci/ncu_source_top.py "$out/source-select-512k.csv.gz" 60 > "$out/stalls-select-512k.txt"
-    step gating_flashmoba 60 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
-      "${fair[@]}" --out "$out/flashmoba-fwd-gating.json"
-    step gating_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
-      "${fair[@]}" --out "$out/gqa-128k-fwd-gating.json"
+    gating_timings
 }
 select_summary() {
     grep -hE "Duration|Issue Slots Busy|No Eligible|Issued Warp|Warp Cycles Per Issued|Executed Ipc A|Registers Per|Executed Instructions  " \
@@ -61,9 +66,21 @@ measure() {
     grep -hE "records:" "$step_logs"/check_paths.log
     select_summary
 }
+final() {
+    step gpu_label 420 ctest --test-dir build/release -L gpu -j 6 --output-on-failure
+    gating_timings
+    step flashmoba_512k 60 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwdbwd --gating included \
+      "${fair[@]}" --out "$out/flashmoba-512k-fwdbwd.json"
+    grep -hE "tests passed|tests failed|\(Failed\)|\(Timeout\)|Not Run|Skipped|Total Test time" "$step_logs"/gpu_label.log | tail -20
+    for f in flashmoba-fwd-gating gqa-128k-fwd-gating; do
+      python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print(sys.argv[2], 'gating_ms', round(r['gating_ms'],3), 'fwd_ms', round(r['timing']['median_ms'],3), 'gating check', r['gating_check']['outcome'], 'throttled', r['throttled'])" "$out/$f.json" $f || true
+    done
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_512k.log
+}
 case $mode in
   profile) profile ;;
   measure) measure ;;
+  final) final ;;
 esac
 step_gather
 exit $step_status

@@ -16,25 +16,32 @@
 //    2^-16 (bf16) / 2^-22 (fp16) relative, so a score differs from the fp32 one by far less
 //    than SEMANTICS.md §5's near-tie margin 2 (D + Bs + 1) 2^-24 sum|q||k| for the usual inputs.
 //    Top-(k-1): each row has a threshold (its (k-1)-th best score, -inf until k-1 are held)
-//    in registers; scores above it (and below the row's own block) go to a per-row candidate
-//    buffer in shared memory, then lane l of the warp merges row l's candidates into the row's
-//    unordered list (a candidate replaces the entry that ranks last; order: higher score
-//    first, lower block index on equal scores). While a row holds fewer than k-1 entries its
-//    threshold is -inf; then the (k-1)-th best score of the 32 being filtered (found by the
-//    row's four lanes together) bounds it from below instead, so about k-1 of them, not 32,
-//    reach the merge. Blocks are visited in ascending order, so a score equal to the
-//    threshold never displaces it, and the filter "score > threshold" loses no block. Tiles stop at the own block of the
-//    tile's last token (causal skip); warps skip halves beyond their rows' own blocks.
-//    Cost: 2 * 2 * D FLOPs per (row, past block) on tensor cores, 4 * D bytes of kbar from L2
-//    per (256 rows, past block); after the first few tiles almost no score passes the filter.
+//    in registers, and lane l of the warp keeps row l's list (order: higher score first, lower
+//    block index on equal scores). While a row holds fewer than k-1 entries its threshold is
+//    -inf; then the (k-1)-th best score of the 32 being filtered (found by the row's four lanes
+//    together) bounds it from below instead, so about k-1 of them, not 32, go on. Once every
+//    row of a warp holds a full list, a half before every row's own block is filtered by one
+//    maximum per (thread, row) and a vote. Blocks are visited in ascending order, so a score
+//    equal to the threshold never displaces it, and "score > threshold" loses no block.
+//    k-1 <= 8 (SortedList8): the lane's list is sorted in registers; each thread writes its
+//    scores of the half to shared memory (-inf where dropped) and lane l inserts those of row l
+//    above its threshold (eight independent compares and selects each). k-1 in 9..16: scores
+//    that pass go to a per-row candidate buffer and lane l merges them into an unordered list
+//    in shared memory (a candidate replaces the entry that ranks last, a rescan finds the next).
+//    A row's list changes ~(k-1) ln(n/(k-1)) times over n blocks, so at block 128 (4096
+//    blocks) some row of a warp has a candidate in nearly every half: this handling, not the
+//    MMAs, sets the kernel's speed there (kernels/NOTES.md, "Gating at block 128"). Tiles stop at
+//    the own block of the tile's last token (causal skip); warps skip halves beyond their rows'
+//    own blocks. Cost: 2 * 2 * D FLOPs per (row, past block) on tensor cores, 4 * D bytes of
+//    kbar from L2 per (256 rows, past block).
 //    k-1 > 16 uses a 4-warp CTA with room for 64 list entries per row; k > 65 falls back to
 //    select_passes, one warp per row rescoring all past blocks once per 32 selected (slow,
 //    exact).
 // Why: at 512K tokens, 16 heads, block 128 the scores are 17G (row, block) pairs (8.8 TFLOP
 // with both terms); any design that writes them is bandwidth-bound many times over, and fp32
 // CUDA-core dot products run at ~1/15 of the H100's bf16 tensor-core rate.
-// Resources (ptxas, sm_90a; D 128 / D 64): top16 255 / 210 registers, no spills, 165 / 133 KB
-// shared memory; top64 254 (16 bytes spilled) / 240 registers, 163 / 131 KB: one CTA per SM.
+// Resources (ptxas, sm_90a, nvcc 13.0; D 128 / D 64): register lists 242 / 183 registers, lists
+// of 16 238 / 174, of 64 255 / 201; no spills, no stack; one CTA per SM.
 // Measured: kernels/NOTES.md, "Gating v2" and the gating attempts after it.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -373,7 +380,13 @@ struct SelectLayout {
     static constexpr int kCandScore = kListBlock + kRows * kListStride * 4;
     static constexpr int kCandBlock = kCandScore + kRows * kCandStride * 4;
     static constexpr int kCandCount = kCandBlock + kRows * kCandStride * 4;
-    static constexpr int kBytes = kCandCount + kRows * 4;
+    // Register-list kernels (kCap 8): every (thread, row) writes its 8 scores of a half here,
+    // in lane order (c * 8 + nf * 2 + e), rows 16-byte aligned for two 16-byte stores.
+    static constexpr int kDumpStride = kHalfBlocks + 4;
+    static constexpr int kDump = kCandCount + kRows * 4;
+    static constexpr int kDumpRows = kCap == 8 ? kRows : 0;
+    static constexpr int kBytes = kDump + kDumpRows * kDumpStride * 4;
+    static_assert(kDump % 16 == 0 && kDumpStride % 4 == 0, "dump rows are 16-byte aligned");
     static_assert(kBytes <= 227 * 1024, "select_topk exceeds the shared memory of an SM");
     static_assert((2 * kTileBlocks * kChunksPerRow) % kThreads == 0, "tile load is uneven");
 };
@@ -566,7 +579,8 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 // row) and a vote then say whether any score passes; only rows with one build
                 // their bits. The general filter below took ~230 instructions a half there.
                 unsigned pass = 0;
-                if (lists_full && first + kHalfBlocks <= warp_min_own) {
+                const bool steady = lists_full && first + kHalfBlocks <= warp_min_own;
+                if (steady) {
                     unsigned rows_hit = 0;
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
@@ -579,15 +593,18 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                         rows_hit |= static_cast<unsigned>(best > threshold[i]) << i;
                     }
                     if (!__any_sync(kFullMask, rows_hit != 0)) continue;
+                    if constexpr (!kRegisterList) {  // register lists filter in the owner lane
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        if (((rows_hit >> i) & 1u) == 0) continue;
+                        for (int i = 0; i < 4; ++i) {
+                            if (((rows_hit >> i) & 1u) == 0) continue;
 #pragma unroll
-                        for (int nf = 0; nf < 4; ++nf) {
+                            for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
-                            for (int e = 0; e < 2; ++e) {
-                                const bool hit = acc[i / 2][nf][(i % 2) * 2 + e] > threshold[i];
-                                pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
+                                for (int e = 0; e < 2; ++e) {
+                                    const float score = acc[i / 2][nf][(i % 2) * 2 + e];
+                                    const bool hit = score > threshold[i];
+                                    pass |= static_cast<unsigned>(hit) << ((i * 4 + nf) * 2 + e);
+                                }
                             }
                         }
                     }
@@ -639,52 +656,86 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     if (!__any_sync(kFullMask, pass != 0)) continue;
                 }
 
-                // Scatter: one shared atomic per (thread, row) with candidates reserves their
-                // slots; most (thread, row) pairs have none after the first half.
-                const int warp_row0 = warp * kRowsPerWarp;
+                if constexpr (kRegisterList) {
+                    // Every (thread, row) writes its 8 scores of the half, -inf where the general
+                    // filter dropped one (the steady filter's test is the owner's own: score >
+                    // threshold); lane l then inserts row l's scores above its threshold. No
+                    // atomics, no compaction (the scatter took ~190 instructions a half).
+                    float* dump = reinterpret_cast<float*>(smem + L::kDump);
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const unsigned bits = (pass >> (i * 8)) & 0xffu;
-                    if (bits == 0) continue;
-                    const int r = warp_row0 + (i / 2) * 16 + (i % 2) * 8 + g;
-                    int at = atomicAdd(&cand_count[r], __popc(bits));
+                    for (int i = 0; i < 4; ++i) {
+                        const int r = warp * kRowsPerWarp + (i / 2) * 16 + (i % 2) * 8 + g;
+                        float v[8];
 #pragma unroll
-                    for (int nf = 0; nf < 4; ++nf) {
+                        for (int nf = 0; nf < 4; ++nf) {
 #pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            if ((bits >> (nf * 2 + e)) & 1u) {
-                                cand_score[r * L::kCandStride + at] =
-                                    acc[i / 2][nf][(i % 2) * 2 + e];
-                                cand_block[r * L::kCandStride + at] = first + nf * 8 + 2 * c + e;
-                                ++at;
+                            for (int e = 0; e < 2; ++e) {
+                                const bool keep =
+                                    steady || ((pass >> ((i * 4 + nf) * 2 + e)) & 1u);
+                                v[nf * 2 + e] =
+                                    keep ? acc[i / 2][nf][(i % 2) * 2 + e] : -INFINITY;
+                            }
+                        }
+                        float4* to = reinterpret_cast<float4*>(dump + r * L::kDumpStride + c * 8);
+                        to[0] = make_float4(v[0], v[1], v[2], v[3]);
+                        to[1] = make_float4(v[4], v[5], v[6], v[7]);
+                    }
+                    __syncwarp();
+                    const float* mine = dump + lane_row * L::kDumpStride;
+                    const float lane_bar = reg_list.threshold();
+                    unsigned over = 0;  // bit p: entry p of the row's dump passes
+#pragma unroll
+                    for (int q4 = 0; q4 < 8; ++q4) {
+                        const float4 x = reinterpret_cast<const float4*>(mine)[q4];
+                        over |= static_cast<unsigned>(x.x > lane_bar) << (q4 * 4);
+                        over |= static_cast<unsigned>(x.y > lane_bar) << (q4 * 4 + 1);
+                        over |= static_cast<unsigned>(x.z > lane_bar) << (q4 * 4 + 2);
+                        over |= static_cast<unsigned>(x.w > lane_bar) << (q4 * 4 + 3);
+                    }
+                    while (over != 0) {
+                        const int at = __ffs(over) - 1;  // entry c * 8 + nf * 2 + e
+                        over &= over - 1;
+                        const int column = ((at & 7) >> 1) * 8 + 2 * (at >> 3) + (at & 1);
+                        reg_list.insert(mine[at], first + column);
+                    }
+                    __syncwarp();  // the dump is rewritten by the next half
+                } else {
+                    // Scatter: one shared atomic per (thread, row) with candidates reserves their
+                    // slots; most (thread, row) pairs have none after the first half.
+                    const int warp_row0 = warp * kRowsPerWarp;
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const unsigned bits = (pass >> (i * 8)) & 0xffu;
+                        if (bits == 0) continue;
+                        const int r = warp_row0 + (i / 2) * 16 + (i % 2) * 8 + g;
+                        int at = atomicAdd(&cand_count[r], __popc(bits));
+#pragma unroll
+                        for (int nf = 0; nf < 4; ++nf) {
+#pragma unroll
+                            for (int e = 0; e < 2; ++e) {
+                                if ((bits >> (nf * 2 + e)) & 1u) {
+                                    cand_score[r * L::kCandStride + at] =
+                                        acc[i / 2][nf][(i % 2) * 2 + e];
+                                    cand_block[r * L::kCandStride + at] =
+                                        first + nf * 8 + 2 * c + e;
+                                    ++at;
+                                }
                             }
                         }
                     }
-                }
-                __syncwarp();
+                    __syncwarp();
 
-                // Lane l merges the candidates of row l into its list, which is unordered: a
-                // candidate that ranks before the worst entry replaces it, and a rescan (groups of
-                // eight independent loads, find_worst) finds the new worst. A sorted list's
-                // insertion shifted entries one dependent load/store pair at a time.
-                const int n = cand_count[lane_row];
-                if constexpr (kRegisterList) {
-                    const float* my_score = cand_score + lane_row * L::kCandStride;
-                    const int* my_block = cand_block + lane_row * L::kCandStride;
-                    float next_score = my_score[0];  // the next candidate, loaded a round ahead
-                    int next_block = my_block[0];
-                    for (int m = 0; m < n; ++m) {
-                        const float score = next_score;
-                        const int blk = next_block;
-                        next_score = my_score[m + 1];  // stays within the row's stride
-                        next_block = my_block[m + 1];
-                        reg_list.insert(score, blk);
-                    }
-                } else {
+                    // Lane l merges the candidates of row l into its list, which is unordered: a
+                    // candidate that ranks before the worst entry replaces it, and a rescan (groups
+                    // of eight independent loads, find_worst) finds the new worst. A sorted list's
+                    // insertion shifted entries one dependent load/store pair at a time.
+                    const int n = cand_count[lane_row];
                     for (int m = 0; m < n; ++m) {
                         const float score = cand_score[lane_row * L::kCandStride + m];
                         const int blk = cand_block[lane_row * L::kCandStride + m];
-                        if (held == past && !ranks_before(score, blk, worst_score, worst_block)) continue;
+                        if (held == past && !ranks_before(score, blk, worst_score, worst_block)) {
+                            continue;
+                        }
                         const int at = held < past ? held++ : worst_at;
                         list_score[at] = score;
                         list_block[at] = blk;
