@@ -461,7 +461,7 @@ INSTANTIATE_TEST_SUITE_P(
     // k a shared-memory list of 16 or 64 entries.
     ::testing::Values(GatingCase{DType::bf16, 128, 8, 2, 8, {12000, 1, 3001}},
                       GatingCase{DType::bf16, 128, 4, 1, 2, {9000}},
-                      GatingCase{DType::f16, 128, 2, 2, 9, {7000, 40}},
+                      GatingCase{DType::f16, 128, 2, 2, 9, {9000, 40}},
                       GatingCase{DType::f16, 64, 4, 1, 17, {9000, 700}},
                       GatingCase{DType::bf16, 64, 4, 4, 20, {9000, 33}}),
     [](const ::testing::TestParamInfo<GatingCase>& param_info) {
