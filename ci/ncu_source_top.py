@@ -9,7 +9,12 @@ Why the execution count matters: an instruction run once per key tile is in the 
 run far more often is a wait loop (mbarrier try_wait); a region of the loop with many more
 instructions per tile than the same loop in another kernel is compiled differently (this is how
 the own-block dQ's per-element branches were found, kernels/NOTES.md, 2026-12-03).
-Usage: ci/ncu_source_top.py SOURCE.csv[.gz] [N]   (N: 30 by default)"""
+With --per OPCODE (e.g. HMMA) it also prints the kernel in chunks of --chunk SASS lines (50 by
+default): instructions executed per "iteration", the iteration being one execution of the most
+executed instruction of that opcode (for select_topk, one half: 32 rows x 32 blocks), and each
+chunk's share of the samples. That is how the gating's budget per half was split into MMAs,
+filter, scatter and merge (kernels/NOTES.md, "Gating at block 128").
+Usage: ci/ncu_source_top.py SOURCE.csv[.gz] [N] [--per OPCODE [--chunk L]]   (N: 30 by default)"""
 import csv
 import gzip
 import sys
@@ -50,9 +55,45 @@ def summarize(name, header, rows, top):
               f"{r[source].strip()[:58]:58s}  {', '.join(f'{h} {n}' for n, h in two)}")
 
 
+def regions(header, rows, opcode, chunk):
+    """Instructions executed per execution of the busiest `opcode` instruction, by chunks."""
+    samples = header.index("Warp Stall Sampling (All Samples)")
+    source = header.index("Source")
+    executed = header.index("Instructions Executed")
+    value = lambda row, j: int(row[j] or 0)
+    unit = max((value(r, executed) for r in rows if opcode in r[source]), default=0)
+    if unit == 0:
+        print(f"   no executed {opcode} instruction: no per-iteration table")
+        return
+    total = sum(value(r, samples) for r in rows) or 1
+    print(f"   per execution of the busiest {opcode} ({unit:,}), chunks of {chunk} SASS lines:")
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        per = sum(value(r, executed) for r in part) / unit
+        if per < 0.05:
+            continue
+        share = 100 * sum(value(r, samples) for r in part) / total
+        busiest = max(part, key=lambda r: value(r, executed))
+        ops = sum(value(r, executed) for r in part if opcode in r[source]) / unit
+        print(f"   {start:5d}-{start + len(part) - 1:5d} {per:7.1f} per iteration ({opcode} {ops:5.1f})  "
+              f"{share:5.1f}% of samples  busiest x{value(busiest, executed) / unit:.2f} "
+              f"{busiest[source].strip()[:40]}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    per_opcode = chunk_lines = None
+    if "--per" in args:
+        at = args.index("--per")
+        per_opcode = args[at + 1]
+        del args[at:at + 2]
+    if "--chunk" in args:
+        at = args.index("--chunk")
+        chunk_lines = int(args[at + 1])
+        del args[at:at + 2]
+    if not args:
         sys.exit(__doc__)
+    sys.argv = [sys.argv[0]] + args
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 30
     seen = set()
     for kernel_name, kernel_header, kernel_rows in kernels(sys.argv[1]):
@@ -61,3 +102,5 @@ if __name__ == "__main__":
             continue
         seen.add(table)
         summarize(kernel_name, kernel_header, kernel_rows, count)
+        if per_opcode:
+            regions(kernel_header, kernel_rows, per_opcode, chunk_lines or 50)

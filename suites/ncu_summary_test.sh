@@ -4,6 +4,8 @@
 # minimum, maximum, average). Launches of one kernel are grouped by name without parameters,
 # means weigh every launch, kernels under MIN_MS are left out, and a log without durations exits 1;
 # SpeedOfLight's "Duration" in a log of sections; --compare's matching, verdicts and exit codes.
+# Also ci/ncu_source_top.py's --per table on a small source page: instructions per execution of
+# the busiest instruction of an opcode, by chunks of SASS lines, and each chunk's sample share.
 # Usage: suites/ncu_summary_test.sh SOURCE_DIR SCRATCH_DIR
 source "$(dirname "${BASH_SOURCE[0]}")/script_test.sh"
 summary="python3 $src/ci/ncu_kernel_summary.py"
@@ -94,5 +96,32 @@ $summary "$scratch/new.txt" --threshold 5 >/dev/null 2>&1
 [[ $? == 2 ]] || fail "--threshold without --compare must be refused (exit 2)"
 $summary "$scratch/new.txt" --compare "$scratch/empty.txt" >/dev/null 2>&1
 [[ $? == 1 ]] || fail "an old log without durations must exit 1"
+
+# ncu_source_top.py --per: a loop of two HMMAs (100 executions each, so 100 iterations), a
+# filter of three instructions run 100 times and a merge of two run 250 times (2.5 a round).
+source_top="python3 $src/ci/ncu_source_top.py"
+{
+  echo '"Kernel Name","void k(int)"'
+  echo '"Address","Source","Warp Stall Sampling (All Samples)","Warp Stall Sampling (Not-issued Samples)","Instructions Executed","stall_wait","stall_math"'
+  echo '"0x00","  LDC R1, c[0x0][0x28]","10","5","1","5","0"'
+  echo '"0x10","  HMMA.16816.F32.BF16 R0, R4, R8, R0","300","200","100","0","200"'
+  echo '"0x20","  HMMA.16816.F32.BF16 R2, R4, R9, R2","100","50","100","0","50"'
+  echo '"0x30","  FSETP.GT.AND P0, PT, R0, R3, PT","40","20","100","20","0"'
+  echo '"0x40","  FSETP.GT.AND P1, PT, R2, R3, PT","40","20","100","20","0"'
+  echo '"0x50","  VOTE.ANY P0, P0","20","10","100","10","0"'
+  echo '"0x60","  LDS R5, [R6]","300","250","250","250","0"'
+  echo '"0x70","  ISETP.GE.AND P2, PT, R5, R7, PT","190","100","250","100","0"'
+} > "$scratch/source.csv"
+out=$($source_top "$scratch/source.csv" 3 --per HMMA --chunk 3) || fail "source page: exit $?"
+echo "$out" | grep -qE "per execution of the busiest HMMA \(100\), chunks of 3 SASS lines" ||
+  fail "source page: the iteration is one execution of the busiest HMMA (100): $out"
+echo "$out" | grep -qE "^ +0- +2 +2\.0 per iteration \(HMMA +2\.0\) +41\.0% of samples" ||
+  fail "source page: lines 0-2 hold both HMMAs, 2 per iteration (the LDC's 1 execution rounds away), 410 of 1000 samples: $out"
+echo "$out" | grep -qE "^ +3- +5 +3\.0 per iteration \(HMMA +0\.0\) +10\.0% of samples" ||
+  fail "source page: the filter's 3 instructions per iteration: $out"
+echo "$out" | grep -qE "^ +6- +7 +5\.0 per iteration .* busiest x2\.50 LDS" ||
+  fail "source page: the merge runs 2.5 rounds of 2 instructions, the LDS busiest: $out"
+out=$($source_top "$scratch/source.csv" 3 --per WGMMA)
+echo "$out" | grep -q "no executed WGMMA instruction" || fail "source page: an absent opcode must be said, not divided by: $out"
 
 finish "ncu_summary"
