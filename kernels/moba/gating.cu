@@ -23,17 +23,17 @@
 //    row of a warp holds a full list, a half before every row's own block is filtered by one
 //    maximum per (thread, row) and a vote. Blocks are visited in ascending order, so a score
 //    equal to the threshold never displaces it, and "score > threshold" loses no block.
-//    k-1 <= 8 (SortedList8): the lane's list is sorted in registers; each thread writes its
-//    scores of the half to shared memory (-inf where dropped) and lane l inserts those of row l
-//    above its threshold (eight independent compares and selects each). k-1 in 9..16: scores
-//    that pass go to a per-row candidate buffer and lane l merges them into an unordered list
-//    in shared memory (a candidate replaces the entry that ranks last, a rescan finds the next).
-//    A row's list changes ~(k-1) ln(n/(k-1)) times over n blocks, so at block 128 (4096
-//    blocks) some row of a warp has a candidate in nearly every half: this handling, not the
-//    MMAs, sets the kernel's speed there (kernels/NOTES.md, "Gating at block 128"). Tiles stop at
-//    the own block of the tile's last token (causal skip); warps skip halves beyond their rows'
-//    own blocks. Cost: 2 * 2 * D FLOPs per (row, past block) on tensor cores, 4 * D bytes of
-//    kbar from L2 per (256 rows, past block).
+//    k-1 <= 8 (SortedList8, sorted_list.cuh): the lane's list is sorted in registers; each
+//    thread writes its scores of the half to shared memory (-inf where dropped) and lane l
+//    inserts those of row l above its threshold (eight independent compares and selects
+//    each). k-1 in 9..16: scores that pass go to a per-row candidate buffer and lane l merges
+//    them into an unordered list in shared memory (a candidate replaces the entry that ranks
+//    last, a rescan finds the next). A row's list changes ~(k-1) ln(n/(k-1)) times over n
+//    blocks, so at block 128 (4096 blocks) some row of a warp has a candidate in nearly every
+//    half: this handling, not the MMAs, sets the kernel's speed there (kernels/NOTES.md,
+//    "Gating at block 128"). Tiles stop at the own block of the tile's last token (causal
+//    skip); warps skip halves beyond their rows' own blocks. Cost: 2 * 2 * D FLOPs per (row,
+//    past block) on tensor cores, 4 * D bytes of kbar from L2 per (256 rows, past block).
 //    k-1 > 16 uses a 4-warp CTA with room for 64 list entries per row; k > 65 falls back to
 //    select_passes, one warp per row rescoring all past blocks once per 32 selected (slow,
 //    exact).
@@ -59,6 +59,7 @@
 #include "core/dispatch.hpp"
 #include "kernels/moba/blocks.cuh"
 #include "kernels/moba/gating.hpp"
+#include "kernels/moba/sorted_list.cuh"
 
 namespace moba::sparse {
 namespace {
@@ -170,12 +171,6 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const std::uint32_t (&a
     }
 }
 
-// Candidate order: higher score first, the lower block index first among equal scores.
-__device__ __forceinline__ bool ranks_before(float score_a, int block_a, float score_b,
-                                             int block_b) {
-    return score_a > score_b || (score_a == score_b && block_a < block_b);
-}
-
 // Sorts eight values descending in place (Batcher's odd-even merge network, 19 exchanges).
 __device__ __forceinline__ void sort8_descending(float (&v)[8]) {
     constexpr int kPairs[19][2] = {{0, 1}, {2, 3}, {4, 5}, {6, 7}, {0, 2}, {1, 3}, {4, 6},
@@ -255,57 +250,6 @@ __device__ __forceinline__ void find_worst(const float* list_score, const int* l
         }
     }
 }
-
-// A row's best entries sorted in registers (entry 0 ranks first), for top-k with k - 1 <= 8:
-// the lane-per-row merge of the shared-memory list replaced its worst entry and rescanned the
-// list, a chain of dependent shared loads and compares per candidate (~115 instructions and
-// several hundred cycles a round at FlashMoBA's setting, where ~2 rounds run every half). Here a
-// candidate's insertion is eight independent compares and selects.
-// The first 8 - n entries hold (+inf, -1), before which no entry ranks, so the list's last entry
-// is always the n-th best real one: the row's threshold is a fixed register (a run-time index
-// would put the list in local memory). Empty entries are (-inf, INT_MAX), after which every
-// real entry ranks (NaN and -inf scores never pass a filter).
-struct SortedList8 {
-    static constexpr int kEntries = 8;
-    float score[kEntries];
-    int block[kEntries];
-
-    __device__ __forceinline__ void clear(int n) {
-#pragma unroll
-        for (int j = 0; j < kEntries; ++j) {
-            const bool pad = j < kEntries - n;
-            score[j] = pad ? INFINITY : -INFINITY;
-            block[j] = pad ? -1 : INT_MAX;
-        }
-    }
-    // Entry j becomes entry j - 1 where the candidate ranks before that one, the candidate where
-    // it ranks before entry j only, and stays otherwise; entry 7 falls off the end.
-    __device__ __forceinline__ void insert(float s, int b) {
-        bool before[kEntries];
-#pragma unroll
-        for (int j = 0; j < kEntries; ++j) before[j] = ranks_before(s, b, score[j], block[j]);
-#pragma unroll
-        for (int j = kEntries - 1; j > 0; --j) {
-            const float shifted_score = before[j - 1] ? score[j - 1] : s;
-            const int shifted_block = before[j - 1] ? block[j - 1] : b;
-            score[j] = before[j] ? shifted_score : score[j];
-            block[j] = before[j] ? shifted_block : block[j];
-        }
-        score[0] = before[0] ? s : score[0];
-        block[0] = before[0] ? b : block[0];
-    }
-    __device__ __forceinline__ float threshold() const { return score[kEntries - 1]; }
-    __device__ __forceinline__ bool full() const { return block[kEntries - 1] != INT_MAX; }
-    // Writes the real entries' blocks to out[0..) in rank order; returns how many.
-    __device__ __forceinline__ int copy_blocks(int* out) const {
-        int count = 0;
-#pragma unroll
-        for (int j = 0; j < kEntries; ++j) {
-            if (block[j] >= 0 && block[j] != INT_MAX) out[count++] = block[j];
-        }
-        return count;
-    }
-};
 
 // Writes the row of a query whose k covers every block up to its own: 0..own, -1 padding.
 __device__ __forceinline__ void write_all_blocks(std::int32_t* out, int own, int slots) {
