@@ -58,7 +58,17 @@ profile() {
     head -75 "$out/stalls-select-512k.txt"
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/fig2a_1m.log
 }
+# Local-memory traffic of the register-list select_topk (bf16, D 128): ptxas reports spills but
+# not where they land; the SASS around each LDL/STL says whether the hot loop carries them.
+select_spills() {
+    local obj=build/release/kernels/moba/CMakeFiles/moba_kernels_moba.dir/gating.cu.o
+    cuobjdump -sass "$obj" | awk '/Function :/ { keep = /select_topkI13__nv_bfloat16Li128ELi12ELi8/ } keep' \
+      > /tmp/select-top8.sass
+    gzip -c /tmp/select-top8.sass > "$out/sass-gating.txt.gz"
+    echo "select_topk SASS: $(grep -c 'LDL' /tmp/select-top8.sass) LDL, $(grep -c 'STL' /tmp/select-top8.sass) STL, $(grep -cE 'HMMA' /tmp/select-top8.sass) HMMA"
+}
 measure() {
+    select_spills
     step gating_tests 240 build/release/suites/test_tiled_mma_gpu --gtest_brief=1 --gtest_filter='*Gating*' || {
       tail -30 "$step_logs/gating_tests.log"; step_gather; exit 1; }
     step check_paths 240 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json"

@@ -41,7 +41,9 @@ Problem make(std::vector<int> seqlens, int heads_q, int heads_kv, int head_dim, 
 
 TEST(TiledGatingPlan, SelectionKernelFollowsTopk) {
     using Select = GatingPlan::Select;
-    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 1)).select, Select::top16);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 1)).select, Select::top8);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 9)).select, Select::top8);
+    EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 10)).select, Select::top16);
     EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 17)).select, Select::top16);
     EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 18)).select, Select::top64);
     EXPECT_EQ(plan_gating(make({4096}, 16, 16, 128, 128, 65)).select, Select::top64);
@@ -49,12 +51,12 @@ TEST(TiledGatingPlan, SelectionKernelFollowsTopk) {
 }
 
 TEST(TiledGatingPlan, TilesCoverEveryRowOnce) {
-    for (const int topk : {8, 40}) {
+    for (const int topk : {8, 12, 40}) {
         for (const int group : {1, 2, 3, 4, 8, 16, 100, 128, 129, 300}) {
             const Problem p = make({1000, 1, 4097}, group, 1, 64, 64, topk);
             const GatingPlan plan = plan_gating(p);
             SCOPED_TRACE("group " + std::to_string(group) + ", topk " + std::to_string(topk));
-            EXPECT_EQ(plan.rows, topk <= 17 ? 256 : 128);
+            EXPECT_EQ(plan.rows, topk <= 9 ? 384 : topk <= 17 ? 256 : 128);
             EXPECT_GE(plan.tile_heads, 1);
             EXPECT_GE(plan.tile_tokens, 1);
             EXPECT_LE(plan.tile_heads * plan.tile_tokens, plan.rows);

@@ -402,8 +402,8 @@ TEST(MobaAtomicHeadPasses, DkDvBitwiseDqAgrees) {
 // The fused gating (tiled_mma's, which wgmma_moba uses too) scores tiles of 64 block means; the
 // quick and long suites have at most 64 blocks per sequence, hence one tile. These cases run
 // several tiles (lists that fill, then filter; the half floor) against the float64 reference:
-// varlen with a 1-token sequence, GQA and MQA, each selection kernel (k - 1 = 7 and 16: top16,
-// 19: top64).
+// varlen with a 1-token sequence, GQA and MQA, each selection kernel (k - 1 <= 8: top8, 12 warps,
+// at both head dims and a group of 3 whose tiles hold 128 tokens; 16: top16; 19: top64).
 struct GatingCase {
     DType dtype;
     int head_dim;
@@ -462,6 +462,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(GatingCase{DType::bf16, 128, 8, 2, 8, {12000, 1, 3001}},
                       GatingCase{DType::bf16, 128, 4, 1, 2, {9000}},
                       GatingCase{DType::f16, 128, 2, 2, 9, {9000, 40}},
+                      GatingCase{DType::bf16, 64, 3, 1, 4, {9000, 5}},
                       GatingCase{DType::f16, 64, 4, 1, 17, {9000, 700}},
                       GatingCase{DType::bf16, 64, 4, 4, 20, {9000, 33}}),
     [](const ::testing::TestParamInfo<GatingCase>& param_info) {

@@ -71,6 +71,12 @@ constexpr int kPassesThreads = 256;
 constexpr int kTileBlocks = 64;  // past blocks per shared-memory stage
 constexpr int kHalfBlocks = 32;  // blocks a warp scores at once (4 mma n-fragments)
 constexpr int kRowsPerWarp = 32; // two m16 fragments
+// Warps of a select_topk CTA. The register-list kernel (k - 1 <= 8) runs 12 (168 registers
+// each, 3 warps a scheduler: it is latency-bound, kernels/NOTES.md "Gating at block 128"); the
+// shared-memory lists need more registers and run 8, and 4 for lists of up to 64.
+constexpr int kTop8Warps = 12;
+constexpr int kTop16Warps = 8;
+constexpr int kTop64Warps = 4;
 
 struct GatingShape {
     std::int64_t total;       // packed tokens
@@ -317,22 +323,27 @@ struct SelectLayout {
     static constexpr int kChunksPerRow = kRowBytes / 16;         // 16-byte chunks
     static constexpr int kTermBytes = kTileBlocks * kRowBytes;   // hi or lo of one tile
     static constexpr int kStageBytes = 2 * kTermBytes;
+    static constexpr int kTileChunks = 2 * kTileBlocks * kChunksPerRow;  // cp.async per tile
+    // Register-list kernels (kCap 8) keep no list or candidates in shared memory: only the
+    // blocks of the final list (list_block) and the dump below. The other buffers would cost
+    // the 12-warp CTA 110 KB it does not have.
+    static constexpr bool kRegisterList = kCap == SortedList8::kEntries;
     static constexpr int kListStride = kCap + 1;      // odd: lane-per-row access conflict-free
     static constexpr int kCandStride = kHalfBlocks + 1;
+    static constexpr int kSharedListRows = kRegisterList ? 0 : kRows;
     static constexpr int kListScore = kStages * kStageBytes;
-    static constexpr int kListBlock = kListScore + kRows * kListStride * 4;
+    static constexpr int kListBlock = kListScore + kSharedListRows * kListStride * 4;
     static constexpr int kCandScore = kListBlock + kRows * kListStride * 4;
-    static constexpr int kCandBlock = kCandScore + kRows * kCandStride * 4;
-    static constexpr int kCandCount = kCandBlock + kRows * kCandStride * 4;
-    // Register-list kernels (kCap 8): every (thread, row) writes its 8 scores of a half here,
-    // in lane order (c * 8 + nf * 2 + e), rows 16-byte aligned for two 16-byte stores.
+    static constexpr int kCandBlock = kCandScore + kSharedListRows * kCandStride * 4;
+    static constexpr int kCandCount = kCandBlock + kSharedListRows * kCandStride * 4;
+    // Register-list kernels: every (thread, row) writes its 8 scores of a half here, in lane
+    // order (c * 8 + nf * 2 + e), rows 16-byte aligned for two 16-byte stores.
     static constexpr int kDumpStride = kHalfBlocks + 4;
-    static constexpr int kDump = kCandCount + kRows * 4;
-    static constexpr int kDumpRows = kCap == 8 ? kRows : 0;
+    static constexpr int kDump = (kCandCount + kSharedListRows * 4 + 15) / 16 * 16;
+    static constexpr int kDumpRows = kRegisterList ? kRows : 0;
     static constexpr int kBytes = kDump + kDumpRows * kDumpStride * 4;
-    static_assert(kDump % 16 == 0 && kDumpStride % 4 == 0, "dump rows are 16-byte aligned");
+    static_assert(kDumpStride % 4 == 0, "dump rows are 16-byte aligned");
     static_assert(kBytes <= 227 * 1024, "select_topk exceeds the shared memory of an SM");
-    static_assert((2 * kTileBlocks * kChunksPerRow) % kThreads == 0, "tile load is uneven");
 };
 
 // Row r of a CTA is (token tok0 + r / tile_heads, query head head0 + r % tile_heads).
@@ -391,7 +402,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
     float* list_score = reinterpret_cast<float*>(smem + L::kListScore) + lane_row * L::kListStride;
     int* list_block = reinterpret_cast<int*>(smem + L::kListBlock) + lane_row * L::kListStride;
     int held = 0;  // entries of this lane's row list (unordered)
-    constexpr bool kRegisterList = kCap == SortedList8::kEntries;  // lane's list in registers
+    constexpr bool kRegisterList = L::kRegisterList;  // the lane's list in registers
     SortedList8 reg_list;
     reg_list.clear(past);
     int worst_at = 0;  // once held == past: the entry that ranks last, its score and block
@@ -402,16 +413,10 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
         float* cand_score = reinterpret_cast<float*>(smem + L::kCandScore);
         int* cand_block = reinterpret_cast<int*>(smem + L::kCandBlock);
         int* cand_count = reinterpret_cast<int*>(smem + L::kCandCount);
-        cand_count[lane_row] = 0;
+        if constexpr (!kRegisterList) cand_count[lane_row] = 0;
 
         // The thread's four fragment rows: i = 2 * mf + hh is row mf*16 + hh*8 + g of the warp.
-        int own[4];
-        float threshold[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            own[i] = __shfl_sync(kFullMask, lane_own, (i / 2) * 16 + (i % 2) * 8 + g);
-            threshold[i] = -INFINITY;
-        }
+        float threshold[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
         int warp_own = lane_own;      // largest own block among the warp's rows
         int warp_min_own = lane_own;  // smallest (-1 where the warp has a row past the tile)
 #pragma unroll
@@ -450,10 +455,11 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
         const T* lo = p.kbar_lo + kbar_row0 * D;
         auto load_tile = [&](int t) {
             const std::uint32_t stage = smem_addr(smem) + (t & 1) * L::kStageBytes;
-            constexpr int kChunks = 2 * kTileBlocks * L::kChunksPerRow;
+            // 12-warp CTAs (384 threads) do not divide a tile's chunks: the last round is partial.
 #pragma unroll
-            for (int it = 0; it < kChunks / L::kThreads; ++it) {
+            for (int it = 0; it < (L::kTileChunks + L::kThreads - 1) / L::kThreads; ++it) {
                 const int e = it * L::kThreads + static_cast<int>(threadIdx.x);
+                if (L::kTileChunks % L::kThreads != 0 && e >= L::kTileChunks) break;
                 const int term = e / (kTileBlocks * L::kChunksPerRow);
                 const int rem = e % (kTileBlocks * L::kChunksPerRow);
                 const int j = rem / L::kChunksPerRow;
@@ -553,6 +559,13 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                         }
                     }
                 } else {
+                    // The own blocks of the thread's rows, fetched here (a warp-uniform branch)
+                    // rather than held: the 12-warp kernel has no registers to spare.
+                    int own[4];
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        own[i] = __shfl_sync(kFullMask, lane_own, (i / 2) * 16 + (i % 2) * 8 + g);
+                    }
                     // While a row's list is not full its threshold is -inf and every past block
                     // would be a candidate (32 per row in its first half: most of the merge work).
                     // Then bound the row from below by the past-th best score of this half.
@@ -688,13 +701,15 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                                          worst_block);
                     }
                 }
-                cand_count[lane_row] = 0;
                 float lane_threshold;
+                bool lane_full;
                 if constexpr (kRegisterList) {
                     lane_threshold = reg_list.threshold();
-                    held = reg_list.full() ? past : 0;  // only lists_full reads it here
+                    lane_full = reg_list.full();
                 } else {
+                    cand_count[lane_row] = 0;
                     lane_threshold = held == past ? worst_score : -INFINITY;
+                    lane_full = held == past;
                 }
                 __syncwarp();
 #pragma unroll
@@ -702,7 +717,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     threshold[i] =
                         __shfl_sync(kFullMask, lane_threshold, (i / 2) * 16 + (i % 2) * 8 + g);
                 }
-                lists_full = __all_sync(kFullMask, held == past);
+                lists_full = __all_sync(kFullMask, lane_full);
             }
             __syncthreads();  // the stage is refilled by the next iteration's load
         }
@@ -856,12 +871,15 @@ GatingPlan plan_gating(const Problem& problem) {
     problem.validate();
     GatingPlan plan;
     const int past = problem.topk - 1;
-    if (past <= 16) {
+    if (past <= SortedList8::kEntries) {
+        plan.select = GatingPlan::Select::top8;
+        plan.rows = kTop8Warps * kRowsPerWarp;
+    } else if (past <= 16) {
         plan.select = GatingPlan::Select::top16;
-        plan.rows = 8 * kRowsPerWarp;
+        plan.rows = kTop16Warps * kRowsPerWarp;
     } else if (past <= 64) {
         plan.select = GatingPlan::Select::top64;
-        plan.rows = 4 * kRowsPerWarp;
+        plan.rows = kTop64Warps * kRowsPerWarp;
     } else {
         plan.select = GatingPlan::Select::passes;
         return plan;  // one warp per row: no tiles
@@ -958,15 +976,15 @@ void gating(const GatingArgs& args) {
                             kMeansThreads, 0, args.stream>>>(p);
         MOBA_CHECK_LAUNCH();
         switch (plan.select) {
-            case GatingPlan::Select::top16:  // lists of up to 8 live in registers
-                if (problem.topk - 1 <= SortedList8::kEntries) {
-                    launch_select_topk<T, D, 8, SortedList8::kEntries>(p, plan, args.stream);
-                } else {
-                    launch_select_topk<T, D, 8, 16>(p, plan, args.stream);
-                }
+            case GatingPlan::Select::top8:
+                launch_select_topk<T, D, kTop8Warps, SortedList8::kEntries>(p, plan,
+                                                                             args.stream);
+                break;
+            case GatingPlan::Select::top16:
+                launch_select_topk<T, D, kTop16Warps, 16>(p, plan, args.stream);
                 break;
             case GatingPlan::Select::top64:
-                launch_select_topk<T, D, 4, 64>(p, plan, args.stream);
+                launch_select_topk<T, D, kTop64Warps, 64>(p, plan, args.stream);
                 break;
             case GatingPlan::Select::passes:
                 select_passes<T, D>

@@ -14,10 +14,11 @@ namespace moba::sparse {
 
 // How gating tiles a problem; a pure function of the shape (host only, no CUDA calls).
 struct GatingPlan {
-    // The selection kernel: top16 / top64 keep a list of up to 16 / 64 past blocks per row in
-    // shared memory (8 / 4 warps per CTA); passes is the warp-per-row fallback for k > 65.
-    enum class Select { top16, top64, passes };
-    Select select = Select::top16;
+    // The selection kernel: top8 keeps each row's list of up to 8 past blocks in registers (12
+    // warps per CTA); top16 / top64 keep lists of up to 16 / 64 in shared memory (8 / 4 warps
+    // per CTA); passes is the warp-per-row fallback for k > 65.
+    enum class Select { top8, top16, top64, passes };
+    Select select = Select::top8;
     int rows = 0;              // (query token, query head) rows per CTA: 32 per warp
     int tile_tokens = 0;       // query tokens per CTA
     int tile_heads = 0;        // query heads per CTA: all of a kv head's group, or a chunk of it
