@@ -1,8 +1,8 @@
 // The fused gating's register list (kernels/moba/sorted_list.cuh), on the CPU: for every list
 // length the kernels use (k - 1 = 1..8) the list's blocks, threshold and fullness after a stream
-// of candidates must be those of a sort of the whole stream by the candidate order (higher score
-// first, the lower block on equal scores, SEMANTICS.md §2), whatever the order the candidates
-// arrive in and whether or not they were filtered by the threshold first, as the kernel does.
+// of candidates in ascending block order (the kernels' order) must be those of a sort of the whole
+// stream by the candidate order (higher score first, the lower block on equal scores, SEMANTICS.md
+// §2), whether or not they were filtered by the threshold first, as the kernel does.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -29,9 +29,9 @@ std::vector<Candidate> best_by_sort(std::vector<Candidate> all, int n) {
     return all;
 }
 
-// Distinct blocks with scores drawn from `levels` values (few levels: many equal scores), a few
-// of them +inf; shuffled unless `ascending` (the kernel visits blocks in ascending order).
-std::vector<Candidate> stream(std::mt19937& rng, int count, int levels, bool ascending) {
+// Blocks 0..count-1 in ascending order (the kernel's) with scores drawn from `levels` values (few
+// levels: many equal scores), a few of them +inf.
+std::vector<Candidate> stream(std::mt19937& rng, int count, int levels) {
     std::vector<Candidate> out;
     std::uniform_int_distribution<int> level(0, levels - 1);
     std::uniform_int_distribution<int> rare(0, 40);
@@ -40,7 +40,6 @@ std::vector<Candidate> stream(std::mt19937& rng, int count, int levels, bool asc
             rare(rng) == 0 ? INFINITY : 0.25f * static_cast<float>(level(rng)) - 3.0f;
         out.push_back({score, b});
     }
-    if (!ascending) std::shuffle(out.begin(), out.end(), rng);
     return out;
 }
 
@@ -61,32 +60,29 @@ void expect_list(const SortedList8& list, const std::vector<Candidate>& expected
     }
 }
 
-TEST(SortedList8, KeepsTheBestOfAnyStreamLikeASort) {
+TEST(SortedList8, KeepsTheBestOfAStreamLikeASort) {
     std::mt19937 rng(7);
     for (int n = 1; n <= SortedList8::kEntries; ++n) {
         for (int trial = 0; trial < 300; ++trial) {
             const int count = std::uniform_int_distribution<int>(0, 60)(rng);
             const int levels = trial % 3 == 0 ? 3 : 200;
-            const bool ascending = trial % 2 == 0;
-            const std::vector<Candidate> all = stream(rng, count, levels, ascending);
+            const std::vector<Candidate> all = stream(rng, count, levels);
             const std::vector<Candidate> expected = best_by_sort(all, n);
 
             SortedList8 every;  // every candidate inserted
             every.clear(n);
-            for (const Candidate& c : all) every.insert(c.score, c.block);
-            expect_list(every, expected, n, ascending ? "all, ascending" : "all, shuffled");
+            for (const Candidate& c : all) every.insert_ascending(c.score, c.block);
+            expect_list(every, expected, n, "all");
 
-            // As the kernel: only candidates above the current threshold reach the list. With
-            // blocks in ascending order a score equal to the threshold ranks after the entry
-            // holding it, so the filter loses nothing; in any order ties can matter, so the
-            // filtered stream is checked only for ascending blocks.
-            if (!ascending) continue;
+            // As the kernel: only candidates above the current threshold reach the list. A score
+            // equal to the threshold ranks after the entry holding it (a lower block), so the
+            // filter loses nothing.
             SortedList8 filtered;
             filtered.clear(n);
             for (const Candidate& c : all) {
-                if (c.score > filtered.threshold()) filtered.insert(c.score, c.block);
+                if (c.score > filtered.threshold()) filtered.insert_ascending(c.score, c.block);
             }
-            expect_list(filtered, expected, n, "filtered, ascending");
+            expect_list(filtered, expected, n, "filtered");
         }
     }
 }
@@ -95,10 +91,11 @@ TEST(SortedList8, EqualScoresKeepTheLowestBlocks) {
     for (int n = 1; n <= SortedList8::kEntries; ++n) {
         SortedList8 list;
         list.clear(n);
-        for (int b = 20; b >= 0; --b) list.insert(1.5f, b);  // worst order: highest block first
+        list.insert_ascending(0.5f, 0);  // displaced once n equal better scores arrive
+        for (int b = 1; b <= 20; ++b) list.insert_ascending(1.5f, b);
         int blocks[SortedList8::kEntries] = {};
         ASSERT_EQ(list.copy_blocks(blocks), n);
-        for (int j = 0; j < n; ++j) EXPECT_EQ(blocks[j], j) << "n " << n;
+        for (int j = 0; j < n; ++j) EXPECT_EQ(blocks[j], j + 1) << "n " << n;
         EXPECT_EQ(list.threshold(), 1.5f);
     }
 }
@@ -106,16 +103,16 @@ TEST(SortedList8, EqualScoresKeepTheLowestBlocks) {
 TEST(SortedList8, PadsNeverLeaveAndNothingPassesAnEmptyLength) {
     SortedList8 none;
     none.clear(0);  // k = 1: only the own block, every entry a pad
-    none.insert(INFINITY, 3);
-    none.insert(2.0f, 4);
+    none.insert_ascending(INFINITY, 3);
+    none.insert_ascending(2.0f, 4);
     int blocks[SortedList8::kEntries] = {};
     EXPECT_EQ(none.copy_blocks(blocks), 0);
     EXPECT_FALSE(2.0f > none.threshold());  // the threshold is +inf: no score passes
 
     SortedList8 one;
     one.clear(1);
-    one.insert(INFINITY, 9);  // a real +inf score still ranks after the pads
-    one.insert(INFINITY, 2);
+    one.insert_ascending(INFINITY, 2);  // a real +inf score still ranks after the pads
+    one.insert_ascending(INFINITY, 9);  // and before no equal entry of a lower block
     ASSERT_EQ(one.copy_blocks(blocks), 1);
     EXPECT_EQ(blocks[0], 2);
     EXPECT_TRUE(one.full());

@@ -529,9 +529,9 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 // row) and a vote then say whether any score passes; only rows with one build
                 // their bits. The general filter below took ~230 instructions a half there.
                 unsigned pass = 0;
+                unsigned rows_hit = 0;  // steady state: bit i, the thread's row i has a score past
                 const bool steady = lists_full && first + kHalfBlocks <= warp_min_own;
                 if (steady) {
-                    unsigned rows_hit = 0;
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
                         float best = -INFINITY;
@@ -614,46 +614,87 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 }
 
                 if constexpr (kRegisterList) {
-                    // Every (thread, row) writes its 8 scores of the half, -inf where the general
-                    // filter dropped one (the steady filter's test is the owner's own: score >
-                    // threshold); lane l then inserts row l's scores above its threshold. No
-                    // atomics, no compaction (the scatter took ~190 instructions a half).
+                    // A (thread, row) with a score past its filter writes its 8 scores of the half
+                    // to the row's dump with two 16-byte stores (-inf where the general filter
+                    // dropped one; in the steady state the raw scores, the owner's threshold being
+                    // the filter), and the warp's ballots tell each owner lane which of its row's
+                    // four writers wrote. At FlashMoBA's block 128 a row has ~0.7 candidates a
+                    // half, so most (thread, row) pairs write nothing and the owner reads only
+                    // those that did (writing and scanning every row took ~380 instructions a
+                    // half at 2f7c09f). No atomics, no compaction.
                     float* dump = reinterpret_cast<float*>(smem + L::kDump);
+                    float* const thread_dump = dump + (warp * kRowsPerWarp + g) * L::kDumpStride + c * 8;
+                    bool wrote[4];
+                    if (steady) {
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int r = warp * kRowsPerWarp + (i / 2) * 16 + (i % 2) * 8 + g;
-                        float v[8];
-#pragma unroll
-                        for (int nf = 0; nf < 4; ++nf) {
-#pragma unroll
-                            for (int e = 0; e < 2; ++e) {
-                                const bool keep =
-                                    steady || ((pass >> ((i * 4 + nf) * 2 + e)) & 1u);
-                                v[nf * 2 + e] =
-                                    keep ? acc[i / 2][nf][(i % 2) * 2 + e] : -INFINITY;
+                        for (int i = 0; i < 4; ++i) {
+                            wrote[i] = (rows_hit >> i) & 1u;
+                            float4* to = reinterpret_cast<float4*>(thread_dump + i * 8 * L::kDumpStride);
+                            const float(&x)[2][4][4] = acc;
+                            if (wrote[i]) {
+                                to[0] = make_float4(x[i / 2][0][(i % 2) * 2], x[i / 2][0][(i % 2) * 2 + 1],
+                                                    x[i / 2][1][(i % 2) * 2], x[i / 2][1][(i % 2) * 2 + 1]);
+                                to[1] = make_float4(x[i / 2][2][(i % 2) * 2], x[i / 2][2][(i % 2) * 2 + 1],
+                                                    x[i / 2][3][(i % 2) * 2], x[i / 2][3][(i % 2) * 2 + 1]);
                             }
                         }
-                        float4* to = reinterpret_cast<float4*>(dump + r * L::kDumpStride + c * 8);
-                        to[0] = make_float4(v[0], v[1], v[2], v[3]);
-                        to[1] = make_float4(v[4], v[5], v[6], v[7]);
+                    } else {
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) {
+                            wrote[i] = ((pass >> (i * 8)) & 0xffu) != 0;
+                            float v[8];
+#pragma unroll
+                            for (int nf = 0; nf < 4; ++nf) {
+#pragma unroll
+                                for (int e = 0; e < 2; ++e) {
+                                    const bool keep = (pass >> ((i * 4 + nf) * 2 + e)) & 1u;
+                                    v[nf * 2 + e] = keep ? acc[i / 2][nf][(i % 2) * 2 + e] : -INFINITY;
+                                }
+                            }
+                            float4* to = reinterpret_cast<float4*>(thread_dump + i * 8 * L::kDumpStride);
+                            if (wrote[i]) {
+                                to[0] = make_float4(v[0], v[1], v[2], v[3]);
+                                to[1] = make_float4(v[4], v[5], v[6], v[7]);
+                            }
+                        }
                     }
+                    // Row i * 8 + g of the warp is the thread's row i (i = 2 * mf + hh), so lane
+                    // l owns row l, written by lanes 4 (l % 8) + c, c = 0..3, as their row l / 8.
+                    const unsigned wrote0 = __ballot_sync(kFullMask, wrote[0]);
+                    const unsigned wrote1 = __ballot_sync(kFullMask, wrote[1]);
+                    const unsigned wrote2 = __ballot_sync(kFullMask, wrote[2]);
+                    const unsigned wrote3 = __ballot_sync(kFullMask, wrote[3]);
+                    const int lane_i = lane / 8;
+                    const unsigned wrote_by_i = lane_i == 0   ? wrote0
+                                                : lane_i == 1 ? wrote1
+                                                : lane_i == 2 ? wrote2
+                                                              : wrote3;
+                    unsigned writers = (wrote_by_i >> (4 * (lane % 8))) & 0xfu;
                     __syncwarp();
                     const float* mine = dump + lane_row * L::kDumpStride;
                     const float lane_bar = reg_list.threshold();
-                    unsigned over = 0;  // bit p: entry p of the row's dump passes
-#pragma unroll
-                    for (int q4 = 0; q4 < 8; ++q4) {
-                        const float4 x = reinterpret_cast<const float4*>(mine)[q4];
-                        over |= static_cast<unsigned>(x.x > lane_bar) << (q4 * 4);
-                        over |= static_cast<unsigned>(x.y > lane_bar) << (q4 * 4 + 1);
-                        over |= static_cast<unsigned>(x.z > lane_bar) << (q4 * 4 + 2);
-                        over |= static_cast<unsigned>(x.w > lane_bar) << (q4 * 4 + 3);
+                    unsigned over = 0;  // bit j: column j (block first + j) passes
+                    while (writers != 0) {
+                        const int writer = __ffs(writers) - 1;  // its columns nf*8 + 2*writer + e
+                        writers &= writers - 1;
+                        const float4 x0 = reinterpret_cast<const float4*>(mine + writer * 8)[0];
+                        const float4 x1 = reinterpret_cast<const float4*>(mine + writer * 8)[1];
+                        const unsigned m = static_cast<unsigned>(x0.x > lane_bar) |
+                                           static_cast<unsigned>(x0.y > lane_bar) << 1 |
+                                           static_cast<unsigned>(x0.z > lane_bar) << 8 |
+                                           static_cast<unsigned>(x0.w > lane_bar) << 9 |
+                                           static_cast<unsigned>(x1.x > lane_bar) << 16 |
+                                           static_cast<unsigned>(x1.y > lane_bar) << 17 |
+                                           static_cast<unsigned>(x1.z > lane_bar) << 24 |
+                                           static_cast<unsigned>(x1.w > lane_bar) << 25;
+                        over |= m << (2 * writer);
                     }
+                    // Ascending columns: the list's insert relies on blocks arriving in order.
                     while (over != 0) {
-                        const int at = __ffs(over) - 1;  // entry c * 8 + nf * 2 + e
+                        const int column = __ffs(over) - 1;
                         over &= over - 1;
-                        const int column = ((at & 7) >> 1) * 8 + 2 * (at >> 3) + (at & 1);
-                        reg_list.insert(mine[at], first + column);
+                        const int at = ((column >> 1) & 3) * 8 + (column >> 3) * 2 + (column & 1);
+                        reg_list.insert_ascending(mine[at], first + column);
                     }
                     __syncwarp();  // the dump is rewritten by the next half
                 } else {

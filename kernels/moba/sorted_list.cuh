@@ -32,7 +32,7 @@ __host__ __device__ __forceinline__ bool ranks_before(float score_a, int block_a
 // The first 8 - n entries hold (+inf, -1), before which no entry ranks, so the list's last entry
 // is always the n-th best real one: the row's threshold is a fixed register (a run-time index
 // would put the list in local memory). Empty entries are (-inf, INT_MAX), after which every
-// real entry ranks (NaN and -inf scores never pass a filter).
+// real entry ranks (NaN and -inf scores never pass a filter, and are never inserted).
 struct SortedList8 {
     static constexpr int kEntries = 8;
     float score[kEntries];
@@ -46,12 +46,16 @@ MOBA_SORTED_LIST_UNROLL
             block[j] = pad ? -1 : INT_MAX;
         }
     }
-    // Entry j becomes entry j - 1 where the candidate ranks before that one, the candidate where
-    // it ranks before entry j only, and stays otherwise; entry 7 falls off the end.
-    __host__ __device__ __forceinline__ void insert(float s, int b) {
+    // Inserts (s, b) where b is larger than every block inserted before: the kernels visit blocks
+    // in ascending order and insert a half's candidates by column. On an equal score the
+    // candidate then ranks after every entry, so the score alone decides (the full candidate
+    // order took three compares an entry). Entry j becomes entry j - 1 where the candidate ranks
+    // before that one, the candidate where it ranks before entry j only, and stays otherwise;
+    // entry 7 falls off the end.
+    __host__ __device__ __forceinline__ void insert_ascending(float s, int b) {
         bool before[kEntries];
 MOBA_SORTED_LIST_UNROLL
-        for (int j = 0; j < kEntries; ++j) before[j] = ranks_before(s, b, score[j], block[j]);
+        for (int j = 0; j < kEntries; ++j) before[j] = s > score[j];
 MOBA_SORTED_LIST_UNROLL
         for (int j = kEntries - 1; j > 0; --j) {
             const float shifted_score = before[j - 1] ? score[j - 1] : s;
