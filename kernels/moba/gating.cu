@@ -323,7 +323,6 @@ struct SelectLayout {
     static constexpr int kChunksPerRow = kRowBytes / 16;         // 16-byte chunks
     static constexpr int kTermBytes = kTileBlocks * kRowBytes;   // hi or lo of one tile
     static constexpr int kStageBytes = 2 * kTermBytes;
-    static constexpr int kTileChunks = 2 * kTileBlocks * kChunksPerRow;  // cp.async per tile
     // Register-list kernels (kCap 8) keep no list or candidates in shared memory: only the
     // blocks of the final list (list_block) and the dump below. The other buffers would cost
     // the 12-warp CTA 110 KB it does not have.
@@ -336,13 +335,11 @@ struct SelectLayout {
     static constexpr int kCandScore = kListBlock + kRows * kListStride * 4;
     static constexpr int kCandBlock = kCandScore + kSharedListRows * kCandStride * 4;
     static constexpr int kCandCount = kCandBlock + kSharedListRows * kCandStride * 4;
-    // Register-list kernels: every (thread, row) writes its 8 scores of a half here, in lane
-    // order (c * 8 + nf * 2 + e), rows 16-byte aligned for two 16-byte stores.
-    static constexpr int kDumpStride = kHalfBlocks + 4;
+    // Register-list kernels: each thread writes its accumulators of a half here as they lie in
+    // its registers, one 16-byte store per (mf, nf) fragment: [warp][mf][nf][lane] float4.
+    static constexpr int kDumpWarpFloats = 2 * 4 * kWarp * 4;
     static constexpr int kDump = (kCandCount + kSharedListRows * 4 + 15) / 16 * 16;
-    static constexpr int kDumpRows = kRegisterList ? kRows : 0;
-    static constexpr int kBytes = kDump + kDumpRows * kDumpStride * 4;
-    static_assert(kDumpStride % 4 == 0, "dump rows are 16-byte aligned");
+    static constexpr int kBytes = kDump + (kRegisterList ? kWarps * kDumpWarpFloats * 4 : 0);
     static_assert(kBytes <= 227 * 1024, "select_topk exceeds the shared memory of an SM");
 };
 
@@ -453,24 +450,36 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
             static_cast<std::int64_t>(hk) * s.kbar_slots + kbar_base(p.cu, b, s.block);
         const T* hi = p.kbar_hi + kbar_row0 * D;
         const T* lo = p.kbar_lo + kbar_row0 * D;
+        // A tile is 2 * kTileBlocks rows (hi's blocks, then lo's, contiguous in the stage) of
+        // kChunksPerRow 16-byte chunks. A thread copies one chunk column of every kLoadRows-th
+        // row, kLoadRows a multiple of 8, so its XOR swizzle (chunk ^ row % 8) and shared offset
+        // stay fixed: per copy only the source moves. (Deriving term, row and chunk from a flat
+        // index took ~28 instructions and four spilled values a copy in the 12-warp kernel.)
+        constexpr int kLoadRows = L::kThreads / L::kChunksPerRow;
+        static_assert(L::kThreads % L::kChunksPerRow == 0 && kLoadRows % 8 == 0,
+                      "a thread's tile rows must keep one swizzle");
+        const int load_chunk = static_cast<int>(threadIdx.x) % L::kChunksPerRow;
+        const int load_row0 = static_cast<int>(threadIdx.x) / L::kChunksPerRow;
+        const std::uint32_t load_offset =
+            load_row0 * L::kRowBytes + ((load_chunk ^ (load_row0 & 7)) << 4);
+        const std::ptrdiff_t lo_minus_hi = lo - hi;
         auto load_tile = [&](int t) {
             const std::uint32_t stage = smem_addr(smem) + (t & 1) * L::kStageBytes;
-            // 12-warp CTAs (384 threads) do not divide a tile's chunks: the last round is partial.
+            const int tile_block0 = t * kTileBlocks;
 #pragma unroll
-            for (int it = 0; it < (L::kTileChunks + L::kThreads - 1) / L::kThreads; ++it) {
-                const int e = it * L::kThreads + static_cast<int>(threadIdx.x);
-                if (L::kTileChunks % L::kThreads != 0 && e >= L::kTileChunks) break;
-                const int term = e / (kTileBlocks * L::kChunksPerRow);
-                const int rem = e % (kTileBlocks * L::kChunksPerRow);
-                const int j = rem / L::kChunksPerRow;
-                const int chunk = rem % L::kChunksPerRow;
-                const int blk = t * kTileBlocks + j;
+            for (int it = 0; it < (2 * kTileBlocks + kLoadRows - 1) / kLoadRows; ++it) {
+                const int row = load_row0 + it * kLoadRows;
+                // Rounds wholly in one term decide it at compile time.
+                if ((it + 1) * kLoadRows > 2 * kTileBlocks && row >= 2 * kTileBlocks) break;
+                const bool term_lo = it * kLoadRows >= kTileBlocks ||
+                                     ((it + 1) * kLoadRows > kTileBlocks && row >= kTileBlocks);
+                const int blk = tile_block0 + row - (term_lo ? kTileBlocks : 0);
                 const bool live = blk < n_score;
-                const T* src = (term == 0 ? hi : lo) +
-                               static_cast<std::int64_t>(live ? blk : 0) * D + chunk * 8;
-                const std::uint32_t dst = stage + term * L::kTermBytes + j * L::kRowBytes +
-                                          ((chunk ^ (j & 7)) << 4);
-                cp_async_16(dst, src, live ? 16 : 0);
+                const T* src = live ? hi + (term_lo ? lo_minus_hi : 0) +
+                                          static_cast<std::int64_t>(blk) * D + load_chunk * 8
+                                    : hi;
+                cp_async_16(stage + load_offset + it * kLoadRows * L::kRowBytes, src,
+                            live ? 16 : 0);
             }
             cp_async_commit();
         };
@@ -614,52 +623,50 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 }
 
                 if constexpr (kRegisterList) {
-                    // A (thread, row) with a score past its filter writes its 8 scores of the half
-                    // to the row's dump with two 16-byte stores (-inf where the general filter
-                    // dropped one; in the steady state the raw scores, the owner's threshold being
-                    // the filter), and the warp's ballots tell each owner lane which of its row's
-                    // four writers wrote. At FlashMoBA's block 128 a row has ~0.7 candidates a
-                    // half, so most (thread, row) pairs write nothing and the owner reads only
-                    // those that did (writing and scanning every row took ~380 instructions a
-                    // half at 2f7c09f). No atomics, no compaction.
-                    float* dump = reinterpret_cast<float*>(smem + L::kDump);
-                    float* const thread_dump = dump + (warp * kRowsPerWarp + g) * L::kDumpStride + c * 8;
+                    // Each thread writes its scores of the half to the warp's dump as its
+                    // accumulator fragments lie (eight 16-byte stores, no register moves; -inf
+                    // where the general filter dropped a score, raw scores in the steady state,
+                    // the owner's threshold being the filter there), and the warp's ballots tell
+                    // each owner lane which of its row's four writers have a score past the
+                    // filter. At FlashMoBA's block 128 a row has ~0.7 candidates a half, so the
+                    // owner reads a writer or two, not all four. No atomics, no compaction.
+                    float* const dump =
+                        reinterpret_cast<float*>(smem + L::kDump) + warp * L::kDumpWarpFloats;
+                    float4* const thread_dump = reinterpret_cast<float4*>(dump) + lane;
                     bool wrote[4];
                     if (steady) {
 #pragma unroll
-                        for (int i = 0; i < 4; ++i) {
-                            wrote[i] = (rows_hit >> i) & 1u;
-                            float4* to = reinterpret_cast<float4*>(thread_dump + i * 8 * L::kDumpStride);
-                            const float(&x)[2][4][4] = acc;
-                            if (wrote[i]) {
-                                to[0] = make_float4(x[i / 2][0][(i % 2) * 2], x[i / 2][0][(i % 2) * 2 + 1],
-                                                    x[i / 2][1][(i % 2) * 2], x[i / 2][1][(i % 2) * 2 + 1]);
-                                to[1] = make_float4(x[i / 2][2][(i % 2) * 2], x[i / 2][2][(i % 2) * 2 + 1],
-                                                    x[i / 2][3][(i % 2) * 2], x[i / 2][3][(i % 2) * 2 + 1]);
+                        for (int i = 0; i < 4; ++i) wrote[i] = (rows_hit >> i) & 1u;
+#pragma unroll
+                        for (int mf = 0; mf < 2; ++mf) {
+#pragma unroll
+                            for (int nf = 0; nf < 4; ++nf) {
+                                thread_dump[(mf * 4 + nf) * kWarp] =
+                                    make_float4(acc[mf][nf][0], acc[mf][nf][1], acc[mf][nf][2],
+                                                acc[mf][nf][3]);
                             }
                         }
                     } else {
 #pragma unroll
-                        for (int i = 0; i < 4; ++i) {
-                            wrote[i] = ((pass >> (i * 8)) & 0xffu) != 0;
-                            float v[8];
+                        for (int i = 0; i < 4; ++i) wrote[i] = ((pass >> (i * 8)) & 0xffu) != 0;
+#pragma unroll
+                        for (int mf = 0; mf < 2; ++mf) {
 #pragma unroll
                             for (int nf = 0; nf < 4; ++nf) {
+                                float v[4];
 #pragma unroll
-                                for (int e = 0; e < 2; ++e) {
-                                    const bool keep = (pass >> ((i * 4 + nf) * 2 + e)) & 1u;
-                                    v[nf * 2 + e] = keep ? acc[i / 2][nf][(i % 2) * 2 + e] : -INFINITY;
+                                for (int x = 0; x < 4; ++x) {  // x = hh * 2 + e
+                                    const int i = mf * 2 + x / 2;
+                                    const bool keep = (pass >> ((i * 4 + nf) * 2 + x % 2)) & 1u;
+                                    v[x] = keep ? acc[mf][nf][x] : -INFINITY;
                                 }
-                            }
-                            float4* to = reinterpret_cast<float4*>(thread_dump + i * 8 * L::kDumpStride);
-                            if (wrote[i]) {
-                                to[0] = make_float4(v[0], v[1], v[2], v[3]);
-                                to[1] = make_float4(v[4], v[5], v[6], v[7]);
+                                thread_dump[(mf * 4 + nf) * kWarp] = make_float4(v[0], v[1], v[2], v[3]);
                             }
                         }
                     }
                     // Row i * 8 + g of the warp is the thread's row i (i = 2 * mf + hh), so lane
-                    // l owns row l, written by lanes 4 (l % 8) + c, c = 0..3, as their row l / 8.
+                    // l owns row l, written by lanes 4 (l % 8) + c, c = 0..3, as their row l / 8:
+                    // float (mf * 4 + nf) * 128 + (4 g + c) * 4 + hh * 2 + e of the warp's dump.
                     const unsigned wrote0 = __ballot_sync(kFullMask, wrote[0]);
                     const unsigned wrote1 = __ballot_sync(kFullMask, wrote[1]);
                     const unsigned wrote2 = __ballot_sync(kFullMask, wrote[2]);
@@ -671,29 +678,30 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                                                               : wrote3;
                     unsigned writers = (wrote_by_i >> (4 * (lane % 8))) & 0xfu;
                     __syncwarp();
-                    const float* mine = dump + lane_row * L::kDumpStride;
+                    const float* const mine =
+                        dump + (lane_i / 2) * 512 + (lane % 8) * 16 + (lane_i % 2) * 2;
                     const float lane_bar = reg_list.threshold();
                     unsigned over = 0;  // bit j: column j (block first + j) passes
                     while (writers != 0) {
                         const int writer = __ffs(writers) - 1;  // its columns nf*8 + 2*writer + e
                         writers &= writers - 1;
-                        const float4 x0 = reinterpret_cast<const float4*>(mine + writer * 8)[0];
-                        const float4 x1 = reinterpret_cast<const float4*>(mine + writer * 8)[1];
-                        const unsigned m = static_cast<unsigned>(x0.x > lane_bar) |
-                                           static_cast<unsigned>(x0.y > lane_bar) << 1 |
-                                           static_cast<unsigned>(x0.z > lane_bar) << 8 |
-                                           static_cast<unsigned>(x0.w > lane_bar) << 9 |
-                                           static_cast<unsigned>(x1.x > lane_bar) << 16 |
-                                           static_cast<unsigned>(x1.y > lane_bar) << 17 |
-                                           static_cast<unsigned>(x1.z > lane_bar) << 24 |
-                                           static_cast<unsigned>(x1.w > lane_bar) << 25;
+                        unsigned m = 0;
+#pragma unroll
+                        for (int nf = 0; nf < 4; ++nf) {
+                            const float2 y =
+                                *reinterpret_cast<const float2*>(mine + nf * 128 + writer * 4);
+                            m |= (static_cast<unsigned>(y.x > lane_bar) |
+                                  static_cast<unsigned>(y.y > lane_bar) << 1)
+                                 << (nf * 8);
+                        }
                         over |= m << (2 * writer);
                     }
                     // Ascending columns: the list's insert relies on blocks arriving in order.
                     while (over != 0) {
                         const int column = __ffs(over) - 1;
                         over &= over - 1;
-                        const int at = ((column >> 1) & 3) * 8 + (column >> 3) * 2 + (column & 1);
+                        const int at =
+                            (column >> 3) * 128 + ((column >> 1) & 3) * 4 + (column & 1);
                         reg_list.insert_ascending(mine[at], first + column);
                     }
                     __syncwarp();  // the dump is rewritten by the next half
