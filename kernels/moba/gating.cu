@@ -543,12 +543,11 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                 if (steady) {
 #pragma unroll
                     for (int i = 0; i < 4; ++i) {
-                        float best = -INFINITY;
-#pragma unroll
-                        for (int nf = 0; nf < 4; ++nf) {
-                            best = fmaxf(best, fmaxf(acc[i / 2][nf][(i % 2) * 2],
-                                                     acc[i / 2][nf][(i % 2) * 2 + 1]));
-                        }
+                        const float(&x)[4][4] = acc[i / 2];
+                        const int h = (i % 2) * 2;
+                        const float best =
+                            fmaxf(fmaxf(fmaxf(x[0][h], x[0][h + 1]), fmaxf(x[1][h], x[1][h + 1])),
+                                  fmaxf(fmaxf(x[2][h], x[2][h + 1]), fmaxf(x[3][h], x[3][h + 1])));
                         rows_hit |= static_cast<unsigned>(best > threshold[i]) << i;
                     }
                     if (!__any_sync(kFullMask, rows_hit != 0)) continue;
@@ -685,14 +684,13 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     while (writers != 0) {
                         const int writer = __ffs(writers) - 1;  // its columns nf*8 + 2*writer + e
                         writers &= writers - 1;
-                        unsigned m = 0;
+                        unsigned m = 0;  // selects of constant bits (shifted 0/1 took ~2.5 a bit)
 #pragma unroll
                         for (int nf = 0; nf < 4; ++nf) {
                             const float2 y =
                                 *reinterpret_cast<const float2*>(mine + nf * 128 + writer * 4);
-                            m |= (static_cast<unsigned>(y.x > lane_bar) |
-                                  static_cast<unsigned>(y.y > lane_bar) << 1)
-                                 << (nf * 8);
+                            m |= y.x > lane_bar ? 1u << (nf * 8) : 0u;
+                            m |= y.y > lane_bar ? 2u << (nf * 8) : 0u;
                         }
                         over |= m << (2 * writer);
                     }
