@@ -7,8 +7,9 @@
 //    lo = round(kbar - hi), as [Hkv, kbar_slots, D] so a tile of blocks is one contiguous run.
 //    Cost: reads K once (total * Hkv * D * 2 bytes), writes 4 * Hkv * D bytes per block.
 // 2. select_topk: one CTA per (tile of query tokens of one sequence, kv head), its rows being
-//    (token, query head) pairs of that kv head's group (256 rows: 8 warps x 32 rows; a group
-//    of G heads gives 256/G tokens per tile, G > 256 splits the group). q lives in registers as
+//    (token, query head) pairs of that kv head's group (32 rows a warp; 12 warps, 384 rows, for
+//    k-1 <= 8, 8 warps for k-1 <= 16; a group of G heads gives rows/G tokens per tile, G > rows
+//    splits the group). q lives in registers as
 //    mma A fragments; tiles of 64 past-block means (hi and lo) stream through a 2-stage cp.async
 //    ring (XOR-swizzled rows, ldmatrix without bank conflicts); each warp scores its 32 rows
 //    against 32 blocks at a time with mma.sync m16n8k16 (bf16 or fp16 in, fp32 accumulate),
@@ -24,9 +25,10 @@
 //    maximum per (thread, row) and a vote. Blocks are visited in ascending order, so a score
 //    equal to the threshold never displaces it, and "score > threshold" loses no block.
 //    k-1 <= 8 (SortedList8, sorted_list.cuh): the lane's list is sorted in registers; each
-//    thread writes its scores of the half to shared memory (-inf where dropped) and lane l
-//    inserts those of row l above its threshold (eight independent compares and selects
-//    each). k-1 in 9..16: scores that pass go to a per-row candidate buffer and lane l merges
+//    thread writes its accumulators of the half to shared memory as they lie (-inf where the
+//    general filter dropped a score), ballots tell lane l which of row l's four writers have a
+//    score past the filter, and lane l reads only those and inserts row l's passing scores in
+//    ascending block order (eight independent compares and selects each). k-1 in 9..16: scores that pass go to a per-row candidate buffer and lane l merges
 //    them into an unordered list in shared memory (a candidate replaces the entry that ranks
 //    last, a rescan finds the next). A row's list changes ~(k-1) ln(n/(k-1)) times over n
 //    blocks, so at block 128 (4096 blocks) some row of a warp has a candidate in nearly every
@@ -40,9 +42,11 @@
 // Why: at 512K tokens, 16 heads, block 128 the scores are 17G (row, block) pairs (8.8 TFLOP
 // with both terms); any design that writes them is bandwidth-bound many times over, and fp32
 // CUDA-core dot products run at ~1/15 of the H100's bf16 tensor-core rate.
-// Resources (ptxas, sm_90a, nvcc 13.0; D 128 / D 64): register lists 242 / 183 registers, lists
-// of 16 238 / 174, of 64 255 / 201; no spills, no stack; one CTA per SM.
-// Measured: kernels/NOTES.md, "Gating v2" and the gating attempts after it.
+// Resources (ptxas, sm_90a, nvcc 13.0; D 128 / D 64): register lists (12 warps) 168 / 159
+// registers, 40 bytes of spill at D 128 (loop-invariant addresses: 4 loads a tile, 2 a half);
+// lists of 16 and of 64 190 / 148, no spills; one CTA per SM.
+// Measured: kernels/NOTES.md, "Gating v2", the gating attempts after it, and "Gating at block
+// 128" (what the instructions of a half go to, and each change since).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
