@@ -58,8 +58,7 @@ source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_backward.sh check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv|descriptors}
 case $mode in check|profile|verify|paths|sweep|confirm|final|memory|stalls|ownblock|times|dkdv|descriptors) ;; *) echo "unknown mode '$mode' (check, profile, verify, paths, sweep, confirm, final, memory, stalls, ownblock, times, dkdv or descriptors)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 # test_tiled_mma_gpu beside `moba check --suite quick --impl wgmma_moba` (about as long as each
 # other): tiled_test_beside_quick LIMIT_S STEP_NAME REPORT
 tiled_test_beside_quick() {

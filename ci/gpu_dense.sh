@@ -47,8 +47,7 @@ source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_dense.sh sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick}
 case $mode in sections|compare|pipeline|fair|atomic|atomic_confirm|atomic_quick) ;;
   *) echo "unknown mode '$mode' (sections, compare, pipeline, fair, atomic, atomic_confirm or atomic_quick)"; exit 2 ;; esac  # before any build
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 moba=build/release/harness/cli/moba
 # The steps the atomic modes share: sanitizers on a small head-dim-128 varlen case, the quick
 # suite, ncu's kernel times of one 32K fwd+bwd of both dense entries, and both against SDPA cuDNN

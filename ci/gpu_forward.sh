@@ -13,8 +13,7 @@
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_forward.sh overlap}
 case $mode in overlap) ;; *) echo "unknown mode '$mode' (overlap)"; exit 2 ;; esac  # before any build
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 moba=build/release/harness/cli/moba
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples

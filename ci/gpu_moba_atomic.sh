@@ -32,8 +32,7 @@ source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_moba_atomic.sh first|second|third|profile|l2}
 case $mode in first|second|third|profile|l2) ;; *) echo "unknown mode '$mode' (first, second, third, profile or l2)"; exit 2 ;; esac  # before any build
 moba=build/release/harness/cli/moba
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 128 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
 once=(--phase fwdbwd --gating included --warmup 0 --min-samples 1 --max-seconds 1)

@@ -19,8 +19,7 @@
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep}
 case $mode in memory|paper10m|verify10m|sweep) ;; *) echo "unknown mode '$mode' (memory, paper10m, verify10m or sweep)"; exit 2 ;; esac  # before any build
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
 pymoba=("${python:-python3}" -m moba)

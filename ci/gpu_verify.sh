@@ -34,8 +34,7 @@
 # build's objects. Logs and reports go to ${OUT:-out}/ (few files). Prints a short summary last;
 # exits non-zero when any step failed.
 source "$(dirname "$0")/gpu_prologue.sh"
-step configure 120 cmake --preset release || { cat "$step_logs/configure.log"; exit 1; }
-step build 300 cmake --build --preset release -j "$(nproc)" || { tail -40 "$step_logs/build.log"; exit 1; }
+build_release
 moba=build/release/harness/cli/moba
 # MOBA_VERIFY_LONG: shards of the long suite in lanes, in the background from here on.
 long_pids=()

@@ -344,7 +344,9 @@ TEST_P(HeadPasses, MatchOnePassBitwise) {
         const ScopedEnv env("MOBA_ACCUMULATOR_BUDGET_MIB", c.budget_mib);
         ASSERT_EQ(sparse::kv_heads_per_pass(p), c.kv_heads_per_pass);
         EXPECT_LT(backward_bytes(), one_pass_backward);
-        if (forward_passes) EXPECT_LT(wgmma::moba_workspace_bytes(p), one_pass_forward);
+        if (forward_passes) {
+            EXPECT_LT(wgmma::moba_workspace_bytes(p), one_pass_forward);
+        }
         split = run_attention(impl, din, sel, true);
         EXPECT_TRUE(split.stray_writes.empty()) << fmt::format("{}", fmt::join(split.stray_writes, "\n"));
     }
