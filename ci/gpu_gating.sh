@@ -65,6 +65,7 @@ select_spills() {
     local obj=build/release/kernels/moba/CMakeFiles/moba_kernels_moba.dir/gating.cu.o
     cuobjdump -sass "$obj" | awk '/Function :/ { keep = /select_topkI13__nv_bfloat16Li128ELi12ELi8/ } keep' \
       > /tmp/select-top8.sass
+    [[ -s /tmp/select-top8.sass ]] || { echo "select_topk SASS: the bf16 D 128 top8 kernel (12 warps) is not in $obj"; return 1; }
     gzip -c /tmp/select-top8.sass > "$out/sass-gating.txt.gz"
     echo "select_topk SASS: $(grep -c 'LDL' /tmp/select-top8.sass) LDL, $(grep -c 'STL' /tmp/select-top8.sass) STL, $(grep -cE 'HMMA' /tmp/select-top8.sass) HMMA"
 }

@@ -9,10 +9,10 @@
 // 2. select_topk: one CTA per (tile of query tokens of one sequence, kv head), its rows being
 //    (token, query head) pairs of that kv head's group (32 rows a warp; 12 warps, 384 rows, for
 //    k-1 <= 8, 8 warps for k-1 <= 16; a group of G heads gives rows/G tokens per tile, G > rows
-//    splits the group). q lives in registers as
-//    mma A fragments; tiles of 64 past-block means (hi and lo) stream through a 2-stage cp.async
-//    ring (XOR-swizzled rows, ldmatrix without bank conflicts); each warp scores its 32 rows
-//    against 32 blocks at a time with mma.sync m16n8k16 (bf16 or fp16 in, fp32 accumulate),
+//    splits the group). q lives in registers as mma A fragments; tiles of 64 past-block means
+//    (hi and lo) stream through a 2-stage cp.async ring (XOR-swizzled rows, ldmatrix without
+//    bank conflicts); each warp scores its 32 rows against 32 blocks at a time with mma.sync
+//    m16n8k16 (bf16 or fp16 in, fp32 accumulate),
 //    score = q.hi + q.lo. q is exact in the input dtype and hi + lo carries kbar to about
 //    2^-16 (bf16) / 2^-22 (fp16) relative, so a score differs from the fp32 one by far less
 //    than SEMANTICS.md §5's near-tie margin 2 (D + Bs + 1) 2^-24 sum|q||k| for the usual inputs.
@@ -28,8 +28,9 @@
 //    thread writes its accumulators of the half to shared memory as they lie (-inf where the
 //    general filter dropped a score), ballots tell lane l which of row l's four writers have a
 //    score past the filter, and lane l reads only those and inserts row l's passing scores in
-//    ascending block order (eight independent compares and selects each). k-1 in 9..16: scores that pass go to a per-row candidate buffer and lane l merges
-//    them into an unordered list in shared memory (a candidate replaces the entry that ranks
+//    ascending block order (eight independent compares and selects each). k-1 in 9..16: scores
+//    that pass go to a per-row candidate buffer and lane l merges them into an unordered list
+//    in shared memory (a candidate replaces the entry that ranks
 //    last, a rescan finds the next). A row's list changes ~(k-1) ln(n/(k-1)) times over n
 //    blocks, so at block 128 (4096 blocks) some row of a warp has a candidate in nearly every
 //    half: this handling, not the MMAs, sets the kernel's speed there (kernels/NOTES.md,
@@ -341,7 +342,8 @@ struct SelectLayout {
     static constexpr int kCandCount = kCandBlock + kSharedListRows * kCandStride * 4;
     // Register-list kernels: each thread writes its accumulators of a half here as they lie in
     // its registers, one 16-byte store per (mf, nf) fragment: [warp][mf][nf][lane] float4.
-    static constexpr int kDumpWarpFloats = 2 * 4 * kWarp * 4;
+    static constexpr int kDumpFragmentFloats = kWarp * 4;  // one (mf, nf) slot of a warp
+    static constexpr int kDumpWarpFloats = 2 * 4 * kDumpFragmentFloats;
     static constexpr int kDump = (kCandCount + kSharedListRows * 4 + 15) / 16 * 16;
     static constexpr int kBytes = kDump + (kRegisterList ? kWarps * kDumpWarpFloats * 4 : 0);
     static_assert(kBytes <= 227 * 1024, "select_topk exceeds the shared memory of an SM");
@@ -473,7 +475,8 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
 #pragma unroll
             for (int it = 0; it < (2 * kTileBlocks + kLoadRows - 1) / kLoadRows; ++it) {
                 const int row = load_row0 + it * kLoadRows;
-                // Rounds wholly in one term decide it at compile time.
+                // Only a round that straddles the tile's end or the hi/lo boundary tests its row
+                // at run time; the others decide at compile time.
                 if ((it + 1) * kLoadRows > 2 * kTileBlocks && row >= 2 * kTileBlocks) break;
                 const bool term_lo = it * kLoadRows >= kTileBlocks ||
                                      ((it + 1) * kLoadRows > kTileBlocks && row >= kTileBlocks);
@@ -663,13 +666,16 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                                     const bool keep = (pass >> ((i * 4 + nf) * 2 + x % 2)) & 1u;
                                     v[x] = keep ? acc[mf][nf][x] : -INFINITY;
                                 }
-                                thread_dump[(mf * 4 + nf) * kWarp] = make_float4(v[0], v[1], v[2], v[3]);
+                                thread_dump[(mf * 4 + nf) * kWarp] =
+                                    make_float4(v[0], v[1], v[2], v[3]);
                             }
                         }
                     }
                     // Row i * 8 + g of the warp is the thread's row i (i = 2 * mf + hh), so lane
                     // l owns row l, written by lanes 4 (l % 8) + c, c = 0..3, as their row l / 8:
-                    // float (mf * 4 + nf) * 128 + (4 g + c) * 4 + hh * 2 + e of the warp's dump.
+                    // float (mf * 4 + nf) * F + (4 g + c) * 4 + hh * 2 + e of the warp's dump, F
+                    // being kDumpFragmentFloats.
+                    constexpr int F = L::kDumpFragmentFloats;
                     const unsigned wrote0 = __ballot_sync(kFullMask, wrote[0]);
                     const unsigned wrote1 = __ballot_sync(kFullMask, wrote[1]);
                     const unsigned wrote2 = __ballot_sync(kFullMask, wrote[2]);
@@ -682,7 +688,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                     unsigned writers = (wrote_by_i >> (4 * (lane % 8))) & 0xfu;
                     __syncwarp();
                     const float* const mine =
-                        dump + (lane_i / 2) * 512 + (lane % 8) * 16 + (lane_i % 2) * 2;
+                        dump + (lane_i / 2) * 4 * F + (lane % 8) * 16 + (lane_i % 2) * 2;
                     const float lane_bar = reg_list.threshold();
                     unsigned over = 0;  // bit j: column j (block first + j) passes
                     while (writers != 0) {
@@ -692,7 +698,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
 #pragma unroll
                         for (int nf = 0; nf < 4; ++nf) {
                             const float2 y =
-                                *reinterpret_cast<const float2*>(mine + nf * 128 + writer * 4);
+                                *reinterpret_cast<const float2*>(mine + nf * F + writer * 4);
                             m |= y.x > lane_bar ? 1u << (nf * 8) : 0u;
                             m |= y.y > lane_bar ? 2u << (nf * 8) : 0u;
                         }
@@ -703,7 +709,7 @@ __global__ void __launch_bounds__(kWarps* kWarp, 1) select_topk(GatingParams<T> 
                         const int column = __ffs(over) - 1;
                         over &= over - 1;
                         const int at =
-                            (column >> 3) * 128 + ((column >> 1) & 3) * 4 + (column & 1);
+                            (column >> 3) * F + ((column >> 1) & 3) * 4 + (column & 1);
                         reg_list.insert_ascending(mine[at], first + column);
                     }
                     __syncwarp();  // the dump is rewritten by the next half
