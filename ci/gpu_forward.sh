@@ -9,16 +9,21 @@
 #   times of one forward at Figure 2b's 128K GQA point (block 2048, top-k 3, 32 / 8 heads); then
 #   that point's forward for MHA, GQA 32:8 and MQA, gating included, wgmma_moba and wgmma_dense
 #   with SDPA cuDNN in the same process (about 560 s with the build).
-# Usage: ci/gpu_forward.sh overlap   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - waves128: what the forward spends at FlashMoBA's block 128 (512K, 16 heads, block 128, top-k
+#   8; one key tile per wave item): ncu's kernel times of one forward with gating, then ncu's
+#   sections, L2 reduction counters and source page of one sparse-wave launch (the third), and
+#   the forward timed with gating apart (about 200 s with the build).
+# Usage: ci/gpu_forward.sh overlap|waves128   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_forward.sh overlap}
-case $mode in overlap) ;; *) echo "unknown mode '$mode' (overlap)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_forward.sh overlap|waves128}
+case $mode in overlap|waves128) ;; *) echo "unknown mode '$mode' (overlap or waves128)"; exit 2 ;; esac  # before any build
 build_release
 moba=build/release/harness/cli/moba
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
+flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
 case $mode in
   overlap)
     (step test_tiled_mma_gpu 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
@@ -41,6 +46,27 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
     python3 ci/ncu_kernel_summary.py "$out/ncu-fwd-128k-gqa.txt" 0.5
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_fwd_128k.log"
+    ;;
+  waves128)
+    one_fwd=(bench "${flashmoba[@]}" --phase fwd --gating included --warmup 0 --min-samples 1 --max-samples 1
+             --max-seconds 1 --impl wgmma_moba_atomic)
+    step ncu_fwd 150 ncu --metrics gpu__time_duration.sum --launch-count 80 $moba "${one_fwd[@]}" --out /tmp/ncu.json
+    cp "$step_logs/ncu_fwd.log" "$out/ncu-fwd-flashmoba.txt"
+    red=lts__t_sectors_op_red.sum,lts__t_sectors_op_red.sum.per_second,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum
+    step ncu_wave 200 ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      --section InstructionStats --section SourceCounters --metrics "$red" -k regex:sparse_wave --launch-skip 2 \
+      --launch-count 1 -f -o /tmp/wave $moba "${one_fwd[@]}" --out /tmp/wave.json
+    ncu -i /tmp/wave.ncu-rep --page details > "$out/ncu-sections-wave-flashmoba.txt" 2>&1
+    ncu -i /tmp/wave.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-wave-flashmoba.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-wave-flashmoba.csv.gz" 60 > "$out/stalls-wave-flashmoba.txt"
+    step fwd_timed 90 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      --warmup-seconds 3 --max-seconds 3 --out "$out/flashmoba-fwd-gating.json"
+    python3 ci/ncu_kernel_summary.py "$out/ncu-fwd-flashmoba.txt" 0.2
+    grep -hE "Duration|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|Executed Instructions  |L2 Hit|DRAM Through|Memory Through|lts__t|l1tex__t_requests" \
+      "$out/ncu-sections-wave-flashmoba.txt" | head -24
+    head -60 "$out/stalls-wave-flashmoba.txt"
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/fwd_timed.log"
     ;;
 esac
 step_gather
