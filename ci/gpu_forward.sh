@@ -13,10 +13,16 @@
 #   8; one key tile per wave item): ncu's kernel times of one forward with gating, then ncu's
 #   sections, L2 reduction counters and source page of one sparse-wave launch (the third), and
 #   the forward timed with gating apart (about 200 s with the build).
-# Usage: ci/gpu_forward.sh overlap|waves128   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - ahead: after the sparse waves decode their items and load row entries an item ahead
+#   (ItemStream, wave_items.cuh): test_tiled_mma_gpu, the paths suite and both sanitizer runs of
+#   wgmma_moba_atomic side by side, then waves128's profile.
+# - ahead_final (a warm machine with a current build): FlashMoBA's fwd+bwd with wgmma_dense_atomic
+#   and SDPA cuDNN in one process, Figure 2b's 128K GQA forward with gating apart, then the whole
+#   GPU label in what is left of 580 s.
+# Usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_forward.sh overlap|waves128}
-case $mode in overlap|waves128) ;; *) echo "unknown mode '$mode' (overlap or waves128)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final}
+case $mode in overlap|waves128|ahead|ahead_final) ;; *) echo "unknown mode '$mode' (overlap, waves128, ahead, ahead_final)"; exit 2 ;; esac  # before any build
 build_release
 moba=build/release/harness/cli/moba
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
@@ -24,6 +30,33 @@ export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/p
 small=(check --seqlens 300,45,1 --heads 4 --kv-heads 2 --head-dim 64 --block 32 --topk 3)
 point=(--seqlen 128K --heads 32 --kv-heads 8 --head-dim 128 --block 2048 --topk 3)
 flashmoba=(--seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8)
+# FlashMoBA's forward at ncu's clocks: every kernel of one forward with gating, then the sections,
+# L2 reduction counters and source page of the third sparse-wave launch; then the forward timed
+# with gating apart.
+wave_profile() {
+    local one_fwd=(bench "${flashmoba[@]}" --phase fwd --gating included --warmup 0 --min-samples 1 --max-samples 1
+                   --max-seconds 1 --impl wgmma_moba_atomic)
+    step ncu_fwd 150 ncu --metrics gpu__time_duration.sum --launch-count 80 $moba "${one_fwd[@]}" --out /tmp/ncu.json
+    cp "$step_logs/ncu_fwd.log" "$out/ncu-fwd-flashmoba.txt"
+    local red=lts__t_sectors_op_red.sum,lts__t_sectors_op_red.sum.per_second,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum
+    step ncu_wave 200 ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      --section InstructionStats --section SourceCounters --metrics "$red" -k regex:sparse_wave --launch-skip 2 \
+      --launch-count 1 -f -o /tmp/wave $moba "${one_fwd[@]}" --out /tmp/wave.json
+    ncu -i /tmp/wave.ncu-rep --page details > "$out/ncu-sections-wave-flashmoba.txt" 2>&1
+    ncu -i /tmp/wave.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-wave-flashmoba.csv.gz"
+    python3 ci/ncu_source_top.py "$out/source-wave-flashmoba.csv.gz" 60 > "$out/stalls-wave-flashmoba.txt"
+    step fwd_timed 90 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      --warmup-seconds 3 --max-seconds 3 --out "$out/flashmoba-fwd-gating.json"
+}
+wave_summary() {
+    python3 ci/ncu_kernel_summary.py "$out/ncu-fwd-flashmoba.txt" 0.2
+    grep -hE "Duration|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|Executed Instructions  |L2 Hit|DRAM Through|Memory Through|lts__t|l1tex__t_requests" \
+      "$out/ncu-sections-wave-flashmoba.txt" | head -24
+    head -${1:-60} "$out/stalls-wave-flashmoba.txt"
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/fwd_timed.log"
+}
+
 case $mode in
   overlap)
     (step test_tiled_mma_gpu 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
@@ -48,25 +81,34 @@ case $mode in
     grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/sweep_fwd_128k.log"
     ;;
   waves128)
-    one_fwd=(bench "${flashmoba[@]}" --phase fwd --gating included --warmup 0 --min-samples 1 --max-samples 1
-             --max-seconds 1 --impl wgmma_moba_atomic)
-    step ncu_fwd 150 ncu --metrics gpu__time_duration.sum --launch-count 80 $moba "${one_fwd[@]}" --out /tmp/ncu.json
-    cp "$step_logs/ncu_fwd.log" "$out/ncu-fwd-flashmoba.txt"
-    red=lts__t_sectors_op_red.sum,lts__t_sectors_op_red.sum.per_second,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum
-    step ncu_wave 200 ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-      --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats --section LaunchStats \
-      --section InstructionStats --section SourceCounters --metrics "$red" -k regex:sparse_wave --launch-skip 2 \
-      --launch-count 1 -f -o /tmp/wave $moba "${one_fwd[@]}" --out /tmp/wave.json
-    ncu -i /tmp/wave.ncu-rep --page details > "$out/ncu-sections-wave-flashmoba.txt" 2>&1
-    ncu -i /tmp/wave.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$out/source-wave-flashmoba.csv.gz"
-    python3 ci/ncu_source_top.py "$out/source-wave-flashmoba.csv.gz" 60 > "$out/stalls-wave-flashmoba.txt"
-    step fwd_timed 90 $moba bench "${flashmoba[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
-      --warmup-seconds 3 --max-seconds 3 --out "$out/flashmoba-fwd-gating.json"
-    python3 ci/ncu_kernel_summary.py "$out/ncu-fwd-flashmoba.txt" 0.2
-    grep -hE "Duration|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Registers Per|Executed Instructions  |L2 Hit|DRAM Through|Memory Through|lts__t|l1tex__t_requests" \
-      "$out/ncu-sections-wave-flashmoba.txt" | head -24
-    head -60 "$out/stalls-wave-flashmoba.txt"
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/fwd_timed.log"
+    wave_profile
+    wave_summary
+    ;;
+  ahead)
+    (step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
+    p1=$!
+    (step check_paths 300 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json") &
+    p2=$!
+    (step sanitize 120 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic --out "$out/sanitize.json"
+     step sanitize_passes 120 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+       --impl wgmma_moba_atomic --out "$out/sanitize-passes.json") &
+    wait $p1 $p2 $!
+    wave_profile
+    grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log | head
+    grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
+    wave_summary 40
+    ;;
+  ahead_final)
+    # FlashMoBA's fwd+bwd against the dense implementations in one process, Figure 2b's 128K GQA
+    # forward with gating, then the whole GPU label in what is left of 580 s (warm machine only).
+    step flashmoba_fwdbwd 150 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
+      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
+      --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
+    step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
+    step gpu_label $((580 - SECONDS)) ctest --test-dir build/release -L gpu -j 6 --output-on-failure
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_fwdbwd.log "$step_logs"/fwd_128k.log
+    grep -hE "tests passed|Failed|Timeout|Not Run" "$step_logs"/gpu_label.log | head -20
     ;;
 esac
 step_gather

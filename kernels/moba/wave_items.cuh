@@ -38,18 +38,97 @@ struct WaveItem {
     int count;
 };
 
+// The loads an item's decode waits on: its list and start (item_list, item_start), then the
+// list's bounds in rows (offsets[list], offsets[list + 1]); list -1 past the wave's items.
+struct ItemLoads {
+    int list;
+    int start;
+    int list_begin;
+    int list_end;
+};
+
+__device__ __forceinline__ void load_item_list(const WaveWork& w, int item, int last, ItemLoads& l) {
+    l.list = item < last ? w.item_list[item] : -1;
+    l.start = item < last ? w.item_start[item] : 0;
+}
+
+__device__ __forceinline__ void load_list_bounds(const WaveWork& w, ItemLoads& l) {
+    l.list_begin = l.list >= 0 ? w.offsets[l.list] : 0;
+    l.list_end = l.list >= 0 ? w.offsets[l.list + 1] : 0;
+}
+
+// The arithmetic of a decode, once its loads have landed.
+template <int kRows>
+__device__ __forceinline__ WaveItem decode_loaded(const WaveWork& w, const ItemLoads& l,
+                                                  const std::int32_t* cu, int batch, int block) {
+    const std::int64_t local = l.list - w.wave * w.lists_per_wave;
+    const std::int64_t slot = local / w.kv_heads;
+    const int b = chunk_sequence(cu, batch, slot, block);
+    const int begin = l.list_begin + l.start;
+    return {w.kv0 + static_cast<int>(local % w.kv_heads),
+            cu[b] + (slot - kbar_base(cu, b, block)) * block, begin, min(kRows, l.list_end - begin)};
+}
+
 template <int kRows>
 __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item, const std::int32_t* cu,
                                                 int batch, int block) {
-    const int list = w.item_list[item];
-    const std::int64_t local = list - w.wave * w.lists_per_wave;
-    const std::int64_t slot = local / w.kv_heads;
-    const int b = chunk_sequence(cu, batch, slot, block);
-    const int begin = w.offsets[list] + w.item_start[item];
-    return {w.kv0 + static_cast<int>(local % w.kv_heads),
-            cu[b] + (slot - kbar_base(cu, b, block)) * block, begin,
-            min(kRows, w.offsets[list + 1] - begin)};
+    ItemLoads l;
+    load_item_list(w, item, item + 1, l);
+    load_list_bounds(w, l);
+    return decode_loaded<kRows>(w, l, cu, batch, block);
 }
+
+// A thread's items first, first + stride, ... (< last) in order, each decoded from loads issued
+// one step earlier: next() decodes the item whose list bounds were loaded by the previous call,
+// loads the following item's bounds (its list was loaded by the previous call too) and the list
+// of the one after. A decode at its use is three dependent loads, mostly from DRAM; at block 128
+// an item is one key tile of math, and the sparse wave's gatherers and K/V producer spent it
+// waiting on them (the consumers waited on Q in 23% of the samples at FlashMoBA's setting,
+// kernels/NOTES.md). next() past the last item returns garbage and loads nothing.
+template <int kRows>
+class ItemStream {
+  public:
+    __device__ __forceinline__ ItemStream(const WaveWork& w, int first, int last, int stride)
+        : ahead_(first + stride), last_(last), stride_(stride) {
+        load_item_list(w, first, last_, now_);
+        load_list_bounds(w, now_);
+        load_item_list(w, ahead_, last_, then_);
+    }
+
+    // w: the WaveWork the stream was made with.
+    __device__ __forceinline__ WaveItem next(const WaveWork& w, const std::int32_t* cu, int batch,
+                                             int block) {
+        const WaveItem it = decode_loaded<kRows>(w, now_, cu, batch, block);
+        now_ = then_;
+        load_list_bounds(w, now_);
+        ahead_ += stride_;
+        load_item_list(w, ahead_, last_, then_);
+        return it;
+    }
+
+  private:
+    int ahead_;  // the item whose list then_ holds
+    int last_;
+    int stride_;
+    ItemLoads now_;   // the next item to decode: list and bounds issued
+    ItemLoads then_;  // the one after: list issued
+};
+
+// A gatherer thread's rows of an item, r = tid + i * kThreads: their list entries (token * group
+// + h % group), -1 past the item's rows. Loaded an item ahead of their use like ItemStream's.
+template <int kRows, int kThreads>
+struct RowEntries {
+    static constexpr int kPerThread = (kRows + kThreads - 1) / kThreads;
+    int entry[kPerThread];
+
+    __device__ __forceinline__ void load(const WaveWork& w, const WaveItem& it, int tid) {
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+            const int r = tid + i * kThreads;
+            entry[i] = r < kRows && r < it.count ? w.rows[it.begin + r] : -1;
+        }
+    }
+};
 
 // row_offset[r] = element offset of row r's [.., D] vector in a [total, Hq, D] tensor, or -1
 // for r >= count. The caller synchronises before and after.

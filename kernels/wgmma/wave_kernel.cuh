@@ -12,11 +12,14 @@
 //       head, 128 per tile) into the 2-stage ring; the ring runs on across items, so the next
 //       item's first tiles load while the consumers finish this one.
 //     warps 1-3, gatherers: for item i, into Q buffer i % 2 once item i - 2's consumers are done
-//       with it (q_empty): the rows' element offsets and their accumulators' reference m (the
-//       own-block pass's m + kWaveRefOffset, or what an earlier wave raised it to) into shared
-//       memory, then the Q rows with cp.async into the 128-byte-swizzled tile (zero rows past the
-//       item's count); then q_full. Two buffers: the gather of item i + 1 overlaps item i.
-//   warpgroups 1 and 2, consumers: 64 rows each; per key tile S = Q K^T, the last tile masked
+//       with it (q_empty): the rows' element offsets into shared memory, then the Q rows with
+//       cp.async into the 128-byte-swizzled tile (zero rows past the item's count); then q_full.
+//       Two buffers: the gather of item i + 1 overlaps item i.
+//     Both decode their items (ItemStream, wave_items.cuh) and the gatherers load the rows' list
+//     entries an item ahead, so what follows q_empty is one round of loads: the Q rows.
+//   warpgroups 1 and 2, consumers: 64 rows each; first the loads of their rows' accumulator
+//     reference m (the own-block pass's m + kWaveRefOffset, or what an earlier wave raised it
+//     to), used only by the merge; per key tile S = Q K^T, the last tile masked
 //     past Bs keys (a past block is complete and wholly before every row: no causal mask), online
 //     softmax, O += P V, tile n's softmax beside tile n - 1's P V (consume_tiles_pipelined,
 //     causal_kernel.cuh); then the merge. While the block's max m stays at or below the row's
@@ -69,20 +72,17 @@ struct WaveSmemPlan {
     static_assert(8 * (Plan::kNumBars + 3) <= 1024);
     static constexpr std::uint32_t kQ1 = Plan::kBars + 1024;  // Q buffer 1, 1024-byte aligned
     static constexpr std::uint32_t kRowOffsets = kQ1 + TileShape<kD>::kQBytes;  // int64 [2][kRows]
-    static constexpr std::uint32_t kRowRefs = kRowOffsets + 2 * kRows * 8;      // float [2][kRows]
     // + 1024: the dynamic shared window is aligned up to 1024 bytes at run time.
-    static constexpr std::uint32_t kBytes = kRowRefs + 2 * kRows * 4 + 1024;
+    static constexpr std::uint32_t kBytes = kRowOffsets + 2 * kRows * 8 + 1024;
 };
 
-// Element offset of item row r in a [total, Hq, D] tensor, or -1 past the item's rows.
+// Element offset of an item row in a [total, Hq, D] tensor from its list entry (token * group +
+// h % group), or -1 for the entry -1 of a row past the item's rows.
 template <int kD>
-__device__ __forceinline__ std::int64_t item_row_offset(const sparse::detail::WaveWork& w,
-                                                        const sparse::detail::WaveItem& it,
-                                                        int r, int group, int heads_q) {
-    if (r >= it.count) return -1;
-    const int entry = w.rows[it.begin + r];  // token * group + h % group
+__device__ __forceinline__ std::int64_t item_row_offset(int entry, int hk, int group, int heads_q) {
+    if (entry < 0) return -1;
     const std::int64_t token = entry / group;
-    const int h = it.hk * group + entry % group;
+    const int h = hk * group + entry % group;
     return (token * heads_q + h) * kD;
 }
 
@@ -95,13 +95,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     using Wave = WaveSmemPlan<kD>;
     extern __shared__ unsigned char smem_raw[];
     const Ring ring = ring_in<kD>(smem_raw);
-    // Per Q buffer b: the tile, its full and empty barriers, its rows' offsets and references
-    // (selected, not indexed: an array indexed at run time would live in local memory).
+    // Per Q buffer b: the tile, its full and empty barriers, its rows' offsets (selected, not
+    // indexed: an array indexed at run time would live in local memory).
     const auto q_tile = [&](int b) { return ring.smem + (b ? Wave::kQ1 : Plan::kQ); };
     const auto q_full = [&](int b) { return ring.q_full + (b ? Wave::kQFull1 : 0); };
     std::uint64_t* const q_empty = ring.q_full + Wave::kQEmpty;
     auto* const row_offsets = reinterpret_cast<std::int64_t*>(ring.smem + Wave::kRowOffsets);
-    auto* const row_refs = reinterpret_cast<float*>(ring.smem + Wave::kRowRefs);
 
     const int first = w.wave_items[w.wave] + static_cast<int>(blockIdx.x);
     const int last = w.wave_items[w.wave + 1];
@@ -126,35 +125,44 @@ __global__ void __launch_bounds__(kThreads, 1)
             tma_prefetch_descriptor(&k_map);
             tma_prefetch_descriptor(&v_map);
             int n = 0;  // key tiles issued by this CTA over all its items: the ring position
+            sparse::detail::ItemStream<S::kBlockM> items(w, first, last, stride);
             for (int item = first; item < last; item += stride) {
-                const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
-                    w, item, p.cu_seqlens, p.batch, p.block);
+                const sparse::detail::WaveItem it = items.next(w, p.cu_seqlens, p.batch, p.block);
                 for (int j = 0; j < key_tiles; ++j, ++n)
                     issue_kv_tile<kD>(ring, &k_map, &v_map, n, it.hk,
                                       static_cast<int>(it.key_start) + j * S::kBlockN);
             }
         } else if (threadIdx.x >= 32) {
             const int tid = threadIdx.x - 32;
+            using Entries = sparse::detail::RowEntries<Wave::kRows, kGatherThreads>;
+            sparse::detail::ItemStream<S::kBlockM> items(w, first, last, stride);
+            sparse::detail::WaveItem next_it{};  // the next item and its rows' entries, loaded ahead
+            Entries next_rows{};
+            if (first < last) {
+                next_it = items.next(w, p.cu_seqlens, p.batch, p.block);
+                next_rows.load(w, next_it, tid);
+            }
             int local = 0;  // items of this CTA so far: buffer local % 2, its use local / 2
             for (int item = first; item < last; item += stride, ++local) {
                 const int b = local & 1;
-                const sparse::detail::WaveItem it = sparse::detail::decode_item<S::kBlockM>(
-                    w, item, p.cu_seqlens, p.batch, p.block);
+                const int hk = next_it.hk;
+                const Entries rows = next_rows;
+                if (item + stride < last) {
+                    next_it = items.next(w, p.cu_seqlens, p.batch, p.block);
+                    next_rows.load(w, next_it, tid);
+                }
                 // Item local - 2 used this buffer: its consumers have merged (read its offsets).
                 if (local >= 2) mbar_wait(&q_empty[b], ((local - 2) / 2) & 1);
                 std::int64_t* offsets = row_offsets + b * Wave::kRows;
-                float* refs = row_refs + b * Wave::kRows;
-                for (int r = tid; r < Wave::kRows; r += kGatherThreads) {
-                    const std::int64_t off = item_row_offset<kD>(w, it, r, p.group, p.heads_q);
-                    offsets[r] = off;
-                    refs[r] = off >= 0 ? p.acc_ml[sparse::detail::pass_offset<kD>(off, p.heads_q, p.acc_head0,
-                                                                                   p.acc_heads) / kD].x
-                                       : 0.0f;
+#pragma unroll
+                for (int i = 0; i < Entries::kPerThread; ++i) {
+                    const int r = tid + i * kGatherThreads;
+                    if (r < Wave::kRows) offsets[r] = item_row_offset<kD>(rows.entry[i], hk, p.group, p.heads_q);
                 }
                 named_barrier_sync(1, kGatherThreads);  // every gatherer reads every offset
                 gather_tile<kD, S::kBlockM>(q_tile(b), p.q, tid, kGatherThreads,
                                             [&](int r) { return offsets[r]; });
-                mbar_arrive(q_full(b));  // releases the offsets and references too
+                mbar_arrive(q_full(b));  // releases the offsets too
             }
         }
         return;
@@ -168,7 +176,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int item = first; item < last; item += stride, ++local) {
         const int b = local & 1;
         const std::int64_t* offsets = row_offsets + b * Wave::kRows + row0;
-        const float* refs = row_refs + b * Wave::kRows + row0;
         float o[kD / 2];
 #pragma unroll
         for (int i = 0; i < kD / 2; ++i) o[i] = 0.0f;
@@ -176,6 +183,16 @@ __global__ void __launch_bounds__(kThreads, 1)
         float l[2] = {0.0f, 0.0f};
 
         mbar_wait(q_full(b), (local / 2) & 1);
+        // The rows' accumulator references, loaded now and used by the merge: the load's latency
+        // (DRAM: the rows are scattered) passes under the item's products.
+        float refs[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const std::int64_t q_off = offsets[acc_row(r)];
+            refs[r] = q_off >= 0 ? p.acc_ml[sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0,
+                                                                              p.acc_heads) / kD].x
+                                 : 0.0f;
+        }
         // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
         consume_tiles_pipelined<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o,
                                        [&](float (&sc)[64], int j) {
@@ -196,7 +213,7 @@ __global__ void __launch_bounds__(kThreads, 1)
             if (q_off < 0) continue;
             const std::int64_t off = sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0, p.acc_heads);
             // The accumulator's reference (finite: the own block saw at least the row itself).
-            const float ref = refs[acc_row(r)];
+            const float ref = refs[r];
             float* dst = p.acc_o + off;
             float2* ml = p.acc_ml + off / kD;
             if (m[r] <= ref) {
