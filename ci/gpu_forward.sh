@@ -16,9 +16,11 @@
 # - ahead: after the sparse waves decode their items and load row entries an item ahead
 #   (ItemStream, wave_items.cuh): test_tiled_mma_gpu, the paths suite and both sanitizer runs of
 #   wgmma_moba_atomic side by side, then waves128's profile.
-# - ahead_final (a warm machine with a current build): FlashMoBA's fwd+bwd with wgmma_dense_atomic
-#   and SDPA cuDNN in one process, Figure 2b's 128K GQA forward with gating apart, then the whole
-#   GPU label in what is left of 580 s.
+# - ahead_final: FlashMoBA's fwd+bwd with wgmma_dense_atomic and SDPA cuDNN in one process (about
+#   180 s: a dense fwd+bwd sample takes 7 s there, and each entry is checked first) and Figure 2b's
+#   128K GQA forward with gating apart. The GPU label (430-450 s with -j 6) needs a call of its
+#   own: beside these it ran out of time at 8e93901, and test_bench_gpu_memory fails beside any
+#   other process that moves device memory.
 # Usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
 mode=${1:?usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final}
@@ -100,15 +102,13 @@ case $mode in
     ;;
   ahead_final)
     # FlashMoBA's fwd+bwd against the dense implementations in one process, Figure 2b's 128K GQA
-    # forward with gating, then the whole GPU label in what is left of 580 s (warm machine only).
-    step flashmoba_fwdbwd 150 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
+    # forward with gating apart.
+    step flashmoba_fwdbwd 300 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
       --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
       --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
     step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
       --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
-    step gpu_label $((580 - SECONDS)) ctest --test-dir build/release -L gpu -j 6 --output-on-failure
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_fwdbwd.log "$step_logs"/fwd_128k.log
-    grep -hE "tests passed|Failed|Timeout|Not Run" "$step_logs"/gpu_label.log | head -20
     ;;
 esac
 step_gather
