@@ -47,30 +47,31 @@ struct ItemLoads {
     int list_end;
 };
 
-__device__ __forceinline__ void load_item_list(const WaveWork& w, int item, int last, ItemLoads& l) {
+__host__ __device__ __forceinline__ void load_item_list(const WaveWork& w, int item, int last, ItemLoads& l) {
     l.list = item < last ? w.item_list[item] : -1;
     l.start = item < last ? w.item_start[item] : 0;
 }
 
-__device__ __forceinline__ void load_list_bounds(const WaveWork& w, ItemLoads& l) {
+__host__ __device__ __forceinline__ void load_list_bounds(const WaveWork& w, ItemLoads& l) {
     l.list_begin = l.list >= 0 ? w.offsets[l.list] : 0;
     l.list_end = l.list >= 0 ? w.offsets[l.list + 1] : 0;
 }
 
 // The arithmetic of a decode, once its loads have landed.
 template <int kRows>
-__device__ __forceinline__ WaveItem decode_loaded(const WaveWork& w, const ItemLoads& l,
+__host__ __device__ __forceinline__ WaveItem decode_loaded(const WaveWork& w, const ItemLoads& l,
                                                   const std::int32_t* cu, int batch, int block) {
     const std::int64_t local = l.list - w.wave * w.lists_per_wave;
     const std::int64_t slot = local / w.kv_heads;
     const int b = chunk_sequence(cu, batch, slot, block);
     const int begin = l.list_begin + l.start;
     return {w.kv0 + static_cast<int>(local % w.kv_heads),
-            cu[b] + (slot - kbar_base(cu, b, block)) * block, begin, min(kRows, l.list_end - begin)};
+            cu[b] + (slot - kbar_base(cu, b, block)) * block, begin,
+            l.list_end - begin < kRows ? l.list_end - begin : kRows};
 }
 
 template <int kRows>
-__device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item, const std::int32_t* cu,
+__host__ __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item, const std::int32_t* cu,
                                                 int batch, int block) {
     ItemLoads l;
     load_item_list(w, item, item + 1, l);
@@ -88,7 +89,7 @@ __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item, con
 template <int kRows>
 class ItemStream {
   public:
-    __device__ __forceinline__ ItemStream(const WaveWork& w, int first, int last, int stride)
+    __host__ __device__ __forceinline__ ItemStream(const WaveWork& w, int first, int last, int stride)
         : ahead_(first + stride), last_(last), stride_(stride) {
         load_item_list(w, first, last_, now_);
         load_list_bounds(w, now_);
@@ -96,7 +97,7 @@ class ItemStream {
     }
 
     // w: the WaveWork the stream was made with.
-    __device__ __forceinline__ WaveItem next(const WaveWork& w, const std::int32_t* cu, int batch,
+    __host__ __device__ __forceinline__ WaveItem next(const WaveWork& w, const std::int32_t* cu, int batch,
                                              int block) {
         const WaveItem it = decode_loaded<kRows>(w, now_, cu, batch, block);
         now_ = then_;
@@ -121,8 +122,7 @@ struct RowEntries {
     static constexpr int kPerThread = (kRows + kThreads - 1) / kThreads;
     int entry[kPerThread];
 
-    __device__ __forceinline__ void load(const WaveWork& w, const WaveItem& it, int tid) {
-#pragma unroll
+    __host__ __device__ __forceinline__ void load(const WaveWork& w, const WaveItem& it, int tid) {
         for (int i = 0; i < kPerThread; ++i) {
             const int r = tid + i * kThreads;
             entry[i] = r < kRows && r < it.count ? w.rows[it.begin + r] : -1;
@@ -131,11 +131,12 @@ struct RowEntries {
 };
 
 // row_offset[r] = element offset of row r's [.., D] vector in a [total, Hq, D] tensor, or -1
-// for r >= count. The caller synchronises before and after.
+// for r >= count; thread tid of kThreads writes rows tid, tid + kThreads, ... The caller
+// synchronises before and after.
 template <int kRows, int kThreads, int kD>
 __device__ __forceinline__ void item_row_offsets(std::int64_t* row_offset, const WaveWork& w,
-                                                 const WaveItem& it, int group, int heads_q) {
-    for (int r = threadIdx.x; r < kRows; r += kThreads) {
+                                                 const WaveItem& it, int group, int heads_q, int tid) {
+    for (int r = tid; r < kRows; r += kThreads) {
         if (r < it.count) {
             const int entry = w.rows[it.begin + r];
             const std::int64_t token = entry / group;

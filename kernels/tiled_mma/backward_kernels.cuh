@@ -341,7 +341,8 @@ __global__ void __launch_bounds__(BwdTile<T, kD>::kThreads)
         const std::int64_t key_start = it.key_start;
 
         // dq_attend's closing barrier: the previous item is done with q_offset.
-        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
+        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q,
+                                                                   static_cast<int>(threadIdx.x));
         __syncthreads();
         gather_rows<T, kD>(smem, smem + C::kTileElems, p.q, p.dout, q_offset);
         commit_copies();

@@ -148,7 +148,8 @@ __global__ void __launch_bounds__(Tile<T, kD, kWarps, kM>::kThreads)
         const std::int64_t key_start = it.key_start;
 
         __syncthreads();  // the previous item's epilogue has read q_offset
-        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q);
+        sparse::detail::item_row_offsets<C::kRows, C::kThreads, kD>(q_offset, w, it, s.group, s.heads_q,
+                                                                   static_cast<int>(threadIdx.x));
         __syncthreads();
         load_q_rows<T, kD, kWarps, kM>(smem, p.q, q_offset);
         commit_copies();
