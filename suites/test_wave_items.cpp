@@ -36,9 +36,15 @@ Problem make(std::vector<int> seqlens, int heads_q, int heads_kv, int block, int
 }
 
 WaveWork work_of(const HostBlockLists& lists, const Problem& p, int wave) {
-    return {lists.offsets.data(), lists.rows.data(),       lists.item_list.data(),
-            lists.item_start.data(), lists.wave_items.data(), lists.lists_per_wave,
-            0,                       p.heads_kv,              wave};
+    return {lists.offsets.data(),
+            lists.rows.data(),
+            lists.item_list.data(),
+            lists.item_start.data(),
+            lists.wave_items.data(),
+            lists.lists_per_wave,
+            0,
+            p.heads_kv,
+            wave};
 }
 
 void expect_same(const WaveItem& got, const WaveItem& want) {
@@ -50,8 +56,9 @@ void expect_same(const WaveItem& got, const WaveItem& want) {
 
 // The item's definition, checked row by row against the selection.
 template <int kRows>
-void expect_item_means_its_rows(const Problem& p, const HostBlockLists& lists, const std::vector<std::int32_t>& sel,
-                                int wave, int item, const WaveItem& it) {
+void expect_item_means_its_rows(const Problem& p, const HostBlockLists& lists,
+                                const std::vector<std::int32_t>& sel, int wave, int item,
+                                const WaveItem& it) {
     const std::vector<std::int32_t> cu = p.cu_seqlens();
     const int group = p.heads_q / p.heads_kv;
     const std::int32_t list = lists.item_list[static_cast<std::size_t>(item)];
@@ -69,12 +76,15 @@ void expect_item_means_its_rows(const Problem& p, const HostBlockLists& lists, c
         const int h = it.hk * group + entry % group;
         int b = 0;
         while (cu[static_cast<std::size_t>(b) + 1] <= token) ++b;
-        ASSERT_GE(it.key_start, cu[static_cast<std::size_t>(b)]) << "row " << r << ": block outside its sequence";
+        ASSERT_GE(it.key_start, cu[static_cast<std::size_t>(b)])
+            << "row " << r << ": block outside its sequence";
         ASSERT_LE(it.key_start + p.block, token) << "row " << r << ": not a complete past block";
         const std::int64_t within = it.key_start - cu[static_cast<std::size_t>(b)];
         ASSERT_EQ(within % p.block, 0);
-        const std::size_t at = static_cast<std::size_t>((token * p.heads_q + h) * p.sel_slots() + wave);
-        ASSERT_EQ(sel[at], within / p.block) << "row " << r << " (token " << token << ", head " << h << ")";
+        const std::size_t at =
+            static_cast<std::size_t>((token * p.heads_q + h) * p.sel_slots() + wave);
+        ASSERT_EQ(sel[at], within / p.block)
+            << "row " << r << " (token " << token << ", head " << h << ")";
     }
 }
 
@@ -97,7 +107,8 @@ void check_lists(const Problem& p, const std::vector<std::int32_t>& sel) {
         const int items = last - first_item;
         for (const int stride : {1, 2, 3, 7, items + 1}) {
             for (int offset = 0; offset < std::min(stride, items + 1); ++offset) {
-                SCOPED_TRACE("stride " + std::to_string(stride) + ", first " + std::to_string(offset));
+                SCOPED_TRACE("stride " + std::to_string(stride) + ", first " +
+                             std::to_string(offset));
                 const int first = first_item + offset;
                 ItemStream<kRows> stream(w, first, last, stride);
                 for (int item = first; item < last; item += stride) {
@@ -111,7 +122,9 @@ void check_lists(const Problem& p, const std::vector<std::int32_t>& sel) {
                         for (int i = 0; i < RowEntries<kRows, kThreads>::kPerThread; ++i) {
                             const int r = tid + i * kThreads;
                             const std::int32_t expected =
-                                r < kRows && r < want.count ? lists.rows[static_cast<std::size_t>(want.begin + r)] : -1;
+                                r < kRows && r < want.count
+                                    ? lists.rows[static_cast<std::size_t>(want.begin + r)]
+                                    : -1;
                             ASSERT_EQ(rows.entry[i], expected) << "thread " << tid << ", row " << r;
                         }
                     }
@@ -132,9 +145,9 @@ struct Case {
 
 TEST(WaveItems, DecodeAndStreamNameTheSelectedBlocks) {
     const std::vector<Case> cases = {
-        {{113}, 4, 4, 16, 3},         // MHA
-        {{200, 1, 47}, 6, 2, 16, 4},  // GQA, varlen with a 1-token sequence
-        {{257, 64}, 3, 1, 32, 5},     // MQA
+        {{113}, 4, 4, 16, 3},          // MHA
+        {{200, 1, 47}, 6, 2, 16, 4},   // GQA, varlen with a 1-token sequence
+        {{257, 64}, 3, 1, 32, 5},      // MQA
         {{160, 161, 90}, 4, 2, 8, 6},  // many short blocks: many lists per wave
     };
     std::mt19937 rng(11);

@@ -47,7 +47,8 @@ struct ItemLoads {
     int list_end;
 };
 
-__host__ __device__ __forceinline__ void load_item_list(const WaveWork& w, int item, int last, ItemLoads& l) {
+__host__ __device__ __forceinline__ void load_item_list(const WaveWork& w, int item, int last,
+                                                        ItemLoads& l) {
     l.list = item < last ? w.item_list[item] : -1;
     l.start = item < last ? w.item_start[item] : 0;
 }
@@ -60,7 +61,8 @@ __host__ __device__ __forceinline__ void load_list_bounds(const WaveWork& w, Ite
 // The arithmetic of a decode, once its loads have landed.
 template <int kRows>
 __host__ __device__ __forceinline__ WaveItem decode_loaded(const WaveWork& w, const ItemLoads& l,
-                                                  const std::int32_t* cu, int batch, int block) {
+                                                           const std::int32_t* cu, int batch,
+                                                           int block) {
     const std::int64_t local = l.list - w.wave * w.lists_per_wave;
     const std::int64_t slot = local / w.kv_heads;
     const int b = chunk_sequence(cu, batch, slot, block);
@@ -71,8 +73,9 @@ __host__ __device__ __forceinline__ WaveItem decode_loaded(const WaveWork& w, co
 }
 
 template <int kRows>
-__host__ __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item, const std::int32_t* cu,
-                                                int batch, int block) {
+__host__ __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int item,
+                                                         const std::int32_t* cu, int batch,
+                                                         int block) {
     ItemLoads l;
     load_item_list(w, item, item + 1, l);
     load_list_bounds(w, l);
@@ -88,8 +91,9 @@ __host__ __device__ __forceinline__ WaveItem decode_item(const WaveWork& w, int 
 // kernels/NOTES.md). next() past the last item returns garbage and loads nothing.
 template <int kRows>
 class ItemStream {
-  public:
-    __host__ __device__ __forceinline__ ItemStream(const WaveWork& w, int first, int last, int stride)
+public:
+    __host__ __device__ __forceinline__ ItemStream(const WaveWork& w, int first, int last,
+                                                   int stride)
         : ahead_(first + stride), last_(last), stride_(stride) {
         load_item_list(w, first, last_, now_);
         load_list_bounds(w, now_);
@@ -97,8 +101,8 @@ class ItemStream {
     }
 
     // w: the WaveWork the stream was made with.
-    __host__ __device__ __forceinline__ WaveItem next(const WaveWork& w, const std::int32_t* cu, int batch,
-                                             int block) {
+    __host__ __device__ __forceinline__ WaveItem next(const WaveWork& w, const std::int32_t* cu,
+                                                      int batch, int block) {
         const WaveItem it = decode_loaded<kRows>(w, now_, cu, batch, block);
         now_ = then_;
         load_list_bounds(w, now_);
@@ -107,7 +111,7 @@ class ItemStream {
         return it;
     }
 
-  private:
+private:
     int ahead_;  // the item whose list then_ holds
     int last_;
     int stride_;
@@ -135,7 +139,8 @@ struct RowEntries {
 // synchronises before and after.
 template <int kRows, int kThreads, int kD>
 __device__ __forceinline__ void item_row_offsets(std::int64_t* row_offset, const WaveWork& w,
-                                                 const WaveItem& it, int group, int heads_q, int tid) {
+                                                 const WaveItem& it, int group, int heads_q,
+                                                 int tid) {
     for (int r = tid; r < kRows; r += kThreads) {
         if (r < it.count) {
             const int entry = w.rows[it.begin + r];
