@@ -134,6 +134,15 @@ struct RowEntries {
     }
 };
 
+// The row, in a [total, Hq, ...] tensor, of a list entry (token * group + h % group) of an item
+// of kv head hk: the one decoding of an entry, for the waves' gatherers of every backend.
+__host__ __device__ __forceinline__ std::int64_t entry_row(int entry, int hk, int group,
+                                                           int heads_q) {
+    const std::int64_t token = entry / group;
+    const int h = hk * group + entry % group;
+    return token * heads_q + h;
+}
+
 // row_offset[r] = element offset of row r's [.., D] vector in a [total, Hq, D] tensor, or -1
 // for r >= count; thread tid of kThreads writes rows tid, tid + kThreads, ... The caller
 // synchronises before and after.
@@ -142,14 +151,8 @@ __device__ __forceinline__ void item_row_offsets(std::int64_t* row_offset, const
                                                  const WaveItem& it, int group, int heads_q,
                                                  int tid) {
     for (int r = tid; r < kRows; r += kThreads) {
-        if (r < it.count) {
-            const int entry = w.rows[it.begin + r];
-            const std::int64_t token = entry / group;
-            const int h = it.hk * group + entry % group;
-            row_offset[r] = (token * heads_q + h) * kD;
-        } else {
-            row_offset[r] = -1;
-        }
+        row_offset[r] =
+            r < it.count ? entry_row(w.rows[it.begin + r], it.hk, group, heads_q) * kD : -1;
     }
 }
 

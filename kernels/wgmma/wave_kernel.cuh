@@ -76,16 +76,6 @@ struct WaveSmemPlan {
     static constexpr std::uint32_t kBytes = kRowOffsets + 2 * kRows * 8 + 1024;
 };
 
-// Element offset of an item row in a [total, Hq, D] tensor from its list entry (token * group +
-// h % group), or -1 for the entry -1 of a row past the item's rows.
-template <int kD>
-__device__ __forceinline__ std::int64_t item_row_offset(int entry, int hk, int group, int heads_q) {
-    if (entry < 0) return -1;
-    const std::int64_t token = entry / group;
-    const int h = hk * group + entry % group;
-    return (token * heads_q + h) * kD;
-}
-
 template <typename T, int kD>
 __global__ void __launch_bounds__(kThreads, 1)
     sparse_wave_kernel(const __grid_constant__ CUtensorMap k_map, const __grid_constant__ CUtensorMap v_map,
@@ -157,7 +147,9 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
                 for (int i = 0; i < Entries::kPerThread; ++i) {
                     const int r = tid + i * kGatherThreads;
-                    if (r < Wave::kRows) offsets[r] = item_row_offset<kD>(rows.entry[i], hk, p.group, p.heads_q);
+                    if (r < Wave::kRows)  // entry -1: a row past the item's rows
+                        offsets[r] = rows.entry[i] < 0 ? -1
+                                                       : sparse::detail::entry_row(rows.entry[i], hk, p.group, p.heads_q) * kD;
                 }
                 named_barrier_sync(1, kGatherThreads);  // every gatherer reads every offset
                 gather_tile<kD, S::kBlockM>(q_tile(b), p.q, tid, kGatherThreads,
