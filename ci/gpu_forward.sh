@@ -21,10 +21,16 @@
 #   128K GQA forward with gating apart. The GPU label (430-450 s with -j 6) needs a call of its
 #   own: beside these it ran out of time at 8e93901, and test_bench_gpu_memory fails beside any
 #   other process that moves device memory.
-# Usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final   Reports and logs go to ${OUT:-out}/; a summary prints last.
+# - cross: after the sparse waves issue the next item's first S under an item's merge
+#   (wave_kernel.cuh, eighth session): ahead's steps (correctness first, then waves128's profile).
+# - cross_final: ahead_final's steps, then FlexAttention's causal baseline at FlashMoBA's 512K
+#   forward beside wgmma_dense (its block mask is built compiled above 8K tokens now; the eager
+#   build asked for 256 GiB there).
+# Usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final|cross|cross_final   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final}
-case $mode in overlap|waves128|ahead|ahead_final) ;; *) echo "unknown mode '$mode' (overlap, waves128, ahead, ahead_final)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_forward.sh overlap|waves128|ahead|ahead_final|cross|cross_final}
+case $mode in overlap|waves128|ahead|ahead_final|cross|cross_final) ;;
+  *) echo "unknown mode '$mode' (overlap, waves128, ahead, ahead_final, cross, cross_final)"; exit 2 ;; esac  # before any build
 build_release
 moba=build/release/harness/cli/moba
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
@@ -86,7 +92,7 @@ case $mode in
     wave_profile
     wave_summary
     ;;
-  ahead)
+  ahead|cross)
     (step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
     p1=$!
     (step check_paths 300 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json") &
@@ -100,7 +106,7 @@ case $mode in
     grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
     wave_summary 40
     ;;
-  ahead_final)
+  ahead_final|cross_final)
     # FlashMoBA's fwd+bwd against the dense implementations in one process, Figure 2b's 128K GQA
     # forward with gating apart.
     step flashmoba_fwdbwd 300 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
@@ -108,7 +114,12 @@ case $mode in
       --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
     step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
       --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
-    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_fwdbwd.log "$step_logs"/fwd_128k.log
+    if [[ $mode == cross_final ]]; then
+      step flex_512k 150 "${python:-python3}" -m moba bench "${flashmoba[@]}" --impl wgmma_dense \
+        --torch flex_causal --phase fwd --warmup 0 --min-samples 2 --max-seconds 5 --out "$out/flex-512k-fwd.json"
+    fi
+    grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_fwdbwd.log "$step_logs"/fwd_128k.log \
+      "$step_logs"/flex_512k.log 2>/dev/null
     ;;
 esac
 step_gather

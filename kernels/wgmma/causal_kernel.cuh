@@ -235,27 +235,28 @@ __device__ __forceinline__ void mask_own_block_tile(float (&sc)[64], const OwnBl
 // fragments and O live together (64 + 32 + 64 per thread).
 // The tiles sit at ring positions ring_pos .. ring_pos + n_tiles - 1 (the sparse waves' ring runs
 // on across items); n_tiles >= 1. mask(sc, j) sets the scores of the run's tile j that its rows
-// must not see to -inf. Used by the dense and own-block passes here and by the sparse waves
-// (wave_kernel.cuh); -14% per tile for the dense forward at 32K (kernels/NOTES.md).
+// must not see to -inf. consume_tiles_pipelined runs the whole loop for the dense and own-block
+// passes; the sparse waves (wave_kernel.cuh) run its middle part, consume_tiles_after_first_s,
+// between their own first S and last P V. -14% per tile for the dense forward at 32K
+// (kernels/NOTES.md).
+//
+// consume_tiles_pipelined once tile 0's S is in sc and its K stage released: tile 0's softmax
+// (O holds nothing of this run yet: O is zero, or the sparse waves' fresh partial) and P
+// fragments, then tiles 1 .. n_tiles - 1 overlapped as described above. On return the last
+// tile's P fragments are in a and its P V is still to be issued (its V at ring position
+// ring_pos + n_tiles - 1); no wgmma is in flight. The sparse waves call it directly so that the
+// next item's first S can run under an item's last P V and merge (wave_kernel.cuh).
 template <typename T, int kD, typename Mask>
-__device__ __forceinline__ void consume_tiles_pipelined(const Ring& ring, const unsigned char* q_tile, int row0,
-                                                        int ring_pos, int n_tiles, float scale_log2,
-                                                        float (&m)[2], float (&l)[2], float (&o)[kD / 2],
-                                                        Mask&& mask) {
+__device__ __forceinline__ void consume_tiles_after_first_s(const Ring& ring, const unsigned char* q_tile, int row0,
+                                                            int ring_pos, int n_tiles, float scale_log2,
+                                                            float (&m)[2], float (&l)[2], float (&o)[kD / 2],
+                                                            float (&sc)[64], std::uint32_t (&a)[8][4], Mask& mask) {
     using S = TileShape<kD>;
     using Plan = SmemPlan<kD>;
     const int lane = threadIdx.x % 32;
     const auto stage = [&](int j) { return (ring_pos + j) % kStages; };
     const auto parity = [&](int j) { return static_cast<std::uint32_t>(((ring_pos + j) / kStages) & 1); };
-    float sc[64];
-    std::uint32_t a[8][4];
     float alpha[2];
-    // Tile 0: S, its softmax (O holds nothing of this run yet: O is zero, or the sparse waves'
-    // fresh partial) and its P fragments.
-    mbar_wait(&ring.k_full[stage(0)], parity(0));
-    qk_gemm<T, kD>(sc, q_tile, row0, ring.smem + Plan::kK + stage(0) * S::kKVBytes);
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&ring.k_empty[stage(0)]);
     mask(sc, 0);
     softmax_step(sc, m, l, alpha, scale_log2);
     p_fragments<T>(a, sc);
@@ -279,8 +280,26 @@ __device__ __forceinline__ void consume_tiles_pipelined(const Ring& ring, const 
         rescale_rows<kD>(o, alpha);
         p_fragments<T>(a, sc);
     }
-    const int last = stage(n_tiles - 1);
-    mbar_wait(&ring.v_full[last], parity(n_tiles - 1));
+}
+
+template <typename T, int kD, typename Mask>
+__device__ __forceinline__ void consume_tiles_pipelined(const Ring& ring, const unsigned char* q_tile, int row0,
+                                                        int ring_pos, int n_tiles, float scale_log2,
+                                                        float (&m)[2], float (&l)[2], float (&o)[kD / 2],
+                                                        Mask&& mask) {
+    using S = TileShape<kD>;
+    using Plan = SmemPlan<kD>;
+    const int lane = threadIdx.x % 32;
+    float sc[64];
+    std::uint32_t a[8][4];
+    const int first = ring_pos % kStages;
+    mbar_wait(&ring.k_full[first], static_cast<std::uint32_t>((ring_pos / kStages) & 1));
+    qk_gemm<T, kD>(sc, q_tile, row0, ring.smem + Plan::kK + first * S::kKVBytes);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(&ring.k_empty[first]);
+    consume_tiles_after_first_s<T, kD>(ring, q_tile, row0, ring_pos, n_tiles, scale_log2, m, l, o, sc, a, mask);
+    const int last = (ring_pos + n_tiles - 1) % kStages;
+    mbar_wait(&ring.v_full[last], static_cast<std::uint32_t>(((ring_pos + n_tiles - 1) / kStages) & 1));
     pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + last * S::kKVBytes);
     __syncwarp();
     if (lane == 0) mbar_arrive(&ring.v_empty[last]);

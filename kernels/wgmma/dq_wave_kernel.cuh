@@ -121,8 +121,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                     std::int64_t off = -1;
                     float2 st = make_float2(INFINITY, 0.0f);  // padding rows: P = 0, dS = 0
                     if (r < it.count) {
-                        const int entry = w.rows[it.begin + r];  // token * group + h % group
-                        const std::int64_t row = (entry / p.group) * p.heads_q + it.hk * p.group + entry % p.group;
+                        const std::int64_t row = sparse::detail::entry_row(w.rows[it.begin + r], it.hk, p.group, p.heads_q);
                         off = row * kD;
                         st = p.stats[row];
                     }

@@ -21,8 +21,9 @@
 //     reference m (the own-block pass's m + kWaveRefOffset, or what an earlier wave raised it
 //     to), used only by the merge; per key tile S = Q K^T, the last tile masked
 //     past Bs keys (a past block is complete and wholly before every row: no causal mask), online
-//     softmax, O += P V, tile n's softmax beside tile n - 1's P V (consume_tiles_pipelined,
-//     causal_kernel.cuh); then the merge. While the block's max m stays at or below the row's
+//     softmax, O += P V, tile n's softmax beside tile n - 1's P V (consume_tiles_after_first_s,
+//     causal_kernel.cuh); the next item's first S is issued behind the item's last P V and runs
+//     on the tensor cores during the merge. While the block's max m stays at or below the row's
 //     reference, the partial is scaled to the reference (by 2^(m - ref) <= 1, in fp32: P itself
 //     stays in [0, 1] against m, as fp16 needs) and added (red.global: fire and forget, no read;
 //     one add per element and wave, so the sum is deterministic); otherwise (a block scoring
@@ -163,7 +164,29 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const int row0 = 64 * (warpgroup - 1);
     const int t = lane % 4;
-    int n = 0;
+    const auto k_stage = [&](int n) { return ring.smem + Plan::kK + (n % kStages) * S::kKVBytes; };
+    const auto ring_parity = [](int n) { return static_cast<std::uint32_t>((n / kStages) & 1); };
+    // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
+    auto mask = [&](float (&sc)[64], int j) {
+        const int valid = p.block - j * S::kBlockN;
+        if (valid >= S::kBlockN) return;
+        for_each_acc([&](int i, int r, int c) {
+            if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
+        });
+    };
+    // Across items: item i + 1's first S = Q K^T is issued behind item i's last P V and runs
+    // while item i merges (at block 128 an item is one key tile, and the tensor cores idled
+    // through every merge and every first S's wait). sc holds the S of the item about to start.
+    float sc[64];
+    std::uint32_t a[8][4];
+    int n = 0;  // the ring position of the item's first key tile
+    if (first < last) {
+        mbar_wait(q_full(0), 0);
+        mbar_wait(&ring.k_full[0], 0);
+        qk_gemm<T, kD>(sc, q_tile(0), row0, k_stage(0));
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.k_empty[0]);
+    }
     int local = 0;
     for (int item = first; item < last; item += stride, ++local) {
         const int b = local & 1;
@@ -174,9 +197,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         float m[2] = {-INFINITY, -INFINITY};
         float l[2] = {0.0f, 0.0f};
 
-        mbar_wait(q_full(b), (local / 2) & 1);
-        // The rows' accumulator references, loaded now and used by the merge: the load's latency
-        // (DRAM: the rows are scattered) passes under the item's products.
+        // q_full(b) was waited for before this item's first S. The rows' accumulator
+        // references, loaded now and used by the merge: the load's latency (DRAM: the rows are
+        // scattered) passes under the item's products.
         float refs[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -185,16 +208,26 @@ __global__ void __launch_bounds__(kThreads, 1)
                                                                               p.acc_heads) / kD].x
                                  : 0.0f;
         }
-        // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
-        consume_tiles_pipelined<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o,
-                                       [&](float (&sc)[64], int j) {
-                                           const int valid = p.block - j * S::kBlockN;
-                                           if (valid >= S::kBlockN) return;
-                                           for_each_acc([&](int i, int r, int c) {
-                                               if (acc_col(i, c) >= valid) sc[4 * i + 2 * r + c] = -INFINITY;
-                                           });
-                                       });
-        n += key_tiles;
+        consume_tiles_after_first_s<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o, sc, a, mask);
+        const int last_tile = n + key_tiles - 1;
+        mbar_wait(&ring.v_full[last_tile % kStages], ring_parity(last_tile));
+        pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + (last_tile % kStages) * S::kKVBytes);
+        // The next item's first S, behind the P V. Past the CTA's last item it is issued all the
+        // same, on whatever buffer b ^ 1 and the next K stage hold (no copy is in flight into
+        // either any more), and discarded: a wgmma under a branch would make ptxas serialize the
+        // pipeline.
+        const bool has_next = item + stride < last;
+        const int next_n = n + key_tiles;
+        if (has_next) {
+            mbar_wait(q_full(b ^ 1), ((local + 1) / 2) & 1);
+            mbar_wait(&ring.k_full[next_n % kStages], ring_parity(next_n));
+        }
+        qk_gemm_issue<T, kD>(sc, q_tile(b ^ 1), row0, k_stage(next_n));
+        wgmma_wait<1>();  // the P V has landed in O; the next S may still run
+        fence_operands(o);
+        fence_operands(a);
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&ring.v_empty[last_tile % kStages]);
 
         // Merge. Each lane owns its row's columns acc_col(i, *); lane t == 0 of the quad owns (m, l).
 #pragma unroll
@@ -231,6 +264,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
         __syncwarp();
         if (lane == 0) mbar_arrive(&q_empty[b]);  // Q buffer b, its offsets and references are free
+        wgmma_wait<0>();  // the next item's first S has landed in sc
+        fence_operands(sc);
+        __syncwarp();
+        if (has_next && lane == 0) mbar_arrive(&ring.k_empty[next_n % kStages]);
+        n = next_n;
     }
 }
 

@@ -22,6 +22,11 @@ from . import bridge
 
 NAMES = {"sdpa_cudnn": "CUDNN_ATTENTION", "sdpa_flash": "FLASH_ATTENTION"}
 FLEX_NAME = "flex_causal"
+# Above this many tokens the causal block mask is built by create_block_mask(_compile=True): the
+# eager build materializes the whole [total, total] mask first (256 GiB at 512K tokens, which
+# made `moba bench` fail at FlashMoBA's setting), the compiled one works block by block. Below
+# it the eager build is cheap (64 MiB at 8K) and skips a compilation.
+FLEX_EAGER_MASK_TOKENS = 8192
 
 
 def _batched(q, k, v, seqlens, attend):
@@ -72,7 +77,8 @@ def sdpa_callable(name):
 
 def flex_causal_callable():
     """FlexAttention (torch.compile'd) with a causal block mask, documents kept apart for varlen
-    (the mask is built once per set of lengths: it depends on the shape only)."""
+    (the mask is built once per set of lengths: it depends on the shape only; compiled above
+    FLEX_EAGER_MASK_TOKENS)."""
     if flex_attention is None:
         raise RuntimeError(f"FlexAttention needs torch >= 2.5; this is torch {torch.__version__}")
     compiled = torch.compile(flex_attention, dynamic=False)
@@ -87,7 +93,8 @@ def flex_causal_callable():
 
             def causal_in_document(b, h, q_idx, kv_idx):
                 return (kv_idx <= q_idx) & (doc[q_idx] == doc[kv_idx])
-            masks[seqlens] = create_block_mask(causal_in_document, None, None, total, total, device=q.device)
+            masks[seqlens] = create_block_mask(causal_in_document, None, None, total, total, device=q.device,
+                                               _compile=total > FLEX_EAGER_MASK_TOKENS)
         qb, kb, vb = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))
         out = compiled(qb, kb, vb, block_mask=masks[seqlens], scale=scale, enable_gqa=q.shape[1] != k.shape[1])
         return out[0].transpose(0, 1)
