@@ -11,10 +11,11 @@
 //     warp 0, one thread: TMA loads of the item's K/V tiles (keys [block start, + Bs) of the kv
 //       head, 128 per tile) into the 2-stage ring; the ring runs on across items, so the next
 //       item's first tiles load while the consumers finish this one.
-//     warps 1-3, gatherers: for item i, into Q buffer i % 2 once item i - 2's consumers are done
-//       with it (q_empty): the rows' element offsets into shared memory, then the Q rows with
-//       cp.async into the 128-byte-swizzled tile (zero rows past the item's count); then q_full.
-//       Two buffers: the gather of item i + 1 overlaps item i.
+//     warps 1-3, gatherers: for item i, into Q buffer i % 2 once item i - 2's last S has landed
+//       and its consumers hold their rows' offsets (q_empty): the rows' element offsets into
+//       shared memory, then the Q rows with cp.async into the 128-byte-swizzled tile (zero rows
+//       past the item's count); then q_full. Two buffers: at one key tile an item the gather of
+//       item i + 2 starts as item i starts.
 //     Both decode their items (ItemStream, wave_items.cuh) and the gatherers load the rows' list
 //     entries an item ahead, so what follows q_empty is one round of loads: the Q rows.
 //   warpgroups 1 and 2, consumers: 64 rows each; first the loads of their rows' accumulator
@@ -142,7 +143,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     next_it = items.next(w, p.cu_seqlens, p.batch, p.block);
                     next_rows.load(w, next_it, tid);
                 }
-                // Item local - 2 used this buffer: its consumers have merged (read its offsets).
+                // Item local - 2 used this buffer: its consumers' last S has landed and they
+                // have read its offsets.
                 if (local >= 2) mbar_wait(&q_empty[b], ((local - 2) / 2) & 1);
                 std::int64_t* offsets = row_offsets + b * Wave::kRows;
 #pragma unroll
@@ -197,18 +199,30 @@ __global__ void __launch_bounds__(kThreads, 1)
         float m[2] = {-INFINITY, -INFINITY};
         float l[2] = {0.0f, 0.0f};
 
-        // q_full(b) was waited for before this item's first S. The rows' accumulator
-        // references, loaded now and used by the merge: the load's latency (DRAM: the rows are
-        // scattered) passes under the item's products.
+        // q_full(b) was waited for before this item's first S, which has landed. Only the S
+        // products read the Q tile, and the merge takes the rows' offsets from registers, so
+        // buffer b is released to item local + 2's gather once the item's last S has landed: at
+        // the item's start when it has one key tile (block <= 128), not after its merge (the
+        // consumers waited on the gathers' DRAM latency, kernels/NOTES.md).
+        std::int64_t q_off[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) q_off[r] = offsets[acc_row(r)];
+        const auto release_q = [&] {
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&q_empty[b]);
+        };
+        if (key_tiles == 1) release_q();
+        // The rows' accumulator references, loaded now and used by the merge: the load's latency
+        // (DRAM: the rows are scattered) passes under the item's products.
         float refs[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            const std::int64_t q_off = offsets[acc_row(r)];
-            refs[r] = q_off >= 0 ? p.acc_ml[sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0,
-                                                                              p.acc_heads) / kD].x
-                                 : 0.0f;
+            refs[r] = q_off[r] >= 0 ? p.acc_ml[sparse::detail::pass_offset<kD>(q_off[r], p.heads_q, p.acc_head0,
+                                                                                 p.acc_heads) / kD].x
+                                    : 0.0f;
         }
         consume_tiles_after_first_s<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o, sc, a, mask);
+        if (key_tiles > 1) release_q();  // every S of the item has landed
         const int last_tile = n + key_tiles - 1;
         mbar_wait(&ring.v_full[last_tile % kStages], ring_parity(last_tile));
         pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + (last_tile % kStages) * S::kKVBytes);
@@ -234,9 +248,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         for (int r = 0; r < 2; ++r) {
             l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
             l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-            const std::int64_t q_off = offsets[acc_row(r)];
-            if (q_off < 0) continue;
-            const std::int64_t off = sparse::detail::pass_offset<kD>(q_off, p.heads_q, p.acc_head0, p.acc_heads);
+            if (q_off[r] < 0) continue;
+            const std::int64_t off = sparse::detail::pass_offset<kD>(q_off[r], p.heads_q, p.acc_head0, p.acc_heads);
             // The accumulator's reference (finite: the own block saw at least the row itself).
             const float ref = refs[r];
             float* dst = p.acc_o + off;
@@ -262,8 +275,6 @@ __global__ void __launch_bounds__(kThreads, 1)
                 if (t == 0) *ml = make_float2(m[r], fmaf(ml->y, ca, l[r]));
             }
         }
-        __syncwarp();
-        if (lane == 0) mbar_arrive(&q_empty[b]);  // Q buffer b, its offsets and references are free
         wgmma_wait<0>();  // the next item's first S has landed in sc
         fence_operands(sc);
         __syncwarp();
