@@ -102,6 +102,11 @@ struct Ring {
     std::uint64_t* v_empty;
 };
 
+// Ring position n (a CTA's key tiles counted over its whole run): its stage, and the phase
+// parity of that stage's full barriers for this use (use n / kStages).
+__device__ __forceinline__ int ring_stage(int n) { return n % kStages; }
+__device__ __forceinline__ std::uint32_t ring_parity(int n) { return static_cast<std::uint32_t>((n / kStages) & 1); }
+
 // The ring over the aligned window smem with its barriers from `bars` on.
 __device__ __forceinline__ Ring ring_at(unsigned char* smem, std::uint64_t* bars) {
     return {smem, bars, bars + 1, bars + 1 + kStages, bars + 1 + 2 * kStages, bars + 1 + 3 * kStages};
@@ -254,8 +259,8 @@ __device__ __forceinline__ void consume_tiles_after_first_s(const Ring& ring, co
     using S = TileShape<kD>;
     using Plan = SmemPlan<kD>;
     const int lane = threadIdx.x % 32;
-    const auto stage = [&](int j) { return (ring_pos + j) % kStages; };
-    const auto parity = [&](int j) { return static_cast<std::uint32_t>(((ring_pos + j) / kStages) & 1); };
+    const auto stage = [&](int j) { return ring_stage(ring_pos + j); };
+    const auto parity = [&](int j) { return ring_parity(ring_pos + j); };
     float alpha[2];
     mask(sc, 0);
     softmax_step(sc, m, l, alpha, scale_log2);
@@ -292,14 +297,14 @@ __device__ __forceinline__ void consume_tiles_pipelined(const Ring& ring, const 
     const int lane = threadIdx.x % 32;
     float sc[64];
     std::uint32_t a[8][4];
-    const int first = ring_pos % kStages;
-    mbar_wait(&ring.k_full[first], static_cast<std::uint32_t>((ring_pos / kStages) & 1));
+    const int first = ring_stage(ring_pos);
+    mbar_wait(&ring.k_full[first], ring_parity(ring_pos));
     qk_gemm<T, kD>(sc, q_tile, row0, ring.smem + Plan::kK + first * S::kKVBytes);
     __syncwarp();
     if (lane == 0) mbar_arrive(&ring.k_empty[first]);
     consume_tiles_after_first_s<T, kD>(ring, q_tile, row0, ring_pos, n_tiles, scale_log2, m, l, o, sc, a, mask);
-    const int last = (ring_pos + n_tiles - 1) % kStages;
-    mbar_wait(&ring.v_full[last], static_cast<std::uint32_t>(((ring_pos + n_tiles - 1) / kStages) & 1));
+    const int last = ring_stage(ring_pos + n_tiles - 1);
+    mbar_wait(&ring.v_full[last], ring_parity(ring_pos + n_tiles - 1));
     pv_gemm<T, kD>(o, a, ring.smem + Plan::kV + last * S::kKVBytes);
     __syncwarp();
     if (lane == 0) mbar_arrive(&ring.v_empty[last]);

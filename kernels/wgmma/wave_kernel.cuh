@@ -166,8 +166,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     const int row0 = 64 * (warpgroup - 1);
     const int t = lane % 4;
-    const auto k_stage = [&](int n) { return ring.smem + Plan::kK + (n % kStages) * S::kKVBytes; };
-    const auto ring_parity = [](int n) { return static_cast<std::uint32_t>((n / kStages) & 1); };
+    const auto k_stage = [&](int n) { return ring.smem + Plan::kK + ring_stage(n) * S::kKVBytes; };
     // Keys j * 128 + col of the block; those at Bs or beyond are not the block's.
     auto mask = [&](float (&sc)[64], int j) {
         const int valid = p.block - j * S::kBlockN;
@@ -224,8 +223,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         consume_tiles_after_first_s<T, kD>(ring, q_tile(b), row0, n, key_tiles, p.scale_log2, m, l, o, sc, a, mask);
         if (key_tiles > 1) release_q();  // every S of the item has landed
         const int last_tile = n + key_tiles - 1;
-        mbar_wait(&ring.v_full[last_tile % kStages], ring_parity(last_tile));
-        pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + (last_tile % kStages) * S::kKVBytes);
+        mbar_wait(&ring.v_full[ring_stage(last_tile)], ring_parity(last_tile));
+        pv_gemm_issue<T, kD>(o, a, ring.smem + Plan::kV + ring_stage(last_tile) * S::kKVBytes);
         // The next item's first S, behind the P V. Past the CTA's last item it is issued all the
         // same, on whatever buffer b ^ 1 and the next K stage hold (no copy is in flight into
         // either any more), and discarded: a wgmma under a branch would make ptxas serialize the
@@ -234,14 +233,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int next_n = n + key_tiles;
         if (has_next) {
             mbar_wait(q_full(b ^ 1), ((local + 1) / 2) & 1);
-            mbar_wait(&ring.k_full[next_n % kStages], ring_parity(next_n));
+            mbar_wait(&ring.k_full[ring_stage(next_n)], ring_parity(next_n));
         }
         qk_gemm_issue<T, kD>(sc, q_tile(b ^ 1), row0, k_stage(next_n));
         wgmma_wait<1>();  // the P V has landed in O; the next S may still run
         fence_operands(o);
         fence_operands(a);
         __syncwarp();
-        if (lane == 0) mbar_arrive(&ring.v_empty[last_tile % kStages]);
+        if (lane == 0) mbar_arrive(&ring.v_empty[ring_stage(last_tile)]);
 
         // Merge. Each lane owns its row's columns acc_col(i, *); lane t == 0 of the quad owns (m, l).
 #pragma unroll
@@ -278,7 +277,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         wgmma_wait<0>();  // the next item's first S has landed in sc
         fence_operands(sc);
         __syncwarp();
-        if (has_next && lane == 0) mbar_arrive(&ring.k_empty[next_n % kStages]);
+        if (has_next && lane == 0) mbar_arrive(&ring.k_empty[ring_stage(next_n)]);
         n = next_n;
     }
 }
