@@ -67,6 +67,26 @@ wave_summary() {
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/fwd_timed.log"
 }
 
+# wgmma_moba_atomic's paths suite beside both sanitizer runs (default budget, one kv head per
+# pass), in the background; the caller waits. $1: the paths suite's time limit.
+atomic_checks() {
+    (step check_paths "$1" $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json") &
+    (step sanitize 120 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic --out "$out/sanitize.json"
+     step sanitize_passes 120 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
+       --impl wgmma_moba_atomic --out "$out/sanitize-passes.json") &
+}
+# Figure 2b's 128K GQA forward with gating apart.
+fwd_128k() {
+    step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
+      --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
+}
+# FlashMoBA's fwd+bwd against the dense implementations in one process. $1: the time limit.
+flashmoba_fwdbwd() {
+    step flashmoba_fwdbwd "$1" "${python:-python3}" -m moba bench "${flashmoba[@]}" \
+      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
+      --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
+}
+
 case $mode in
   overlap)
     (step test_tiled_mma_gpu 330 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
@@ -96,49 +116,32 @@ case $mode in
     ;;
   ahead|cross)
     (step test_tiled_mma_gpu 300 build/release/suites/test_tiled_mma_gpu --gtest_brief=1) &
-    p1=$!
-    (step check_paths 300 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json") &
-    p2=$!
-    (step sanitize 120 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic --out "$out/sanitize.json"
-     step sanitize_passes 120 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
-       --impl wgmma_moba_atomic --out "$out/sanitize-passes.json") &
-    wait $p1 $p2 $!
+    atomic_checks 300
+    wait
     wave_profile
     grep -hE "tests passed|PASSED|FAILED" "$step_logs"/test_tiled_mma_gpu.log | head
     grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
     wave_summary 40
     ;;
   cross_final)
-    (step check_paths 120 $moba check --suite paths --impl wgmma_moba_atomic --out "$out/check-paths-atomic.json") &
-    p2=$!
-    (step sanitize 120 $moba "${small[@]}" --sanitize all --impl wgmma_moba_atomic --out "$out/sanitize.json"
-     step sanitize_passes 120 env MOBA_ACCUMULATOR_BUDGET_MIB=0 $moba "${small[@]}" --sanitize all \
-       --impl wgmma_moba_atomic --out "$out/sanitize-passes.json") &
-    wait $p2 $!
+    atomic_checks 120
+    wait
     wave_profile
-    step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
-      --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
+    fwd_128k
     step flex_512k 120 "${python:-python3}" -m moba bench "${flashmoba[@]}" --impl wgmma_dense \
       --torch flex_causal --phase fwd --warmup 0 --min-samples 2 --max-seconds 5 --out "$out/flex-512k-fwd.json"
-    step flashmoba_fwdbwd 240 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
-      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
-      --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
+    flashmoba_fwdbwd 240
     grep -hE "records:" "$step_logs"/check_*.log "$step_logs"/sanitize*.log
     wave_summary 12
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/fwd_128k.log "$step_logs"/flex_512k.log \
       "$step_logs"/flashmoba_fwdbwd.log
     ;;
   ahead_final)
-    # FlashMoBA's fwd+bwd against the dense implementations in one process, Figure 2b's 128K GQA
-    # forward with gating apart.
-    step flashmoba_fwdbwd 300 "${python:-python3}" -m moba bench "${flashmoba[@]}" \
-      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwdbwd --gating included \
-      --warmup 0 --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-fwdbwd.json"
-    step fwd_128k 60 $moba bench "${point[@]}" --impl wgmma_moba_atomic --phase fwd --gating separate \
-      --warmup-seconds 3 --max-seconds 3 --out "$out/gqa-128k-fwd-gating.json"
+    flashmoba_fwdbwd 300
+    fwd_128k
     grep -hE "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs"/flashmoba_fwdbwd.log "$step_logs"/fwd_128k.log
     ;;
 esac
 step_gather
 cat "$out/summary.txt"
-exit $step_status
+exit_steps
