@@ -87,4 +87,4 @@ done
 step_gather
 python3 ci/ab_summary.py --base "${base_reports[@]}" --new "${new_reports[@]}" | tee "$out/ab-summary.md"
 echo "base ${sha_of[base]}, new ${sha_of[new]}, $rounds rounds: bench ${bench_args[*]}" | tee -a "$out/ab-summary.md"
-exit $step_status
+exit_steps

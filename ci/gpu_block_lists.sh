@@ -60,4 +60,4 @@ case $mode in
   all) measure; verify ;;
 esac
 step_gather
-exit $step_status
+exit_steps

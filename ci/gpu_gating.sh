@@ -98,4 +98,4 @@ case $mode in
   final) final ;;
 esac
 step_gather
-exit $step_status
+exit_steps

@@ -128,4 +128,4 @@ case $mode in
     ;;
 esac
 step_gather
-exit $step_status
+exit_steps

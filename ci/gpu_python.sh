@@ -56,4 +56,4 @@ step_gather
 ((${#reports[@]})) && "$python" ci/python_summary.py "${reports[@]}"
 [[ -f $out/paper-2b-python.md ]] && cat "$out/paper-2b-python.md"
 cat "$out/summary.txt"
-exit $step_status
+exit_steps

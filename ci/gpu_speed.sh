@@ -68,4 +68,4 @@ case $mode in
 esac
 step_gather
 cat "$out/summary.txt"
-exit $step_status
+exit_steps

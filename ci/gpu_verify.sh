@@ -136,4 +136,4 @@ ls "$step_logs"/gating_*.log >/dev/null 2>&1 && grep -hE "records:|mismatch|near
 [[ -f $step_logs/sass_diff.log ]] && cat "$step_logs/sass_diff.log"
 [[ -f $step_logs/bench.log ]] && grep -E "TFLOP|fwd" "$step_logs/bench.log" | tail -42
 cat "$out/summary.txt"
-exit $step_status
+exit_steps

@@ -6,15 +6,19 @@
 # step_logs to another folder: the device tool returns only a few files from $out, so scripts
 # with many steps keep their logs aside and call step_gather at the end, which appends them all
 # to $out/log.txt.
+# A step run in a background subshell, `(step ...) &`, cannot set its parent's step_status: every
+# failure is also written to $step_logs/.failed, which exit_steps reads, so a script's exit code
+# counts the steps it ran beside each other too.
 step_status=0
 step_logs=${step_logs:-$out}
+rm -f "$step_logs/.failed"
 step() {
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
   timeout "$limit" "$@" >"$step_logs/$name.log" 2>&1
   local rc=$?
   echo "$name: exit $rc ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-  ((rc == 0)) || step_status=1
+  ((rc == 0)) || { step_status=1; printf '%s\n' "$name" >>"$step_logs/.failed"; }
   printf '%s\n' "$name" >>"$step_logs/.order"
   return $rc
 }
@@ -24,4 +28,9 @@ step_gather() {
   while read -r name; do
     { echo "=== $name"; cat "$step_logs/$name.log"; } >>"$out/log.txt"
   done <"$step_logs/.order"
+}
+# The script's exit: 1 when any step failed, in this shell or in a background one.
+exit_steps() {
+  [[ -s $step_logs/.failed ]] && step_status=1
+  exit $step_status
 }
