@@ -44,10 +44,36 @@ std::vector<InputFamily> suite_input_families() {
             InputFamily::peaked, InputFamily::large_v, InputFamily::ties};
 }
 
+// One case outside the matrix, appended: its seed and family follow the cases before it.
+void add_case(std::vector<CheckCase>& cases, std::vector<int> seqlens, int heads_q, int heads_kv, int head_dim,
+              int block, int topk, DType dtype, std::uint64_t base_seed, const std::vector<InputFamily>& families) {
+    Problem p;
+    p.seqlens = std::move(seqlens);
+    p.heads_q = heads_q;
+    p.heads_kv = heads_kv;
+    p.head_dim = head_dim;
+    p.block = block;
+    p.dtype = dtype;
+    p.topk = topk > 0 ? topk : p.max_blocks();
+    const std::size_t index = cases.size();
+    cases.push_back({p, base_seed + index, families[index % families.size()]});
+}
+
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
     const std::vector<Lengths> lengths = {
         {{1}, 16}, {{113}, 32}, {{1023}, 128}, {{4097}, 256}, {{1000, 17, 2049, 1}, 128}};
-    return matrix(lengths, {1, 3, 0}, {64, 128}, 4, {4, 2, 1}, base_seed, families);
+    std::vector<CheckCase> cases = matrix(lengths, {1, 3, 0}, {64, 128}, 4, {4, 2, 1}, base_seed, families);
+    // The paper's layouts at short lengths: the matrix's 4 query heads make groups of 1, 2 and 4
+    // only, and its longest block has 2 key tiles. A kernel that mishandles a group of 32 (Figure
+    // 2's MQA), 32 query heads in groups of 4 (its GQA), 16 heads (FlashMoBA's setting) or a
+    // block of 16 key tiles (Figure 2b's 2048) would otherwise pass every quick case.
+    add_case(cases, {1100, 300}, 32, 1, 128, 128, 3, DType::bf16, base_seed, families);
+    add_case(cases, {1100, 300}, 32, 1, 64, 128, 3, DType::f16, base_seed, families);
+    add_case(cases, {700}, 32, 1, 128, 128, 0, DType::f16, base_seed, families);  // zero sparsity: the dense entries
+    add_case(cases, {1300, 500}, 32, 8, 128, 256, 3, DType::f16, base_seed, families);
+    add_case(cases, {1500}, 16, 16, 128, 128, 8, DType::bf16, base_seed, families);
+    add_case(cases, {4200, 40}, 4, 1, 128, 2048, 2, DType::bf16, base_seed, families);
+    return cases;
 }
 
 std::vector<CheckCase> long_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {

@@ -15,7 +15,10 @@ std::vector<InputFamily> suite_input_families();
 
 // quick: MHA, GQA, MQA (4 query heads; 4, 2, 1 kv heads) x bf16, fp16 x D 64, 128 x lengths
 // 1, 113, 1023, 4097 and a mixed batch {1000, 17, 2049, 1} x k in {1, 3, >= n}.
-// Block size per length so every length has several blocks: 16, 32, 128, 256, 128.
+// Block size per length so every length has several blocks: 16, 32, 128, 256, 128. Then six
+// cases in the paper's layouts at short lengths (harness/suite.cpp): 32 query heads in groups of
+// 32 (D 128 bf16, D 64 fp16, and zero sparsity for the dense entries) and of 4, 16 heads at block
+// 128 and top-k 8, and a block of 2048 keys (16 key tiles).
 // Seeds are base_seed + index, so each case is reproducible on its own. Case i draws its inputs
 // from families[i % families.size()]: by default suite_input_families() in turn.
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed,

@@ -173,21 +173,35 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     CheckFlags f;
     f.suite = "quick";
     const CheckPlan plan = plan_check(f, false);
-    // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k
-    EXPECT_EQ(plan.cases.size(), 180u);
+    // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k, then 6 layout cases
+    EXPECT_EQ(plan.cases.size(), 186u);
     EXPECT_FALSE(plan.options.add_zero_sparsity);
     int zero = 0, mqa = 0, varlen = 0, odd = 0;
+    std::set<std::string> layouts;  // what the appended cases must keep covering
+    std::set<std::uint64_t> seeds;
     for (const auto& c : plan.cases) {
-        EXPECT_NO_THROW(c.problem.validate());
-        zero += c.problem.zero_sparsity();
-        mqa += c.problem.heads_kv == 1;
-        varlen += c.problem.batch() > 1;
-        odd += c.problem.seqlens[0] == 113 || c.problem.seqlens[0] == 4097;
+        const Problem& p = c.problem;
+        EXPECT_NO_THROW(p.validate());
+        seeds.insert(c.seed);
+        zero += p.zero_sparsity();
+        mqa += p.heads_kv == 1;
+        varlen += p.batch() > 1;
+        odd += p.seqlens[0] == 113 || p.seqlens[0] == 4097;
+        const std::string sparsity = p.zero_sparsity() ? "dense" : "sparse";
+        if (p.heads_q / p.heads_kv == 32)
+            layouts.insert(fmt::format("group 32 {} D{} {}", to_string(p.dtype), p.head_dim, sparsity));
+        if (p.heads_q == 32 && p.heads_kv == 8) layouts.insert("32:8 " + sparsity);
+        if (p.heads_q == 16 && p.heads_kv == 16 && p.block == 128 && p.topk == 8) layouts.insert("16:16 k8 " + sparsity);
+        if (p.block == 2048 && p.max_blocks() > p.topk) layouts.insert("block 2048 sparse");
     }
-    EXPECT_GE(zero, 60);
-    EXPECT_EQ(mqa, 60);
-    EXPECT_EQ(varlen, 36);
+    EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended cases' seeds go on
+    EXPECT_GE(zero, 61);
+    EXPECT_EQ(mqa, 64);
+    EXPECT_EQ(varlen, 40);
     EXPECT_EQ(odd, 72);
+    for (const char* layout : {"group 32 bf16 D128 sparse", "group 32 fp16 D64 sparse", "group 32 fp16 D128 dense",
+                               "32:8 sparse", "16:16 k8 sparse", "block 2048 sparse"})
+        EXPECT_TRUE(layouts.count(layout)) << layout;
 }
 
 // Flags of one configuration given with --suite are refused by name, not dropped.
