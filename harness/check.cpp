@@ -240,8 +240,12 @@ void judge_second_calls(const CheckCase& c, const Implementation& impl, Referenc
         if (failed_first) continue;
         r.reason = fmt::format("on the second call (the same workspace, after a forward{}; on a non-blocking "
                                "stream held {} ms, so work launched on another stream ran before the "
-                               "outputs were poisoned): {}",
-                               run.gradients_again ? " and a backward" : "", kSecondCallHoldMs, r.reason);
+                               "outputs were poisoned{}): {}",
+                               run.gradients_again ? " and a backward" : "", kSecondCallHoldMs,
+                               second_calls_one_kv_head_per_pass(c.problem)
+                                   ? "; with MOBA_ACCUMULATOR_BUDGET_MIB=0, one kv head per head pass"
+                                   : "",
+                               r.reason);
         records.push_back(std::move(r));
     }
 }

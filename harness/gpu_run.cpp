@@ -1,8 +1,10 @@
 #include "harness/gpu_run.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <tuple>
@@ -15,6 +17,8 @@
 #include "core/cuda_check.hpp"
 #include "harness/guarded_buffer.hpp"
 #include "harness/held_stream.hpp"
+#include "harness/scoped_env.hpp"
+#include "kernels/moba/head_passes.hpp"  // kAccumulatorBudgetEnv
 #include "reference/parallel.hpp"
 
 namespace moba {
@@ -227,6 +231,24 @@ AttentionArgs forward_args(const Problem& problem, const DeviceBuffer& cu_seqlen
     return args;
 }
 
+bool second_calls_one_kv_head_per_pass(const Problem& problem) { return problem.heads_kv > 1; }
+
+namespace {
+
+// The environment of a second call: one kv head per head pass where there are several kv heads
+// (second_calls_one_kv_head_per_pass), else unchanged.
+class SecondCallEnv {
+public:
+    explicit SecondCallEnv(const Problem& problem) {
+        if (second_calls_one_kv_head_per_pass(problem)) env_.emplace(sparse::kAccumulatorBudgetEnv, "0");
+    }
+
+private:
+    std::optional<ScopedEnv> env_;
+};
+
+}  // namespace
+
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
                            const Selection& selection, bool with_backward, bool call_twice) {
     const Problem& p = in.problem();
@@ -242,7 +264,14 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     // The workspace poisoned too, and again before the first backward: a forward that reads it
     // before writing it, or a backward that reads what its forward left there, goes wrong on the
     // first call (SEMANTICS.md §5). The second calls run on what the first ones left.
-    GuardedBuffer workspace = workspace_buffer(impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0);
+    // Sized for both calls: the second ones may split the heads otherwise (SecondCallEnv), and a
+    // pass of fewer heads needs no more in the kernels here, but an entry's sizes are its own.
+    std::size_t workspace_bytes = impl.attention_workspace_bytes ? impl.attention_workspace_bytes(p) : 0;
+    if (call_twice && impl.attention_workspace_bytes) {
+        const SecondCallEnv env(p);
+        workspace_bytes = std::max(workspace_bytes, impl.attention_workspace_bytes(p));
+    }
+    GuardedBuffer workspace = workspace_buffer(workspace_bytes);
     AttentionArgs args = input_args(p, in.cu_seqlens, in.q, in.k, in.v, d_sel.as<std::int32_t>(), workspace.get());
     args.out = out.get();
     args.lse = lse.as<float>();
@@ -281,7 +310,10 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
         out.poison(held->get());
         lse.poison(held->get());
         args.stream = held->get();
-        impl.forward(args);
+        {
+            const SecondCallEnv env(p);
+            impl.forward(args);
+        }
         held->finish();
         ForwardOutput f;
         f.out = download_tensor(p, out);
@@ -318,7 +350,10 @@ AttentionRun run_attention(const Implementation& impl, const DeviceInputs& in,
     rearm_before_second_call(backward_buffers);
     held->hold(kSecondCallHoldMs);
     for (GuardedBuffer* b : {&dq, &dk, &dv}) b->poison(held->get());
-    impl.backward(args);  // args.stream is the held stream since forward_again
+    {
+        const SecondCallEnv env(p);
+        impl.backward(args);  // args.stream is the held stream since forward_again
+    }
     held->finish();
     GradientOutput g;
     g.dq = download_tensor(p, dq);

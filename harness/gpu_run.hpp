@@ -62,10 +62,18 @@ struct AttentionRun {
     std::vector<std::string> stray_writes;
     // With call_twice: a second forward and backward after the first pair, on the same
     // workspace with the outputs re-poisoned, as a training loop calls them step after step;
-    // not run once a phase changed an input (reported in stray_writes).
+    // not run once a phase changed an input (reported in stray_writes). With several kv heads
+    // the second calls run one kv head per head pass (second_calls_one_kv_head_per_pass).
     std::optional<ForwardOutput> forward_again;
     std::optional<GradientOutput> gradients_again;
 };
+// Whether run_attention's second calls run with MOBA_ACCUMULATOR_BUDGET_MIB=0, so that the MoBA
+// kernels take one kv head per head pass (kernels/moba/head_passes.hpp): where there are several
+// kv heads. The first calls take the budget as the environment sets it (4 GiB by default: one pass
+// at every size a check reaches), so without this no check would run a later pass's head offsets.
+// Entries that do not read the variable run as on the first call. SEMANTICS.md §5.
+bool second_calls_one_kv_head_per_pass(const Problem& problem);
+
 // Forward (and backward when `with_backward`) with the given selection fed to the kernel.
 AttentionRun run_attention(const Implementation& impl, const DeviceInputs& inputs,
                            const Selection& selection, bool with_backward, bool call_twice = false);

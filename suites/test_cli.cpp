@@ -23,7 +23,11 @@
 #include "harness/device.hpp"
 #include "harness/cli/list_command.hpp"
 #include "harness/cli/parse.hpp"
+#include "harness/gpu_run.hpp"
 #include "harness/registry.hpp"
+#include "harness/scoped_env.hpp"
+#include "harness/suite.hpp"
+#include "kernels/moba/head_passes.hpp"
 #include "suites/binary_run.hpp"
 
 namespace moba::cli {
@@ -167,6 +171,30 @@ TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
         }
         EXPECT_TRUE(p.block <= 128 || p.block % 128 == 0) << p.block;
     }
+}
+
+// The check's second calls run one kv head per head pass (harness/gpu_run.hpp): on the suite
+// cases with several kv heads that is another split than the first call's on most of them (the
+// default budget makes one pass of every suite case), and with one kv head the same single pass.
+TEST(SecondCalls, TakeAnotherHeadSplitOnMostSuiteCases) {
+    const ScopedEnv unset(sparse::kAccumulatorBudgetEnv, nullptr);
+    int cases = 0, other_split = 0;
+    for (const char* suite : {"quick", "paths", "long"})
+        for (const CheckCase& c : named_suite(suite, 1)) {
+            const Problem& p = c.problem;
+            if (!second_calls_one_kv_head_per_pass(p)) {
+                EXPECT_EQ(p.heads_kv, 1);
+                continue;
+            }
+            ++cases;
+            const int first = sparse::kv_heads_per_pass(p);
+            EXPECT_EQ(first, p.heads_kv) << ::testing::PrintToString(c);  // one pass by default
+            const ScopedEnv one(sparse::kAccumulatorBudgetEnv, "0");
+            EXPECT_EQ(sparse::kv_heads_per_pass(p), 1);
+            other_split += first > 1;
+        }
+    EXPECT_EQ(other_split, cases);
+    EXPECT_GT(cases, 100);
 }
 
 TEST(PlanCheck, QuickSuiteCoversTheMatrix) {

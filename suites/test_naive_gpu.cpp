@@ -2,6 +2,7 @@
 // the harness's own guarantees on the GPU: poisoned outputs are caught, the forward and the
 // gathered backward are bitwise deterministic, bad shapes are refused. Skips without a GPU.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -212,6 +213,48 @@ TEST(NaiveGpu, ASecondCallThatGoesWrongIsCaught) {
     options.call_twice = false;
     for (const auto& r : run_checks(CheckCase{small_problem(), 9}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
     EXPECT_EQ(forwards, 1);
+}
+
+// A forward right when all kv heads run in one head pass and wrong when they run one per pass (as
+// a kernel whose later passes take the wrong head offset is): the default budget makes one pass
+// at every check size, so only the second calls, which run with MOBA_ACCUMULATOR_BUDGET_MIB=0
+// (harness/gpu_run.hpp), reach it. Caught there and said so; with one kv head the variable is
+// left alone.
+TEST(NaiveGpu, AWrongLaterHeadPassIsCaughtOnTheSecondCall) {
+    MOBA_REQUIRE_GPU();
+    static std::vector<std::string> budgets;  // what each forward call saw
+    Implementation passes = naive();
+    passes.name = "wrong_later_pass";
+    passes.forward = [](const AttentionArgs& a) {
+        naive().forward(a);
+        const char* budget = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
+        budgets.emplace_back(budget != nullptr ? budget : "unset");
+        if (budgets.back() == "0")  // the last kv head's query heads of token 0 zeroed
+            MOBA_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(a.out) + static_cast<std::size_t>(a.problem.heads_q - a.problem.group()) * a.problem.head_dim * 2,
+                                           0, static_cast<std::size_t>(a.problem.group()) * a.problem.head_dim * 2, a.stream));
+    };
+    CheckOptions options;
+    options.impls = {&passes};
+    options.add_zero_sparsity = false;
+    ASSERT_EQ(std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB"), nullptr) << "the test needs the default budget";
+    const auto records = run_checks(CheckCase{small_problem(), 9}, options);  // 2 kv heads
+    EXPECT_EQ(budgets, (std::vector<std::string>{"unset", "0"}));
+    EXPECT_EQ(std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB"), nullptr) << "restored after the second calls";
+    bool out_caught = false;
+    for (const auto& r : records) {
+        if (r["outcome"] == "passed") continue;
+        EXPECT_EQ(r["outcome"], "incorrect") << r.dump(1);
+        const std::string reason = r["reason"];
+        EXPECT_NE(reason.find("with MOBA_ACCUMULATOR_BUDGET_MIB=0, one kv head per head pass"), std::string::npos) << reason;
+        if (r["tensor"] == "out") out_caught = true;
+    }
+    EXPECT_TRUE(out_caught);
+
+    budgets.clear();
+    Problem mqa = small_problem();
+    mqa.heads_kv = 1;
+    for (const auto& r : run_checks(CheckCase{mqa, 9}, options)) EXPECT_EQ(r["outcome"], "passed") << r.dump(1);
+    EXPECT_EQ(budgets, (std::vector<std::string>{"unset", "unset"}));
 }
 
 // A backward that reads what its forward left in the workspace (the lse it stashed there)

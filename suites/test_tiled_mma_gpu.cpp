@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -29,6 +28,7 @@
 #include "harness/compare.hpp"
 #include "harness/gpu_run.hpp"
 #include "harness/inputs.hpp"
+#include "harness/scoped_env.hpp"
 #include "harness/suite.hpp"
 #include "kernels/moba/head_passes.hpp"
 #include "kernels/tiled_mma/backward.hpp"
@@ -277,26 +277,6 @@ INSTANTIATE_TEST_SUITE_P(Moba, DominantPastBlock,
                              return fmt::format("{}_D{}_{}", to_string(c.dtype), c.head_dim,
                                                 head_layout(c.heads_q, c.heads_kv));
                          });
-
-// Sets (or, with nullptr, removes) an environment variable for a scope, then restores it.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value != nullptr) ::setenv(name, value, 1);
-        else ::unsetenv(name);
-    }
-    ~ScopedEnv() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
 
 // Head passes (kernels/moba/head_passes.hpp): under a small accumulator budget the MoBA forward
 // (wgmma_moba) and the backward (both entries, each its own kernels) run one range of kv heads after another, each in
