@@ -14,11 +14,15 @@
 # - sweep: dense at 32K (16 heads) against SDPA cuDNN and flash, fwd and fwd+bwd; Figure 2b's 128K
 #   point (block 2048, top-k 3) for MHA 32:32, GQA 32:8 and MQA 32:1, fwd and fwd+bwd, gating
 #   included; FlashMoBA's setting (512K, 16 heads, block 128, top-k 8), gating included and then
-#   timed apart; cuDNN in the same process each time.
-# Usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep   Reports and logs go to ${OUT:-out}/; a summary prints last.
+#   timed apart; cuDNN in the same process each time. The fastest entries: wgmma_moba_atomic for
+#   MoBA (wgmma_moba's forward and gating, the 5-product backward), wgmma_dense (forward) and
+#   wgmma_dense_atomic (its forward, the 5-product backward) for dense.
+# - paper1m: `moba paper` for Figures 2a and 2b at 128K, 256K, 512K and 1M (32 query / 8 kv heads)
+#   with SDPA cuDNN in the same process: target 4's two figures and target 3's dense 1M forward.
+# Usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep|paper1m   Reports and logs go to ${OUT:-out}/; a summary prints last.
 source "$(dirname "$0")/gpu_prologue.sh"
-mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep}
-case $mode in memory|paper10m|verify10m|sweep) ;; *) echo "unknown mode '$mode' (memory, paper10m, verify10m or sweep)"; exit 2 ;; esac  # before any build
+mode=${1:?usage: ci/gpu_speed.sh memory|paper10m|verify10m|sweep|paper1m}
+case $mode in memory|paper10m|verify10m|sweep|paper1m) ;; *) echo "unknown mode '$mode' (memory, paper10m, verify10m, sweep or paper1m)"; exit 2 ;; esac  # before any build
 build_release
 python=$(sed -n 's/^Python3_EXECUTABLE:[A-Z]*=//p' build/release/CMakeCache.txt)
 export PYTHONPATH=$PWD/build/release/harness/python MOBA_EXAMPLES=$PWD/harness/python/examples
@@ -52,19 +56,27 @@ case $mode in
     ;;
   sweep)
     # Every ratio over the fastest dense implementation in the same process (cuDNN included).
-    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense \
+    step dense_32k 150 "${pymoba[@]}" bench --seqlen 32K --heads 16 --head-dim 128 --impl wgmma_dense,wgmma_dense_atomic \
       --torch sdpa_cudnn,sdpa_flash --phase fwd,fwdbwd --max-seconds 3 --out "$out/dense-32k.json"
     step sweep_128k 300 "${pymoba[@]}" bench --seqlen 128K --heads 32 --kv-heads 32,8,1 --head-dim 128 --block 2048 \
-      --topk 3 --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included \
-      --max-seconds 3 --out "$out/sweep-128k.json"
+      --topk 3 --impl wgmma_moba_atomic,wgmma_dense,wgmma_dense_atomic --torch sdpa_cudnn --phase fwd,fwdbwd \
+      --gating included --max-seconds 3 --out "$out/sweep-128k.json"
     step flashmoba_512k 240 "${pymoba[@]}" bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
-      --impl wgmma_moba,wgmma_dense --torch sdpa_cudnn --phase fwd,fwdbwd --gating included --warmup 0 \
+      --impl wgmma_moba_atomic,wgmma_dense_atomic --torch sdpa_cudnn --phase fwd,fwdbwd --gating included --warmup 0 \
       --min-samples 3 --time-cap 30 --max-seconds 5 --out "$out/flashmoba-512k.json"
     step flashmoba_gating 90 build/release/harness/cli/moba bench --seqlen 512K --heads 16 --head-dim 128 --block 128 --topk 8 \
-      --impl wgmma_moba --phase fwd --gating separate --max-seconds 3 --out "$out/flashmoba-gating.json"
+      --impl wgmma_moba_atomic --phase fwd --gating separate --max-seconds 3 --out "$out/flashmoba-gating.json"
     for f in dense_32k sweep_128k flashmoba_512k flashmoba_gating; do grep -E "^  [a-z_]+ +(fwd|fwdbwd)" "$step_logs/$f.log"; done
     ;;
-  *) echo "unknown mode '$mode' (memory, paper10m, verify10m or sweep)"; exit 2 ;;
+  paper1m)
+    for figure in 2a 2b; do
+      step paper_$figure 270 "${pymoba[@]}" paper --figure $figure --lengths 128K,256K,512K,1M \
+        --impl wgmma_moba_atomic,wgmma_dense --torch sdpa_cudnn --warmup 0 --max-run-seconds 40 --max-seconds 3 \
+        --time-cap 40 --out "$out/paper-$figure.json" --markdown "$out/paper-$figure.md"
+      cat "$out/paper-$figure.md" 2>/dev/null
+    done
+    ;;
+  *) echo "unknown mode '$mode' (memory, paper10m, verify10m, sweep or paper1m)"; exit 2 ;;
 esac
 step_gather
 cat "$out/summary.txt"
