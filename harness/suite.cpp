@@ -46,8 +46,10 @@ std::vector<InputFamily> suite_input_families() {
 
 // One case outside the matrix, appended: its seed and family follow the cases before it.
 void add_case(std::vector<CheckCase>& cases, std::vector<int> seqlens, int heads_q, int heads_kv, int head_dim,
-              int block, int topk, DType dtype, std::uint64_t base_seed, const std::vector<InputFamily>& families) {
+              int block, int topk, DType dtype, std::uint64_t base_seed, const std::vector<InputFamily>& families,
+              double softmax_scale = 0.0) {
     Problem p;
+    p.softmax_scale = softmax_scale;
     p.seqlens = std::move(seqlens);
     p.heads_q = heads_q;
     p.heads_kv = heads_kv;
@@ -73,6 +75,13 @@ std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<In
     add_case(cases, {1300, 500}, 32, 8, 128, 256, 3, DType::f16, base_seed, families);
     add_case(cases, {1500}, 16, 16, 128, 128, 8, DType::bf16, base_seed, families);
     add_case(cases, {4200, 40}, 4, 1, 128, 2048, 2, DType::bf16, base_seed, families);
+    // Softmax scales other than 1/sqrt(D), which every case above takes: a kernel that computes
+    // 1/sqrt(D) itself instead of reading the problem's scale passed them all. And a batch of 10
+    // sequences (the matrix's largest has 4), so a sequence lookup is searched past a few entries.
+    const std::vector<int> ten = {129, 1, 64, 300, 17, 255, 2, 511, 128, 90};
+    add_case(cases, ten, 4, 2, 64, 64, 3, DType::bf16, base_seed, families, 0.2);
+    add_case(cases, ten, 4, 2, 128, 64, 3, DType::f16, base_seed, families, 0.05);
+    add_case(cases, ten, 4, 1, 128, 64, 0, DType::bf16, base_seed, families, 0.15);  // zero sparsity: the dense entries
     return cases;
 }
 

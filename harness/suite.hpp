@@ -18,7 +18,8 @@ std::vector<InputFamily> suite_input_families();
 // Block size per length so every length has several blocks: 16, 32, 128, 256, 128. Then six
 // cases in the paper's layouts at short lengths (harness/suite.cpp): 32 query heads in groups of
 // 32 (D 128 bf16, D 64 fp16, and zero sparsity for the dense entries) and of 4, 16 heads at block
-// 128 and top-k 8, and a block of 2048 keys (16 key tiles).
+// 128 and top-k 8, and a block of 2048 keys (16 key tiles); and three batches of 10 sequences
+// with softmax scales other than 1/sqrt(D) (one at zero sparsity).
 // Seeds are base_seed + index, so each case is reproducible on its own. Case i draws its inputs
 // from families[i % families.size()]: by default suite_input_families() in turn.
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed,

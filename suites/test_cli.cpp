@@ -1,6 +1,7 @@
 // Command-line parsing and every bad input of the foundation issue: a clear message naming
 // the bad value and a non-zero exit, never a crash or a wrong answer.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -202,7 +203,8 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     f.suite = "quick";
     const CheckPlan plan = plan_check(f, false);
     // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k, then 6 layout cases
-    EXPECT_EQ(plan.cases.size(), 186u);
+    // and 3 batches of 10 sequences with their own softmax scales
+    EXPECT_EQ(plan.cases.size(), 189u);
     EXPECT_FALSE(plan.options.add_zero_sparsity);
     int zero = 0, mqa = 0, varlen = 0, odd = 0;
     std::set<std::string> layouts;  // what the appended cases must keep covering
@@ -221,14 +223,19 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
         if (p.heads_q == 32 && p.heads_kv == 8) layouts.insert("32:8 " + sparsity);
         if (p.heads_q == 16 && p.heads_kv == 16 && p.block == 128 && p.topk == 8) layouts.insert("16:16 k8 " + sparsity);
         if (p.block == 2048 && p.max_blocks() > p.topk) layouts.insert("block 2048 sparse");
+        if (p.softmax_scale > 0.0 && p.softmax_scale != 1.0 / std::sqrt(static_cast<double>(p.head_dim))) {
+            layouts.insert(fmt::format("scale D{} {}", p.head_dim, sparsity));
+            if (p.batch() >= 10) layouts.insert("10 sequences");
+        }
     }
     EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended cases' seeds go on
-    EXPECT_GE(zero, 61);
-    EXPECT_EQ(mqa, 64);
-    EXPECT_EQ(varlen, 40);
+    EXPECT_GE(zero, 62);
+    EXPECT_EQ(mqa, 65);
+    EXPECT_EQ(varlen, 43);
     EXPECT_EQ(odd, 72);
     for (const char* layout : {"group 32 bf16 D128 sparse", "group 32 fp16 D64 sparse", "group 32 fp16 D128 dense",
-                               "32:8 sparse", "16:16 k8 sparse", "block 2048 sparse"})
+                               "32:8 sparse", "16:16 k8 sparse", "block 2048 sparse", "scale D64 sparse",
+                               "scale D128 sparse", "scale D128 dense", "10 sequences"})
         EXPECT_TRUE(layouts.count(layout)) << layout;
 }
 

@@ -212,6 +212,38 @@ TEST(Planted, ExactTieToTheHigherIndexIsCaught) {
     EXPECT_EQ(g.mismatches, flipped);
 }
 
+// A kernel that computes 1/sqrt(D) itself instead of reading the problem's scale: right on every
+// case with the default scale, so only cases with another scale can catch it. On the quick
+// suite's (harness/suite.cpp) the baseline run with 1/sqrt(D) is incorrect, the same baseline
+// with the problem's scale passes.
+TEST(Planted, AHardCodedSoftmaxScaleIsCaught) {
+    int cases = 0, zero_sparsity = 0;
+    for (const CheckCase& kase : quick_suite(1)) {
+        const Problem& p = kase.problem;
+        if (p.softmax_scale == 0.0) continue;
+        ++cases;
+        zero_sparsity += p.zero_sparsity();
+        std::ostringstream what;
+        PrintTo(kase, &what);
+        const HostInputs in = make_inputs(p, kase.seed, kase.inputs);
+        const ref::GatingResult gate = ref::gating(p, in);
+        const ref::Forward truth = ref::attention_forward(p, in, gate.selection);
+        const ForwardOutput right = ref::baseline_forward(p, in, gate.selection);
+        Problem hard_coded = p;
+        hard_coded.softmax_scale = 0.0;
+        const ForwardOutput wrong = ref::baseline_forward(hard_coded, in, gate.selection);
+        const Rows rows{static_cast<std::size_t>(p.head_dim), static_cast<std::size_t>(p.heads_q)};
+        const auto judge = [&](const std::vector<float>& got) {
+            return compare_tensor("out", got, truth.out, right.out, kForwardFactor, tensor_atol(p.dtype), rows);
+        };
+        EXPECT_EQ(judge(right.out).outcome, Outcome::passed) << what.str();
+        const TensorCheck t = judge(wrong.out);
+        EXPECT_EQ(t.outcome, Outcome::incorrect) << what.str() << ": " << t.reason;
+    }
+    EXPECT_EQ(cases, 3);
+    EXPECT_EQ(zero_sparsity, 1);  // the dense entries meet one too
+}
+
 // The near-tie excuse stays rare: on every sparse shape of the quick suite, with its input
 // families, a plain fp32 gating (the baseline) agrees with float64 beyond near-tie swaps, and
 // near ties are at most 2% of the (token, head) pairs.
