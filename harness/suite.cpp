@@ -12,39 +12,8 @@ struct Lengths {
     int block;
 };
 
-std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::vector<int>& topks,
-                              const std::vector<int>& head_dims, int heads_q,
-                              const std::vector<int>& kv_heads, std::uint64_t base_seed,
-                              const std::vector<InputFamily>& families, std::vector<CheckCase> cases = {}) {
-    // Appends to `cases`: indices (seeds, families) go on from where they stand.
-    for (int hkv : kv_heads)
-        for (DType dtype : {DType::bf16, DType::f16})
-            for (int d : head_dims)
-                for (const auto& len : lengths)
-                    for (int k : topks) {
-                        Problem p;
-                        p.seqlens = len.seqlens;
-                        p.heads_q = heads_q;
-                        p.heads_kv = hkv;
-                        p.head_dim = d;
-                        p.block = len.block;
-                        p.dtype = dtype;
-                        p.topk = k > 0 ? k : p.max_blocks();  // k <= 0 means "k >= n"
-                        const std::size_t index = cases.size();
-                        // Every family in turn, so each shape class meets several of them.
-                        cases.push_back({p, base_seed + index, families[index % families.size()]});
-                    }
-    return cases;
-}
-
-}  // namespace
-
-std::vector<InputFamily> suite_input_families() {
-    return {InputFamily::normal, InputFamily::dominant, InputFamily::sink, InputFamily::recency,
-            InputFamily::peaked, InputFamily::large_v, InputFamily::ties};
-}
-
-// One case outside the matrix, appended: its seed and family follow the cases before it.
+// Appends one case; its seed and input family follow from its index (the cases before it).
+// topk <= 0 means "k >= n" (zero sparsity).
 void add_case(std::vector<CheckCase>& cases, std::vector<int> seqlens, int heads_q, int heads_kv, int head_dim,
               int block, int topk, DType dtype, std::uint64_t base_seed, const std::vector<InputFamily>& families,
               double softmax_scale = 0.0) {
@@ -59,6 +28,27 @@ void add_case(std::vector<CheckCase>& cases, std::vector<int> seqlens, int heads
     p.topk = topk > 0 ? topk : p.max_blocks();
     const std::size_t index = cases.size();
     cases.push_back({p, base_seed + index, families[index % families.size()]});
+}
+
+std::vector<CheckCase> matrix(const std::vector<Lengths>& lengths, const std::vector<int>& topks,
+                              const std::vector<int>& head_dims, int heads_q,
+                              const std::vector<int>& kv_heads, std::uint64_t base_seed,
+                              const std::vector<InputFamily>& families, std::vector<CheckCase> cases = {}) {
+    // Appends to `cases`: indices (seeds, families) go on from where they stand.
+    for (int hkv : kv_heads)
+        for (DType dtype : {DType::bf16, DType::f16})
+            for (int d : head_dims)
+                for (const auto& len : lengths)
+                    for (int k : topks)  // every family in turn, so each shape class meets several
+                        add_case(cases, len.seqlens, heads_q, hkv, d, len.block, k, dtype, base_seed, families);
+    return cases;
+}
+
+}  // namespace
+
+std::vector<InputFamily> suite_input_families() {
+    return {InputFamily::normal, InputFamily::dominant, InputFamily::sink, InputFamily::recency,
+            InputFamily::peaked, InputFamily::large_v, InputFamily::ties};
 }
 
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<InputFamily>& families) {
