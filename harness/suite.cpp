@@ -65,6 +65,10 @@ std::vector<CheckCase> quick_suite(std::uint64_t base_seed, const std::vector<In
     add_case(cases, {1300, 500}, 32, 8, 128, 256, 3, DType::f16, base_seed, families);
     add_case(cases, {1500}, 16, 16, 128, 128, 8, DType::bf16, base_seed, families);
     add_case(cases, {4200, 40}, 4, 1, 128, 2048, 2, DType::bf16, base_seed, families);
+    // Figure 2a's top-k 12 (the gating's 16-entry lists, GatingPlan::Select::top16): the matrix's
+    // k 3 takes the 8-entry register lists and its k >= n never fills a list.
+    add_case(cases, {3000, 600}, 4, 1, 128, 128, 12, DType::bf16, base_seed, families);
+    add_case(cases, {2100, 300}, 4, 2, 64, 128, 12, DType::f16, base_seed, families);
     // Softmax scales other than 1/sqrt(D), which every case above takes: a kernel that computes
     // 1/sqrt(D) itself instead of reading the problem's scale passed them all. And a batch of 10
     // sequences (the matrix's largest has 4), so a sequence lookup is searched past a few entries.
@@ -88,7 +92,9 @@ std::vector<CheckCase> paths_suite(std::uint64_t base_seed, const std::vector<In
     // Block 192: a block's second 128-key tile is partial (quick's blocks are 16, 32 or multiples
     // of 128, so only a first tile is ever cut short).
     const std::vector<Lengths> odd_block = {{{1500, 600}, 192}};
-    return matrix(odd_block, {3}, {64, 128}, 4, {2}, base_seed, families, std::move(cases));
+    cases = matrix(odd_block, {3}, {64, 128}, 4, {2}, base_seed, families, std::move(cases));
+    // k 12 (16-entry lists) over several gating tiles; last, so the cases above keep their seeds.
+    return matrix(many, {12}, {64, 128}, 4, {2}, base_seed, families, std::move(cases));
 }
 
 std::vector<CheckCase> named_suite(std::string_view name, std::uint64_t base_seed,

@@ -18,8 +18,9 @@ std::vector<InputFamily> suite_input_families();
 // Block size per length so every length has several blocks: 16, 32, 128, 256, 128. Then six
 // cases in the paper's layouts at short lengths (harness/suite.cpp): 32 query heads in groups of
 // 32 (D 128 bf16, D 64 fp16, and zero sparsity for the dense entries) and of 4, 16 heads at block
-// 128 and top-k 8, and a block of 2048 keys (16 key tiles); and three batches of 10 sequences
-// with softmax scales other than 1/sqrt(D) (one at zero sparsity).
+// 128 and top-k 8, a block of 2048 keys (16 key tiles), and Figure 2a's top-k 12 (the gating's
+// 16-entry lists) twice; and three batches of 10 sequences with softmax scales other than
+// 1/sqrt(D) (one at zero sparsity).
 // Seeds are base_seed + index, so each case is reproducible on its own. Case i draws its inputs
 // from families[i % families.size()]: by default suite_input_families() in turn.
 std::vector<CheckCase> quick_suite(std::uint64_t base_seed,
@@ -28,11 +29,11 @@ std::vector<CheckCase> quick_suite(std::uint64_t base_seed,
 std::vector<CheckCase> long_suite(std::uint64_t base_seed,
                                   const std::vector<InputFamily>& families = suite_input_families());
 
-// paths: the selection paths the quick matrix (at most 17 blocks, k in {1, 3, >= n}) never
-// takes: k 8, 20 and 70 (a gating's lists of 16 and of 64 entries, and its multi-pass fallback
-// past 65; as many sparse waves) over rows with 94 and 257 past blocks (several 64-block gating
-// tiles), and k 3 at block 192 (a block whose second 128-key tile is partial), GQA (4 query
-// heads, 2 kv heads) x bf16, fp16 x D 64, 128: 28 cases.
+// paths: the selection paths the quick matrix (at most 64 blocks; k 12 twice, else k <= 9 or
+// k >= n) never takes: k 8, 12, 20 and 70 (a gating's lists of 8, 16 and 64 entries, and its
+// multi-pass fallback past 65; as many sparse waves) over rows with 94 and 257 past blocks
+// (several 64-block gating tiles), and k 3 at block 192 (a block whose second 128-key tile is
+// partial), GQA (4 query heads, 2 kv heads) x bf16, fp16 x D 64, 128: 36 cases.
 std::vector<CheckCase> paths_suite(std::uint64_t base_seed,
                                    const std::vector<InputFamily>& families = suite_input_families());
 

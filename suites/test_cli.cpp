@@ -28,6 +28,7 @@
 #include "harness/registry.hpp"
 #include "harness/scoped_env.hpp"
 #include "harness/suite.hpp"
+#include "kernels/moba/gating.hpp"
 #include "kernels/moba/head_passes.hpp"
 #include "suites/binary_run.hpp"
 
@@ -138,14 +139,25 @@ TEST(PlanCheck, ShardsSplitASuiteWithoutLosingOrRepeatingCases) {
     expect_error([&] { plan_check(one, false); }, "needs --suite");
 }
 
-// The paths suite takes what the quick matrix never does: top-k lists past 16 and past 64 entries
-// (the gating's second list size and its multi-pass fallback), rows with more than one 64-block
-// gating tile, and a block whose second 128-key tile is partial, for each dtype and head dim.
+// The paths suite takes what the quick matrix never does: each of the gating's list kernels
+// (GatingPlan::Select: 8-entry register lists, 16- and 64-entry shared lists, the multi-pass
+// fallback) over rows with more than one 64-block gating tile, and a block whose second 128-key
+// tile is partial, for each dtype and head dim. The quick suite reaches every list kernel on one
+// gating tile with a real choice (more past blocks than the list keeps).
 TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
+    const auto list_kernel = [](const Problem& p) {
+        switch (sparse::plan_gating(p).select) {
+            case sparse::GatingPlan::Select::top8: return "8";
+            case sparse::GatingPlan::Select::top16: return "16";
+            case sparse::GatingPlan::Select::top64: return "64";
+            case sparse::GatingPlan::Select::passes: return "passes";
+        }
+        return "?";
+    };
     CheckFlags f;
     f.suite = "paths";
     const CheckPlan plan = plan_check(f, false);
-    EXPECT_EQ(plan.cases.size(), 28u);
+    EXPECT_EQ(plan.cases.size(), 36u);
     std::set<std::string> seen;
     std::set<std::uint64_t> seeds;
     for (const auto& c : plan.cases) {
@@ -153,25 +165,29 @@ TEST(PlanCheck, PathsSuiteTakesTheSelectionPathsQuickNeverDoes) {
         EXPECT_NO_THROW(p.validate());
         EXPECT_FALSE(p.zero_sparsity());
         seeds.insert(c.seed);
-        std::string path = p.topk - 1 <= 16 ? "16" : p.topk <= 65 ? "64" : "passes";
+        std::string path = list_kernel(p);
         if (p.max_blocks() > 64) path += " many tiles";
         if (p.block > 128 && p.block % 128 != 0) path = "partial second key tile";
         seen.insert(fmt::format("{} {} {}", to_string(p.dtype), p.head_dim, path));
     }
-    EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended group's seeds go on
+    EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended groups' seeds go on
     for (const char* dtype : {"bf16", "fp16"})
         for (int d : {64, 128})
-            for (const char* path : {"16 many tiles", "64 many tiles", "passes many tiles", "partial second key tile"})
+            for (const char* path : {"8 many tiles", "16 many tiles", "64 many tiles", "passes many tiles",
+                                     "partial second key tile"})
                 EXPECT_TRUE(seen.count(fmt::format("{} {} {}", dtype, d, path))) << dtype << " " << d << " " << path;
     f.suite = "quick";
+    std::set<std::string> quick_lists;
     for (const auto& c : plan_check(f, false).cases) {
         const Problem& p = c.problem;
         EXPECT_LE(p.max_blocks(), 64);  // one gating tile: what paths adds is not here
         if (!p.zero_sparsity()) {
             EXPECT_LE(p.topk - 1, 16);
+            if (p.max_blocks() > p.topk) quick_lists.insert(list_kernel(p));  // a list that must choose
         }
         EXPECT_TRUE(p.block <= 128 || p.block % 128 == 0) << p.block;
     }
+    EXPECT_EQ(quick_lists, (std::set<std::string>{"8", "16"}));
 }
 
 // The check's second calls run one kv head per head pass (harness/gpu_run.hpp): on the suite
@@ -202,9 +218,9 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     CheckFlags f;
     f.suite = "quick";
     const CheckPlan plan = plan_check(f, false);
-    // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k, then 6 layout cases
-    // and 3 batches of 10 sequences with their own softmax scales
-    EXPECT_EQ(plan.cases.size(), 189u);
+    // 3 layouts x 2 dtypes x 2 head dims x 5 length sets x 3 values of k, then 6 layout cases,
+    // 2 at top-k 12 and 3 batches of 10 sequences with their own softmax scales
+    EXPECT_EQ(plan.cases.size(), 191u);
     EXPECT_FALSE(plan.options.add_zero_sparsity);
     int zero = 0, mqa = 0, varlen = 0, odd = 0;
     std::set<std::string> layouts;  // what the appended cases must keep covering
@@ -230,8 +246,8 @@ TEST(PlanCheck, QuickSuiteCoversTheMatrix) {
     }
     EXPECT_EQ(seeds.size(), plan.cases.size());  // the appended cases' seeds go on
     EXPECT_GE(zero, 62);
-    EXPECT_EQ(mqa, 65);
-    EXPECT_EQ(varlen, 43);
+    EXPECT_EQ(mqa, 66);
+    EXPECT_EQ(varlen, 45);
     EXPECT_EQ(odd, 72);
     for (const char* layout : {"group 32 bf16 D128 sparse", "group 32 fp16 D64 sparse", "group 32 fp16 D128 dense",
                                "32:8 sparse", "16:16 k8 sparse", "block 2048 sparse", "scale D64 sparse",
@@ -371,7 +387,7 @@ TEST(Binary, BadInputExitsTwoWithTheValueNamed) {
 }
 
 // The paths suite end to end without a GPU (CUDA_VISIBLE_DEVICES empty on every machine): a
-// seventh of its cases (k 8, 20, 70 over 257 past blocks, k 3 at block 192), the same-precision
+// seventh of its cases (k 8, 12, 20, 70 over 257 past blocks, k 3 at block 192), the same-precision
 // baseline judged against float64, every record passing.
 TEST(Binary, PathsSuiteRunsAgainstFloat64) {
     const fs::path out = scratch("moba_paths.json");
@@ -386,7 +402,7 @@ TEST(Binary, PathsSuiteRunsAgainstFloat64) {
         EXPECT_EQ(rec["outcome"], "passed") << rec.dump(1);
         topks.insert(rec["config"]["topk"].get<int>());
     }
-    EXPECT_EQ(topks, (std::set<int>{3, 8, 20, 70}));
+    EXPECT_EQ(topks, (std::set<int>{3, 8, 12, 20, 70}));
     EXPECT_EQ(doc["complete"], true);
 }
 
