@@ -15,6 +15,7 @@
 #include "harness/compare.hpp"
 #include "core/cuda_check.hpp"
 #include "harness/gpu_run.hpp"
+#include "kernels/moba/head_passes.hpp"  // kAccumulatorBudgetEnv
 #include "harness/held_stream.hpp"
 #include "harness/inputs.hpp"
 #include "harness/naive_baseline.hpp"
@@ -243,7 +244,7 @@ void judge_second_calls(const CheckCase& c, const Implementation& impl, Referenc
                                "outputs were poisoned{}): {}",
                                run.gradients_again ? " and a backward" : "", kSecondCallHoldMs,
                                second_calls_one_kv_head_per_pass(c.problem)
-                                   ? "; with MOBA_ACCUMULATOR_BUDGET_MIB=0, one kv head per head pass"
+                                   ? fmt::format("; with {}=0, one kv head per head pass", sparse::kAccumulatorBudgetEnv)
                                    : "",
                                r.reason);
         records.push_back(std::move(r));

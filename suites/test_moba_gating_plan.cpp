@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/problem.hpp"
+#include "harness/scoped_env.hpp"
 #include "kernels/moba/accumulator.hpp"
 #include "kernels/moba/block_lists.hpp"
 #include "kernels/moba/gating.hpp"
@@ -125,17 +126,11 @@ TEST(TiledBlockLists, SizesAndBounds) {
 // D * 4 + 8 bytes per row) fit the budget, at least one kv head each, evened out; a bad budget is
 // refused by value.
 TEST(HeadPasses, FollowTheAccumulatorBudget) {
-    const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
-    const std::string old = saved != nullptr ? saved : "";
-    const auto restore = [&] {
-        if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
-        else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
-    };
+    const ScopedEnv restore(kAccumulatorBudgetEnv, nullptr);  // what the caller had, back at the end
     // Issue 17's memory setting: 1M tokens, 32 / 8 heads, D 128: 2^20 * 4 * 520 bytes (2.03 GiB)
     // per kv head, two of them over the 4 GiB default, so one kv head per pass.
     const Problem big = make({1 << 20}, 32, 8, 128, 4096, 12);
     const Problem small = make({3000, 700, 1}, 6, 3, 128, 128, 4);  // 3701 * 2 * 520 per kv head
-    ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
     EXPECT_EQ(accumulator_budget_bytes(), std::size_t{4096} << 20);
     EXPECT_EQ(kv_heads_per_pass(big), 1);
     EXPECT_EQ(kv_heads_per_pass(small), 3);
@@ -171,15 +166,13 @@ TEST(HeadPasses, FollowTheAccumulatorBudget) {
             EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos) << e.what();
         }
     }
-    restore();
 }
 
 // The MoBA backward's workspace (accumulator.hpp), both backends': the row statistics, then one
 // head pass's fp32 dQ (none when the selection has no past block), then the lists, each region
 // where the one before ends, so nothing overlaps and the sizes the backends ask for hold it.
 TEST(BackwardWorkspace, CarvesStatisticsThenOnePassDqThenLists) {
-    const char* saved = std::getenv("MOBA_ACCUMULATOR_BUDGET_MIB");
-    const std::string old = saved != nullptr ? saved : "";
+    const ScopedEnv restore(kAccumulatorBudgetEnv, nullptr);  // what the caller had, back at the end
     ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", "8", 1);  // passes of 2 kv heads on `passes` below
     const Problem passes = make({3000, 700, 1}, 6, 3, 128, 128, 4);
     ASSERT_EQ(kv_heads_per_pass(passes), 2);
@@ -208,8 +201,6 @@ TEST(BackwardWorkspace, CarvesStatisticsThenOnePassDqThenLists) {
         EXPECT_EQ(at(ws.lists), base + row_stats_bytes(p) + dq);
         EXPECT_GE(row_stats_bytes(p), static_cast<std::size_t>(p.total_tokens()) * p.heads_q * sizeof(float2));
     }
-    if (saved != nullptr) ::setenv("MOBA_ACCUMULATOR_BUDGET_MIB", old.c_str(), 1);
-    else ::unsetenv("MOBA_ACCUMULATOR_BUDGET_MIB");
 }
 
 TEST(TiledBlockLists, RefusesWithAReason) {
